@@ -1,0 +1,126 @@
+/*
+ * bench_log — cost of one structured event: an event with 10 typed fields
+ * plus three bound fields (correlation_id, task, run_id), rendered as JSON
+ * and written with write(2) to /dev/null through log_emit. N events per run,
+ * RUNS runs, median ns/event. Then the structlog baseline
+ * (bench/structlog_baseline.py, run with /usr/bin/python3) and the ratio.
+ *
+ * Usage: bench_log [SOURCE_ROOT]   (else $FK_SOURCE_ROOT, else ".")
+ */
+#include "log.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define N    200000
+#define RUNS 7
+
+static double now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double run_once(void)
+{
+	double t0 = now_ns();
+	for (int i = 0; i < N; i++) {
+		log_info("tasks.health_check", "server_health_check",
+			 LOG_STR("server_handle", "srv-eu-01"), LOG_STR("server_ip", "10.0.3.17"),
+			 LOG_STR("status", "healthy"), LOG_STR("stage", "http"),
+			 LOG_INT("response_time_ms", 123), LOG_INT("attempt", 2),
+			 LOG_INT("http_status", 200), LOG_DBL("duration_sec", 0.84),
+			 LOG_DBL("load_avg", 1.25), LOG_BOOL("is_ghost", false));
+	}
+	return (now_ns() - t0) / N;
+}
+
+static double bench_ours(void)
+{
+	double r[RUNS];
+	run_once(); /* warm up */
+	for (int i = 0; i < RUNS; i++)
+		r[i] = run_once();
+	qsort(r, RUNS, sizeof r[0], cmp_double);
+	return r[RUNS / 2];
+}
+
+/* Runs the Python baseline; its median ns/event, or -1 if it could not run. */
+static double bench_structlog(const char *root)
+{
+	char script[4096];
+	snprintf(script, sizeof script, "%s/bench/structlog_baseline.py", root);
+	if (access("/usr/bin/python3", X_OK) != 0 || access(script, R_OK) != 0)
+		return -1;
+	char cmd[4200];
+	snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' 2>/dev/null", script);
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	char line[512];
+	double ns = -1;
+	while (fgets(line, sizeof line, p))
+		if (strncmp(line, "structlog_ns_per_event:", 23) == 0)
+			ns = strtod(line + 23, NULL);
+	int st = pclose(p);
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return -1;
+	return ns > 0 ? ns : -1;
+}
+
+int main(int argc, char **argv)
+{
+	const char *root = argc > 1 ? argv[1] : getenv("FK_SOURCE_ROOT");
+	if (!root || !*root)
+		root = ".";
+	int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		perror("/dev/null");
+		return 1;
+	}
+	log_options opts;
+	log_options_default(&opts);
+	opts.fd = fd;
+	opts.color = 0;
+	if (log_init(&opts) != 0) {
+		fprintf(stderr, "bench_log: log_init failed\n");
+		return 1;
+	}
+	log_bind(LOG_STR("correlation_id", "run_health_check_1735167345_a1b2"));
+	log_bind(LOG_STR("task", "health_check"));
+	log_bind(LOG_INT("run_id", 42));
+
+	double ours = bench_ours();
+	log_clear_context();
+	log_shutdown();
+	close(fd);
+	printf("log_ns_per_event: %.1f ns\n", ours);
+
+	double base = bench_structlog(root);
+	if (base < 0) {
+		printf("structlog baseline: skipped (python3 or structlog unavailable)\n");
+		printf("{\"bench\":\"log\",\"ns_per_event\":%.1f,\"structlog_ns_per_event\":null,"
+		       "\"ratio\":null}\n",
+		       ours);
+		return 0;
+	}
+	double ratio = base / ours;
+	printf("structlog_ns_per_event: %.0f ns\n", base);
+	printf("ratio: %.1f x\n", ratio);
+	printf("{\"bench\":\"log\",\"ns_per_event\":%.1f,\"structlog_ns_per_event\":%.0f,"
+	       "\"ratio\":%.1f}\n",
+	       ours, base, ratio);
+	return 0;
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Benchmark (c): an idle daemon whose next task is an hour away.
+# Counts the daemon's wakeups (context switches of all its threads) over
+# SECONDS (default 60) and reports its resident memory.
+#   bench/idle.sh BUILD_DIR [SECONDS]
+set -euo pipefail
+build=${1:-build-bench}
+secs=${2:-60}
+bin="$build/fleetkeeper"
+work=$(mktemp -d)
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+
+cat > "$work/fk.conf" <<CONF
+[daemon]
+state_dir = $work/var
+[task.hourly]
+type = command
+schedule = @every 1h
+command = true
+[task.nightly]
+type = command
+schedule = 30 2 * * *
+command = true
+CONF
+"$bin" -c "$work/fk.conf" run > "$work/out.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do
+	grep -q scheduler_started "$work/out.log" 2>/dev/null && break
+	sleep 0.05
+done
+sleep 2 # let the start-up writes settle: not part of the idle period
+switches() {
+	local total=0
+	for t in /proc/$pid/task/*; do
+		while read -r k v; do
+			case $k in voluntary_ctxt_switches:|nonvoluntary_ctxt_switches:) total=$((total + v)) ;; esac
+		done < "$t/status"
+	done
+	echo $total
+}
+before=$(switches)
+sleep "$secs"
+after=$(switches)
+rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+threads=$(ls /proc/$pid/task | wc -l)
+wakeups=$((after - before))
+rate=$(awk -v w=$wakeups -v s=$secs 'BEGIN {printf "%.3f", w / s}')
+rss_mib=$(awk -v k=$rss_kb 'BEGIN {printf "%.2f", k / 1024}')
+echo "idle wakeups: $wakeups in ${secs}s ($rate per second, all $threads threads)"
+echo "idle resident memory: $rss_mib MiB"
+echo "{\"bench\": \"idle\", \"seconds\": $secs, \"wakeups\": $wakeups, \"wakeups_per_sec\": $rate, \"rss_mib\": $rss_mib, \"threads\": $threads}"

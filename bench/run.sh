@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every benchmark against its baseline in the same run, in a release
+# build (build-bench/), and writes the JSON lines to bench/results/latest.jsonl.
+#   bench/run.sh [--quick]    --quick: a 10 s idle measurement instead of 60 s
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-deps.sh test
+[ -f build-bench/build.ninja ] || meson setup build-bench --buildtype=release
+meson compile -C build-bench
+idle_secs=60
+[ "${1:-}" = "--quick" ] && idle_secs=10
+mkdir -p bench/results
+out=bench/results/latest.jsonl
+: > "$out"
+export FK_SOURCE_ROOT="$PWD"
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+for b in log wheel next; do
+	echo "== bench_$b"
+	build-bench/bench/bench_$b "$PWD" > "$tmp"
+	cat "$tmp"
+	grep '^{' "$tmp" >> "$out" || true
+done
+echo "== idle daemon"
+bench/idle.sh build-bench "$idle_secs" > "$tmp"
+cat "$tmp"
+grep '^{' "$tmp" >> "$out" || true
+echo "results: $out"

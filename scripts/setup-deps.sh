@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages fleetkeeper needs, only those missing.
+#   scripts/setup-deps.sh build   what building and running the daemon needs
+#   scripts/setup-deps.sh test    that plus what the test suite and benchmarks need
+set -euo pipefail
+
+build_pkgs=(gcc pkg-config meson ninja-build libsqlite3-dev libcjson-dev libinih-dev
+            libssh2-1-dev libgit2-dev libcurl4-openssl-dev libmicrohttpd-dev tzdata)
+test_pkgs=(libcmocka-dev python3 python3-pytest python3-structlog python3-croniter
+           sqlite3 clang-format procps)
+
+want=("${build_pkgs[@]}")
+if [ "${1:-build}" = "test" ]; then
+	want+=("${test_pkgs[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+	SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,193 @@
+/*
+ * cli — argument parsing, dispatch, and the small commands (help, version,
+ * check-config). The larger commands live in cli_run.c (run, once, trigger),
+ * cli_query.c (status, runs, incidents, trace) and cli_next.c (next).
+ */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define DEFAULT_CONFIG "etc/fleetkeeper.conf"
+
+static const char usage_text[] =
+	"usage: fleetkeeper [-c FILE] COMMAND [ARGS]\n"
+	"\n"
+	"  run                           the daemon, in the foreground\n"
+	"  once TASK                     run one task now, in this process, and exit with its result\n"
+	"  trigger TASK [--follow]       ask the running daemon to run TASK now\n"
+	"  next TASK|EXPR [-n N] [--from ISO8601] [--tz ZONE]\n"
+	"                                the next N fire times\n"
+	"  status                        tasks, servers and open incidents\n"
+	"  runs [--task T] [--limit N]   task run history\n"
+	"  incidents [--open]            incidents\n"
+	"  trace CORRELATION_ID          every stored event of one correlation id, in order\n"
+	"  check-config                  validate the configuration\n"
+	"  version | help\n"
+	"\n"
+	"FILE: -c, else $FLEETKEEPER_CONFIG, else " DEFAULT_CONFIG ".\n"
+	"Listing commands print a table, or JSON lines with --json.\n"
+	"Exit status: 0 success, 1 the work failed, 2 usage or configuration error.\n";
+
+void cli_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("fleetkeeper: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see 'fleetkeeper help')\n", stderr);
+}
+
+int cli_load_config(const cli_ctx *ctx, config **out)
+{
+	config_errors errs = {0};
+	if (config_load(out, ctx->config_path, &errs) == 0) {
+		config_errors_free(&errs);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < errs.count; i++)
+		fprintf(stderr, "%s\n", errs.lines[i]);
+	if (errs.count == 0)
+		fprintf(stderr, "%s: invalid configuration\n", ctx->config_path);
+	config_errors_free(&errs);
+	return EXIT_USAGE;
+}
+
+int cli_setup_logging(const config *cfg)
+{
+	log_options opts;
+	const char *bad = NULL;
+
+	log_options_default(&opts);
+	if (cfg && cfg->log_level)
+		log_level_parse(cfg->log_level, &opts.level);
+	if (cfg && cfg->log_format)
+		log_format_parse(cfg->log_format, &opts.format);
+	if (cfg && cfg->service_name)
+		opts.service = cfg->service_name;
+	int env_rc = log_options_from_env(&opts, &bad);
+	if (log_init(&opts) != 0) {
+		fprintf(stderr, "fleetkeeper: cannot initialise logging\n");
+		return EXIT_FAILED;
+	}
+	log_info("core.log", "logging_initialized", LOG_STR("service", opts.service),
+		 LOG_STR("log_format", opts.format == LOG_FORMAT_JSON ? "json" : "console"),
+		 LOG_STR("log_level", log_level_name(opts.level)));
+	if (env_rc != 0)
+		log_warning("core.log", "log_env_invalid", LOG_STR("variable", bad),
+			    LOG_STR("value", getenv(bad)),
+			    LOG_STR("error", "ignored: bad value"));
+	return EXIT_OK;
+}
+
+static int cmd_check_config(const cli_ctx *ctx)
+{
+	config *cfg = NULL;
+	int rc = cli_load_config(ctx, &cfg);
+	if (rc != EXIT_OK)
+		return rc;
+	if (ctx->json)
+		printf("{\"ok\": true, \"config\": \"%s\", \"tasks\": %zu}\n", cfg->path, cfg->ntasks);
+	else
+		printf("%s: OK (%zu tasks)\n", cfg->path, cfg->ntasks);
+	config_unref(cfg);
+	return EXIT_OK;
+}
+
+static int cmd_version(const cli_ctx *ctx)
+{
+	(void)ctx;
+	printf("fleetkeeper %s\n", FK_VERSION);
+	return EXIT_OK;
+}
+
+static int cmd_help(const cli_ctx *ctx)
+{
+	(void)ctx;
+	fputs(usage_text, stdout);
+	return EXIT_OK;
+}
+
+typedef struct {
+	const char *name;
+	int (*fn)(const cli_ctx *ctx);
+} command;
+
+static const command commands[] = {
+	{"run", cli_cmd_run},
+	{"once", cli_cmd_once},
+	{"trigger", cli_cmd_trigger},
+	{"next", cli_cmd_next},
+	{"status", cli_cmd_status},
+	{"runs", cli_cmd_runs},
+	{"incidents", cli_cmd_incidents},
+	{"trace", cli_cmd_trace},
+	{"check-config", cmd_check_config},
+	{"version", cmd_version},
+	{"help", cmd_help},
+};
+
+/* Take --json out of the command's arguments. */
+static void strip_json_flag(cli_ctx *ctx)
+{
+	int out = 0;
+	for (int i = 0; i < ctx->argc; i++) {
+		if (strcmp(ctx->argv[i], "--json") == 0)
+			ctx->json = true;
+		else
+			ctx->argv[out++] = ctx->argv[i];
+	}
+	ctx->argc = out;
+}
+
+static int parse_global(int argc, char **argv, cli_ctx *ctx)
+{
+	int i = 1;
+	ctx->config_path = getenv("FLEETKEEPER_CONFIG");
+	if (ctx->config_path == NULL || *ctx->config_path == '\0')
+		ctx->config_path = DEFAULT_CONFIG;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+			if (i + 1 >= argc || argv[i + 1][0] == '\0') {
+				cli_usage_error("%s needs a file name", argv[i]);
+				return -1;
+			}
+			ctx->config_path = argv[++i];
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			ctx->command = "help";
+			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			ctx->command = "version";
+			return 0;
+		} else {
+			cli_usage_error("unknown option '%s'", argv[i]);
+			return -1;
+		}
+	}
+	if (i >= argc) {
+		cli_usage_error("no command given");
+		return -1;
+	}
+	ctx->command = argv[i];
+	ctx->argc = argc - i - 1;
+	ctx->argv = argv + i + 1;
+	strip_json_flag(ctx);
+	return 0;
+}
+
+int cli_main(int argc, char **argv)
+{
+	cli_ctx ctx = {0};
+	if (parse_global(argc, argv, &ctx) != 0)
+		return EXIT_USAGE;
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (strcmp(commands[i].name, ctx.command) == 0)
+			return commands[i].fn(&ctx);
+	cli_usage_error("unknown command '%s'", ctx.command);
+	return EXIT_USAGE;
+}

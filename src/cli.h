@@ -1,0 +1,44 @@
+/*
+ * cli — the fleetkeeper command line (SPEC §1).
+ *
+ * Exit status: 0 success; 1 the work failed; 2 usage or configuration error,
+ * with one line on stderr naming the file, line or argument at fault.
+ */
+#ifndef FK_CLI_H
+#define FK_CLI_H
+
+#include <stdbool.h>
+
+#include "config.h"
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+typedef struct {
+	const char *config_path;
+	const char *command;
+	int argc;      /* arguments after the command */
+	char **argv;
+	bool json;     /* --json given anywhere after the command */
+} cli_ctx;
+
+int cli_main(int argc, char **argv);
+
+/* Shared by the commands. */
+void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Load the configuration; prints every error as FILE:LINE: message. */
+int cli_load_config(const cli_ctx *ctx, config **out);
+/* Configure the event log from [log] and the environment (which wins) and
+ * emit logging_initialized. */
+int cli_setup_logging(const config *cfg);
+
+/* The commands (cli.c, cli_run.c, cli_query.c, cli_next.c). */
+int cli_cmd_run(const cli_ctx *ctx);
+int cli_cmd_once(const cli_ctx *ctx);
+int cli_cmd_trigger(const cli_ctx *ctx);
+int cli_cmd_status(const cli_ctx *ctx);
+int cli_cmd_runs(const cli_ctx *ctx);
+int cli_cmd_incidents(const cli_ctx *ctx);
+int cli_cmd_trace(const cli_ctx *ctx);
+int cli_cmd_next(const cli_ctx *ctx);
+
+#endif

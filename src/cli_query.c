@@ -1,0 +1,238 @@
+/*
+ * cli_query — the commands that read state: status (live from the daemon
+ * when it runs, else from the store and the configuration), runs, incidents
+ * and trace. Tables by default, JSON lines with --json.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "clock.h"
+#include "control.h"
+#include "log.h"
+#include "store.h"
+#include "table.h"
+
+static void format_time(double t, char *buf, size_t cap)
+{
+	if (t <= 0) {
+		snprintf(buf, cap, "-");
+		return;
+	}
+	log_format_timestamp(buf, cap, (int64_t)llround(t * 1e6));
+	buf[19] = '\0'; /* seconds are enough in a table */
+}
+
+static int open_store(const cli_ctx *ctx, config **cfg, store **st)
+{
+	char err[512];
+	int rc = cli_load_config(ctx, cfg);
+	if (rc != EXIT_OK)
+		return rc;
+	if (store_open_readonly(st, (*cfg)->db_path, err, sizeof err) != 0) {
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+		config_unref(*cfg);
+		*cfg = NULL;
+		return EXIT_FAILED;
+	}
+	return EXIT_OK;
+}
+
+/* ---- runs ---- */
+
+typedef struct {
+	const cli_ctx *ctx;
+	table *t;
+} run_list;
+
+static cJSON *run_json(const store_run_row *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "run_id", (double)r->id);
+	cJSON_AddStringToObject(o, "task", r->task);
+	cJSON_AddStringToObject(o, "trigger", r->trigger);
+	cJSON_AddStringToObject(o, "status", run_status_name(r->status));
+	cJSON_AddStringToObject(o, "correlation_id", r->correlation_id);
+	cJSON_AddNumberToObject(o, "started_at", r->started_at);
+	if (r->finished_at > 0)
+		cJSON_AddNumberToObject(o, "finished_at", r->finished_at);
+	else
+		cJSON_AddNullToObject(o, "finished_at");
+	if (r->duration_sec >= 0)
+		cJSON_AddNumberToObject(o, "duration_sec", r->duration_sec);
+	else
+		cJSON_AddNullToObject(o, "duration_sec");
+	if (r->exit_code >= 0)
+		cJSON_AddNumberToObject(o, "exit_code", r->exit_code);
+	else
+		cJSON_AddNullToObject(o, "exit_code");
+	cJSON_AddItemToObject(o, "error", r->error ? cJSON_CreateString(r->error) : cJSON_CreateNull());
+	cJSON_AddItemToObject(o, "error_type",
+			      r->error_type ? cJSON_CreateString(r->error_type) : cJSON_CreateNull());
+	cJSON *items = r->items_json ? cJSON_Parse(r->items_json) : NULL;
+	cJSON_AddItemToObject(o, "items", items ? items : cJSON_CreateObject());
+	return o;
+}
+
+static void print_json_line(cJSON *o)
+{
+	char *s = cJSON_PrintUnformatted(o);
+	if (s)
+		printf("%s\n", s);
+	free(s);
+	cJSON_Delete(o);
+}
+
+static int add_run(void *arg, const store_run_row *r)
+{
+	run_list *l = arg;
+	char id[24], started[40], dur[32];
+	if (l->ctx->json) {
+		print_json_line(run_json(r));
+		return 0;
+	}
+	snprintf(id, sizeof id, "%lld", (long long)r->id);
+	format_time(r->started_at, started, sizeof started);
+	if (r->duration_sec >= 0)
+		snprintf(dur, sizeof dur, "%.3f", r->duration_sec);
+	else
+		snprintf(dur, sizeof dur, "-");
+	table_add(l->t, id, r->task, run_status_name(r->status), r->trigger, started, dur,
+		  r->error_type, r->correlation_id);
+	return 0;
+}
+
+int cli_cmd_runs(const cli_ctx *ctx)
+{
+	const char *task = NULL;
+	long limit = 20;
+	for (int i = 0; i < ctx->argc; i++) {
+		if (strcmp(ctx->argv[i], "--task") == 0 && i + 1 < ctx->argc) {
+			task = ctx->argv[++i];
+		} else if (strcmp(ctx->argv[i], "--limit") == 0 && i + 1 < ctx->argc) {
+			if (config_parse_int(ctx->argv[++i], 1, 1000000, &limit) != 0) {
+				cli_usage_error("--limit: expected a number from 1 to 1000000, got '%s'",
+						ctx->argv[i]);
+				return EXIT_USAGE;
+			}
+		} else {
+			cli_usage_error("runs: unexpected argument '%s'", ctx->argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	config *cfg = NULL;
+	store *st = NULL;
+	int rc = open_store(ctx, &cfg, &st);
+	if (rc != EXIT_OK)
+		return rc;
+	run_list l = {ctx, ctx->json ? NULL
+				      : table_new(8, "RUN", "TASK", "STATUS", "TRIGGER", "STARTED",
+						  "DURATION", "ERROR", "CORRELATION_ID")};
+	if (store_runs_list(st, task, (int)limit, add_run, &l) < 0) {
+		fprintf(stderr, "fleetkeeper: %s\n", store_errmsg(st));
+		rc = EXIT_FAILED;
+	}
+	table_print(l.t, stdout);
+	table_free(l.t);
+	store_close(st);
+	config_unref(cfg);
+	return rc;
+}
+
+/* ---- incidents ---- */
+
+static int add_incident(void *arg, const store_incident_row *r)
+{
+	run_list *l = arg;
+	char id[24], detected[40], resolved[40];
+	if (l->ctx->json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "incident_id", (double)r->id);
+		cJSON_AddItemToObject(o, "server_handle", r->server_handle ? cJSON_CreateString(r->server_handle)
+									   : cJSON_CreateNull());
+		cJSON_AddStringToObject(o, "type", r->type);
+		cJSON_AddStringToObject(o, "status", r->status);
+		cJSON_AddNumberToObject(o, "detected_at", r->detected_at);
+		if (r->resolved_at > 0)
+			cJSON_AddNumberToObject(o, "resolved_at", r->resolved_at);
+		else
+			cJSON_AddNullToObject(o, "resolved_at");
+		cJSON_AddItemToObject(o, "correlation_id", r->correlation_id ? cJSON_CreateString(r->correlation_id)
+									     : cJSON_CreateNull());
+		print_json_line(o);
+		return 0;
+	}
+	snprintf(id, sizeof id, "%lld", (long long)r->id);
+	format_time(r->detected_at, detected, sizeof detected);
+	format_time(r->resolved_at, resolved, sizeof resolved);
+	table_add(l->t, id, r->server_handle, r->type, r->status, detected, resolved, r->correlation_id);
+	return 0;
+}
+
+int cli_cmd_incidents(const cli_ctx *ctx)
+{
+	bool open_only = false;
+	for (int i = 0; i < ctx->argc; i++) {
+		if (strcmp(ctx->argv[i], "--open") != 0) {
+			cli_usage_error("incidents: unexpected argument '%s'", ctx->argv[i]);
+			return EXIT_USAGE;
+		}
+		open_only = true;
+	}
+	config *cfg = NULL;
+	store *st = NULL;
+	int rc = open_store(ctx, &cfg, &st);
+	if (rc != EXIT_OK)
+		return rc;
+	run_list l = {ctx, ctx->json ? NULL
+				      : table_new(7, "ID", "SERVER", "TYPE", "STATUS", "DETECTED",
+						  "RESOLVED", "CORRELATION_ID")};
+	if (store_incidents_list(st, open_only, add_incident, &l) < 0) {
+		fprintf(stderr, "fleetkeeper: %s\n", store_errmsg(st));
+		rc = EXIT_FAILED;
+	}
+	table_print(l.t, stdout);
+	table_free(l.t);
+	store_close(st);
+	config_unref(cfg);
+	return rc;
+}
+
+/* ---- trace ---- */
+
+static int print_line(void *arg, int64_t id, const char *json)
+{
+	size_t *count = arg;
+	(void)id;
+	(*count)++;
+	printf("%s\n", json);
+	return 0;
+}
+
+int cli_cmd_trace(const cli_ctx *ctx)
+{
+	if (ctx->argc != 1 || ctx->argv[0][0] == '\0') {
+		cli_usage_error("trace needs exactly one CORRELATION_ID");
+		return EXIT_USAGE;
+	}
+	config *cfg = NULL;
+	store *st = NULL;
+	size_t count = 0;
+	int rc = open_store(ctx, &cfg, &st);
+	if (rc != EXIT_OK)
+		return rc;
+	if (store_events_trace(st, ctx->argv[0], 0, print_line, &count) < 0) {
+		fprintf(stderr, "fleetkeeper: %s\n", store_errmsg(st));
+		rc = EXIT_FAILED;
+	} else if (count == 0) {
+		fprintf(stderr, "fleetkeeper: no events with correlation_id '%s'\n", ctx->argv[0]);
+		rc = EXIT_FAILED;
+	}
+	store_close(st);
+	config_unref(cfg);
+	return rc;
+}

@@ -1,0 +1,347 @@
+/*
+ * cli_run — the commands that run tasks: run (the daemon), once, and
+ * trigger (through the daemon's control socket, or in this process when no
+ * daemon runs), with --follow.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "clock.h"
+#include "control.h"
+#include "daemon.h"
+#include "log.h"
+#include "pool.h"
+#include "runner.h"
+#include "runtime.h"
+
+/* ---- one run in this process ---- */
+
+typedef struct {
+	run_request req;
+	run_control ctl;
+	run_status status;
+} local_run;
+
+static void local_run_work(void *arg, store *st)
+{
+	local_run *lr = arg;
+	lr->status = runner_execute(&lr->req, st, &lr->ctl);
+}
+
+static int block_stop_signals(sigset_t *old)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, old);
+	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+/* Wait for the worker; cancel on timeout (timeout) or SIGINT/SIGTERM
+ * (interrupted). */
+static void wait_local_run(local_run *lr, pool *p, int sig_fd, int64_t timeout_ms)
+{
+	int64_t deadline = timeout_ms > 0 ? clock_mono_ms() + timeout_ms : -1;
+	for (;;) {
+		struct pollfd fds[2] = {{pool_done_fd(p), POLLIN, 0}, {sig_fd, POLLIN, 0}};
+		int wait = -1;
+		if (deadline >= 0) {
+			int64_t left = deadline - clock_mono_ms();
+			wait = left < 0 ? 0 : (int)left;
+		}
+		int n = poll(fds, sig_fd >= 0 ? 2 : 1, wait);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (pool_take_done(p) != NULL)
+			return;
+		if (n > 0 && sig_fd >= 0 && (fds[1].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+			ssize_t r = read(sig_fd, &si, sizeof si);
+			(void)r;
+			run_control_cancel(&lr->ctl, RUN_CANCEL_SHUTDOWN);
+		}
+		if (deadline >= 0 && clock_mono_ms() >= deadline) {
+			log_warning("core.runner", "task_timeout", LOG_STR("task", lr->req.task->name),
+				    LOG_DBL("timeout_sec", (double)timeout_ms / 1000.0));
+			run_control_cancel(&lr->ctl, RUN_CANCEL_TIMEOUT);
+			deadline = -1;
+		}
+	}
+}
+
+static int run_in_process(config *cfg, const task_config *task, const char *trigger)
+{
+	runtime rt;
+	char err[512];
+	local_run lr = {0};
+	pool *p = NULL;
+	sigset_t old;
+	int rc = EXIT_FAILED;
+
+	/* Before any thread starts, so that every thread inherits the mask. */
+	int sig_fd = block_stop_signals(&old);
+	if (runtime_open(&rt, cfg, false, err, sizeof err) != 0) {
+		log_error("core.cli", "startup_failed", LOG_ERR(err, "state_dir"));
+		if (sig_fd >= 0)
+			close(sig_fd);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		return EXIT_FAILED;
+	}
+	if (runner_prepare(&lr.req, cfg, task, trigger, rt.st, err, sizeof err) != 0) {
+		log_error("core.cli", "task_run_store_failed", LOG_ERR(err, "store"));
+		goto out;
+	}
+	if (run_control_init(&lr.ctl) != 0 ||
+	    pool_start(&p, 1, cfg->db_path, err, sizeof err) != 0 ||
+	    pool_submit(p, local_run_work, &lr) != 0) {
+		log_error("core.cli", "startup_failed", LOG_ERR("cannot start a worker thread", "resources"));
+		goto out;
+	}
+	wait_local_run(&lr, p, sig_fd, task->timeout_ms);
+	rc = lr.status == RUN_SUCCESS || lr.status == RUN_SKIPPED ? EXIT_OK : EXIT_FAILED;
+out:
+	pool_stop(p);
+	run_control_destroy(&lr.ctl);
+	run_request_release(&lr.req);
+	if (sig_fd >= 0)
+		close(sig_fd);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	runtime_close(&rt);
+	return rc;
+}
+
+static const task_config *find_task_or_complain(const config *cfg, const char *name)
+{
+	const task_config *task = config_task(cfg, name);
+	if (task)
+		return task;
+	fprintf(stderr, "fleetkeeper: unknown task '%s' (configured in %s:", name, cfg->path);
+	for (size_t i = 0; i < cfg->ntasks; i++)
+		fprintf(stderr, " %s", cfg->tasks[i].name);
+	fprintf(stderr, "%s)\n", cfg->ntasks ? "" : " none");
+	return NULL;
+}
+
+int cli_cmd_once(const cli_ctx *ctx)
+{
+	config *cfg = NULL;
+	if (ctx->argc != 1) {
+		cli_usage_error("once needs exactly one TASK");
+		return EXIT_USAGE;
+	}
+	int rc = cli_load_config(ctx, &cfg);
+	if (rc != EXIT_OK)
+		return rc;
+	const task_config *task = find_task_or_complain(cfg, ctx->argv[0]);
+	if (task == NULL) {
+		config_unref(cfg);
+		return EXIT_USAGE;
+	}
+	rc = cli_setup_logging(cfg);
+	if (rc == EXIT_OK)
+		rc = run_in_process(cfg, task, "cli");
+	log_shutdown();
+	config_unref(cfg);
+	return rc;
+}
+
+int cli_cmd_run(const cli_ctx *ctx)
+{
+	config *cfg = NULL;
+	if (ctx->argc != 0) {
+		cli_usage_error("run takes no arguments, got '%s'", ctx->argv[0]);
+		return EXIT_USAGE;
+	}
+	int rc = cli_load_config(ctx, &cfg);
+	if (rc != EXIT_OK)
+		return rc;
+	rc = cli_setup_logging(cfg);
+	if (rc == EXIT_OK)
+		rc = daemon_run(cfg);
+	log_shutdown();
+	config_unref(cfg);
+	return rc;
+}
+
+/* ---- trigger ---- */
+
+typedef struct {
+	int64_t last_id;
+} follow_state;
+
+static int print_event(void *ctx, int64_t id, const char *json)
+{
+	follow_state *fs = ctx;
+	fs->last_id = id;
+	printf("%s\n", json);
+	return 0;
+}
+
+typedef struct {
+	bool found;
+	run_status status;
+} run_probe;
+
+static int probe_run(void *ctx, const store_run_row *row)
+{
+	run_probe *p = ctx;
+	p->found = true;
+	p->status = row->status;
+	return 0;
+}
+
+static void pause_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* Print the run's stored events as they arrive, until it has finished and
+ * its last events were written (the writer commits at least every 250 ms). */
+static int follow_run(const config *cfg, int64_t run_id, const char *correlation_id)
+{
+	store *st = NULL;
+	char err[512];
+	follow_state fs = {0};
+	run_probe probe = {0};
+	int64_t finished_at = -1;
+
+	if (store_open_readonly(&st, cfg->db_path, err, sizeof err) != 0) {
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+		return EXIT_FAILED;
+	}
+	for (;;) {
+		int64_t before = fs.last_id;
+		store_events_trace(st, correlation_id, fs.last_id, print_event, &fs);
+		fflush(stdout);
+		if (finished_at < 0) {
+			probe.found = false;
+			store_run_get(st, run_id, probe_run, &probe);
+			if (probe.found && probe.status != RUN_RUNNING)
+				finished_at = clock_mono_ms();
+		}
+		/* Stop once finished and quiet for longer than a writer flush. */
+		if (finished_at >= 0 && fs.last_id == before && clock_mono_ms() - finished_at > 1000)
+			break;
+		pause_ms(100);
+	}
+	store_close(st);
+	return probe.status == RUN_SUCCESS || probe.status == RUN_SKIPPED ? EXIT_OK : EXIT_FAILED;
+}
+
+static int print_trigger_reply(const cli_ctx *ctx, cJSON *reply, int64_t *run_id, char *cid,
+			       size_t cidlen)
+{
+	cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "ok");
+	if (!cJSON_IsTrue(ok)) {
+		cJSON *e = cJSON_GetObjectItemCaseSensitive(reply, "error");
+		fprintf(stderr, "fleetkeeper: daemon refused: %s\n",
+			cJSON_IsString(e) ? e->valuestring : "unknown error");
+		return EXIT_FAILED;
+	}
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "queued"))) {
+		printf(ctx->json ? "{\"queued\": true}\n"
+				 : "queued: the task is running; it runs again once that run ends\n");
+		return EXIT_OK;
+	}
+	cJSON *id = cJSON_GetObjectItemCaseSensitive(reply, "run_id");
+	cJSON *c = cJSON_GetObjectItemCaseSensitive(reply, "correlation_id");
+	if (!cJSON_IsNumber(id) || !cJSON_IsString(c)) {
+		fprintf(stderr, "fleetkeeper: malformed reply from the daemon\n");
+		return EXIT_FAILED;
+	}
+	*run_id = (int64_t)id->valuedouble;
+	snprintf(cid, cidlen, "%s", c->valuestring);
+	if (ctx->json)
+		printf("{\"run_id\": %lld, \"correlation_id\": \"%s\"}\n", (long long)*run_id, cid);
+	else
+		printf("run_id=%lld correlation_id=%s\n", (long long)*run_id, cid);
+	fflush(stdout);
+	return EXIT_OK;
+}
+
+static int trigger_through_daemon(const cli_ctx *ctx, config *cfg, const char *task, bool follow,
+				  const char *reply_text)
+{
+	cJSON *reply = cJSON_Parse(reply_text);
+	int64_t run_id = 0;
+	char cid[RUNNER_CORRELATION_MAX];
+	if (reply == NULL) {
+		fprintf(stderr, "fleetkeeper: malformed reply from the daemon\n");
+		return EXIT_FAILED;
+	}
+	bool queued = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "queued"));
+	int rc = print_trigger_reply(ctx, reply, &run_id, cid, sizeof cid);
+	cJSON_Delete(reply);
+	(void)task;
+	if (rc != EXIT_OK || !follow || queued)
+		return rc;
+	return follow_run(cfg, run_id, cid);
+}
+
+int cli_cmd_trigger(const cli_ctx *ctx)
+{
+	config *cfg = NULL;
+	const char *name = NULL;
+	bool follow = false;
+
+	for (int i = 0; i < ctx->argc; i++) {
+		if (strcmp(ctx->argv[i], "--follow") == 0 || strcmp(ctx->argv[i], "-f") == 0)
+			follow = true;
+		else if (name == NULL && ctx->argv[i][0] != '-')
+			name = ctx->argv[i];
+		else {
+			cli_usage_error("trigger: unexpected argument '%s'", ctx->argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	if (name == NULL) {
+		cli_usage_error("trigger needs a TASK");
+		return EXIT_USAGE;
+	}
+	int rc = cli_load_config(ctx, &cfg);
+	if (rc != EXIT_OK)
+		return rc;
+	const task_config *task = find_task_or_complain(cfg, name);
+	if (task == NULL) {
+		config_unref(cfg);
+		return EXIT_USAGE;
+	}
+	char *reply = NULL;
+	char err[512];
+	char request[256];
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "cmd", "trigger");
+	cJSON_AddStringToObject(req, "task", name);
+	cJSON_PrintPreallocated(req, request, sizeof request, false);
+	cJSON_Delete(req);
+	int crc = control_request(cfg->control_socket, request, &reply, err, sizeof err);
+	if (crc == 0) {
+		rc = trigger_through_daemon(ctx, cfg, name, follow, reply);
+	} else if (crc == CONTROL_NO_DAEMON) {
+		fprintf(stderr, "fleetkeeper: no daemon is running (%s); running %s in this process\n",
+			err, name);
+		rc = cli_setup_logging(cfg);
+		if (rc == EXIT_OK)
+			rc = run_in_process(cfg, task, "manual");
+		log_shutdown();
+	} else {
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+		rc = EXIT_FAILED;
+	}
+	free(reply);
+	config_unref(cfg);
+	return rc;
+}

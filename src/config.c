@@ -1,0 +1,1271 @@
+/*
+ * config — see config.h. Loading happens in two passes over one loader:
+ *
+ * 1. Reading. inih splits "key = value" lines and strips comments; our own
+ *    reader (config_read_line) hands it one physical line at a time, so
+ *    loader.lineno is the line of the key inih reports next. The reader
+ *    also owns everything inih does not tell us: section headers (with
+ *    their line, even when empty, and without inih's 50-byte name limit),
+ *    NUL and control bytes, lines longer than inih's buffer and lines that
+ *    are neither a comment, a header nor a key. Lines the reader rejects
+ *    are handed to inih as blank lines, so each problem is reported once.
+ *    Leading whitespace is stripped, so inih never sees continuation lines.
+ *    The result is the raw structure: every section in file order, every
+ *    entry with its trimmed value and line. Duplicate keys keep the first.
+ *
+ * 2. Validation. Each section is checked against its schema (key_spec
+ *    tables below); [daemon] and [log] fill the typed fields, [task.X]
+ *    sections become task_config entries, handing the keys the runner does
+ *    not know to the task type.
+ *
+ * Invariants: every problem is one error with the line it is about (0 for
+ * the file as a whole); a config is only returned when there are none; a
+ * returned config is never modified again, so it may be read from any
+ * thread while it holds a reference. Out of memory aborts (xmalloc style).
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duration.h"
+#include "log.h"
+#include "task.h"
+#include "tz.h"
+
+#define CONFIG_MAX_ERRORS 100
+#define CONFIG_LINE_CAP   4096 /* bytes of one physical line that are kept */
+#define CONFIG_NAME_MAX   64   /* task and notifier names */
+#define SECTION_NONE      (-1) /* no header seen yet */
+#define SECTION_SKIP      (-2) /* inside a duplicate section: keys ignored */
+
+typedef struct {
+	int line;
+	size_t seq;
+	char *msg;
+} load_error;
+
+typedef struct {
+	const char *path;
+	FILE *fp;
+	int lineno;
+	long cur; /* index into cfg->sections, or SECTION_NONE / SECTION_SKIP */
+	config *cfg;
+	load_error *errs;
+	size_t nerrs;
+	int *headers; /* the line of every "[...]" line, valid or not */
+	size_t nheaders;
+	bool too_many;
+	char buf[CONFIG_LINE_CAP];
+} loader;
+
+typedef enum {
+	KV_STRING,
+	KV_INT,
+	KV_DURATION,
+	KV_BOOL,
+	KV_ENUM,       /* choices: "a|b|c", any case */
+	KV_LEVEL,      /* log_level_parse */
+	KV_LOG_FORMAT, /* log_format_parse */
+	KV_URL,        /* http:// or https:// */
+	KV_LISTEN,     /* host:port */
+	KV_INT_LIST,   /* "1, -2, 3" */
+} key_kind;
+
+typedef struct {
+	const char *name;
+	key_kind kind;
+	long min, max;       /* KV_INT */
+	const char *choices; /* KV_ENUM */
+	bool empty_ok;       /* an empty value means "off" */
+} key_spec;
+
+/* ---- schemas ---- */
+
+static const key_spec daemon_keys[] = {
+        {.name = "state_dir", .kind = KV_STRING},
+        {.name = "control_socket", .kind = KV_STRING},
+        {.name = "max_concurrent_tasks", .kind = KV_INT, .min = 1, .max = 1024},
+        {.name = "shutdown_grace", .kind = KV_DURATION},
+        {.name = "retention_days", .kind = KV_INT, .min = 1, .max = 36500},
+        {.name = NULL},
+};
+
+static const key_spec log_keys[] = {
+        {.name = "level", .kind = KV_LEVEL},
+        {.name = "format", .kind = KV_LOG_FORMAT},
+        {.name = "service", .kind = KV_STRING},
+        {.name = NULL},
+};
+
+static const key_spec metrics_keys[] = {
+        {.name = "listen", .kind = KV_LISTEN, .empty_ok = true},
+        {.name = NULL},
+};
+
+static const key_spec ssh_keys[] = {
+        {.name = "user", .kind = KV_STRING},
+        {.name = "key_file", .kind = KV_STRING},
+        {.name = "passphrase_file", .kind = KV_STRING},
+        {.name = "password_file", .kind = KV_STRING},
+        {.name = "known_hosts", .kind = KV_STRING},
+        {.name = "host_key_policy", .kind = KV_ENUM, .choices = "strict|accept-new|off"},
+        {.name = "timeout", .kind = KV_DURATION},
+        {.name = "port", .kind = KV_INT, .min = 1, .max = 65535},
+        {.name = "use_agent", .kind = KV_BOOL},
+        {.name = NULL},
+};
+
+static const key_spec github_keys[] = {
+        {.name = "api_url", .kind = KV_URL},
+        {.name = "org", .kind = KV_STRING},
+        {.name = "user", .kind = KV_STRING},
+        {.name = "token_file", .kind = KV_STRING},
+        {.name = "token_env", .kind = KV_STRING},
+        {.name = "mirror_dir", .kind = KV_STRING, .empty_ok = true},
+        {.name = "missing_threshold", .kind = KV_INT, .min = 1, .max = 1000000},
+        {.name = "per_page", .kind = KV_INT, .min = 1, .max = 100},
+        {.name = "timeout", .kind = KV_DURATION},
+        {.name = "user_agent", .kind = KV_STRING},
+        {.name = NULL},
+};
+
+static const key_spec time4vps_keys[] = {
+        {.name = "api_url", .kind = KV_URL},
+        {.name = "credentials_file", .kind = KV_STRING},
+        {.name = "details_interval", .kind = KV_DURATION},
+        {.name = "ghost_servers", .kind = KV_STRING, .empty_ok = true},
+        {.name = "timeout", .kind = KV_DURATION},
+        {.name = NULL},
+};
+
+static const key_spec inventory_keys[] = {
+        {.name = "file", .kind = KV_STRING},
+        {.name = "ghost_servers", .kind = KV_STRING, .empty_ok = true},
+        {.name = NULL},
+};
+
+static const key_spec notify_keys[] = {
+        {.name = "type", .kind = KV_ENUM, .choices = "telegram|slack|webhook"},
+        {.name = "api_url", .kind = KV_URL},
+        {.name = "url_file", .kind = KV_STRING},
+        {.name = "token_file", .kind = KV_STRING},
+        {.name = "token_env", .kind = KV_STRING},
+        {.name = "secret_file", .kind = KV_STRING},
+        {.name = "chat_ids", .kind = KV_INT_LIST},
+        {.name = "min_level", .kind = KV_LEVEL},
+        {.name = "events", .kind = KV_STRING},
+        {.name = "rate_limit_per_minute", .kind = KV_INT, .min = 0, .max = 100000},
+        {.name = "max_age", .kind = KV_DURATION},
+        {.name = NULL},
+};
+
+/* The keys of every [task.X]; the rest go to the task type. */
+static const key_spec task_keys[] = {
+        {.name = "type", .kind = KV_STRING},
+        {.name = "enabled", .kind = KV_BOOL},
+        {.name = "schedule", .kind = KV_STRING},
+        {.name = "tz", .kind = KV_STRING},
+        {.name = "timeout", .kind = KV_DURATION},
+        {.name = "jitter", .kind = KV_DURATION},
+        {.name = "overlap", .kind = KV_ENUM, .choices = "skip|queue"},
+        {.name = "persistent", .kind = KV_BOOL},
+        {.name = "run_on_start", .kind = KV_BOOL},
+        {.name = "failure_alert_after", .kind = KV_INT, .min = 0, .max = 1000},
+        {.name = "description", .kind = KV_STRING, .empty_ok = true},
+        {.name = NULL},
+};
+
+typedef struct {
+	const char *name;
+	const key_spec *keys;
+} section_schema;
+
+static const section_schema plain_sections[] = {
+        {"daemon", daemon_keys}, {"log", log_keys},       {"metrics", metrics_keys},
+        {"ssh", ssh_keys},       {"github", github_keys}, {NULL, NULL},
+};
+
+static const section_schema providers[] = {
+        {"time4vps", time4vps_keys},
+        {"inventory", inventory_keys},
+        {NULL, NULL},
+};
+
+static const char *const secret_keys[] = {"token",   "password",   "secret",
+                                          "api_key", "passphrase", NULL};
+
+/* ---- memory ---- */
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (q == NULL)
+		abort();
+	return q;
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	return memcpy(xrealloc(NULL, n), s, n);
+}
+
+/* ---- errors ---- */
+
+static void load_error_add(loader *ld, int line, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
+static size_t utf8_valid_len(const unsigned char *p)
+{
+	size_t n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((n == 3 && p[0] == 0xe0 && p[1] < 0xa0) || (n == 3 && p[0] == 0xed && p[1] >= 0xa0) ||
+	    (n == 4 && p[0] == 0xf0 && p[1] < 0x90) || (n == 4 && p[0] == 0xf4 && p[1] >= 0x90))
+		return 0;
+	return n;
+}
+
+/* Messages echo what the file says: keep them one printable UTF-8 line. */
+static void message_sanitize(char *msg)
+{
+	unsigned char *p = (unsigned char *)msg;
+	while (*p) {
+		if (*p < 0x80) {
+			if (*p < 0x20 || *p == 0x7f)
+				*p = '?';
+			p++;
+			continue;
+		}
+		size_t n = utf8_valid_len(p);
+		if (n == 0)
+			*p++ = '?';
+		else
+			p += n;
+	}
+}
+
+static void load_error_add(loader *ld, int line, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (ld->nerrs >= CONFIG_MAX_ERRORS) {
+		ld->too_many = true;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	message_sanitize(msg);
+	ld->errs = xrealloc(ld->errs, (ld->nerrs + 1) * sizeof *ld->errs);
+	ld->errs[ld->nerrs] = (load_error){.line = line, .seq = ld->nerrs, .msg = xstrdup(msg)};
+	ld->nerrs++;
+}
+
+static bool load_error_at(const loader *ld, int line)
+{
+	for (size_t i = 0; i < ld->nerrs; i++)
+		if (ld->errs[i].line == line)
+			return true;
+	return false;
+}
+
+static int load_error_cmp(const void *a, const void *b)
+{
+	const load_error *x = a, *y = b;
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void errors_push(config_errors *errs, char *line)
+{
+	errs->lines = xrealloc(errs->lines, (errs->count + 1) * sizeof *errs->lines);
+	errs->lines[errs->count++] = line;
+}
+
+static char *format_line(const char *path, int line, const char *msg)
+{
+	int n = line > 0 ? snprintf(NULL, 0, "%s:%d: %s", path, line, msg)
+	                 : snprintf(NULL, 0, "%s: %s", path, msg);
+	char *s = xrealloc(NULL, (size_t)n + 1);
+	if (line > 0)
+		snprintf(s, (size_t)n + 1, "%s:%d: %s", path, line, msg);
+	else
+		snprintf(s, (size_t)n + 1, "%s: %s", path, msg);
+	return s;
+}
+
+/* Move the collected errors, in line order, into errs (which may be NULL). */
+static void load_errors_flush(loader *ld, config_errors *errs)
+{
+	if (ld->nerrs > 1)
+		qsort(ld->errs, ld->nerrs, sizeof *ld->errs, load_error_cmp);
+	for (size_t i = 0; i < ld->nerrs; i++) {
+		if (errs)
+			errors_push(errs, format_line(ld->path, ld->errs[i].line, ld->errs[i].msg));
+		free(ld->errs[i].msg);
+	}
+	if (errs && ld->too_many)
+		errors_push(errs, format_line(ld->path, 0, "too many errors; stopped after 100"));
+	free(ld->errs);
+	ld->errs = NULL;
+	ld->nerrs = 0;
+}
+
+void config_errors_free(config_errors *errs)
+{
+	if (errs == NULL)
+		return;
+	for (size_t i = 0; i < errs->count; i++)
+		free(errs->lines[i]);
+	free(errs->lines);
+	errs->lines = NULL;
+	errs->count = 0;
+}
+
+/* ---- small parsers ---- */
+
+int config_parse_bool(const char *value, bool *out)
+{
+	static const char *const yes[] = {"true", "yes", "on", "1", NULL};
+	static const char *const no[] = {"false", "no", "off", "0", NULL};
+
+	if (value == NULL)
+		return -1;
+	for (size_t i = 0; yes[i]; i++) {
+		if (strcasecmp(value, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(value, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int config_parse_int(const char *value, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	if (value == NULL || !(isdigit((unsigned char)*value) || *value == '-' || *value == '+'))
+		return -1;
+	errno = 0;
+	v = strtol(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Levenshtein distance, ignoring case; both strings are short (one line). */
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	size_t *row = xrealloc(NULL, (lb + 1) * sizeof *row);
+
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j];
+			size_t cost = tolower((unsigned char)a[i - 1]) !=
+			              tolower((unsigned char)b[j - 1]);
+			size_t best = diag + cost;
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	size_t d = row[lb];
+	free(row);
+	return d;
+}
+
+/* The candidate closest to word, if it is a plausible typo of it. */
+static const char *suggest(const char *word, const char *const *cands, size_t n)
+{
+	const char *best = NULL;
+	size_t best_d = 3;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t d = edit_distance(word, cands[i]);
+		if (d < best_d && d * 3 <= strlen(word)) {
+			best = cands[i];
+			best_d = d;
+		}
+	}
+	return best;
+}
+
+static const char *suggest_key(const char *word, const key_spec *keys)
+{
+	const char *names[32];
+	size_t n = 0;
+
+	for (; keys->name && n < 32; keys++)
+		names[n++] = keys->name;
+	return suggest(word, names, n);
+}
+
+static bool name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > CONFIG_NAME_MAX)
+		return false;
+	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
+	       n;
+}
+
+static bool choice_match(const char *choices, const char *value)
+{
+	size_t vlen = strlen(value);
+	for (const char *p = choices; *p;) {
+		size_t len = strcspn(p, "|");
+		if (len == vlen && strncasecmp(p, value, len) == 0)
+			return true;
+		p += len + (p[len] == '|');
+	}
+	return false;
+}
+
+static bool url_valid(const char *v)
+{
+	if (strncmp(v, "https://", 8) == 0)
+		return v[8] != '\0';
+	if (strncmp(v, "http://", 7) == 0)
+		return v[7] != '\0';
+	return false;
+}
+
+/* host:port, host may be [ipv6]. */
+static bool listen_valid(const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	long port;
+
+	if (colon == NULL || colon == v)
+		return false;
+	if (v[0] == '[' && colon[-1] != ']')
+		return false;
+	return config_parse_int(colon + 1, 1, 65535, &port) == 0;
+}
+
+static bool int_list_valid(const char *v)
+{
+	char item[64];
+	long n;
+
+	for (const char *p = v;; p++) {
+		size_t len = strcspn(p, ",");
+		while (len && isspace((unsigned char)*p)) {
+			p++;
+			len--;
+		}
+		while (len && isspace((unsigned char)p[len - 1]))
+			len--;
+		if (len == 0 || len >= sizeof item)
+			return false;
+		memcpy(item, p, len);
+		item[len] = '\0';
+		if (config_parse_int(item, -0x7fffffffffffffffL, 0x7fffffffffffffffL, &n) != 0)
+			return false;
+		p = strchr(p, ',');
+		if (p == NULL)
+			return true;
+	}
+}
+
+/* ---- pass 1: reading ---- */
+
+static config_section *section_cur(loader *ld)
+{
+	return ld->cur >= 0 ? &ld->cfg->sections[ld->cur] : NULL;
+}
+
+static void section_open(loader *ld, const char *name)
+{
+	config *cfg = ld->cfg;
+	const config_section *prev = config_section_find(cfg, name);
+
+	if (prev) {
+		load_error_add(ld, ld->lineno, "duplicate section [%s] (first at line %d)", name,
+		               prev->line);
+		ld->cur = SECTION_SKIP;
+		return;
+	}
+	cfg->sections = xrealloc(cfg->sections, (cfg->nsections + 1) * sizeof *cfg->sections);
+	cfg->sections[cfg->nsections] = (config_section){.name = xstrdup(name), .line = ld->lineno};
+	ld->cur = (long)cfg->nsections++;
+}
+
+/* A "[name]" line (start points at '['); rejects what inih would accept
+ * silently (text after the ']'). */
+static void header_parse(loader *ld, char *start)
+{
+	char *end = strchr(start, ']');
+	char *rest, *name = start + 1;
+
+	ld->headers = xrealloc(ld->headers, (ld->nheaders + 1) * sizeof *ld->headers);
+	ld->headers[ld->nheaders++] = ld->lineno;
+	if (end == NULL) {
+		load_error_add(ld, ld->lineno, "syntax error: section header without ']'");
+		ld->cur = SECTION_SKIP;
+		return;
+	}
+	rest = end + 1;
+	rest += strspn(rest, " \t");
+	if (*rest != '\0' && *rest != ';' && *rest != '#') {
+		load_error_add(ld, ld->lineno, "syntax error: unexpected text after ']'");
+		ld->cur = SECTION_SKIP;
+		return;
+	}
+	*end = '\0';
+	name += strspn(name, " \t");
+	while (end > name && (end[-1] == ' ' || end[-1] == '\t'))
+		*--end = '\0';
+	if (*name == '\0') {
+		load_error_add(ld, ld->lineno, "syntax error: empty section name");
+		ld->cur = SECTION_SKIP;
+		return;
+	}
+	section_open(ld, name);
+}
+
+/* inih's rule: a key line has '=' or ':' before any inline comment (a ';'
+ * after whitespace). */
+static bool key_line(const char *s)
+{
+	bool was_space = false;
+	for (; *s; s++) {
+		if (*s == '=' || *s == ':')
+			return true;
+		if (was_space && *s == ';')
+			return false;
+		was_space = isspace((unsigned char)*s);
+	}
+	return false;
+}
+
+/* Read one physical line into ld->buf (at most CONFIG_LINE_CAP - 1 bytes
+ * kept, the rest counted in *len). 0, or -1 at end of file or on error. */
+static int line_fetch(loader *ld, size_t *len, size_t *bad_at)
+{
+	size_t n = 0;
+	int c;
+
+	*bad_at = (size_t)-1;
+	while ((c = getc(ld->fp)) != EOF && c != '\n') {
+		if (n < CONFIG_LINE_CAP - 1) {
+			ld->buf[n] = (char)c;
+			if (*bad_at == (size_t)-1 && ((c < 0x20 && c != '\t') || c == 0x7f))
+				*bad_at = n;
+		}
+		n++;
+	}
+	if (c == EOF && n == 0)
+		return -1;
+	if (n > 0 && n < CONFIG_LINE_CAP && ld->buf[n - 1] == '\r') {
+		n--;
+		if (*bad_at == n)
+			*bad_at = (size_t)-1;
+	}
+	ld->buf[n < CONFIG_LINE_CAP ? n : CONFIG_LINE_CAP - 1] = '\0';
+	*len = n;
+	return 0;
+}
+
+/* Checks the line in ld->buf; returns where the text inih should see starts,
+ * or NULL if the line was reported (or is a header, a comment, blank). */
+static char *line_check(loader *ld, size_t len, size_t bad_at, int max)
+{
+	char *start = ld->buf;
+
+	if (bad_at != (size_t)-1) {
+		unsigned char c = (unsigned char)ld->buf[bad_at];
+		load_error_add(ld, ld->lineno,
+		               c ? "control character 0x%02x in column %zu (is this a text file?)"
+		                 : "NUL byte (0x%02x) in column %zu (is this a text file?)",
+		               c, bad_at + 1);
+		return NULL;
+	}
+	if (len > (size_t)max) {
+		load_error_add(ld, ld->lineno, "line too long (%zu characters; at most %d)", len,
+		               max);
+		return NULL;
+	}
+	if (ld->lineno == 1 && strncmp(start, "\xef\xbb\xbf", 3) == 0)
+		start += 3;
+	start += strspn(start, " \t");
+	if (*start == '\0' || *start == ';' || *start == '#')
+		return NULL;
+	if (*start == '[') {
+		header_parse(ld, start);
+		return NULL;
+	}
+	if (!key_line(start)) {
+		load_error_add(ld, ld->lineno,
+		               "syntax error: expected 'key = value', '[section]' or a comment");
+		return NULL;
+	}
+	return start;
+}
+
+/* The ini_reader: one physical line per call, so inih's line numbers and
+ * ours agree; rejected lines become blank lines. */
+static char *config_read_line(char *str, int num, void *stream)
+{
+	loader *ld = stream;
+	size_t len, bad_at;
+	char *start;
+
+	if (num < 2)
+		return NULL;
+	if (ld->nerrs >= CONFIG_MAX_ERRORS) {
+		int c = getc(ld->fp);
+		ld->too_many = c != EOF;
+		return NULL;
+	}
+	if (line_fetch(ld, &len, &bad_at) != 0)
+		return NULL;
+	ld->lineno++;
+	start = line_check(ld, len, bad_at, num - 1);
+	if (start == NULL) {
+		str[0] = '\0';
+		return str;
+	}
+	memcpy(str, start, strlen(start) + 1);
+	return str;
+}
+
+static int config_handle_key(void *user, const char *section, const char *name, const char *value)
+{
+	loader *ld = user;
+	config_section *sec = section_cur(ld);
+	const config_entry *prev;
+
+	(void)section; /* inih's copy is truncated at 50 bytes; ours is not */
+	if (ld->cur == SECTION_SKIP)
+		return 1;
+	if (sec == NULL) {
+		load_error_add(ld, ld->lineno, "key '%s' outside of any section", name);
+		return 1;
+	}
+	if (*name == '\0') {
+		load_error_add(ld, ld->lineno, "[%s] syntax error: empty key name", sec->name);
+		return 1;
+	}
+	prev = config_entry_find(sec, name);
+	if (prev) {
+		load_error_add(ld, ld->lineno, "[%s] duplicate key '%s' (first at line %d)",
+		               sec->name, name, prev->line);
+		return 1;
+	}
+	sec->entries = xrealloc(sec->entries, (sec->nentries + 1) * sizeof *sec->entries);
+	sec->entries[sec->nentries++] =
+	        (config_entry){.key = xstrdup(name), .value = xstrdup(value), .line = ld->lineno};
+	return 1;
+}
+
+static void config_read(loader *ld)
+{
+	int rc = ini_parse_stream(config_read_line, ld, config_handle_key, ld);
+
+	if (ferror(ld->fp))
+		load_error_add(ld, 0, "cannot read: %s", strerror(errno));
+	else if (rc > 0 && !load_error_at(ld, rc))
+		load_error_add(ld, rc, "syntax error");
+	else if (rc < 0)
+		load_error_add(ld, 0, "cannot parse (inih error %d)", rc);
+	if (ld->cfg->nsections == 0 && ld->nerrs == 0)
+		load_error_add(ld, 0, "no sections found (an empty file?)");
+}
+
+/* ---- pass 2: validation ---- */
+
+static bool key_is_secret(const char *key)
+{
+	for (size_t i = 0; secret_keys[i]; i++)
+		if (strcasecmp(key, secret_keys[i]) == 0)
+			return true;
+	return false;
+}
+
+static void secret_error(loader *ld, const config_section *sec, const config_entry *e)
+{
+	load_error_add(ld, e->line,
+	               "[%s] %s: put secrets in a file (%s_file) or the environment (%s_env), "
+	               "not in the configuration",
+	               sec->name, e->key, e->key, e->key);
+}
+
+static const key_spec *spec_find(const key_spec *keys, const char *name)
+{
+	for (; keys->name; keys++)
+		if (strcmp(keys->name, name) == 0)
+			return keys;
+	return NULL;
+}
+
+static void unknown_key_error(loader *ld, const config_section *sec, const config_entry *e,
+                              const key_spec *keys)
+{
+	const char *s = suggest_key(e->key, keys);
+	if (s)
+		load_error_add(ld, e->line, "[%s] unknown key '%s'; did you mean '%s'?", sec->name,
+		               e->key, s);
+	else
+		load_error_add(ld, e->line, "[%s] unknown key '%s'", sec->name, e->key);
+}
+
+/* Why v is not a valid value of kind, in why; 0 if it is. */
+static int value_check(const key_spec *spec, const char *v, char *why, size_t whylen)
+{
+	char err[256];
+	long n;
+	int64_t ms;
+	bool b;
+	log_level lvl;
+	log_format fmt;
+
+	switch (spec->kind) {
+	case KV_STRING:
+		return 0;
+	case KV_INT:
+		if (config_parse_int(v, spec->min, spec->max, &n) == 0)
+			return 0;
+		snprintf(why, whylen, "expected an integer from %ld to %ld, got '%s'", spec->min,
+		         spec->max, v);
+		return -1;
+	case KV_DURATION:
+		if (duration_parse(v, &ms, err, sizeof err) == 0)
+			return 0;
+		snprintf(why, whylen, "%s", err); /* names the value */
+		return -1;
+	case KV_BOOL:
+		if (config_parse_bool(v, &b) == 0)
+			return 0;
+		snprintf(why, whylen, "expected true/false, yes/no, on/off or 1/0, got '%s'", v);
+		return -1;
+	case KV_ENUM:
+		if (choice_match(spec->choices, v))
+			return 0;
+		snprintf(why, whylen, "expected one of %s, got '%s'", spec->choices, v);
+		return -1;
+	case KV_LEVEL:
+		if (log_level_parse(v, &lvl) == 0)
+			return 0;
+		snprintf(why, whylen, "expected one of debug|info|warning|error|critical, got '%s'",
+		         v);
+		return -1;
+	case KV_LOG_FORMAT:
+		if (log_format_parse(v, &fmt) == 0)
+			return 0;
+		snprintf(why, whylen, "expected one of json|console, got '%s'", v);
+		return -1;
+	case KV_URL:
+		if (url_valid(v))
+			return 0;
+		snprintf(why, whylen, "expected an http:// or https:// URL, got '%s'", v);
+		return -1;
+	case KV_LISTEN:
+		if (listen_valid(v))
+			return 0;
+		snprintf(why, whylen, "expected host:port (port 1-65535), got '%s'", v);
+		return -1;
+	case KV_INT_LIST:
+		if (int_list_valid(v))
+			return 0;
+		snprintf(why, whylen, "expected a comma-separated list of integers, got '%s'", v);
+		return -1;
+	}
+	return 0;
+}
+
+/* Check one entry against its spec; 0, or -1 after reporting. */
+static int entry_check(loader *ld, const config_section *sec, const config_entry *e,
+                       const key_spec *spec)
+{
+	char why[512];
+
+	if (e->value[0] == '\0') {
+		if (spec->empty_ok)
+			return 0;
+		load_error_add(ld, e->line, "[%s] %s: value is empty", sec->name, e->key);
+		return -1;
+	}
+	if (value_check(spec, e->value, why, sizeof why) == 0)
+		return 0;
+	load_error_add(ld, e->line, "[%s] %s: %s", sec->name, e->key, why);
+	return -1;
+}
+
+static void section_check(loader *ld, const config_section *sec, const key_spec *keys)
+{
+	for (size_t i = 0; i < sec->nentries; i++) {
+		const config_entry *e = &sec->entries[i];
+		const key_spec *spec = spec_find(keys, e->key);
+
+		if (key_is_secret(e->key))
+			secret_error(ld, sec, e);
+		else if (spec == NULL)
+			unknown_key_error(ld, sec, e, keys);
+		else
+			entry_check(ld, sec, e, spec);
+	}
+}
+
+static char *path_join(const char *dir, const char *file)
+{
+	size_t n = strlen(dir);
+	const char *sep = n > 0 && dir[n - 1] == '/' ? "" : "/";
+	size_t len = n + strlen(sep) + strlen(file) + 1;
+	char *s = xrealloc(NULL, len);
+	snprintf(s, len, "%s%s%s", dir, sep, file);
+	return s;
+}
+
+static void string_set(char **field, const config_section *sec, const char *key)
+{
+	const char *v = config_get(sec, key);
+	if (v) {
+		free(*field);
+		*field = xstrdup(v);
+	}
+}
+
+/* [daemon] into the typed fields; values were checked already (a bad one is
+ * skipped, the load fails anyway). */
+static void daemon_apply(config *cfg, const config_section *sec)
+{
+	long n;
+	int64_t ms;
+	char err[128];
+
+	string_set(&cfg->state_dir, sec, "state_dir");
+	string_set(&cfg->control_socket, sec, "control_socket");
+	if (config_parse_int(config_get(sec, "max_concurrent_tasks"), 1, 1024, &n) == 0)
+		cfg->max_concurrent_tasks = (int)n;
+	if (config_parse_int(config_get(sec, "retention_days"), 1, 36500, &n) == 0)
+		cfg->retention_days = (int)n;
+	if (config_get(sec, "shutdown_grace") &&
+	    duration_parse(config_get(sec, "shutdown_grace"), &ms, err, sizeof err) == 0)
+		cfg->shutdown_grace_ms = ms;
+}
+
+static void log_apply(config *cfg, const config_section *sec)
+{
+	string_set(&cfg->log_level, sec, "level");
+	string_set(&cfg->log_format, sec, "format");
+	string_set(&cfg->service_name, sec, "service");
+}
+
+static void defaults_finish(config *cfg)
+{
+	if (cfg->state_dir == NULL)
+		cfg->state_dir = xstrdup("./var");
+	if (cfg->control_socket == NULL)
+		cfg->control_socket = path_join(cfg->state_dir, "fleetkeeper.sock");
+	cfg->db_path = path_join(cfg->state_dir, "state.db");
+}
+
+static void provider_check(loader *ld, const config_section *sec)
+{
+	const char *name = sec->name + strlen("provider.");
+	for (const section_schema *p = providers; p->name; p++) {
+		if (strcmp(p->name, name) == 0) {
+			section_check(ld, sec, p->keys);
+			return;
+		}
+	}
+	load_error_add(ld, sec->line, "unknown provider '%s' (known: time4vps, inventory)", name);
+}
+
+static void notify_check(loader *ld, const config_section *sec)
+{
+	const char *name = sec->name + strlen("notify.");
+	if (!name_valid(name))
+		load_error_add(ld, sec->line,
+		               "[%s] invalid notifier name '%s': use 1 to %d letters, digits, "
+		               "'_' or '-'",
+		               sec->name, name, CONFIG_NAME_MAX);
+	section_check(ld, sec, notify_keys);
+	if (config_get(sec, "type") == NULL)
+		load_error_add(ld, sec->line,
+		               "[%s] type is required (one of: telegram, slack, webhook)",
+		               sec->name);
+}
+
+/* ---- tasks ---- */
+
+static const task_type *task_type_resolve(loader *ld, const config_section *sec, const char *name)
+{
+	const config_entry *e = config_entry_find(sec, "type");
+	const task_type *type;
+
+	if (e == NULL) {
+		type = task_type_find(name);
+		if (type == NULL)
+			load_error_add(ld, sec->line, "[%s] type is required (one of: %s)",
+			               sec->name, task_type_names());
+		return type;
+	}
+	if (e->value[0] == '\0') {
+		load_error_add(ld, e->line, "[%s] type: value is empty (one of: %s)", sec->name,
+		               task_type_names());
+		return NULL;
+	}
+	type = task_type_find(e->value);
+	if (type == NULL)
+		load_error_add(ld, e->line, "[%s] type: unknown task type '%s' (known: %s)",
+		               sec->name, e->value, task_type_names());
+	return type;
+}
+
+static int task_schedule_set(loader *ld, task_config *t, const config_section *sec,
+                             const config_entry *e)
+{
+	char err[256];
+
+	if (schedule_parse(&t->sched, e->value, err, sizeof err) != 0) {
+		load_error_add(ld, e->line, "[%s] schedule: %s", sec->name, err);
+		return -1;
+	}
+	if (!schedule_can_fire(&t->sched)) {
+		load_error_add(ld, e->line, "[%s] schedule '%s' can never fire", sec->name,
+		               e->value);
+		return -1;
+	}
+	t->schedule_expr = xstrdup(e->value);
+	return 0;
+}
+
+/* One checked common key into t; 0, or -1 after reporting. */
+static int task_common_set(loader *ld, task_config *t, const config_section *sec,
+                           const config_entry *e)
+{
+	const char *k = e->key, *v = e->value;
+	char err[256];
+	long n;
+
+	if (strcmp(k, "schedule") == 0)
+		return task_schedule_set(ld, t, sec, e);
+	if (strcmp(k, "tz") == 0) {
+		if (tz_load(v, &t->zone, err, sizeof err) == 0)
+			return 0;
+		load_error_add(ld, e->line, "[%s] tz: %s", sec->name, err);
+		return -1;
+	}
+	if (strcmp(k, "enabled") == 0)
+		return config_parse_bool(v, &t->enabled);
+	if (strcmp(k, "persistent") == 0)
+		return config_parse_bool(v, &t->persistent);
+	if (strcmp(k, "run_on_start") == 0)
+		return config_parse_bool(v, &t->run_on_start);
+	if (strcmp(k, "timeout") == 0)
+		return duration_parse(v, &t->timeout_ms, err, sizeof err);
+	if (strcmp(k, "jitter") == 0)
+		return duration_parse(v, &t->jitter_ms, err, sizeof err);
+	if (strcmp(k, "overlap") == 0)
+		t->overlap = strcasecmp(v, "queue") == 0 ? OVERLAP_QUEUE : OVERLAP_SKIP;
+	if (strcmp(k, "failure_alert_after") == 0 && config_parse_int(v, 0, 1000, &n) == 0)
+		t->failure_alert_after = (int)n;
+	return 0;
+}
+
+/* A key the runner does not know: the type's. 0, or -1 after reporting. */
+static int task_type_key(loader *ld, task_config *t, const config_section *sec,
+                         const config_entry *e)
+{
+	const char *hint = suggest_key(e->key, task_keys);
+	char err[512];
+
+	if (t->type->config_key == NULL) {
+		load_error_add(ld, e->line, "[%s] unknown key '%s'%s%s%s", sec->name, e->key,
+		               hint ? "; did you mean '" : "", hint ? hint : "", hint ? "'?" : "");
+		return -1;
+	}
+	if (e->value[0] == '\0') {
+		load_error_add(ld, e->line, "[%s] %s: value is empty", sec->name, e->key);
+		return -1;
+	}
+	snprintf(err, sizeof err, "invalid value");
+	if (t->type->config_key(&t->params, e->key, e->value, err, sizeof err) == 0)
+		return 0;
+	if (strncmp(err, "unknown key", 11) != 0)
+		hint = NULL;
+	load_error_add(ld, e->line, "[%s] %s: %s%s%s%s", sec->name, e->key, err,
+	               hint ? "; did you mean '" : "", hint ? hint : "", hint ? "'?" : "");
+	return -1;
+}
+
+/* Every key of the task section, each problem reported. */
+static void task_keys_apply(loader *ld, task_config *t, const config_section *sec)
+{
+	for (size_t i = 0; i < sec->nentries; i++) {
+		const config_entry *e = &sec->entries[i];
+		const key_spec *spec = spec_find(task_keys, e->key);
+
+		if (key_is_secret(e->key))
+			secret_error(ld, sec, e);
+		else if (spec && strcmp(e->key, "type") == 0)
+			continue; /* task_type_resolve */
+		else if (spec && entry_check(ld, sec, e, spec) == 0 && e->value[0])
+			task_common_set(ld, t, sec, e);
+		else if (spec == NULL && t->type)
+			task_type_key(ld, t, sec, e);
+	}
+}
+
+/* True if an error was reported between the header of sec and the next
+ * header line (valid or not). */
+static bool section_has_errors(const loader *ld, const config_section *sec)
+{
+	int end = 0x7fffffff;
+
+	for (size_t i = 0; i < ld->nheaders; i++) {
+		if (ld->headers[i] > sec->line) {
+			end = ld->headers[i];
+			break;
+		}
+	}
+	for (size_t i = 0; i < ld->nerrs; i++)
+		if (ld->errs[i].line >= sec->line && ld->errs[i].line < end)
+			return true;
+	return false;
+}
+
+static void task_build(loader *ld, task_config *t, const config_section *sec)
+{
+	const char *name = sec->name + strlen("task.");
+	char err[512];
+
+	*t = (task_config){
+	        .name = xstrdup(name), .line = sec->line, .enabled = true, .section = sec};
+	if (!name_valid(name))
+		load_error_add(
+		        ld, sec->line,
+		        "[%s] invalid task name '%s': use 1 to %d letters, digits, '_' or '-'",
+		        sec->name, name, CONFIG_NAME_MAX);
+	t->type = task_type_resolve(ld, sec, name);
+	task_keys_apply(ld, t, sec);
+	if (t->type == NULL || section_has_errors(ld, sec))
+		return; /* config_finish would only repeat what was said */
+	if (t->zone == NULL && tz_load(NULL, &t->zone, err, sizeof err) != 0)
+		load_error_add(ld, sec->line, "[%s] cannot load the local time zone: %s", sec->name,
+		               err);
+	snprintf(err, sizeof err, "invalid configuration");
+	if (t->type->config_finish && t->type->config_finish(&t->params, sec, err, sizeof err) != 0)
+		load_error_add(ld, sec->line, "[%s] %s", sec->name, err);
+}
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static void unknown_section_error(loader *ld, const config_section *sec)
+{
+	static const char *const plain[] = {"daemon", "log", "metrics", "ssh", "github"};
+	static const char *const prefixes[] = {"provider", "notify", "task"};
+	const char *dot = strchr(sec->name, '.');
+	const char *s;
+	char head[64];
+
+	if (dot == NULL) {
+		s = suggest(sec->name, plain, sizeof plain / sizeof plain[0]);
+		if (s)
+			load_error_add(ld, sec->line, "unknown section [%s]; did you mean [%s]?",
+			               sec->name, s);
+		else
+			load_error_add(ld, sec->line, "unknown section [%s]", sec->name);
+		return;
+	}
+	snprintf(head, sizeof head, "%.*s", (int)(dot - sec->name), sec->name);
+	s = suggest(head, prefixes, sizeof prefixes / sizeof prefixes[0]);
+	if (s)
+		load_error_add(ld, sec->line, "unknown section [%s]; did you mean [%s%s]?",
+		               sec->name, s, dot);
+	else
+		load_error_add(ld, sec->line, "unknown section [%s]", sec->name);
+}
+
+static void section_validate(loader *ld, const config_section *sec)
+{
+	config *cfg = ld->cfg;
+
+	for (const section_schema *p = plain_sections; p->name; p++) {
+		if (strcmp(p->name, sec->name) == 0) {
+			section_check(ld, sec, p->keys);
+			return;
+		}
+	}
+	if (has_prefix(sec->name, "provider."))
+		provider_check(ld, sec);
+	else if (has_prefix(sec->name, "notify."))
+		notify_check(ld, sec);
+	else if (has_prefix(sec->name, "task."))
+		task_build(ld, &cfg->tasks[cfg->ntasks++], sec);
+	else
+		unknown_section_error(ld, sec);
+}
+
+static void config_validate(loader *ld)
+{
+	config *cfg = ld->cfg;
+	size_t ntasks = 0;
+
+	for (size_t i = 0; i < cfg->nsections; i++)
+		ntasks += has_prefix(cfg->sections[i].name, "task.");
+	cfg->tasks = xrealloc(NULL, ntasks * sizeof *cfg->tasks);
+	for (size_t i = 0; i < cfg->nsections; i++)
+		section_validate(ld, &cfg->sections[i]);
+	daemon_apply(cfg, config_section_find(cfg, "daemon"));
+	log_apply(cfg, config_section_find(cfg, "log"));
+	defaults_finish(cfg);
+}
+
+/* ---- lifecycle ---- */
+
+static void config_free(config *cfg)
+{
+	for (size_t i = 0; i < cfg->ntasks; i++) {
+		task_config *t = &cfg->tasks[i];
+		if (t->params && t->type && t->type->config_free)
+			t->type->config_free(t->params);
+		free(t->name);
+		free(t->schedule_expr);
+	}
+	free(cfg->tasks);
+	for (size_t i = 0; i < cfg->nsections; i++) {
+		config_section *s = &cfg->sections[i];
+		for (size_t j = 0; j < s->nentries; j++) {
+			free(s->entries[j].key);
+			free(s->entries[j].value);
+		}
+		free(s->entries);
+		free(s->name);
+	}
+	free(cfg->sections);
+	free(cfg->path);
+	free(cfg->state_dir);
+	free(cfg->control_socket);
+	free(cfg->db_path);
+	free(cfg->log_level);
+	free(cfg->log_format);
+	free(cfg->service_name);
+	free(cfg);
+}
+
+static config *config_new(const char *path)
+{
+	config *cfg = xrealloc(NULL, sizeof *cfg);
+	*cfg = (config){
+	        .path = xstrdup(path),
+	        .max_concurrent_tasks = 4,
+	        .shutdown_grace_ms = 30000,
+	        .retention_days = 30,
+	        .refs = 1,
+	};
+	return cfg;
+}
+
+int config_load(config **out, const char *path, config_errors *errs)
+{
+	loader *ld;
+	int rc = 0;
+
+	*out = NULL;
+	ld = xrealloc(NULL, sizeof *ld);
+	*ld = (loader){.path = path, .cur = SECTION_NONE};
+	ld->fp = fopen(path, "r");
+	if (ld->fp == NULL) {
+		load_error_add(ld, 0, "cannot open: %s", strerror(errno));
+		goto done;
+	}
+	ld->cfg = config_new(path);
+	config_read(ld);
+	fclose(ld->fp);
+	if (!ld->too_many)
+		config_validate(ld);
+done:
+	if (ld->nerrs > 0 || ld->too_many) {
+		rc = -1;
+		if (ld->cfg)
+			config_free(ld->cfg);
+	} else {
+		*out = ld->cfg;
+	}
+	load_errors_flush(ld, errs);
+	free(ld->headers);
+	free(ld);
+	return rc;
+}
+
+config *config_ref(config *cfg)
+{
+	if (cfg)
+		__atomic_fetch_add(&cfg->refs, 1, __ATOMIC_RELAXED);
+	return cfg;
+}
+
+void config_unref(config *cfg)
+{
+	if (cfg && __atomic_sub_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		config_free(cfg);
+}
+
+/* ---- lookups ---- */
+
+const task_config *config_task(const config *cfg, const char *name)
+{
+	if (cfg == NULL || name == NULL)
+		return NULL;
+	for (size_t i = 0; i < cfg->ntasks; i++)
+		if (strcmp(cfg->tasks[i].name, name) == 0)
+			return &cfg->tasks[i];
+	return NULL;
+}
+
+const config_section *config_section_find(const config *cfg, const char *name)
+{
+	if (cfg == NULL || name == NULL)
+		return NULL;
+	for (size_t i = 0; i < cfg->nsections; i++)
+		if (strcmp(cfg->sections[i].name, name) == 0)
+			return &cfg->sections[i];
+	return NULL;
+}
+
+const config_entry *config_entry_find(const config_section *sec, const char *key)
+{
+	if (sec == NULL || key == NULL)
+		return NULL;
+	for (size_t i = 0; i < sec->nentries; i++)
+		if (strcmp(sec->entries[i].key, key) == 0)
+			return &sec->entries[i];
+	return NULL;
+}
+
+const char *config_get(const config_section *sec, const char *key)
+{
+	const config_entry *e = config_entry_find(sec, key);
+	return e ? e->value : NULL;
+}

@@ -1,0 +1,309 @@
+/*
+ * daemon — the loop and the lifecycle of `fleetkeeper run` (see daemon.h).
+ *
+ * Lifecycle: start (lock, store, writer, signals blocked before any thread
+ * starts so that only the signalfd sees them, pool, control socket) ->
+ * running -> stopping (SIGTERM/SIGINT: no new runs; running ones get
+ * shutdown_grace, then are cancelled and end as interrupted) -> stopped
+ * (scheduler_stopped logged and flushed, exit 0).
+ *
+ * Invariant: the loop only blocks in epoll_wait, with the wheel's next expiry
+ * as its timeout; every other call it makes is non-blocking or a short
+ * SQLite write on its own connection.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "daemon_internal.h"
+#include "log.h"
+#include "sdnotify.h"
+
+enum { FD_SIGNAL = 1, FD_POOL, FD_CONTROL, FD_CLOCK };
+
+#define PRUNE_INTERVAL_MS (3600 * 1000)
+
+/* ---- timers of the daemon itself ---- */
+
+static void grace_expired(looptimer *t)
+{
+	daemon_state *d = wheel_container_of(t, daemon_state, grace);
+	log_warning(DAEMON_LOGGER, "scheduler_shutdown_grace_expired",
+		    LOG_INT("running", (int64_t)daemon_jobs_running(d)));
+	daemon_jobs_cancel_all(d, RUN_CANCEL_SHUTDOWN);
+}
+
+static void watchdog_tick(looptimer *t)
+{
+	daemon_state *d = wheel_container_of(t, daemon_state, watchdog);
+	sdnotify_send("WATCHDOG=1");
+	wheel_add(&d->w, &t->wt, (uint64_t)clock_mono_ms() + (uint64_t)d->watchdog_ms / 2);
+}
+
+static void prune_tick(looptimer *t)
+{
+	daemon_state *d = wheel_container_of(t, daemon_state, prune);
+	int64_t events = 0, runs = 0;
+	double cutoff = clock_wall() - (double)d->cfg->retention_days * 86400.0;
+	if (store_prune(d->rt.st, cutoff, &events, &runs) != STORE_OK)
+		log_error(DAEMON_LOGGER, "store_prune_failed", LOG_ERR(store_errmsg(d->rt.st), "store"));
+	else if (events || runs)
+		log_info(DAEMON_LOGGER, "store_pruned", LOG_INT("events_deleted", events),
+			 LOG_INT("runs_deleted", runs), LOG_INT("retention_days", d->cfg->retention_days));
+	wheel_add(&d->w, &t->wt, (uint64_t)clock_mono_ms() + PRUNE_INTERVAL_MS);
+}
+
+/* ---- signals and shutdown ---- */
+
+static void begin_shutdown(daemon_state *d, const char *signame)
+{
+	if (d->stopping) {
+		log_warning(DAEMON_LOGGER, "scheduler_shutdown_forced", LOG_STR("signal", signame));
+		daemon_jobs_cancel_all(d, RUN_CANCEL_SHUTDOWN);
+		return;
+	}
+	d->stopping = true;
+	sdnotify_send("STOPPING=1");
+	log_info(DAEMON_LOGGER, "scheduler_shutdown_requested", LOG_STR("signal", signame),
+		 LOG_INT("running", (int64_t)daemon_jobs_running(d)),
+		 LOG_DBL("shutdown_grace_sec", (double)d->cfg->shutdown_grace_ms / 1000.0));
+	daemon_slots_stop_timers(d);
+	wheel_cancel(&d->w, &d->prune.wt);
+	wheel_cancel(&d->w, &d->watchdog.wt);
+	if (daemon_jobs_running(d) > 0)
+		wheel_add(&d->w, &d->grace.wt,
+			  (uint64_t)clock_mono_ms() + (uint64_t)d->cfg->shutdown_grace_ms);
+}
+
+static void handle_signals(daemon_state *d)
+{
+	struct signalfd_siginfo si;
+	while (read(d->signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+		switch (si.ssi_signo) {
+		case SIGHUP:
+			if (!d->stopping)
+				daemon_reload(d);
+			break;
+		case SIGINT:
+			begin_shutdown(d, "SIGINT");
+			break;
+		case SIGTERM:
+			begin_shutdown(d, "SIGTERM");
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* ---- wall-clock changes ---- */
+
+/* A CLOCK_REALTIME timer far in the future with TFD_TIMER_CANCEL_ON_SET: its
+ * read fails with ECANCELED whenever the wall clock is set. */
+static int arm_clock_watch(int fd)
+{
+	struct itimerspec its = {.it_value = {.tv_sec = (time_t)clock_wall() + 10 * 365 * 86400}};
+	return timerfd_settime(fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL);
+}
+
+static void handle_clock(daemon_state *d)
+{
+	uint64_t expirations;
+	if (read(d->clock_fd, &expirations, sizeof expirations) < 0 && errno == ECANCELED) {
+		log_info(DAEMON_LOGGER, "wall_clock_changed");
+		daemon_slots_clock_changed(d);
+	}
+	arm_clock_watch(d->clock_fd);
+}
+
+/* ---- start and stop ---- */
+
+static int watch_fd(daemon_state *d, int fd, uint32_t tag)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = tag};
+	return epoll_ctl(d->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static int block_signals(daemon_state *d)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+		return -1;
+	d->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	return d->signal_fd < 0 ? -1 : 0;
+}
+
+static int start_io(daemon_state *d, char *err, size_t errlen)
+{
+	d->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	d->clock_fd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (d->epoll_fd < 0 || d->clock_fd < 0) {
+		snprintf(err, errlen, "cannot set up the event loop: %s", strerror(errno));
+		return -1;
+	}
+	arm_clock_watch(d->clock_fd);
+	if (pool_start(&d->pool, (unsigned)d->cfg->max_concurrent_tasks, d->cfg->db_path, err,
+		       errlen) != 0)
+		return -1;
+	if (control_open(&d->ctl, d->cfg->control_socket, &d->w, daemon_control_handle, d, err,
+			 errlen) != 0)
+		return -1;
+	if (watch_fd(d, d->signal_fd, FD_SIGNAL) || watch_fd(d, pool_done_fd(d->pool), FD_POOL) ||
+	    watch_fd(d, control_fd(d->ctl), FD_CONTROL) || watch_fd(d, d->clock_fd, FD_CLOCK)) {
+		snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void start_timers(daemon_state *d)
+{
+	uint64_t now = (uint64_t)clock_mono_ms();
+	looptimer_init(&d->grace, grace_expired);
+	looptimer_init(&d->watchdog, watchdog_tick);
+	looptimer_init(&d->prune, prune_tick);
+	wheel_add(&d->w, &d->prune.wt, now); /* prune once at start */
+	d->watchdog_ms = sdnotify_watchdog_ms();
+	if (d->watchdog_ms > 0)
+		wheel_add(&d->w, &d->watchdog.wt, now + (uint64_t)d->watchdog_ms / 2);
+}
+
+static void stop_all(daemon_state *d)
+{
+	control_close(d->ctl);
+	pool_stop(d->pool);
+	daemon_slots_free(d);
+	if (d->clock_fd >= 0)
+		close(d->clock_fd);
+	if (d->signal_fd >= 0)
+		close(d->signal_fd);
+	if (d->epoll_fd >= 0)
+		close(d->epoll_fd);
+	runtime_close(&d->rt);
+	config_unref(d->cfg);
+}
+
+/* ---- the loop ---- */
+
+static void run_expired_timers(daemon_state *d)
+{
+	wheel_update(&d->w, (uint64_t)clock_mono_ms());
+	wheel_timer *t;
+	while ((t = wheel_get_expired(&d->w)) != NULL)
+		looptimer_fire(t);
+}
+
+static int next_wait_ms(const daemon_state *d)
+{
+	uint64_t t = wheel_timeout(&d->w);
+	if (t == UINT64_MAX)
+		return -1;
+	return t > INT_MAX ? INT_MAX : (int)t;
+}
+
+static void handle_event(daemon_state *d, uint32_t tag)
+{
+	switch (tag) {
+	case FD_SIGNAL:
+		handle_signals(d);
+		break;
+	case FD_POOL:
+		daemon_jobs_reap(d);
+		break;
+	case FD_CONTROL:
+		control_dispatch(d->ctl, (uint64_t)clock_mono_ms());
+		break;
+	case FD_CLOCK:
+		handle_clock(d);
+		break;
+	default:
+		break;
+	}
+}
+
+static void loop(daemon_state *d)
+{
+	struct epoll_event evs[16];
+	for (;;) {
+		run_expired_timers(d);
+		if (d->stopping && daemon_jobs_running(d) == 0)
+			return;
+		int n = epoll_wait(d->epoll_fd, evs, 16, next_wait_ms(d));
+		if (n < 0 && errno != EINTR) {
+			log_critical(DAEMON_LOGGER, "event_loop_failed", LOG_ERR(strerror(errno), "epoll"));
+			return;
+		}
+		for (int i = 0; i < n; i++)
+			handle_event(d, evs[i].data.u32);
+	}
+}
+
+static void announce_start(daemon_state *d)
+{
+	log_info(DAEMON_LOGGER, "scheduler_workers_configured",
+		 LOG_INT("workers", d->cfg->max_concurrent_tasks));
+	log_info(DAEMON_LOGGER, "scheduler_started", LOG_STR("version", FK_VERSION),
+		 LOG_INT("tasks", (int64_t)d->cfg->ntasks), LOG_INT("pid", getpid()),
+		 LOG_STR("state_dir", d->cfg->state_dir),
+		 LOG_STR("control_socket", d->cfg->control_socket));
+}
+
+int daemon_run(config *cfg)
+{
+	daemon_state d;
+	char err[1024];
+
+	memset(&d, 0, sizeof d);
+	d.epoll_fd = d.signal_fd = d.clock_fd = -1;
+	d.cfg = config_ref(cfg);
+	d.started_at = clock_wall();
+	signal(SIGPIPE, SIG_IGN);
+	wheel_init(&d.w, (uint64_t)clock_mono_ms());
+	/* Before any thread starts, so that every thread inherits the mask. */
+	if (block_signals(&d) != 0) {
+		fprintf(stderr, "fleetkeeper: cannot block signals: %s\n", strerror(errno));
+		config_unref(d.cfg);
+		return EXIT_FAILURE;
+	}
+
+	int rc = runtime_open(&d.rt, cfg, true, err, sizeof err);
+	if (rc != 0) {
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+		log_error(DAEMON_LOGGER, "scheduler_start_failed",
+			  LOG_ERR(err, rc == RUNTIME_LOCKED ? "already_running" : "state_dir"));
+		config_unref(d.cfg);
+		return EXIT_FAILURE;
+	}
+	if (start_io(&d, err, sizeof err) != 0 || daemon_slots_create(&d) != 0) {
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+		log_error(DAEMON_LOGGER, "scheduler_start_failed", LOG_ERR(err, "startup"));
+		stop_all(&d);
+		return EXIT_FAILURE;
+	}
+	start_timers(&d);
+	announce_start(&d);
+	daemon_slots_start(&d);
+	sdnotify_send("READY=1");
+
+	loop(&d);
+
+	log_info(DAEMON_LOGGER, "scheduler_stopped",
+		 LOG_DBL("uptime_sec", clock_wall() - d.started_at));
+	stop_all(&d);
+	return EXIT_SUCCESS;
+}

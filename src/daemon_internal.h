@@ -1,0 +1,96 @@
+/*
+ * daemon_internal — what daemon.c (loop and lifecycle), daemon_tasks.c
+ * (task slots: scheduling, dispatch, completion, reload) and
+ * daemon_control.c (control-socket requests) share. Everything here belongs
+ * to the loop thread, except job_work which runs on a worker.
+ */
+#ifndef FK_DAEMON_INTERNAL_H
+#define FK_DAEMON_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "control.h"
+#include "looptimer.h"
+#include "pool.h"
+#include "runner.h"
+#include "runtime.h"
+#include "wheel.h"
+
+typedef struct daemon_state daemon_state;
+typedef struct task_slot task_slot;
+
+/* One run on its way through the pool. */
+typedef struct job {
+	looptimer timeout;       /* first: container_of from the timer */
+	daemon_state *d;
+	task_slot *slot;
+	run_request req;
+	run_control ctl;
+	run_status status;       /* written by the worker, read after done */
+} job;
+
+/* The scheduler's state of one configured task; survives reloads. */
+struct task_slot {
+	looptimer fire;          /* first */
+	daemon_state *d;
+	task_slot *next;
+	char *name;
+	const task_config *cfg;  /* from d->cfg; NULL once removed by a reload */
+	int64_t next_wall;       /* cron: nominal next fire time (unix s), 0 none */
+	int64_t last_fire_wall;  /* cron: nominal time of the last fire */
+	uint64_t next_mono;      /* nominal fire time (monotonic ms) */
+	uint64_t jitter_ms;      /* random delay added to this fire */
+	job *running;
+	bool pending;            /* overlap = queue: one run waits */
+	char pending_trigger[16];
+	bool has_last;
+	run_status last_status;
+	int64_t last_run_id;
+	double last_finished_at;
+	uint64_t runs_started;
+};
+
+struct daemon_state {
+	config *cfg;
+	runtime rt;
+	wheel w;
+	pool *pool;
+	control *ctl;
+	int epoll_fd;
+	int signal_fd;
+	int clock_fd;
+	task_slot *slots;
+	bool stopping;
+	looptimer grace;
+	looptimer watchdog;
+	looptimer prune;
+	int64_t watchdog_ms;
+	double started_at;
+};
+
+#define DAEMON_LOGGER "core.daemon"
+
+/* daemon_tasks.c */
+int daemon_slots_create(daemon_state *d);
+void daemon_slots_free(daemon_state *d);
+void daemon_slots_start(daemon_state *d);          /* catch-up, run_on_start, arm */
+void daemon_slot_arm(daemon_state *d, task_slot *s, bool announce);
+void daemon_slots_clock_changed(daemon_state *d);
+void daemon_slots_stop_timers(daemon_state *d);
+task_slot *daemon_slot_find(daemon_state *d, const char *name);
+/* Start a run now, honouring overlap. Returns the job, or NULL when skipped
+ * or queued (*queued tells which). */
+job *daemon_dispatch(daemon_state *d, task_slot *s, const char *trigger, bool *queued);
+void daemon_jobs_reap(daemon_state *d);
+void daemon_jobs_cancel_all(daemon_state *d, run_cancel_reason reason);
+size_t daemon_jobs_running(const daemon_state *d);
+void daemon_reload(daemon_state *d);
+void daemon_format_time(double unix_time, char *buf, size_t cap);
+double daemon_slot_next_run(const daemon_state *d, const task_slot *s); /* unix s, 0 none */
+
+/* daemon_control.c */
+char *daemon_control_handle(void *ctx, const cJSON *request);
+
+#endif

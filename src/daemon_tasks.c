@@ -1,0 +1,457 @@
+/*
+ * daemon_tasks — the task slots of the daemon: when each task fires next,
+ * starting runs under the overlap policy, reaping finished runs, timeouts,
+ * catch-up at start, and configuration reloads.
+ *
+ * Invariants (loop thread only):
+ *  1. A slot has at most one running job (slot->running) and at most one
+ *     pending run (overlap = queue); a job is referenced by its slot until
+ *     it is reaped, then freed exactly once in reap_job.
+ *  2. A slot's fire timer is armed iff the task is enabled, has a schedule
+ *     that can fire, and the daemon is not stopping.
+ *  3. Cron fire times are computed from the nominal time of the last fire
+ *     and the current wall clock, whichever is later, so a jump forward gives
+ *     at most one catch-up run and a jump back never repeats a fire time.
+ *     Intervals follow the monotonic clock only.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "clock.h"
+#include "daemon_internal.h"
+#include "log.h"
+
+void daemon_format_time(double unix_time, char *buf, size_t cap)
+{
+	if (cap < 33) {
+		if (cap)
+			buf[0] = '\0';
+		return;
+	}
+	log_format_timestamp(buf, cap, (int64_t)llround(unix_time * 1e6));
+}
+
+static uint64_t random_below(uint64_t bound)
+{
+	uint64_t r = 0;
+	if (bound == 0)
+		return 0;
+	if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+		r = (uint64_t)clock_wall_usec();
+	return r % bound;
+}
+
+/* ---- arming ---- */
+
+static void slot_fire(looptimer *t);
+
+static bool slot_schedulable(const daemon_state *d, const task_slot *s)
+{
+	return !d->stopping && s->cfg && s->cfg->enabled && s->cfg->schedule_expr;
+}
+
+double daemon_slot_next_run(const daemon_state *d, const task_slot *s)
+{
+	if (!wheel_timer_pending(&s->fire.wt))
+		return 0;
+	if (s->cfg && s->cfg->sched.kind == SCHEDULE_CRON)
+		return (double)s->next_wall + (double)s->jitter_ms / 1000.0;
+	double in_sec = ((double)s->next_mono - (double)clock_mono_ms()) / 1000.0;
+	return clock_wall() + (in_sec > 0 ? in_sec : 0);
+	(void)d;
+}
+
+static void announce_next(const daemon_state *d, const task_slot *s, bool announce)
+{
+	char when[40];
+	daemon_format_time(daemon_slot_next_run(d, s), when, sizeof when);
+	if (announce)
+		log_info(DAEMON_LOGGER, "task_scheduled", LOG_STR("task", s->name), LOG_STR("next_run", when));
+	else
+		log_debug(DAEMON_LOGGER, "task_scheduled", LOG_STR("task", s->name), LOG_STR("next_run", when));
+}
+
+void daemon_slot_arm(daemon_state *d, task_slot *s, bool announce)
+{
+	uint64_t now = (uint64_t)clock_mono_ms();
+
+	wheel_cancel(&d->w, &s->fire.wt);
+	if (!slot_schedulable(d, s))
+		return;
+	const task_config *tc = s->cfg;
+	if (tc->sched.kind == SCHEDULE_INTERVAL) {
+		uint64_t interval = (uint64_t)tc->sched.interval_ms;
+		uint64_t next = s->next_mono ? s->next_mono + interval : now + interval;
+		s->next_mono = next > now ? next : now + interval;
+	} else {
+		int64_t now_wall_ms = clock_wall_usec() / 1000;
+		int64_t after = now_wall_ms / 1000;
+		if (s->last_fire_wall > after)
+			after = s->last_fire_wall;
+		int64_t next = schedule_next(&tc->sched, tc->zone, after);
+		if (next < 0) {
+			s->next_wall = 0;
+			return;
+		}
+		s->next_wall = next;
+		int64_t delay = next * 1000 - now_wall_ms;
+		s->next_mono = now + (uint64_t)(delay > 0 ? delay : 0);
+	}
+	s->jitter_ms = random_below((uint64_t)tc->jitter_ms + 1);
+	wheel_add(&d->w, &s->fire.wt, s->next_mono + s->jitter_ms);
+	announce_next(d, s, announce);
+}
+
+/* The wall clock was set: cron deadlines are recomputed from their nominal
+ * fire times (invariant 3). */
+void daemon_slots_clock_changed(daemon_state *d)
+{
+	uint64_t now = (uint64_t)clock_mono_ms();
+	int64_t now_wall_ms = clock_wall_usec() / 1000;
+	for (task_slot *s = d->slots; s; s = s->next) {
+		if (!wheel_timer_pending(&s->fire.wt) || s->cfg->sched.kind != SCHEDULE_CRON)
+			continue;
+		int64_t delay = s->next_wall * 1000 - now_wall_ms;
+		s->next_mono = now + (uint64_t)(delay > 0 ? delay : 0);
+		wheel_add(&d->w, &s->fire.wt, s->next_mono);
+		announce_next(d, s, true);
+	}
+}
+
+void daemon_slots_stop_timers(daemon_state *d)
+{
+	for (task_slot *s = d->slots; s; s = s->next) {
+		wheel_cancel(&d->w, &s->fire.wt);
+		s->pending = false;
+	}
+}
+
+/* ---- runs ---- */
+
+static void job_work(void *arg, store *st)
+{
+	job *j = arg;
+	j->status = runner_execute(&j->req, st, &j->ctl);
+}
+
+static void job_timed_out(looptimer *t)
+{
+	job *j = (job *)(void *)t;
+	log_warning(DAEMON_LOGGER, "task_timeout", LOG_STR("task", j->slot->name),
+		    LOG_STR("correlation_id", j->req.correlation_id), LOG_INT("run_id", j->req.run_id),
+		    LOG_DBL("timeout_sec", (double)j->req.task->timeout_ms / 1000.0));
+	run_control_cancel(&j->ctl, RUN_CANCEL_TIMEOUT);
+}
+
+static job *job_start(daemon_state *d, task_slot *s, const char *trigger)
+{
+	char err[512];
+	job *j = calloc(1, sizeof *j);
+	if (j == NULL || run_control_init(&j->ctl) != 0) {
+		log_error(DAEMON_LOGGER, "task_dispatch_failed", LOG_STR("task", s->name),
+			  LOG_ERR("out of memory or file descriptors", "resources"));
+		free(j);
+		return NULL;
+	}
+	if (runner_prepare(&j->req, d->cfg, s->cfg, trigger, d->rt.st, err, sizeof err) != 0) {
+		log_error(DAEMON_LOGGER, "task_dispatch_failed", LOG_STR("task", s->name),
+			  LOG_ERR(err, "store"));
+		run_control_destroy(&j->ctl);
+		free(j);
+		return NULL;
+	}
+	j->d = d;
+	j->slot = s;
+	looptimer_init(&j->timeout, job_timed_out);
+	if (s->cfg->timeout_ms > 0)
+		wheel_add(&d->w, &j->timeout.wt, (uint64_t)clock_mono_ms() + (uint64_t)s->cfg->timeout_ms);
+	if (pool_submit(d->pool, job_work, j) != 0) {
+		log_error(DAEMON_LOGGER, "task_dispatch_failed", LOG_STR("task", s->name),
+			  LOG_ERR("out of memory", "resources"));
+		/* The row exists: finish it through the runner path later is not
+		 * possible, so mark it failed right here. */
+		store_run_finish(d->rt.st, j->req.run_id, RUN_FAILED, clock_wall(), 0, -1,
+				 "could not queue the run", "resources", NULL);
+		wheel_cancel(&d->w, &j->timeout.wt);
+		run_request_release(&j->req);
+		run_control_destroy(&j->ctl);
+		free(j);
+		return NULL;
+	}
+	s->running = j;
+	s->runs_started++;
+	return j;
+}
+
+job *daemon_dispatch(daemon_state *d, task_slot *s, const char *trigger, bool *queued)
+{
+	*queued = false;
+	if (d->stopping || s->cfg == NULL)
+		return NULL;
+	if (s->running == NULL)
+		return job_start(d, s, trigger);
+	if (s->cfg->overlap == OVERLAP_QUEUE && !s->pending) {
+		s->pending = true;
+		snprintf(s->pending_trigger, sizeof s->pending_trigger, "%s", trigger);
+		*queued = true;
+		log_info(DAEMON_LOGGER, "task_queued", LOG_STR("task", s->name),
+			 LOG_STR("trigger", trigger),
+			 LOG_STR("running_correlation_id", s->running->req.correlation_id));
+		return NULL;
+	}
+	runner_record_skip(d->cfg, s->cfg, trigger, s->pending ? "queue_full" : "still_running",
+			   d->rt.st);
+	return NULL;
+}
+
+static void slot_free(task_slot *s)
+{
+	free(s->name);
+	free(s);
+}
+
+static void slot_unlink(daemon_state *d, task_slot *s)
+{
+	for (task_slot **pp = &d->slots; *pp; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			return;
+		}
+	}
+}
+
+static void reap_job(daemon_state *d, job *j)
+{
+	task_slot *s = j->slot;
+	wheel_cancel(&d->w, &j->timeout.wt);
+	s->running = NULL;
+	s->has_last = true;
+	s->last_status = j->status;
+	s->last_run_id = j->req.run_id;
+	s->last_finished_at = clock_wall();
+	run_request_release(&j->req);
+	run_control_destroy(&j->ctl);
+	free(j);
+	if (s->cfg == NULL) { /* removed by a reload while it ran */
+		slot_unlink(d, s);
+		slot_free(s);
+		return;
+	}
+	if (s->pending && !d->stopping) {
+		bool queued;
+		s->pending = false;
+		daemon_dispatch(d, s, s->pending_trigger, &queued);
+	}
+}
+
+void daemon_jobs_reap(daemon_state *d)
+{
+	job *j;
+	while ((j = pool_take_done(d->pool)) != NULL)
+		reap_job(d, j);
+}
+
+void daemon_jobs_cancel_all(daemon_state *d, run_cancel_reason reason)
+{
+	for (task_slot *s = d->slots; s; s = s->next)
+		if (s->running)
+			run_control_cancel(&s->running->ctl, reason);
+}
+
+size_t daemon_jobs_running(const daemon_state *d)
+{
+	return pool_outstanding(d->pool);
+}
+
+static void slot_fire(looptimer *t)
+{
+	task_slot *s = (task_slot *)(void *)t;
+	daemon_state *d = s->d;
+	bool queued;
+
+	if (s->cfg->sched.kind == SCHEDULE_CRON) {
+		int64_t now_wall_ms = clock_wall_usec() / 1000;
+		if (now_wall_ms + 500 < s->next_wall * 1000) { /* early: the clock went back */
+			s->next_mono = (uint64_t)clock_mono_ms() + (uint64_t)(s->next_wall * 1000 - now_wall_ms);
+			wheel_add(&d->w, &s->fire.wt, s->next_mono);
+			return;
+		}
+		s->last_fire_wall = s->next_wall;
+	}
+	store_task_last_fire_set(d->rt.st, s->name,
+				 s->cfg->sched.kind == SCHEDULE_CRON ? (double)s->next_wall : clock_wall());
+	daemon_dispatch(d, s, "schedule", &queued);
+	daemon_slot_arm(d, s, false);
+}
+
+/* ---- slots ---- */
+
+static task_slot *slot_new(daemon_state *d, const task_config *tc)
+{
+	task_slot *s = calloc(1, sizeof *s);
+	if (s == NULL || (s->name = strdup(tc->name)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	s->d = d;
+	s->cfg = tc;
+	looptimer_init(&s->fire, slot_fire);
+	s->next = d->slots;
+	d->slots = s;
+	return s;
+}
+
+task_slot *daemon_slot_find(daemon_state *d, const char *name)
+{
+	for (task_slot *s = d->slots; s; s = s->next)
+		if (s->cfg && strcmp(s->name, name) == 0)
+			return s;
+	return NULL;
+}
+
+int daemon_slots_create(daemon_state *d)
+{
+	/* Reverse order so that the list ends up in file order. */
+	for (size_t i = d->cfg->ntasks; i-- > 0;)
+		if (slot_new(d, &d->cfg->tasks[i]) == NULL)
+			return -1;
+	return 0;
+}
+
+void daemon_slots_free(daemon_state *d)
+{
+	while (d->slots) {
+		task_slot *s = d->slots;
+		d->slots = s->next;
+		slot_free(s);
+	}
+}
+
+/* persistent = true: a fire time missed while the daemon was down runs once. */
+static bool missed_fire(daemon_state *d, task_slot *s)
+{
+	double last = 0;
+	const task_config *tc = s->cfg;
+	if (!tc->persistent || !tc->schedule_expr ||
+	    store_task_last_fire_get(d->rt.st, s->name, &last) != STORE_OK || last <= 0)
+		return false;
+	s->last_fire_wall = (int64_t)last;
+	int64_t next = schedule_next(&tc->sched, tc->zone, (int64_t)last);
+	return next >= 0 && (double)next <= clock_wall();
+}
+
+void daemon_slots_start(daemon_state *d)
+{
+	bool queued;
+	for (task_slot *s = d->slots; s; s = s->next) {
+		if (!s->cfg->enabled)
+			continue;
+		if (missed_fire(d, s)) {
+			log_info(DAEMON_LOGGER, "task_catchup", LOG_STR("task", s->name));
+			store_task_last_fire_set(d->rt.st, s->name, clock_wall());
+			s->last_fire_wall = (int64_t)clock_wall();
+			daemon_dispatch(d, s, "catchup", &queued);
+		} else if (s->cfg->run_on_start) {
+			daemon_dispatch(d, s, "start", &queued);
+		}
+		daemon_slot_arm(d, s, true);
+	}
+}
+
+/* ---- reload ---- */
+
+static void log_reload_failure(const config *cfg, const config_errors *errs)
+{
+	char joined[2048] = "";
+	size_t len = 0;
+	for (size_t i = 0; i < errs->count && len < sizeof joined; i++)
+		len += (size_t)snprintf(joined + len, sizeof joined - len, "%s%s", i ? "; " : "",
+					errs->lines[i]);
+	log_error(DAEMON_LOGGER, "config_reload_failed", LOG_STR("config", cfg->path),
+		  LOG_INT("errors", (int64_t)errs->count), LOG_ERR(joined, "config_invalid"),
+		  LOG_STR("action", "keeping the running configuration"));
+}
+
+static bool schedule_changed(const task_config *a, const task_config *b)
+{
+	const char *ea = a->schedule_expr ? a->schedule_expr : "";
+	const char *eb = b->schedule_expr ? b->schedule_expr : "";
+	return strcmp(ea, eb) != 0 || a->zone != b->zone || a->enabled != b->enabled ||
+	       a->jitter_ms != b->jitter_ms;
+}
+
+static void warn_restart_needed(const config *old, const config *nc)
+{
+	const char *key = NULL;
+	if (strcmp(old->state_dir, nc->state_dir) != 0)
+		key = "state_dir";
+	else if (strcmp(old->control_socket, nc->control_socket) != 0)
+		key = "control_socket";
+	else if (old->max_concurrent_tasks != nc->max_concurrent_tasks)
+		key = "max_concurrent_tasks";
+	if (key)
+		log_warning(DAEMON_LOGGER, "config_restart_required", LOG_STR("key", key),
+			    LOG_STR("reason", "takes effect at the next start"));
+}
+
+/* Point every slot at the new configuration; returns counts via out args. */
+static void apply_tasks(daemon_state *d, config *nc, int *added, int *removed, int *changed)
+{
+	for (task_slot *s = d->slots, *next; s; s = next) {
+		next = s->next;
+		const task_config *ntc = config_task(nc, s->name);
+		if (ntc == NULL) {
+			wheel_cancel(&d->w, &s->fire.wt);
+			s->cfg = NULL;
+			s->pending = false;
+			(*removed)++;
+			if (s->running == NULL) {
+				slot_unlink(d, s);
+				slot_free(s);
+			}
+			continue;
+		}
+		bool resched = schedule_changed(s->cfg, ntc);
+		s->cfg = ntc;
+		if (resched) {
+			(*changed)++;
+			s->next_mono = 0;
+			daemon_slot_arm(d, s, true);
+		}
+	}
+	for (size_t i = 0; i < nc->ntasks; i++) {
+		if (daemon_slot_find(d, nc->tasks[i].name))
+			continue;
+		task_slot *s = slot_new(d, &nc->tasks[i]);
+		if (s) {
+			(*added)++;
+			daemon_slot_arm(d, s, true);
+		}
+	}
+}
+
+void daemon_reload(daemon_state *d)
+{
+	config *nc = NULL;
+	config_errors errs = {0};
+	int added = 0, removed = 0, changed = 0;
+
+	if (config_load(&nc, d->cfg->path, &errs) != 0) {
+		log_reload_failure(d->cfg, &errs);
+		config_errors_free(&errs);
+		return;
+	}
+	config_errors_free(&errs);
+	warn_restart_needed(d->cfg, nc);
+	config *old = d->cfg;
+	d->cfg = nc;
+	d->rt.cfg = nc;
+	apply_tasks(d, nc, &added, &removed, &changed);
+	config_unref(old);
+	log_info(DAEMON_LOGGER, "config_reloaded", LOG_STR("config", nc->path),
+		 LOG_INT("tasks", (int64_t)nc->ntasks), LOG_INT("added", added),
+		 LOG_INT("removed", removed), LOG_INT("rescheduled", changed));
+}

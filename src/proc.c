@@ -1,0 +1,669 @@
+/*
+ * proc — see proc.h. How a run goes, and the invariants kept:
+ *
+ * 1. Everything the child needs (resolved program path, full envp, fds, the
+ *    default signal action) is prepared in the parent before fork: in a
+ *    multi-threaded process the child may only make async-signal-safe calls
+ *    until execve, so it never allocates, never calls setenv or execvp.
+ * 2. All signals are blocked in the forking thread around fork, so the child
+ *    cannot run one of the daemon's handlers before it has reset every
+ *    disposition to SIG_DFL; it then empties its signal mask (the daemon
+ *    blocks signals for signalfd and the mask is inherited across exec).
+ * 3. Every fd the parent creates is O_CLOEXEC, and the child closes all fds
+ *    but 0, 1, 2 and its report pipe (close_range, else a loop), so nothing
+ *    leaks in either direction even when other threads fork at the same time.
+ * 4. The child reports a failure before exec (chdir, exec) as {stage, errno}
+ *    on the CLOEXEC report pipe; EOF on that pipe means execve succeeded.
+ * 5. The direct child is only *observed* to exit (waitid WNOWAIT, woken by a
+ *    pidfd when the kernel has one) and reaped at the very end: as a zombie
+ *    it keeps its pid, hence the process group id, from being reused, so
+ *    kill(-pgid) never reaches a stranger.
+ * 6. The watch loop ends once the direct child has exited AND either both
+ *    pipes are at EOF or the grace expired and the group got SIGKILL. So a
+ *    child that exited normally while a background grandchild still holds
+ *    the pipes is waited for (its output is read) until EOF or cancellation;
+ *    a process that left the group (setsid) and holds the pipes cannot make
+ *    a cancelled run hang past the grace.
+ * 7. After a cancellation the group gets a final SIGKILL before the leader
+ *    is reaped, whatever is left in it (the zombie leader pins the group, so
+ *    kill(-pgid, 0) would always succeed: we just send SIGKILL).
+ *
+ * Lines are delivered NUL-terminated (line[len] == '\0'); a line ending in
+ * "\r\n" loses the '\r'. out->killed means the grace expired and SIGKILL was
+ * sent to the group.
+ *
+ * Caveats: PR_SET_PDEATHSIG fires when the *thread* that forked exits, so
+ * proc_run must be called from threads that outlive their children (pool
+ * workers do). Nobody else in the process may reap with waitpid(-1) or set
+ * SIGCHLD to SIG_IGN. The environment is read from environ, so no thread may
+ * call setenv while a run is being started. PATH is searched in the parent
+ * with the child's PATH (env_add wins); relative PATH entries are relative
+ * to the daemon's directory, not cwd.
+ *
+ * Thread-safe: no global state; any number of threads may call proc_run.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+
+extern char **environ;
+
+#define PROC_BUF_CAP       (PROC_MAX_LINE + 2) /* a full line plus "\r\n" */
+#define PROC_TICK_MS       50                  /* exit polling without pidfd */
+#define PROC_GRACE_DEFAULT 5000
+#define PROC_DEFAULT_PATH  "/usr/local/bin:/usr/bin:/bin"
+
+enum { STAGE_SETUP = 1, STAGE_CHDIR, STAGE_EXEC };
+
+/* What the child writes on the report pipe when it cannot exec. */
+typedef struct {
+	int stage;
+	int err;
+} child_report;
+
+/* Everything the child uses; built by the parent before fork. */
+typedef struct {
+	const char *path;
+	char *const *argv;
+	char *const *envp;
+	const char *cwd;
+	int devnull, out_w, err_w, report_w;
+	pid_t parent;
+	long max_fd;
+	struct sigaction dfl;
+	sigset_t empty;
+} child_plan;
+
+typedef struct {
+	int fd; /* -1 once at EOF */
+	int stream;
+	size_t len;
+	char buf[PROC_BUF_CAP + 1]; /* +1: room for the NUL after a line */
+} proc_stream;
+
+typedef struct {
+	const proc_spec *spec;
+	proc_result *res;
+	pid_t pid;
+	int pidfd; /* -1: none (or already fired), poll with a tick */
+	int cancel_fd;
+	int64_t grace_ms;
+	int64_t term_at;
+	bool exited;
+	bool group_killed;
+	proc_stream out, err;
+} proc_watch;
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static void set_errno_err(char *err, size_t errlen, const char *what, const char *name, int e)
+{
+	char buf[128];
+	const char *msg = strerror_r(e, buf, sizeof buf);
+	if (name)
+		set_err(err, errlen, "%s '%s': %s", what, name, msg);
+	else
+		set_err(err, errlen, "%s: %s", what, msg);
+}
+
+/* ---- in the parent, before fork ---- */
+
+static size_t env_key_len(const char *entry)
+{
+	const char *eq = strchr(entry, '=');
+	return eq ? (size_t)(eq - entry) : strlen(entry);
+}
+
+static bool env_same_key(const char *a, const char *b)
+{
+	size_t la = env_key_len(a);
+	return la == env_key_len(b) && memcmp(a, b, la) == 0;
+}
+
+static bool env_overridden(const char *entry, const char *const *add, size_t from)
+{
+	for (size_t i = from; add && add[i]; i++)
+		if (env_same_key(entry, add[i]))
+			return true;
+	return false;
+}
+
+/* environ with env_add applied (an added key replaces an inherited one; the
+ * last of duplicate added keys wins). The strings are borrowed. */
+static char **env_build(const char *const *add, char *err, size_t errlen)
+{
+	size_t n = 0, m = 0, k = 0;
+	while (environ && environ[n])
+		n++;
+	for (; add && add[m]; m++) {
+		if (strchr(add[m], '=') == NULL || add[m][0] == '=') {
+			set_err(err, errlen, "invalid environment entry '%s'", add[m]);
+			return NULL;
+		}
+	}
+	char **envp = malloc((n + m + 1) * sizeof *envp);
+	if (envp == NULL) {
+		set_errno_err(err, errlen, "cannot build the environment", NULL, ENOMEM);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!env_overridden(environ[i], add, 0))
+			envp[k++] = environ[i];
+	for (size_t i = 0; i < m; i++)
+		if (!env_overridden(add[i], add, i + 1))
+			envp[k++] = (char *)add[i];
+	envp[k] = NULL;
+	return envp;
+}
+
+static const char *env_path(char *const *envp)
+{
+	for (size_t i = 0; envp[i]; i++)
+		if (strncmp(envp[i], "PATH=", 5) == 0)
+			return envp[i] + 5;
+	return PROC_DEFAULT_PATH;
+}
+
+static bool path_executable(const char *path, int *err)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return false;
+	if (S_ISREG(st.st_mode) && access(path, X_OK) == 0)
+		return true;
+	*err = EACCES;
+	return false;
+}
+
+/* The file execvp would run, malloc'd in *out; 0 or an errno value. A name
+ * with a '/' is used as is (execve reports what is wrong with it). */
+static int path_resolve(const char *prog, const char *pathvar, char **out)
+{
+	int e = ENOENT;
+	if (prog[0] == '\0')
+		return ENOENT;
+	if (strchr(prog, '/')) {
+		*out = strdup(prog);
+		return *out ? 0 : ENOMEM;
+	}
+	for (const char *p = pathvar;; p++) {
+		const char *end = strchrnul(p, ':');
+		int dlen = (int)(end - p);
+		char *cand = NULL;
+		if (asprintf(&cand, "%.*s/%s", dlen ? dlen : 1, dlen ? p : ".", prog) < 0)
+			return ENOMEM;
+		if (path_executable(cand, &e)) {
+			*out = cand;
+			return 0;
+		}
+		free(cand);
+		if (*end == '\0')
+			return e;
+		p = end;
+	}
+}
+
+/* ---- in the child: async-signal-safe calls only ---- */
+
+static void child_fail(int fd, int stage, int err)
+{
+	child_report r = {.stage = stage, .err = err};
+	ssize_t n = write(fd, &r, sizeof r);
+	(void)n;
+	_exit(127);
+}
+
+/* Move fd above 2 so that placing 0, 1, 2 cannot clobber it. */
+static int child_lift(int fd)
+{
+	return fd > 2 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+}
+
+static void child_close_from(int first, int last, long max_fd)
+{
+	if (first > last)
+		return;
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, (unsigned)first, (unsigned)last, 0u) == 0)
+		return;
+#endif
+	for (long fd = first; fd <= last && fd < max_fd; fd++)
+		close((int)fd);
+}
+
+static void child_setup_fds(const child_plan *p, int report)
+{
+	int in = child_lift(p->devnull), out = child_lift(p->out_w), err = child_lift(p->err_w);
+	if (in < 0 || out < 0 || err < 0)
+		child_fail(report, STAGE_SETUP, errno);
+	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+		child_fail(report, STAGE_SETUP, errno);
+	child_close_from(3, report - 1, p->max_fd);
+	child_close_from(report + 1, INT_MAX, p->max_fd);
+}
+
+static void __attribute__((noreturn)) child_exec(const child_plan *p)
+{
+	int report = child_lift(p->report_w);
+	if (report < 0)
+		_exit(127);
+	setpgid(0, 0);
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != p->parent)
+		_exit(127);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &p->dfl, NULL); /* glibc-reserved ones fail: fine */
+	child_setup_fds(p, report);
+	if (p->cwd && chdir(p->cwd) != 0)
+		child_fail(report, STAGE_CHDIR, errno);
+	sigprocmask(SIG_SETMASK, &p->empty, NULL);
+	execve(p->path, p->argv, p->envp);
+	child_fail(report, STAGE_EXEC, errno);
+	_exit(127);
+}
+
+/* ---- starting ---- */
+
+/* fork with every signal blocked in this thread (see invariant 2). */
+static pid_t spawn_fork(const child_plan *plan)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pid_t pid = fork();
+	if (pid == 0)
+		child_exec(plan);
+	int saved = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (pid > 0)
+		setpgid(pid, pid); /* the child does it too; whoever is first wins */
+	errno = saved;
+	return pid;
+}
+
+static void fd_close(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* Read the child's report: 0 when it exec'd, else its report. */
+static int report_read(int fd, child_report *r)
+{
+	size_t got = 0;
+	while (got < sizeof *r) {
+		ssize_t n = read(fd, (char *)r + got, sizeof *r - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	return got == sizeof *r ? -1 : 0;
+}
+
+static void report_format(const child_report *r, const proc_spec *spec, char *err, size_t errlen)
+{
+	if (r->stage == STAGE_CHDIR)
+		set_errno_err(err, errlen, "cannot change directory to", spec->cwd, r->err);
+	else if (r->stage == STAGE_EXEC)
+		set_errno_err(err, errlen, "cannot run", spec->argv[0], r->err);
+	else
+		set_errno_err(err, errlen, "cannot set up the child for", spec->argv[0], r->err);
+}
+
+static int pidfd_for(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	return (int)syscall(SYS_pidfd_open, pid, 0); /* always close-on-exec */
+#else
+	(void)pid;
+	return -1;
+#endif
+}
+
+/* ---- output ---- */
+
+static void stream_deliver(const proc_watch *w, proc_stream *s, char *line, size_t len)
+{
+	char saved = line[len];
+	line[len] = '\0';
+	if (w->spec->on_line)
+		w->spec->on_line(w->spec->ctx, s->stream, line, len);
+	line[len] = saved;
+}
+
+/* Deliver every complete line in the buffer (and a forced split when the
+ * buffer is full without a newline); keep the rest at the front. */
+static void stream_lines(const proc_watch *w, proc_stream *s)
+{
+	size_t start = 0;
+	while (start < s->len) {
+		char *line = s->buf + start;
+		size_t avail = s->len - start;
+		char *nl = memchr(line, '\n', avail);
+		if (nl == NULL && avail < PROC_BUF_CAP)
+			break;
+		size_t len = nl ? (size_t)(nl - line) : avail;
+		if (nl && len > 0 && line[len - 1] == '\r')
+			len--;
+		if (len > PROC_MAX_LINE) {
+			stream_deliver(w, s, line, PROC_MAX_LINE);
+			start += PROC_MAX_LINE;
+			continue;
+		}
+		stream_deliver(w, s, line, len);
+		start = (size_t)(nl - s->buf) + 1;
+	}
+	memmove(s->buf, s->buf + start, s->len - start);
+	s->len -= start;
+}
+
+/* EOF (or giving up on the pipe): the last line, even without newline. */
+static void stream_finish(const proc_watch *w, proc_stream *s)
+{
+	size_t start = 0;
+	stream_lines(w, s);
+	while (s->len - start > PROC_MAX_LINE) {
+		stream_deliver(w, s, s->buf + start, PROC_MAX_LINE);
+		start += PROC_MAX_LINE;
+	}
+	if (s->len > start)
+		stream_deliver(w, s, s->buf + start, s->len - start);
+	s->len = 0;
+	fd_close(&s->fd);
+}
+
+static void stream_read(const proc_watch *w, proc_stream *s)
+{
+	ssize_t n = read(s->fd, s->buf + s->len, PROC_BUF_CAP - s->len);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		stream_finish(w, s);
+		return;
+	}
+	s->len += (size_t)n;
+	stream_lines(w, s);
+}
+
+/* ---- the watch loop ---- */
+
+static void watch_signal(const proc_watch *w, int sig)
+{
+	kill(-w->pid, sig);
+	kill(w->pid, sig); /* in case the child left its group */
+}
+
+static void watch_cancel(proc_watch *w)
+{
+	w->res->cancelled = true;
+	w->term_at = clock_mono_ms();
+	watch_signal(w, SIGTERM);
+}
+
+static void watch_escalate(proc_watch *w)
+{
+	if (!w->res->cancelled || w->group_killed)
+		return;
+	if (clock_mono_ms() - w->term_at < w->grace_ms)
+		return;
+	watch_signal(w, SIGKILL);
+	w->group_killed = true;
+	w->res->killed = true;
+}
+
+/* Has the direct child exited? Observed without reaping (invariant 5). */
+static void watch_check_exit(proc_watch *w)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	int rc = waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOHANG | WNOWAIT);
+	/* ECHILD: someone else reaped it, there is nothing left to wait for. */
+	if ((rc == 0 && si.si_pid == w->pid) || (rc < 0 && errno == ECHILD)) {
+		w->exited = true;
+		fd_close(&w->pidfd);
+	}
+}
+
+static bool watch_done(const proc_watch *w)
+{
+	return w->exited && ((w->out.fd < 0 && w->err.fd < 0) || w->group_killed);
+}
+
+static int watch_timeout(const proc_watch *w)
+{
+	int64_t t = -1;
+	if (w->res->cancelled && !w->group_killed) {
+		t = w->term_at + w->grace_ms - clock_mono_ms();
+		if (t < 0)
+			t = 0;
+		if (t > INT_MAX)
+			t = INT_MAX;
+	}
+	if (!w->exited && w->pidfd < 0 && (t < 0 || t > PROC_TICK_MS))
+		t = PROC_TICK_MS;
+	return (int)t;
+}
+
+static void watch_step(proc_watch *w)
+{
+	struct pollfd pfd[4];
+	proc_stream *streams[2] = {&w->out, &w->err};
+	nfds_t n = 0;
+	for (int i = 0; i < 2; i++)
+		if (streams[i]->fd >= 0)
+			pfd[n++] = (struct pollfd){.fd = streams[i]->fd, .events = POLLIN};
+	bool watch_cancel_fd = w->cancel_fd >= 0 && !w->res->cancelled;
+	if (watch_cancel_fd)
+		pfd[n++] = (struct pollfd){.fd = w->cancel_fd, .events = POLLIN};
+	if (w->pidfd >= 0)
+		pfd[n++] = (struct pollfd){.fd = w->pidfd, .events = POLLIN};
+
+	int rc = poll(pfd, n, watch_timeout(w));
+	if (rc < 0 && errno != EINTR) {
+		/* Cannot wait any more: end the run hard rather than spin. */
+		watch_signal(w, SIGKILL);
+		w->group_killed = true;
+		w->exited = true;
+		return;
+	}
+	for (nfds_t i = 0; rc > 0 && i < n; i++) {
+		if (pfd[i].revents == 0)
+			continue;
+		if (pfd[i].fd == w->cancel_fd && watch_cancel_fd)
+			watch_cancel(w);
+		else if (pfd[i].fd == w->out.fd)
+			stream_read(w, &w->out);
+		else if (pfd[i].fd == w->err.fd)
+			stream_read(w, &w->err);
+	}
+	if (!w->exited)
+		watch_check_exit(w);
+	watch_escalate(w);
+}
+
+static void watch_finish(proc_watch *w)
+{
+	int status = 0;
+	if (w->out.fd >= 0)
+		stream_finish(w, &w->out);
+	if (w->err.fd >= 0)
+		stream_finish(w, &w->err);
+	if (w->res->cancelled)
+		kill(-w->pid, SIGKILL); /* whatever is left of the group */
+	while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
+		;
+	fd_close(&w->pidfd);
+	if (WIFSIGNALED(status)) {
+		w->res->term_signal = WTERMSIG(status);
+		w->res->exit_code = 128 + WTERMSIG(status);
+	} else {
+		w->res->exit_code = WEXITSTATUS(status);
+	}
+}
+
+/* ---- proc_run ---- */
+
+typedef struct {
+	int out[2], err[2], report[2];
+	int devnull;
+} proc_fds;
+
+static int fds_open(proc_fds *f, char *err, size_t errlen)
+{
+	if (pipe2(f->out, O_CLOEXEC) != 0 || pipe2(f->err, O_CLOEXEC) != 0 ||
+	    pipe2(f->report, O_CLOEXEC) != 0) {
+		set_errno_err(err, errlen, "cannot create a pipe", NULL, errno);
+		return -1;
+	}
+	f->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (f->devnull < 0) {
+		set_errno_err(err, errlen, "cannot open", "/dev/null", errno);
+		return -1;
+	}
+	return 0;
+}
+
+static void fds_close_child_ends(proc_fds *f)
+{
+	fd_close(&f->out[1]);
+	fd_close(&f->err[1]);
+	fd_close(&f->report[1]);
+	fd_close(&f->devnull);
+}
+
+static void fds_close_all(proc_fds *f)
+{
+	fds_close_child_ends(f);
+	fd_close(&f->out[0]);
+	fd_close(&f->err[0]);
+	fd_close(&f->report[0]);
+}
+
+static void plan_init(child_plan *p, const proc_spec *spec, const proc_fds *f)
+{
+	long max = sysconf(_SC_OPEN_MAX);
+	memset(p, 0, sizeof *p);
+	p->argv = (char *const *)spec->argv;
+	p->cwd = spec->cwd;
+	p->devnull = f->devnull;
+	p->out_w = f->out[1];
+	p->err_w = f->err[1];
+	p->report_w = f->report[1];
+	p->parent = getpid();
+	p->max_fd = max > 0 ? max : 65536;
+	p->dfl.sa_handler = SIG_DFL;
+	sigemptyset(&p->dfl.sa_mask);
+	sigemptyset(&p->empty);
+}
+
+/* Start the child; on success w->pid is set and the fds moved into w. */
+static int proc_start(const proc_spec *spec, proc_fds *f, proc_watch *w, char *err, size_t errlen)
+{
+	child_plan plan;
+	char *path = NULL;
+	int rc = -1;
+	char **envp = env_build(spec->env_add, err, errlen);
+	if (envp == NULL)
+		return -1;
+	int e = path_resolve(spec->argv[0], env_path(envp), &path);
+	if (e != 0) {
+		set_errno_err(err, errlen, "cannot run", spec->argv[0], e);
+		goto out;
+	}
+	if (fds_open(f, err, errlen) != 0)
+		goto out;
+	plan_init(&plan, spec, f);
+	plan.path = path;
+	plan.envp = envp;
+	pid_t pid = spawn_fork(&plan);
+	if (pid < 0) {
+		set_errno_err(err, errlen, "cannot fork", NULL, errno);
+		goto out;
+	}
+	fds_close_child_ends(f);
+	w->pid = pid;
+	w->res->pid = pid;
+	child_report r;
+	if (report_read(f->report[0], &r) != 0) {
+		report_format(&r, spec, err, errlen);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		goto out;
+	}
+	w->pidfd = pidfd_for(pid);
+	w->out.fd = f->out[0];
+	w->err.fd = f->err[0];
+	f->out[0] = f->err[0] = -1;
+	rc = 0;
+out:
+	free(path);
+	free(envp);
+	return rc;
+}
+
+int proc_run(const proc_spec *spec, proc_result *out, char *err, size_t errlen)
+{
+	proc_fds f = {{-1, -1}, {-1, -1}, {-1, -1}, -1};
+	int rc = -1;
+	memset(out, 0, sizeof *out);
+	out->exit_code = -1;
+	if (spec == NULL || spec->argv == NULL || spec->argv[0] == NULL) {
+		set_err(err, errlen, "no program to run");
+		return -1;
+	}
+	proc_watch *w = calloc(1, sizeof *w);
+	if (w == NULL) {
+		set_errno_err(err, errlen, "cannot run", spec->argv[0], ENOMEM);
+		return -1;
+	}
+	w->spec = spec;
+	w->res = out;
+	w->pidfd = w->out.fd = w->err.fd = -1;
+	w->out.stream = PROC_STDOUT;
+	w->err.stream = PROC_STDERR;
+	w->cancel_fd = spec->cancel_fd;
+	w->grace_ms = spec->kill_grace_ms > 0 ? spec->kill_grace_ms : PROC_GRACE_DEFAULT;
+	if (proc_start(spec, &f, w, err, errlen) != 0)
+		goto out;
+	while (!watch_done(w))
+		watch_step(w);
+	watch_finish(w);
+	rc = 0;
+out:
+	fds_close_all(&f);
+	free(w);
+	return rc;
+}

@@ -1,0 +1,269 @@
+/*
+ * runner — see runner.h. The invariant kept here: a task_runs row that this
+ * module inserted as running is always finished by runner_execute (or, if the
+ * process dies, turned into interrupted at the next start by the store), and
+ * every event between <task>_start and its terminal event carries the run's
+ * correlation_id, task and run_id.
+ */
+#include "runner.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+
+#define RUNNER_LOGGER "core.runner"
+
+int run_control_init(run_control *ctl)
+{
+	ctl->reason = RUN_CANCEL_NONE;
+	ctl->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return ctl->cancel_fd < 0 ? -1 : 0;
+}
+
+void run_control_destroy(run_control *ctl)
+{
+	if (ctl->cancel_fd >= 0)
+		close(ctl->cancel_fd);
+	ctl->cancel_fd = -1;
+}
+
+void run_control_cancel(run_control *ctl, run_cancel_reason reason)
+{
+	int expected = RUN_CANCEL_NONE;
+	if (!__atomic_compare_exchange_n(&ctl->reason, &expected, (int)reason, false,
+					 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		return;
+	uint64_t one = 1;
+	ssize_t n = write(ctl->cancel_fd, &one, sizeof one);
+	(void)n;
+}
+
+/* ---- the task-facing API of task.h ---- */
+
+void task_run_count(task_run *run, const char *name, int64_t delta)
+{
+	for (size_t i = 0; i < run->nitems; i++) {
+		if (strcmp(run->items[i].name, name) == 0) {
+			run->items[i].value += delta;
+			return;
+		}
+	}
+	if (run->nitems < TASK_MAX_ITEMS) {
+		run->items[run->nitems].name = name;
+		run->items[run->nitems].value = delta;
+		run->nitems++;
+	}
+}
+
+task_result task_run_fail(task_run *run, const char *error_type, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(run->error, sizeof run->error, fmt, ap);
+	va_end(ap);
+	snprintf(run->error_type, sizeof run->error_type, "%s", error_type);
+	return TASK_FAILED;
+}
+
+task_result task_run_skip(task_run *run, const char *reason)
+{
+	snprintf(run->skip_reason, sizeof run->skip_reason, "%s", reason);
+	return TASK_SKIPPED;
+}
+
+run_cancel_reason task_run_cancel_reason(const task_run *run)
+{
+	const run_control *ctl = run->control;
+	if (ctl == NULL)
+		return RUN_CANCEL_NONE;
+	return (run_cancel_reason)__atomic_load_n(&ctl->reason, __ATOMIC_SEQ_CST);
+}
+
+bool task_run_cancelled(const task_run *run)
+{
+	return task_run_cancel_reason(run) != RUN_CANCEL_NONE;
+}
+
+/* ---- preparing a run ---- */
+
+void runner_new_correlation_id(const char *task, double now, char *buf, size_t cap)
+{
+	uint16_t rnd = 0;
+	if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+		rnd = (uint16_t)(clock_mono_ms() ^ (int64_t)getpid());
+	snprintf(buf, cap, "run_%.48s_%lld_%04x", task, (long long)now, rnd);
+}
+
+int runner_prepare(run_request *req, config *cfg, const task_config *task, const char *trigger,
+		   store *st, char *err, size_t errlen)
+{
+	memset(req, 0, sizeof *req);
+	req->queued_at = clock_wall();
+	snprintf(req->trigger, sizeof req->trigger, "%s", trigger);
+	runner_new_correlation_id(task->name, req->queued_at, req->correlation_id,
+				  sizeof req->correlation_id);
+	int rc = store_run_start(st, task->name, req->trigger, req->correlation_id, req->queued_at,
+				 &req->run_id);
+	if (rc != STORE_OK) {
+		snprintf(err, errlen, "cannot record the run of %s: %s", task->name,
+			 store_errmsg(st));
+		return rc;
+	}
+	req->cfg = config_ref(cfg);
+	req->task = task;
+	return 0;
+}
+
+void run_request_release(run_request *req)
+{
+	if (req->cfg)
+		config_unref(req->cfg);
+	req->cfg = NULL;
+	req->task = NULL;
+}
+
+void runner_record_skip(config *cfg, const task_config *task, const char *trigger,
+			const char *reason, store *st)
+{
+	char cid[RUNNER_CORRELATION_MAX];
+	int64_t run_id = 0;
+	double now = clock_wall();
+
+	(void)cfg;
+	runner_new_correlation_id(task->name, now, cid, sizeof cid);
+	int rc = store_run_skipped(st, task->name, trigger, cid, now, reason, &run_id);
+	log_info(RUNNER_LOGGER, "task_skipped", LOG_STR("task", task->name),
+		 LOG_STR("reason", reason), LOG_STR("trigger", trigger),
+		 LOG_STR("correlation_id", cid), LOG_INT("run_id", run_id));
+	if (rc != STORE_OK)
+		log_error(RUNNER_LOGGER, "task_run_store_failed", LOG_STR("task", task->name),
+			  LOG_ERR(store_errmsg(st), "store"));
+}
+
+/* ---- executing a run ---- */
+
+static run_status outcome_status(task_result r, const task_run *run)
+{
+	if (r == TASK_OK)
+		return RUN_SUCCESS;
+	if (r == TASK_SKIPPED)
+		return RUN_SKIPPED;
+	switch (task_run_cancel_reason(run)) {
+	case RUN_CANCEL_TIMEOUT:
+		return RUN_TIMEOUT;
+	case RUN_CANCEL_SHUTDOWN:
+		return RUN_INTERRUPTED;
+	default:
+		return RUN_FAILED;
+	}
+}
+
+/* {"lines_output": 3, ...}: item names are identifiers chosen by the code. */
+static void items_json(const task_run *run, char *buf, size_t cap)
+{
+	size_t len = (size_t)snprintf(buf, cap, "{");
+	for (size_t i = 0; i < run->nitems && len < cap; i++)
+		len += (size_t)snprintf(buf + len, cap - len, "%s\"%s\": %lld", i ? ", " : "",
+					run->items[i].name, (long long)run->items[i].value);
+	if (len < cap)
+		snprintf(buf + len, cap - len, "}");
+}
+
+/* Items declared by the type are always reported, 0 when not reached. */
+static void declare_items(task_run *run, const task_type *type)
+{
+	for (const char *const *it = type->items; it && *it; it++)
+		task_run_count(run, *it, 0);
+}
+
+static void log_terminal_event(const task_run *run, run_status status, double duration)
+{
+	log_field fields[TASK_MAX_ITEMS + 6];
+	size_t n = 0;
+	char event[160];
+	const char *suffix = status == RUN_SUCCESS ? "complete"
+			     : status == RUN_SKIPPED ? "skipped"
+						     : "failed";
+
+	snprintf(event, sizeof event, "%s_%s", run->task->name, suffix);
+	if (status == RUN_SKIPPED)
+		fields[n++] = LOG_STR("reason", run->skip_reason);
+	for (size_t i = 0; i < run->nitems; i++)
+		fields[n++] = LOG_INT(run->items[i].name, run->items[i].value);
+	if (status != RUN_SUCCESS && status != RUN_SKIPPED) {
+		fields[n++] = LOG_STR("status", run_status_name(status));
+		fields[n++] = LOG_STR("error", run->error[0] ? run->error : "task failed");
+		fields[n++] = LOG_STR("error_type", run->error_type[0] ? run->error_type : "error");
+	}
+	if (run->exit_code >= 0)
+		fields[n++] = LOG_INT("exit_code", run->exit_code);
+	fields[n++] = LOG_DBL("duration_sec", duration);
+	log_emitv(status == RUN_SUCCESS || status == RUN_SKIPPED ? LOG_INFO : LOG_ERROR,
+		  run->logger, event, fields, n);
+}
+
+static void finish_row(const task_run *run, run_status status, double duration)
+{
+	char items[1024];
+	const char *error = NULL, *error_type = NULL;
+
+	items_json(run, items, sizeof items);
+	if (status == RUN_SKIPPED) {
+		error = run->skip_reason;
+	} else if (status != RUN_SUCCESS) {
+		error = run->error[0] ? run->error : "task failed";
+		error_type = run->error_type[0] ? run->error_type : "error";
+	}
+	int rc = STORE_ERROR;
+	for (int attempt = 0; attempt < 3 && rc != STORE_OK; attempt++)
+		rc = store_run_finish(run->store, run->run_id, status, clock_wall(), duration,
+				      run->exit_code, error, error_type, items);
+	if (rc != STORE_OK)
+		log_error(RUNNER_LOGGER, "task_run_store_failed", LOG_ERR(store_errmsg(run->store), "store"));
+}
+
+run_status runner_execute(run_request *req, store *st, run_control *ctl)
+{
+	const task_type *type = req->task->type;
+	task_run run;
+	char event[160];
+
+	memset(&run, 0, sizeof run);
+	run.cfg = req->cfg;
+	run.task = req->task;
+	run.trigger = req->trigger;
+	run.correlation_id = req->correlation_id;
+	run.run_id = req->run_id;
+	run.store = st;
+	run.cancel_fd = ctl ? ctl->cancel_fd : -1;
+	run.control = ctl;
+	run.logger = type->logger;
+	run.exit_code = -1;
+	declare_items(&run, type);
+
+	log_clear_context();
+	log_bind(LOG_STR("correlation_id", req->correlation_id));
+	log_bind(LOG_STR("task", req->task->name));
+	log_bind(LOG_INT("run_id", req->run_id));
+
+	int64_t started = clock_mono_ms();
+	snprintf(event, sizeof event, "%s_start", req->task->name);
+	log_info(run.logger, event, LOG_STR("type", type->name), LOG_STR("trigger", req->trigger));
+
+	task_result result = type->run(&run);
+	double duration = (double)(clock_mono_ms() - started) / 1000.0;
+	run_status status = outcome_status(result, &run);
+
+	log_terminal_event(&run, status, duration);
+	finish_row(&run, status, duration);
+	log_clear_context();
+	return status;
+}

@@ -1,0 +1,68 @@
+/*
+ * runner — the one path every task run goes through, whatever its type and
+ * whoever asked for it (schedule, manual trigger, catch-up, start, CLI):
+ *
+ *   runner_prepare    correlation id + task_runs row (status running)
+ *   runner_execute    bind correlation_id/task/run_id into the thread's log
+ *                     context, <task>_start, the type's run(), then
+ *                     <task>_complete (duration_sec + item counts) or
+ *                     <task>_failed (error, error_type, duration_sec) or
+ *                     <task>_skipped (reason); the task_runs row finished
+ *                     with the matching status; context cleared.
+ *
+ * A run is cancelled through its run_control (timeout or shutdown): the
+ * eventfd becomes readable and the task's run() returns; the row then gets
+ * status timeout or interrupted.
+ *
+ * Threads: prepare on any thread with that thread's store; execute on the
+ * thread that runs the task, with that thread's store. run_control may be
+ * cancelled from any thread.
+ */
+#ifndef FK_RUNNER_H
+#define FK_RUNNER_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "store.h"
+#include "task.h"
+
+typedef struct {
+	int cancel_fd;     /* eventfd, created by run_control_init */
+	int reason;        /* run_cancel_reason, atomic */
+} run_control;
+
+int run_control_init(run_control *ctl);
+void run_control_destroy(run_control *ctl);
+/* The first reason wins; later calls do nothing. Async-signal-safe. */
+void run_control_cancel(run_control *ctl, run_cancel_reason reason);
+
+#define RUNNER_CORRELATION_MAX 96
+
+typedef struct {
+	config *cfg;                    /* one reference, owned by the request */
+	const task_config *task;        /* borrowed from cfg */
+	char trigger[16];
+	char correlation_id[RUNNER_CORRELATION_MAX];
+	int64_t run_id;
+	double queued_at;
+} run_request;
+
+/* correlation id "run_<task>_<unix>_<4 hex>" */
+void runner_new_correlation_id(const char *task, double now, char *buf,
+			       size_t cap);
+
+/* Fill req (taking a reference on cfg) and insert the running row. On
+ * failure (store error) nothing is kept and err says why. */
+int runner_prepare(run_request *req, config *cfg, const task_config *task,
+		   const char *trigger, store *st, char *err, size_t errlen);
+void run_request_release(run_request *req);
+
+/* Execute a prepared run. Returns its final status. */
+run_status runner_execute(run_request *req, store *st, run_control *ctl);
+
+/* Record an overlap skip: task_skipped event and a skipped row. */
+void runner_record_skip(config *cfg, const task_config *task,
+			const char *trigger, const char *reason, store *st);
+
+#endif

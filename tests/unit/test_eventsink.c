@@ -1,0 +1,464 @@
+/* Unit tests: the batching event writer (eventsink). A store that the writer
+ * cannot write is simulated by another connection holding BEGIN EXCLUSIVE:
+ * deterministic, and it works as root (where chmod would not block writes). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "clock.h"
+#include "eventsink.h"
+#include "store.h"
+
+typedef struct {
+	char dir[64];
+	char path[128];
+	char out_path[128];
+	eventsink *sink;
+	sqlite3 *locker;
+	int saved_stdout;
+} fixture;
+
+static int setup(void **state)
+{
+	fixture *f = calloc(1, sizeof *f);
+	snprintf(f->dir, sizeof f->dir, "/tmp/fk_sink_XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof f->path, "%s/state.db", f->dir);
+	snprintf(f->out_path, sizeof f->out_path, "%s/stdout.txt", f->dir);
+	f->saved_stdout = -1;
+	*state = f;
+	return 0;
+}
+
+static void capture_stop(fixture *f)
+{
+	if (f->saved_stdout < 0)
+		return;
+	fflush(stdout);
+	dup2(f->saved_stdout, STDOUT_FILENO);
+	close(f->saved_stdout);
+	f->saved_stdout = -1;
+}
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+	char cmd[128];
+	capture_stop(f);
+	if (f->locker) {
+		sqlite3_exec(f->locker, "ROLLBACK", NULL, NULL, NULL);
+		sqlite3_close(f->locker);
+	}
+	eventsink_stop(f->sink);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+/* The writer's stdout lines go to a file while a test needs to read them. */
+static void capture_start(fixture *f)
+{
+	fflush(stdout);
+	f->saved_stdout = dup(STDOUT_FILENO);
+	FILE *fp = fopen(f->out_path, "w");
+	assert_non_null(fp);
+	dup2(fileno(fp), STDOUT_FILENO);
+	fclose(fp);
+}
+
+static void start_sink(fixture *f, size_t max_queued, int64_t flush_ms)
+{
+	char err[256] = "";
+	eventsink_options o = {.max_queued = max_queued, .flush_interval_ms = flush_ms};
+	if (eventsink_start(&f->sink, f->path, &o, err, sizeof err) != 0)
+		fail_msg("eventsink_start: %s", err);
+}
+
+static void lock_db(fixture *f)
+{
+	assert_int_equal(sqlite3_open(f->path, &f->locker), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(f->locker, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+}
+
+static void unlock_db(fixture *f)
+{
+	assert_int_equal(sqlite3_exec(f->locker, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(f->locker);
+	f->locker = NULL;
+}
+
+static void emit(eventsink *sink, const char *event, const char *cid, int thread, int i)
+{
+	char json[160];
+	int len = snprintf(
+	        json, sizeof json,
+	        "{\"timestamp\": \"2025-01-01T00:00:00.000000+00:00\", \"level\": \"info\","
+	        " \"event\": \"%s\", \"thread\": %d, \"i\": %d}",
+	        event, thread, i);
+	log_record rec = {.unix_time = 1735689600.0 + i,
+	                  .timestamp = "2025-01-01T00:00:00.000000+00:00",
+	                  .level = LOG_INFO,
+	                  .logger = "test",
+	                  .event = event,
+	                  .correlation_id = cid,
+	                  .task = cid ? "t" : NULL,
+	                  .run_id = cid ? 42 : 0,
+	                  .json = json,
+	                  .json_len = (size_t)len};
+	eventsink_log_sink(sink, &rec);
+}
+
+static int64_t count_rows(fixture *f, const char *where)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	char sql[256];
+	int64_t n = -1;
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM events WHERE %s", where);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		n = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return n;
+}
+
+/* The stored line of the first event with this name, parsed. */
+static cJSON *stored_line(fixture *f, const char *event)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	cJSON *j = NULL;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "SELECT line FROM events WHERE event = ? ORDER BY id",
+	                                    -1, &q, NULL),
+	                 SQLITE_OK);
+	sqlite3_bind_text(q, 1, event, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		j = cJSON_Parse((const char *)sqlite3_column_text(q, 0));
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return j;
+}
+
+/* Lines written to the captured stdout whose "event" is event. */
+static int captured_lines(fixture *f, const char *event, cJSON **first)
+{
+	char line[4096];
+	int n = 0;
+	FILE *fp = fopen(f->out_path, "r");
+	assert_non_null(fp);
+	while (fgets(line, sizeof line, fp)) {
+		cJSON *j = cJSON_Parse(line);
+		assert_non_null(j); /* every line is one JSON object */
+		cJSON *ev = cJSON_GetObjectItem(j, "event");
+		if (cJSON_IsString(ev) && strcmp(ev->valuestring, event) == 0 && n++ == 0 &&
+		    first) {
+			*first = j;
+			continue;
+		}
+		cJSON_Delete(j);
+	}
+	fclose(fp);
+	return n;
+}
+
+/* ---- many threads ---- */
+
+#define THREADS    4
+#define PER_THREAD 2500
+
+typedef struct {
+	eventsink *sink;
+	int thread;
+	int64_t usec;
+} producer;
+
+static void *produce(void *arg)
+{
+	producer *p = arg;
+	char cid[16];
+	snprintf(cid, sizeof cid, "thr-%d", p->thread);
+	int64_t t0 = clock_wall_usec();
+	for (int i = 0; i < PER_THREAD; i++)
+		emit(p->sink, "tick", cid, p->thread, i);
+	p->usec = clock_wall_usec() - t0;
+	return NULL;
+}
+
+static void check_thread_order(fixture *f, int thread)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	char cid[16];
+	int expect = 0;
+	snprintf(cid, sizeof cid, "thr-%d", thread);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "SELECT line, run_id, task FROM events"
+	                                    " WHERE correlation_id = ? ORDER BY id",
+	                                    -1, &q, NULL),
+	                 SQLITE_OK);
+	sqlite3_bind_text(q, 1, cid, -1, SQLITE_STATIC);
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		cJSON *j = cJSON_Parse((const char *)sqlite3_column_text(q, 0));
+		assert_non_null(j);
+		assert_int_equal(cJSON_GetObjectItem(j, "thread")->valueint, thread);
+		assert_int_equal(cJSON_GetObjectItem(j, "i")->valueint, expect);
+		assert_int_equal(sqlite3_column_int(q, 1), 42);
+		assert_string_equal((const char *)sqlite3_column_text(q, 2), "t");
+		cJSON_Delete(j);
+		expect++;
+	}
+	assert_int_equal(expect, PER_THREAD);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+}
+
+static void test_many_threads(void **state)
+{
+	fixture *f = *state;
+	pthread_t th[THREADS];
+	producer p[THREADS];
+	start_sink(f, 0, 0); /* defaults: 100000 queued, 250 ms */
+
+	int64_t t0 = clock_wall_usec();
+	for (int i = 0; i < THREADS; i++) {
+		p[i] = (producer){.sink = f->sink, .thread = i};
+		assert_int_equal(pthread_create(&th[i], NULL, produce, &p[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(eventsink_flush(f->sink, 30000), 0);
+	int64_t elapsed = clock_wall_usec() - t0;
+
+	assert_int_equal(count_rows(f, "1"), THREADS * PER_THREAD);
+	assert_int_equal(eventsink_stored(f->sink), THREADS * PER_THREAD);
+	assert_int_equal(eventsink_dropped(f->sink), 0);
+	for (int i = 0; i < THREADS; i++)
+		check_thread_order(f, i);
+	assert_int_equal(count_rows(f, "level = 'info' AND logger = 'test' AND event = 'tick'"
+	                               " AND timestamp = '2025-01-01T00:00:00.000000+00:00'"),
+	                 THREADS * PER_THREAD);
+
+	int64_t emit_usec = 0;
+	for (int i = 0; i < THREADS; i++)
+		emit_usec += p[i].usec;
+	print_message("eventsink: %d events from %d threads stored in %.1f ms: %.0f events/s;"
+	              " emit %.2f us/event\n",
+	              THREADS * PER_THREAD, THREADS, (double)elapsed / 1e3,
+	              THREADS * PER_THREAD / ((double)elapsed / 1e6),
+	              (double)emit_usec / (THREADS * PER_THREAD));
+}
+
+/* Sustained throughput with one producer: 200k events, nothing dropped. */
+static void test_throughput(void **state)
+{
+	fixture *f = *state;
+	const int n = 200000;
+	start_sink(f, (size_t)n, 0);
+	int64_t t0 = clock_wall_usec();
+	for (int i = 0; i < n; i++)
+		emit(f->sink, "tick", "bulk", 0, i);
+	int64_t emitted = clock_wall_usec() - t0;
+	assert_int_equal(eventsink_flush(f->sink, 60000), 0);
+	int64_t elapsed = clock_wall_usec() - t0;
+	assert_int_equal(eventsink_stored(f->sink), n);
+	assert_int_equal(count_rows(f, "1"), n);
+	print_message("eventsink: %d events stored in %.1f ms: %.0f events/s;"
+	              " emit %.2f us/event\n",
+	              n, (double)elapsed / 1e3, n / ((double)elapsed / 1e6), (double)emitted / n);
+}
+
+/* ---- flush, stop, interval ---- */
+
+static void test_flush_empty(void **state)
+{
+	fixture *f = *state;
+	start_sink(f, 10, 60000);
+	assert_int_equal(eventsink_flush(f->sink, 0), 0);
+	assert_int_equal(eventsink_flush(f->sink, 1000), 0);
+}
+
+static void test_flush_timeout(void **state)
+{
+	fixture *f = *state;
+	start_sink(f, 100, 60000);
+	lock_db(f);
+	emit(f->sink, "tick", "c", 0, 0);
+	int64_t t0 = clock_mono_ms();
+	assert_int_equal(eventsink_flush(f->sink, 200), -1);
+	int64_t waited = clock_mono_ms() - t0;
+	assert_true(waited >= 200);
+	assert_true(waited < 4000); /* the timeout, not the writer's 5 s busy wait */
+	assert_int_equal(eventsink_stored(f->sink), 0);
+	unlock_db(f);
+	assert_int_equal(eventsink_flush(f->sink, 20000), 0);
+	assert_int_equal(count_rows(f, "1"), 1);
+}
+
+static void test_stop_flushes(void **state)
+{
+	fixture *f = *state;
+	start_sink(f, 1000, 60000); /* neither the interval nor half capacity */
+	for (int i = 0; i < 300; i++)
+		emit(f->sink, "tick", "c", 0, i);
+	eventsink_stop(f->sink);
+	f->sink = NULL;
+	assert_int_equal(count_rows(f, "1"), 300);
+}
+
+static void test_interval_commits(void **state)
+{
+	fixture *f = *state;
+	start_sink(f, 1000, 50);
+	emit(f->sink, "tick", "c", 0, 0);
+	/* No flush: the writer commits on its own within the interval. */
+	int64_t deadline = clock_mono_ms() + 10000;
+	while (eventsink_stored(f->sink) == 0 && clock_mono_ms() < deadline) {
+		struct timespec ts = {0, 5000000};
+		nanosleep(&ts, NULL);
+	}
+	assert_int_equal(eventsink_stored(f->sink), 1);
+	assert_int_equal(count_rows(f, "1"), 1);
+}
+
+/* ---- failures ---- */
+
+static void test_dropped_when_full(void **state)
+{
+	fixture *f = *state;
+	start_sink(f, 4, 60000);
+	lock_db(f); /* nothing can be committed: queued + in flight stays <= 4 */
+	for (int i = 0; i < 10; i++)
+		emit(f->sink, "tick", "c", 0, i);
+	assert_int_equal(eventsink_dropped(f->sink), 6);
+	capture_start(f);
+	unlock_db(f);
+	assert_int_equal(eventsink_flush(f->sink, 20000), 0);
+	capture_stop(f);
+
+	assert_int_equal(eventsink_stored(f->sink), 4);
+	assert_int_equal(count_rows(f, "event = 'tick'"), 4);
+	for (int i = 0; i < 4; i++) { /* the first four were kept */
+		char where[64];
+		snprintf(where, sizeof where, "line LIKE '%%\"i\": %d}'", i);
+		assert_int_equal(count_rows(f, where), 1);
+	}
+	assert_int_equal(count_rows(f, "event = 'events_dropped' AND level = 'warning'"
+	                               " AND logger = 'store'"),
+	                 1);
+	cJSON *j = stored_line(f, "events_dropped");
+	assert_non_null(j);
+	assert_int_equal(cJSON_GetObjectItem(j, "count")->valueint, 6);
+	cJSON_Delete(j);
+	j = NULL;
+	assert_int_equal(captured_lines(f, "events_dropped", &j), 1);
+	assert_int_equal(cJSON_GetObjectItem(j, "count")->valueint, 6);
+	cJSON_Delete(j);
+	assert_int_equal(captured_lines(f, "store_write_failed", NULL), 0);
+
+	/* Reported once: more events go through without a second report. */
+	emit(f->sink, "tick", "c", 0, 10);
+	assert_int_equal(eventsink_flush(f->sink, 20000), 0);
+	assert_int_equal(count_rows(f, "event = 'events_dropped'"), 1);
+}
+
+static void test_failed_write_is_kept(void **state)
+{
+	fixture *f = *state;
+	start_sink(f, 1000, 60000);
+	lock_db(f);
+	capture_start(f);
+	for (int i = 0; i < 50; i++)
+		emit(f->sink, "tick", "c", 0, i);
+	/* The writer gives up after its 5 s busy timeout and says so. */
+	int64_t t0 = clock_mono_ms();
+	assert_int_equal(eventsink_flush(f->sink, 30000), -1);
+	assert_true(clock_mono_ms() - t0 < 25000); /* a reported failure, not the timeout */
+	assert_int_equal(eventsink_stored(f->sink), 0);
+	unlock_db(f);
+	assert_int_equal(eventsink_flush(f->sink, 30000), 0);
+	capture_stop(f);
+
+	assert_int_equal(eventsink_stored(f->sink), 50);
+	assert_int_equal(eventsink_dropped(f->sink), 0);
+	assert_int_equal(count_rows(f, "event = 'tick'"), 50);
+	assert_int_equal(count_rows(f, "event = 'events_dropped'"), 0);
+
+	cJSON *j = NULL;
+	assert_int_equal(captured_lines(f, "store_write_failed", &j), 1);
+	assert_string_equal(cJSON_GetObjectItem(j, "level")->valuestring, "error");
+	assert_string_equal(cJSON_GetObjectItem(j, "logger")->valuestring, "store");
+	assert_string_equal(cJSON_GetObjectItem(j, "error_type")->valuestring, "busy");
+	assert_non_null(strstr(cJSON_GetObjectItem(j, "error")->valuestring, "locked"));
+	assert_int_equal(cJSON_GetObjectItem(j, "queued")->valueint, 50);
+	assert_non_null(cJSON_GetObjectItem(j, "timestamp"));
+	cJSON_Delete(j);
+}
+
+static void test_stop_is_bounded(void **state)
+{
+	fixture *f = *state;
+	start_sink(f, 1000, 60000);
+	lock_db(f);
+	capture_start(f);
+	for (int i = 0; i < 5; i++)
+		emit(f->sink, "tick", "c", 0, i);
+	int64_t t0 = clock_mono_ms();
+	eventsink_stop(f->sink);
+	f->sink = NULL;
+	int64_t waited = clock_mono_ms() - t0;
+	capture_stop(f);
+	assert_true(waited < 12000);
+	unlock_db(f);
+	assert_int_equal(count_rows(f, "1"), 0);
+	cJSON *j = NULL;
+	assert_int_equal(captured_lines(f, "store_write_failed", NULL), 1);
+	assert_int_equal(captured_lines(f, "events_dropped", &j), 1);
+	assert_int_equal(cJSON_GetObjectItem(j, "count")->valueint, 5);
+	cJSON_Delete(j);
+}
+
+static void test_start_fails_on_bad_path(void **state)
+{
+	fixture *f = *state;
+	char err[256] = "";
+	char path[192];
+	eventsink *sink = (eventsink *)f;
+	snprintf(path, sizeof path, "%s/missing/state.db", f->dir);
+	assert_int_equal(eventsink_start(&sink, path, NULL, err, sizeof err), -1);
+	assert_null(sink);
+	assert_non_null(strstr(err, path));
+	eventsink_stop(NULL);
+	assert_int_equal(eventsink_dropped(NULL), 0);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        T(test_many_threads),      T(test_throughput),
+	        T(test_flush_empty),       T(test_flush_timeout),
+	        T(test_stop_flushes),      T(test_interval_commits),
+	        T(test_dropped_when_full), T(test_failed_write_is_kept),
+	        T(test_stop_is_bounded),   T(test_start_fails_on_bad_path),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

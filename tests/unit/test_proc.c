@@ -1,0 +1,665 @@
+/* Unit tests: child processes, output lines, cancellation, fds, signals. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "proc.h"
+
+#define MAX_LINES 64
+
+/* Lines collected by on_line, per stream; optionally wakes a canceller on
+ * the first line. */
+typedef struct {
+	char *lines[3][MAX_LINES];
+	size_t count[3];
+	bool nul_ok; /* every line had line[len] == '\0' */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool seen;
+} collector;
+
+static void collector_init(collector *c)
+{
+	memset(c, 0, sizeof *c);
+	c->nul_ok = true;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+}
+
+static void collector_free(collector *c)
+{
+	for (int s = 0; s < 3; s++)
+		for (size_t i = 0; i < c->count[s]; i++)
+			free(c->lines[s][i]);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+}
+
+static void on_line(void *ctx, int stream, const char *line, size_t len)
+{
+	collector *c = ctx;
+	assert_true(stream == PROC_STDOUT || stream == PROC_STDERR);
+	if (line[len] != '\0' || strlen(line) != len)
+		c->nul_ok = false;
+	if (c->count[stream] < MAX_LINES)
+		c->lines[stream][c->count[stream]++] = strndup(line, len);
+	pthread_mutex_lock(&c->mu);
+	c->seen = true;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static proc_spec sh_spec(const char **argv, const char *cmd, collector *c)
+{
+	argv[0] = "sh";
+	argv[1] = "-c";
+	argv[2] = cmd;
+	argv[3] = NULL;
+	return (proc_spec){.argv = argv, .cancel_fd = -1, .on_line = on_line, .ctx = c};
+}
+
+/* Run `sh -c cmd`, expecting it to start. */
+static void run_sh(const char *cmd, collector *c, proc_result *res)
+{
+	const char *argv[4];
+	char err[256] = "";
+	proc_spec spec = sh_spec(argv, cmd, c);
+	assert_int_equal(proc_run(&spec, res, err, sizeof err), 0);
+	assert_string_equal(err, "");
+	assert_true(res->pid > 0);
+	assert_true(c->nul_ok);
+}
+
+static void test_stdout_stderr(void **state)
+{
+	collector c;
+	proc_result res;
+	(void)state;
+	collector_init(&c);
+	run_sh("echo out1; echo err1 >&2; echo out2; echo err2 >&2", &c, &res);
+	assert_int_equal(res.exit_code, 0);
+	assert_int_equal(res.term_signal, 0);
+	assert_false(res.cancelled);
+	assert_false(res.killed);
+	assert_int_equal(c.count[PROC_STDOUT], 2);
+	assert_int_equal(c.count[PROC_STDERR], 2);
+	assert_string_equal(c.lines[PROC_STDOUT][0], "out1");
+	assert_string_equal(c.lines[PROC_STDOUT][1], "out2");
+	assert_string_equal(c.lines[PROC_STDERR][0], "err1");
+	assert_string_equal(c.lines[PROC_STDERR][1], "err2");
+	collector_free(&c);
+}
+
+static void test_exit_codes(void **state)
+{
+	collector c;
+	proc_result res;
+	(void)state;
+	collector_init(&c);
+	run_sh("exit 0", &c, &res);
+	assert_int_equal(res.exit_code, 0);
+	run_sh("exit 3", &c, &res);
+	assert_int_equal(res.exit_code, 3);
+	assert_int_equal(res.term_signal, 0);
+	run_sh("kill -KILL $$", &c, &res);
+	assert_int_equal(res.exit_code, 128 + SIGKILL);
+	assert_int_equal(res.term_signal, SIGKILL);
+	assert_false(res.cancelled);
+	assert_false(res.killed);
+	collector_free(&c);
+}
+
+static void test_no_callback(void **state)
+{
+	const char *argv[] = {"sh", "-c", "echo discarded; exit 5", NULL};
+	proc_spec spec = {.argv = argv, .cancel_fd = -1};
+	proc_result res;
+	char err[64] = "";
+	(void)state;
+	assert_int_equal(proc_run(&spec, &res, err, sizeof err), 0);
+	assert_int_equal(res.exit_code, 5);
+}
+
+static void start_fails(const char *const *argv, const char *const *env, const char *cwd,
+                        const char *expect)
+{
+	proc_spec spec = {.argv = argv, .env_add = env, .cwd = cwd, .cancel_fd = -1};
+	proc_result res;
+	char err[256] = "";
+	assert_int_equal(proc_run(&spec, &res, err, sizeof err), -1);
+	assert_string_equal(err, expect);
+}
+
+static void test_missing_program(void **state)
+{
+	(void)state;
+	const char *a1[] = {"fk-no-such-program-xyz", NULL};
+	start_fails(a1, NULL, NULL,
+	            "cannot run 'fk-no-such-program-xyz': No such file or directory");
+	const char *a2[] = {"/nonexistent/fk-prog", "arg", NULL};
+	start_fails(a2, NULL, NULL, "cannot run '/nonexistent/fk-prog': No such file or directory");
+	/* The child's PATH (env_add) is the one searched. */
+	const char *a3[] = {"sh", "-c", "true", NULL};
+	const char *env[] = {"PATH=/nonexistent", NULL};
+	start_fails(a3, env, NULL, "cannot run 'sh': No such file or directory");
+	start_fails(a3, NULL, "/nonexistent/dir",
+	            "cannot change directory to '/nonexistent/dir': No such file or directory");
+	const char *bad[] = {"NOEQUALS", NULL};
+	start_fails(a3, bad, NULL, "invalid environment entry 'NOEQUALS'");
+}
+
+static void test_long_line(void **state)
+{
+	collector c;
+	proc_result res;
+	(void)state;
+	collector_init(&c);
+	run_sh("head -c 20000 /dev/zero | tr '\\0' a; echo; echo next", &c, &res);
+	assert_int_equal(res.exit_code, 0);
+	assert_int_equal(c.count[PROC_STDOUT], 4);
+	assert_int_equal(strlen(c.lines[PROC_STDOUT][0]), PROC_MAX_LINE);
+	assert_int_equal(strlen(c.lines[PROC_STDOUT][1]), PROC_MAX_LINE);
+	assert_int_equal(strlen(c.lines[PROC_STDOUT][2]), 20000 - 2 * PROC_MAX_LINE);
+	assert_string_equal(c.lines[PROC_STDOUT][3], "next");
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(strspn(c.lines[PROC_STDOUT][i], "a"),
+		                 strlen(c.lines[PROC_STDOUT][i]));
+	collector_free(&c);
+}
+
+static void test_line_exactly_max(void **state)
+{
+	collector c;
+	proc_result res;
+	char cmd[160];
+	(void)state;
+	collector_init(&c);
+	/* PROC_MAX_LINE bytes then "\n", then the same with "\r\n": one line each. */
+	snprintf(cmd, sizeof cmd,
+	         "head -c %d /dev/zero | tr '\\0' b; echo; head -c %d /dev/zero | tr '\\0' c;"
+	         " printf '\\r\\n'",
+	         PROC_MAX_LINE, PROC_MAX_LINE);
+	run_sh(cmd, &c, &res);
+	assert_int_equal(c.count[PROC_STDOUT], 2);
+	assert_int_equal(strlen(c.lines[PROC_STDOUT][0]), PROC_MAX_LINE);
+	assert_int_equal(strlen(c.lines[PROC_STDOUT][1]), PROC_MAX_LINE);
+	assert_int_equal(c.lines[PROC_STDOUT][1][0], 'c');
+	collector_free(&c);
+}
+
+static void test_final_line_and_crlf(void **state)
+{
+	collector c;
+	proc_result res;
+	(void)state;
+	collector_init(&c);
+	run_sh("printf 'a\\r\\n\\nb\\r\\n'; printf 'one\\ntwo'; printf 'e1\\ne2' >&2", &c, &res);
+	assert_int_equal(c.count[PROC_STDOUT], 5);
+	assert_string_equal(c.lines[PROC_STDOUT][0], "a");
+	assert_string_equal(c.lines[PROC_STDOUT][1], "");
+	assert_string_equal(c.lines[PROC_STDOUT][2], "b");
+	assert_string_equal(c.lines[PROC_STDOUT][3], "one");
+	assert_string_equal(c.lines[PROC_STDOUT][4], "two");
+	assert_int_equal(c.count[PROC_STDERR], 2);
+	assert_string_equal(c.lines[PROC_STDERR][1], "e2");
+	collector_free(&c);
+}
+
+static void test_stdin_devnull(void **state)
+{
+	collector c;
+	proc_result res;
+	(void)state;
+	collector_init(&c);
+	run_sh("cat; readlink /proc/self/fd/0", &c, &res);
+	assert_int_equal(res.exit_code, 0);
+	assert_int_equal(c.count[PROC_STDOUT], 1);
+	assert_string_equal(c.lines[PROC_STDOUT][0], "/dev/null");
+	collector_free(&c);
+}
+
+/* ---- cancellation ---- */
+
+typedef struct {
+	collector *c;
+	int efd;
+	int64_t cancelled_at;
+} canceller;
+
+/* Waits for the first output line, then cancels through the eventfd. */
+static void *cancel_thread(void *arg)
+{
+	canceller *k = arg;
+	uint64_t one = 1;
+	pthread_mutex_lock(&k->c->mu);
+	while (!k->c->seen)
+		pthread_cond_wait(&k->c->cv, &k->c->mu);
+	pthread_mutex_unlock(&k->c->mu);
+	k->cancelled_at = clock_mono_ms();
+	assert_int_equal(write(k->efd, &one, sizeof one), sizeof one);
+	return NULL;
+}
+
+/* Run cmd, cancelled after its first line; returns proc_run's duration. */
+static int64_t run_cancelled(const char *cmd, int64_t grace, collector *c, proc_result *res,
+                             int64_t *since_cancel)
+{
+	const char *argv[4];
+	char err[256] = "";
+	pthread_t th;
+	canceller k = {.c = c, .efd = eventfd(0, EFD_CLOEXEC)};
+	proc_spec spec = sh_spec(argv, cmd, c);
+	assert_true(k.efd >= 0);
+	spec.cancel_fd = k.efd;
+	spec.kill_grace_ms = grace;
+	assert_int_equal(pthread_create(&th, NULL, cancel_thread, &k), 0);
+	int64_t t0 = clock_mono_ms();
+	assert_int_equal(proc_run(&spec, res, err, sizeof err), 0);
+	int64_t t1 = clock_mono_ms();
+	pthread_join(th, NULL);
+	close(k.efd);
+	*since_cancel = t1 - k.cancelled_at;
+	return t1 - t0;
+}
+
+/* Gone, or a zombie waiting for a reaper that is not us. */
+static bool pid_gone(pid_t pid)
+{
+	char path[64], buf[512];
+	if (kill(pid, 0) != 0 && errno == ESRCH)
+		return true;
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return true;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *rp = strrchr(buf, ')');
+	return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+static void assert_gone_within(pid_t pid, int64_t ms)
+{
+	int64_t deadline = clock_mono_ms() + ms;
+	while (!pid_gone(pid)) {
+		assert_true(clock_mono_ms() < deadline);
+		poll(NULL, 0, 10);
+	}
+}
+
+static void test_cancel_kills_group(void **state)
+{
+	collector c;
+	proc_result res;
+	int64_t since;
+	(void)state;
+	collector_init(&c);
+	int64_t took = run_cancelled("sleep 30 & echo $!; sleep 30; wait", 500, &c, &res, &since);
+	assert_true(took < 2000);
+	assert_true(res.cancelled);
+	assert_false(res.killed);
+	assert_int_equal(res.term_signal, SIGTERM);
+	assert_int_equal(res.exit_code, 128 + SIGTERM);
+	assert_int_equal(c.count[PROC_STDOUT], 1);
+	pid_t grandchild = (pid_t)atoi(c.lines[PROC_STDOUT][0]);
+	assert_true(grandchild > 1);
+	assert_gone_within(grandchild, 2000);
+	assert_gone_within(res.pid, 2000);
+	collector_free(&c);
+}
+
+static void test_cancel_term_ignored(void **state)
+{
+	collector c;
+	proc_result res;
+	int64_t since;
+	(void)state;
+	collector_init(&c);
+	int64_t took = run_cancelled("trap '' TERM; echo ready; while :; do sleep 0.1; done", 300,
+	                             &c, &res, &since);
+	assert_true(took < 2000);
+	assert_true(since >= 300);
+	assert_true(res.cancelled);
+	assert_true(res.killed);
+	assert_int_equal(res.term_signal, SIGKILL);
+	assert_int_equal(res.exit_code, 128 + SIGKILL);
+	assert_string_equal(c.lines[PROC_STDOUT][0], "ready");
+	collector_free(&c);
+}
+
+/* A process that left the group (setsid) and holds the pipes cannot keep a
+ * cancelled run alive past the grace. It prints its pid once it has left. */
+static void test_cancel_escaped_holder(void **state)
+{
+	collector c;
+	proc_result res;
+	int64_t since;
+	(void)state;
+	collector_init(&c);
+	int64_t took =
+	        run_cancelled("setsid sh -c 'echo $$; exec sleep 5' & wait", 300, &c, &res, &since);
+	assert_true(took < 2000);
+	assert_true(since >= 300);
+	assert_true(res.cancelled);
+	assert_true(res.killed); /* the grace expired with the pipes still open */
+	assert_int_equal(res.term_signal, SIGTERM);
+	pid_t escaped = (pid_t)atoi(c.lines[PROC_STDOUT][0]);
+	assert_true(escaped > 1);
+	kill(escaped, SIGKILL);
+	collector_free(&c);
+}
+
+/* Not cancelled: a background grandchild holding the pipes is read to EOF. */
+static void test_grandchild_output_read(void **state)
+{
+	collector c;
+	proc_result res;
+	(void)state;
+	collector_init(&c);
+	run_sh("(sleep 0.3; echo late) & echo early; exit 2", &c, &res);
+	assert_int_equal(res.exit_code, 2);
+	assert_int_equal(c.count[PROC_STDOUT], 2);
+	assert_string_equal(c.lines[PROC_STDOUT][0], "early");
+	assert_string_equal(c.lines[PROC_STDOUT][1], "late");
+	collector_free(&c);
+}
+
+/* The child closes its output and goes on: its exit is still waited for. */
+static void test_child_outlives_pipes(void **state)
+{
+	collector c;
+	proc_result res;
+	(void)state;
+	collector_init(&c);
+	run_sh("echo x; exec >&- 2>&-; sleep 0.3; exit 4", &c, &res);
+	assert_int_equal(res.exit_code, 4);
+	assert_int_equal(c.count[PROC_STDOUT], 1);
+	collector_free(&c);
+}
+
+/* In the helper process: hand the child's pid to the test, then die. */
+static void on_line_then_die(void *ctx, int stream, const char *line, size_t len)
+{
+	ssize_t n = write(*(const int *)ctx, line, len);
+	(void)stream;
+	_exit(n == (ssize_t)len ? 0 : 1);
+}
+
+/* The child dies with the process that started it (PR_SET_PDEATHSIG). */
+static void test_parent_death(void **state)
+{
+	int p[2], status = -1;
+	char buf[32] = "";
+	(void)state;
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid_t helper = fork();
+	assert_true(helper >= 0);
+	if (helper == 0) {
+		const char *argv[] = {"sh", "-c", "echo $$; exec sleep 30", NULL};
+		proc_spec spec = {
+		        .argv = argv, .cancel_fd = -1, .on_line = on_line_then_die, .ctx = &p[1]};
+		proc_result res;
+		char err[128];
+		close(p[0]);
+		proc_run(&spec, &res, err, sizeof err);
+		_exit(2); /* never reached when the child printed its pid */
+	}
+	close(p[1]);
+	ssize_t n = read(p[0], buf, sizeof buf - 1);
+	close(p[0]);
+	assert_true(n > 0);
+	assert_int_equal(waitpid(helper, &status, 0), helper);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	pid_t victim = (pid_t)atoi(buf);
+	assert_true(victim > 1);
+	assert_gone_within(victim, 2000);
+}
+
+/* ---- environment, directory, fds, signals ---- */
+
+static void test_env_add(void **state)
+{
+	const char *argv[4];
+	const char *env[] = {"FK_PROC_A=hello world", "FK_PROC_OVERRIDE=new", NULL};
+	collector c;
+	proc_result res;
+	char err[128] = "";
+	(void)state;
+	collector_init(&c);
+	setenv("FK_PROC_OVERRIDE", "old", 1);
+	proc_spec spec = sh_spec(argv,
+	                         "echo \"$FK_PROC_A\"; echo \"$FK_PROC_OVERRIDE\";"
+	                         " env | grep -c '^FK_PROC_OVERRIDE='",
+	                         &c);
+	spec.env_add = env;
+	assert_int_equal(proc_run(&spec, &res, err, sizeof err), 0);
+	unsetenv("FK_PROC_OVERRIDE");
+	assert_int_equal(c.count[PROC_STDOUT], 3);
+	assert_string_equal(c.lines[PROC_STDOUT][0], "hello world");
+	assert_string_equal(c.lines[PROC_STDOUT][1], "new");
+	assert_string_equal(c.lines[PROC_STDOUT][2], "1");
+	collector_free(&c);
+}
+
+static void test_cwd(void **state)
+{
+	char dir[] = "/tmp/fk_proc_XXXXXX", real[PATH_MAX], script[PATH_MAX], plain[PATH_MAX];
+	const char *argv[4];
+	collector c;
+	proc_result res;
+	char err[PATH_MAX + 64] = "";
+	(void)state;
+	collector_init(&c);
+	assert_non_null(mkdtemp(dir));
+	assert_non_null(realpath(dir, real));
+	snprintf(script, sizeof script, "%s/s.sh", dir);
+	snprintf(plain, sizeof plain, "%s/plain", dir);
+	FILE *f = fopen(script, "w");
+	assert_non_null(f);
+	fputs("#!/bin/sh\necho script-ran\n", f);
+	fclose(f);
+	assert_int_equal(chmod(script, 0755), 0);
+	f = fopen(plain, "w");
+	assert_non_null(f);
+	fclose(f);
+
+	proc_spec spec = sh_spec(argv, "pwd", &c);
+	spec.cwd = dir;
+	assert_int_equal(proc_run(&spec, &res, err, sizeof err), 0);
+	assert_string_equal(c.lines[PROC_STDOUT][0], real);
+
+	const char *rel[] = {"./s.sh", NULL};
+	spec.argv = rel;
+	assert_int_equal(proc_run(&spec, &res, err, sizeof err), 0);
+	assert_string_equal(c.lines[PROC_STDOUT][1], "script-ran");
+
+	const char *noexec[] = {plain, NULL};
+	char expect[PATH_MAX + 64];
+	snprintf(expect, sizeof expect, "cannot run '%s': Permission denied", plain);
+	start_fails(noexec, NULL, NULL, expect);
+
+	unlink(script);
+	unlink(plain);
+	assert_int_equal(rmdir(dir), 0);
+	collector_free(&c);
+}
+
+static int count_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void test_no_fd_leak(void **state)
+{
+	const char *ok[] = {"true", NULL};
+	const char *missing[] = {"fk-no-such-program-xyz", NULL};
+	const char *env[] = {"FK_X=1", NULL};
+	proc_result res;
+	char err[128];
+	(void)state;
+	int before = count_fds();
+	for (int i = 0; i < 200; i++) {
+		proc_spec spec = {
+		        .argv = i % 10 == 9 ? missing : ok, .env_add = env, .cancel_fd = -1};
+		int rc = proc_run(&spec, &res, err, sizeof err);
+		assert_int_equal(rc, i % 10 == 9 ? -1 : 0);
+	}
+	int bad_cwd_rc;
+	{
+		proc_spec spec = {.argv = ok, .cwd = "/nonexistent", .cancel_fd = -1};
+		bad_cwd_rc = proc_run(&spec, &res, err, sizeof err);
+	}
+	assert_int_equal(bad_cwd_rc, -1);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_child_sees_no_extra_fds(void **state)
+{
+	const char *argv[] = {"ls", "/proc/self/fd", NULL};
+	collector c;
+	proc_result res;
+	char err[128] = "";
+	int p[2];
+	(void)state;
+	collector_init(&c);
+	/* Inheritable fds in the parent must not reach the child. */
+	int leak = open("/dev/null", O_RDONLY);
+	assert_true(leak >= 0);
+	assert_int_equal(pipe(p), 0);
+	proc_spec spec = {.argv = argv, .cancel_fd = -1, .on_line = on_line, .ctx = &c};
+	assert_int_equal(proc_run(&spec, &res, err, sizeof err), 0);
+	close(leak);
+	close(p[0]);
+	close(p[1]);
+	assert_int_equal(res.exit_code, 0);
+	assert_int_equal(c.count[PROC_STDOUT], 4);
+	assert_string_equal(c.lines[PROC_STDOUT][0], "0");
+	assert_string_equal(c.lines[PROC_STDOUT][1], "1");
+	assert_string_equal(c.lines[PROC_STDOUT][2], "2");
+	assert_string_equal(c.lines[PROC_STDOUT][3], "3"); /* ls's own directory fd */
+	collector_free(&c);
+}
+
+static void test_child_signal_state(void **state)
+{
+	const char *argv[] = {"grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status", NULL};
+	collector c;
+	proc_result res;
+	char err[128] = "";
+	sigset_t block, old;
+	(void)state;
+	collector_init(&c);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGCHLD);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
+	proc_spec spec = {.argv = argv, .cancel_fd = -1, .on_line = on_line, .ctx = &c};
+	int rc = proc_run(&spec, &res, err, sizeof err);
+	signal(SIGPIPE, old_pipe);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	assert_int_equal(rc, 0);
+	assert_int_equal(c.count[PROC_STDOUT], 2);
+	assert_string_equal(c.lines[PROC_STDOUT][0], "SigBlk:\t0000000000000000");
+	assert_string_equal(c.lines[PROC_STDOUT][1], "SigIgn:\t0000000000000000");
+	collector_free(&c);
+}
+
+/* ---- threads ---- */
+
+typedef struct {
+	int id;
+	int failures;
+} worker_arg;
+
+static void *worker(void *arg)
+{
+	worker_arg *a = arg;
+	for (int i = 0; i < 25; i++) {
+		char cmd[64], want[32];
+		const char *argv[4];
+		collector c;
+		proc_result res;
+		char err[128];
+		collector_init(&c);
+		snprintf(cmd, sizeof cmd, "echo w%d-%d; echo e%d >&2; exit %d", a->id, i, i, i % 7);
+		snprintf(want, sizeof want, "w%d-%d", a->id, i);
+		proc_spec spec = sh_spec(argv, cmd, &c);
+		if (proc_run(&spec, &res, err, sizeof err) != 0 || res.exit_code != i % 7 ||
+		    c.count[PROC_STDOUT] != 1 || strcmp(c.lines[PROC_STDOUT][0], want) != 0 ||
+		    c.count[PROC_STDERR] != 1)
+			a->failures++;
+		collector_free(&c);
+	}
+	return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+	pthread_t th[4];
+	worker_arg args[4];
+	(void)state;
+	for (int i = 0; i < 4; i++) {
+		args[i] = (worker_arg){.id = i};
+		assert_int_equal(pthread_create(&th[i], NULL, worker, &args[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(args[i].failures, 0);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_stdout_stderr),
+	        cmocka_unit_test(test_exit_codes),
+	        cmocka_unit_test(test_no_callback),
+	        cmocka_unit_test(test_missing_program),
+	        cmocka_unit_test(test_long_line),
+	        cmocka_unit_test(test_line_exactly_max),
+	        cmocka_unit_test(test_final_line_and_crlf),
+	        cmocka_unit_test(test_stdin_devnull),
+	        cmocka_unit_test(test_cancel_kills_group),
+	        cmocka_unit_test(test_cancel_term_ignored),
+	        cmocka_unit_test(test_cancel_escaped_holder),
+	        cmocka_unit_test(test_grandchild_output_read),
+	        cmocka_unit_test(test_child_outlives_pipes),
+	        cmocka_unit_test(test_parent_death),
+	        cmocka_unit_test(test_env_add),
+	        cmocka_unit_test(test_cwd),
+	        cmocka_unit_test(test_no_fd_leak),
+	        cmocka_unit_test(test_child_sees_no_extra_fds),
+	        cmocka_unit_test(test_child_signal_state),
+	        cmocka_unit_test(test_concurrent),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -38,11 +38,11 @@ static double run_once(void)
 	double t0 = now_ns();
 	for (int i = 0; i < N; i++) {
 		log_info("tasks.health_check", "server_health_check",
-			 LOG_STR("server_handle", "srv-eu-01"), LOG_STR("server_ip", "10.0.3.17"),
-			 LOG_STR("status", "healthy"), LOG_STR("stage", "http"),
-			 LOG_INT("response_time_ms", 123), LOG_INT("attempt", 2),
-			 LOG_INT("http_status", 200), LOG_DBL("duration_sec", 0.84),
-			 LOG_DBL("load_avg", 1.25), LOG_BOOL("is_ghost", false));
+		         LOG_STR("server_handle", "srv-eu-01"), LOG_STR("server_ip", "10.0.3.17"),
+		         LOG_STR("status", "healthy"), LOG_STR("stage", "http"),
+		         LOG_INT("response_time_ms", 123), LOG_INT("attempt", 2),
+		         LOG_INT("http_status", 200), LOG_DBL("duration_sec", 0.84),
+		         LOG_DBL("load_avg", 1.25), LOG_BOOL("is_ghost", false));
 	}
 	return (now_ns() - t0) / N;
 }

@@ -15,23 +15,26 @@
 #define DEFAULT_CONFIG "etc/fleetkeeper.conf"
 
 static const char usage_text[] =
-	"usage: fleetkeeper [-c FILE] COMMAND [ARGS]\n"
-	"\n"
-	"  run                           the daemon, in the foreground\n"
-	"  once TASK                     run one task now, in this process, and exit with its result\n"
-	"  trigger TASK [--follow]       ask the running daemon to run TASK now\n"
-	"  next TASK|EXPR [-n N] [--from ISO8601] [--tz ZONE]\n"
-	"                                the next N fire times\n"
-	"  status                        tasks, servers and open incidents\n"
-	"  runs [--task T] [--limit N]   task run history\n"
-	"  incidents [--open]            incidents\n"
-	"  trace CORRELATION_ID          every stored event of one correlation id, in order\n"
-	"  check-config                  validate the configuration\n"
-	"  version | help\n"
-	"\n"
-	"FILE: -c, else $FLEETKEEPER_CONFIG, else " DEFAULT_CONFIG ".\n"
-	"Listing commands print a table, or JSON lines with --json.\n"
-	"Exit status: 0 success, 1 the work failed, 2 usage or configuration error.\n";
+        "usage: fleetkeeper [-c FILE] COMMAND [ARGS]\n"
+        "\n"
+        "  run                           the daemon, in the foreground\n"
+        "  once TASK                     run one task now, in this process, and exit with its "
+        "result\n"
+        "  trigger TASK [--follow]       ask the running daemon to run TASK now\n"
+        "  next TASK|EXPR [-n N] [--from ISO8601] [--tz ZONE]\n"
+        "                                the next N fire times\n"
+        "  status                        tasks, servers and open incidents\n"
+        "  runs [--task T] [--limit N]   task run history\n"
+        "  incidents [--open]            incidents\n"
+        "  trace CORRELATION_ID          every stored event of one correlation id, in order\n"
+        "  ssh-test [USER@]HOST[:PORT] [--key F] [--timeout S] [--command C]\n"
+        "                                test SSH access (--known-hosts F, --policy P)\n"
+        "  check-config                  validate the configuration\n"
+        "  version | help\n"
+        "\n"
+        "FILE: -c, else $FLEETKEEPER_CONFIG, else " DEFAULT_CONFIG ".\n"
+        "Listing commands print a table, or JSON lines with --json.\n"
+        "Exit status: 0 success, 1 the work failed, 2 usage or configuration error.\n";
 
 void cli_usage_error(const char *fmt, ...)
 {
@@ -76,12 +79,11 @@ int cli_setup_logging(const config *cfg)
 		return EXIT_FAILED;
 	}
 	log_info("core.log", "logging_initialized", LOG_STR("service", opts.service),
-		 LOG_STR("log_format", opts.format == LOG_FORMAT_JSON ? "json" : "console"),
-		 LOG_STR("log_level", log_level_name(opts.level)));
+	         LOG_STR("log_format", opts.format == LOG_FORMAT_JSON ? "json" : "console"),
+	         LOG_STR("log_level", log_level_name(opts.level)));
 	if (env_rc != 0)
 		log_warning("core.log", "log_env_invalid", LOG_STR("variable", bad),
-			    LOG_STR("value", getenv(bad)),
-			    LOG_STR("error", "ignored: bad value"));
+		            LOG_STR("value", getenv(bad)), LOG_STR("error", "ignored: bad value"));
 	return EXIT_OK;
 }
 
@@ -92,7 +94,8 @@ static int cmd_check_config(const cli_ctx *ctx)
 	if (rc != EXIT_OK)
 		return rc;
 	if (ctx->json)
-		printf("{\"ok\": true, \"config\": \"%s\", \"tasks\": %zu}\n", cfg->path, cfg->ntasks);
+		printf("{\"ok\": true, \"config\": \"%s\", \"tasks\": %zu}\n", cfg->path,
+		       cfg->ntasks);
 	else
 		printf("%s: OK (%zu tasks)\n", cfg->path, cfg->ntasks);
 	config_unref(cfg);
@@ -119,17 +122,18 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-	{"run", cli_cmd_run},
-	{"once", cli_cmd_once},
-	{"trigger", cli_cmd_trigger},
-	{"next", cli_cmd_next},
-	{"status", cli_cmd_status},
-	{"runs", cli_cmd_runs},
-	{"incidents", cli_cmd_incidents},
-	{"trace", cli_cmd_trace},
-	{"check-config", cmd_check_config},
-	{"version", cmd_version},
-	{"help", cmd_help},
+        {"run", cli_cmd_run},
+        {"once", cli_cmd_once},
+        {"trigger", cli_cmd_trigger},
+        {"next", cli_cmd_next},
+        {"status", cli_cmd_status},
+        {"runs", cli_cmd_runs},
+        {"incidents", cli_cmd_incidents},
+        {"trace", cli_cmd_trace},
+        {"ssh-test", cli_cmd_ssh_test},
+        {"check-config", cmd_check_config},
+        {"version", cmd_version},
+        {"help", cmd_help},
 };
 
 /* Take --json out of the command's arguments. */

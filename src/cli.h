@@ -16,9 +16,9 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 typedef struct {
 	const char *config_path;
 	const char *command;
-	int argc;      /* arguments after the command */
+	int argc; /* arguments after the command */
 	char **argv;
-	bool json;     /* --json given anywhere after the command */
+	bool json; /* --json given anywhere after the command */
 } cli_ctx;
 
 int cli_main(int argc, char **argv);
@@ -40,5 +40,6 @@ int cli_cmd_runs(const cli_ctx *ctx);
 int cli_cmd_incidents(const cli_ctx *ctx);
 int cli_cmd_trace(const cli_ctx *ctx);
 int cli_cmd_next(const cli_ctx *ctx);
+int cli_cmd_ssh_test(const cli_ctx *ctx); /* cli_ssh.c */
 
 #endif

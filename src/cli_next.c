@@ -28,7 +28,8 @@ static int parse_args(const cli_ctx *ctx, next_args *a)
 		bool has_value = i + 1 < ctx->argc;
 		if (strcmp(arg, "-n") == 0 && has_value) {
 			if (config_parse_int(ctx->argv[++i], 1, 100000, &a->count) != 0) {
-				cli_usage_error("-n: expected a number from 1 to 100000, got '%s'", ctx->argv[i]);
+				cli_usage_error("-n: expected a number from 1 to 100000, got '%s'",
+				                ctx->argv[i]);
 				return -1;
 			}
 		} else if (strcmp(arg, "--from") == 0 && has_value) {
@@ -115,8 +116,8 @@ static void print_time(const tz *zone, int64_t t)
 	int32_t off = tz_offset_at(zone, t);
 	int32_t a = off < 0 ? -off : off;
 	tz_to_civil(zone, t, &c);
-	printf("%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d\n", c.year, c.month, c.day, c.hour, c.minute,
-	       c.second, off < 0 ? '-' : '+', a / 3600, (a / 60) % 60);
+	printf("%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d\n", c.year, c.month, c.day, c.hour,
+	       c.minute, c.second, off < 0 ? '-' : '+', a / 3600, (a / 60) % 60);
 }
 
 /* The schedule and zone of a task of the configuration. */
@@ -128,8 +129,10 @@ static int task_schedule(const cli_ctx *ctx, const char *name, schedule *s, cons
 		return rc;
 	const task_config *tc = config_task(cfg, name);
 	if (tc == NULL || tc->schedule_expr == NULL) {
-		cli_usage_error(tc ? "task '%s' has no schedule" : "'%s' is neither a task of the configuration nor a schedule expression",
-				name);
+		cli_usage_error(tc ? "task '%s' has no schedule"
+		                   : "'%s' is neither a task of the configuration nor a schedule "
+		                     "expression",
+		                name);
 		config_unref(cfg);
 		return EXIT_USAGE;
 	}
@@ -169,8 +172,9 @@ int cli_cmd_next(const cli_ctx *ctx)
 	}
 	int64_t t = (int64_t)clock_wall();
 	if (a.from && parse_iso8601(a.from, zone, &t) != 0) {
-		cli_usage_error("--from: expected an ISO 8601 time such as 2026-03-29T01:30:00+01:00, got '%s'",
-				a.from);
+		cli_usage_error("--from: expected an ISO 8601 time such as "
+		                "2026-03-29T01:30:00+01:00, got '%s'",
+		                a.from);
 		return EXIT_USAGE;
 	}
 	if (!schedule_can_fire(&s)) {

@@ -70,9 +70,11 @@ static cJSON *run_json(const store_run_row *r)
 		cJSON_AddNumberToObject(o, "exit_code", r->exit_code);
 	else
 		cJSON_AddNullToObject(o, "exit_code");
-	cJSON_AddItemToObject(o, "error", r->error ? cJSON_CreateString(r->error) : cJSON_CreateNull());
+	cJSON_AddItemToObject(o, "error",
+	                      r->error ? cJSON_CreateString(r->error) : cJSON_CreateNull());
 	cJSON_AddItemToObject(o, "error_type",
-			      r->error_type ? cJSON_CreateString(r->error_type) : cJSON_CreateNull());
+	                      r->error_type ? cJSON_CreateString(r->error_type)
+	                                    : cJSON_CreateNull());
 	cJSON *items = r->items_json ? cJSON_Parse(r->items_json) : NULL;
 	cJSON_AddItemToObject(o, "items", items ? items : cJSON_CreateObject());
 	return o;
@@ -102,7 +104,7 @@ static int add_run(void *arg, const store_run_row *r)
 	else
 		snprintf(dur, sizeof dur, "-");
 	table_add(l->t, id, r->task, run_status_name(r->status), r->trigger, started, dur,
-		  r->error_type, r->correlation_id);
+	          r->error_type, r->correlation_id);
 	return 0;
 }
 
@@ -115,8 +117,9 @@ int cli_cmd_runs(const cli_ctx *ctx)
 			task = ctx->argv[++i];
 		} else if (strcmp(ctx->argv[i], "--limit") == 0 && i + 1 < ctx->argc) {
 			if (config_parse_int(ctx->argv[++i], 1, 1000000, &limit) != 0) {
-				cli_usage_error("--limit: expected a number from 1 to 1000000, got '%s'",
-						ctx->argv[i]);
+				cli_usage_error(
+				        "--limit: expected a number from 1 to 1000000, got '%s'",
+				        ctx->argv[i]);
 				return EXIT_USAGE;
 			}
 		} else {
@@ -130,8 +133,8 @@ int cli_cmd_runs(const cli_ctx *ctx)
 	if (rc != EXIT_OK)
 		return rc;
 	run_list l = {ctx, ctx->json ? NULL
-				      : table_new(8, "RUN", "TASK", "STATUS", "TRIGGER", "STARTED",
-						  "DURATION", "ERROR", "CORRELATION_ID")};
+	                             : table_new(8, "RUN", "TASK", "STATUS", "TRIGGER", "STARTED",
+	                                         "DURATION", "ERROR", "CORRELATION_ID")};
 	if (store_runs_list(st, task, (int)limit, add_run, &l) < 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", store_errmsg(st));
 		rc = EXIT_FAILED;
@@ -152,8 +155,9 @@ static int add_incident(void *arg, const store_incident_row *r)
 	if (l->ctx->json) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddNumberToObject(o, "incident_id", (double)r->id);
-		cJSON_AddItemToObject(o, "server_handle", r->server_handle ? cJSON_CreateString(r->server_handle)
-									   : cJSON_CreateNull());
+		cJSON_AddItemToObject(o, "server_handle",
+		                      r->server_handle ? cJSON_CreateString(r->server_handle)
+		                                       : cJSON_CreateNull());
 		cJSON_AddStringToObject(o, "type", r->type);
 		cJSON_AddStringToObject(o, "status", r->status);
 		cJSON_AddNumberToObject(o, "detected_at", r->detected_at);
@@ -161,15 +165,17 @@ static int add_incident(void *arg, const store_incident_row *r)
 			cJSON_AddNumberToObject(o, "resolved_at", r->resolved_at);
 		else
 			cJSON_AddNullToObject(o, "resolved_at");
-		cJSON_AddItemToObject(o, "correlation_id", r->correlation_id ? cJSON_CreateString(r->correlation_id)
-									     : cJSON_CreateNull());
+		cJSON_AddItemToObject(o, "correlation_id",
+		                      r->correlation_id ? cJSON_CreateString(r->correlation_id)
+		                                        : cJSON_CreateNull());
 		print_json_line(o);
 		return 0;
 	}
 	snprintf(id, sizeof id, "%lld", (long long)r->id);
 	format_time(r->detected_at, detected, sizeof detected);
 	format_time(r->resolved_at, resolved, sizeof resolved);
-	table_add(l->t, id, r->server_handle, r->type, r->status, detected, resolved, r->correlation_id);
+	table_add(l->t, id, r->server_handle, r->type, r->status, detected, resolved,
+	          r->correlation_id);
 	return 0;
 }
 
@@ -189,8 +195,8 @@ int cli_cmd_incidents(const cli_ctx *ctx)
 	if (rc != EXIT_OK)
 		return rc;
 	run_list l = {ctx, ctx->json ? NULL
-				      : table_new(7, "ID", "SERVER", "TYPE", "STATUS", "DETECTED",
-						  "RESOLVED", "CORRELATION_ID")};
+	                             : table_new(7, "ID", "SERVER", "TYPE", "STATUS", "DETECTED",
+	                                         "RESOLVED", "CORRELATION_ID")};
 	if (store_incidents_list(st, open_only, add_incident, &l) < 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", store_errmsg(st));
 		rc = EXIT_FAILED;

@@ -73,8 +73,9 @@ static void wait_local_run(local_run *lr, pool *p, int sig_fd, int64_t timeout_m
 			run_control_cancel(&lr->ctl, RUN_CANCEL_SHUTDOWN);
 		}
 		if (deadline >= 0 && clock_mono_ms() >= deadline) {
-			log_warning("core.runner", "task_timeout", LOG_STR("task", lr->req.task->name),
-				    LOG_DBL("timeout_sec", (double)timeout_ms / 1000.0));
+			log_warning("core.runner", "task_timeout",
+			            LOG_STR("task", lr->req.task->name),
+			            LOG_DBL("timeout_sec", (double)timeout_ms / 1000.0));
 			run_control_cancel(&lr->ctl, RUN_CANCEL_TIMEOUT);
 			deadline = -1;
 		}
@@ -106,7 +107,8 @@ static int run_in_process(config *cfg, const task_config *task, const char *trig
 	if (run_control_init(&lr.ctl) != 0 ||
 	    pool_start(&p, 1, cfg->db_path, err, sizeof err) != 0 ||
 	    pool_submit(p, local_run_work, &lr) != 0) {
-		log_error("core.cli", "startup_failed", LOG_ERR("cannot start a worker thread", "resources"));
+		log_error("core.cli", "startup_failed",
+		          LOG_ERR("cannot start a worker thread", "resources"));
 		goto out;
 	}
 	wait_local_run(&lr, p, sig_fd, task->timeout_ms);
@@ -179,12 +181,25 @@ int cli_cmd_run(const cli_ctx *ctx)
 
 typedef struct {
 	int64_t last_id;
+	char terminal[3][192]; /* "event": "<task>_complete" and the others */
+	bool saw_terminal;
 } follow_state;
+
+static void follow_state_init(follow_state *fs, const char *task)
+{
+	static const char *const suffix[] = {"complete", "failed", "skipped"};
+	memset(fs, 0, sizeof *fs);
+	for (int i = 0; i < 3; i++)
+		snprintf(fs->terminal[i], sizeof fs->terminal[i], "\"event\": \"%.128s_%s\"", task,
+			 suffix[i]);
+}
 
 static int print_event(void *ctx, int64_t id, const char *json)
 {
 	follow_state *fs = ctx;
 	fs->last_id = id;
+	for (int i = 0; i < 3; i++)
+		fs->saw_terminal |= strstr(json, fs->terminal[i]) != NULL;
 	printf("%s\n", json);
 	return 0;
 }
@@ -208,20 +223,25 @@ static void pause_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Print the run's stored events as they arrive, until it has finished and
- * its last events were written (the writer commits at least every 250 ms). */
-static int follow_run(const config *cfg, int64_t run_id, const char *correlation_id)
+/* Print the run's stored events as they arrive, until the run has finished
+ * and its terminal event was stored (the writer commits at least every
+ * 250 ms), or, if that event never comes (the daemon died), 5 s after the
+ * last event. */
+static int follow_run(const config *cfg, const char *task, int64_t run_id,
+		      const char *correlation_id)
 {
 	store *st = NULL;
 	char err[512];
-	follow_state fs = {0};
+	follow_state fs;
 	run_probe probe = {0};
 	int64_t finished_at = -1;
 
+	follow_state_init(&fs, task);
 	if (store_open_readonly(&st, cfg->db_path, err, sizeof err) != 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", err);
 		return EXIT_FAILED;
 	}
+	int64_t quiet_since = clock_mono_ms();
 	for (;;) {
 		int64_t before = fs.last_id;
 		store_events_trace(st, correlation_id, fs.last_id, print_event, &fs);
@@ -232,8 +252,9 @@ static int follow_run(const config *cfg, int64_t run_id, const char *correlation
 			if (probe.found && probe.status != RUN_RUNNING)
 				finished_at = clock_mono_ms();
 		}
-		/* Stop once finished and quiet for longer than a writer flush. */
-		if (finished_at >= 0 && fs.last_id == before && clock_mono_ms() - finished_at > 1000)
+		if (fs.last_id != before)
+			quiet_since = clock_mono_ms();
+		if (finished_at >= 0 && (fs.saw_terminal || clock_mono_ms() - quiet_since > 5000))
 			break;
 		pause_ms(100);
 	}
@@ -242,18 +263,19 @@ static int follow_run(const config *cfg, int64_t run_id, const char *correlation
 }
 
 static int print_trigger_reply(const cli_ctx *ctx, cJSON *reply, int64_t *run_id, char *cid,
-			       size_t cidlen)
+                               size_t cidlen)
 {
 	cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "ok");
 	if (!cJSON_IsTrue(ok)) {
 		cJSON *e = cJSON_GetObjectItemCaseSensitive(reply, "error");
 		fprintf(stderr, "fleetkeeper: daemon refused: %s\n",
-			cJSON_IsString(e) ? e->valuestring : "unknown error");
+		        cJSON_IsString(e) ? e->valuestring : "unknown error");
 		return EXIT_FAILED;
 	}
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "queued"))) {
-		printf(ctx->json ? "{\"queued\": true}\n"
-				 : "queued: the task is running; it runs again once that run ends\n");
+		printf(ctx->json
+		               ? "{\"queued\": true}\n"
+		               : "queued: the task is running; it runs again once that run ends\n");
 		return EXIT_OK;
 	}
 	cJSON *id = cJSON_GetObjectItemCaseSensitive(reply, "run_id");
@@ -273,7 +295,7 @@ static int print_trigger_reply(const cli_ctx *ctx, cJSON *reply, int64_t *run_id
 }
 
 static int trigger_through_daemon(const cli_ctx *ctx, config *cfg, const char *task, bool follow,
-				  const char *reply_text)
+                                  const char *reply_text)
 {
 	cJSON *reply = cJSON_Parse(reply_text);
 	int64_t run_id = 0;
@@ -285,10 +307,9 @@ static int trigger_through_daemon(const cli_ctx *ctx, config *cfg, const char *t
 	bool queued = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "queued"));
 	int rc = print_trigger_reply(ctx, reply, &run_id, cid, sizeof cid);
 	cJSON_Delete(reply);
-	(void)task;
 	if (rc != EXIT_OK || !follow || queued)
 		return rc;
-	return follow_run(cfg, run_id, cid);
+	return follow_run(cfg, task, run_id, cid);
 }
 
 int cli_cmd_trigger(const cli_ctx *ctx)
@@ -331,8 +352,9 @@ int cli_cmd_trigger(const cli_ctx *ctx)
 	if (crc == 0) {
 		rc = trigger_through_daemon(ctx, cfg, name, follow, reply);
 	} else if (crc == CONTROL_NO_DAEMON) {
-		fprintf(stderr, "fleetkeeper: no daemon is running (%s); running %s in this process\n",
-			err, name);
+		fprintf(stderr,
+		        "fleetkeeper: no daemon is running (%s); running %s in this process\n", err,
+		        name);
 		rc = cli_setup_logging(cfg);
 		if (rc == EXIT_OK)
 			rc = run_in_process(cfg, task, "manual");

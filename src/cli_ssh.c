@@ -25,6 +25,7 @@ typedef struct {
 	const char *command;
 	const char *known_hosts;
 	const char *policy;
+	char default_kh[4096]; /* state_dir/known_hosts */
 } ssh_args;
 
 /* [USER@]HOST[:PORT], HOST may be [v6addr]. 0 or -1 (usage error printed). */
@@ -67,10 +68,10 @@ bad:
 
 static int parse_args(const cli_ctx *ctx, ssh_args *a)
 {
-	static const char *const opts[] = {"--key",	    "--timeout", "--command",
-					   "--known-hosts", "--policy",	 NULL};
+	static const char *const opts[] = {"--key",         "--timeout", "--command",
+	                                   "--known-hosts", "--policy",  NULL};
 	const char **slots[] = {&a->key_file, &a->timeout, &a->command, &a->known_hosts,
-				&a->policy};
+	                        &a->policy};
 	bool have_target = false;
 
 	for (int i = 0; i < ctx->argc; i++) {
@@ -102,7 +103,7 @@ static int parse_args(const cli_ctx *ctx, ssh_args *a)
 }
 
 /* Command-line values over [ssh]. 0 or -1 (usage error printed). */
-static int apply_args(const ssh_args *a, const config *cfg, ssh_options *o)
+static int apply_args(ssh_args *a, const config *cfg, ssh_options *o)
 {
 	char err[256];
 
@@ -127,14 +128,14 @@ static int apply_args(const ssh_args *a, const config *cfg, ssh_options *o)
 		return -1;
 	}
 	if (a->timeout && (duration_parse(a->timeout, &o->timeout_ms, err, sizeof err) != 0 ||
-			   o->timeout_ms <= 0)) {
+	                   o->timeout_ms <= 0)) {
 		cli_usage_error("ssh-test: --timeout '%s': %s", a->timeout,
-				o->timeout_ms <= 0 ? "must be positive" : err);
+		                o->timeout_ms <= 0 ? "must be positive" : err);
 		return -1;
 	}
-	if (o->policy != HOSTKEY_POLICY_OFF && o->known_hosts == NULL) {
-		cli_usage_error("ssh-test: no known_hosts file ([ssh] known_hosts or --known-hosts)");
-		return -1;
+	if (o->known_hosts == NULL) {
+		snprintf(a->default_kh, sizeof a->default_kh, "%s/known_hosts", cfg->state_dir);
+		o->known_hosts = a->default_kh;
 	}
 	return 0;
 }
@@ -143,15 +144,15 @@ static void log_result(const ssh_options *o, const ssh_result *r)
 {
 	const char *kind = r->success ? NULL : ssh_error_name(r->error);
 	log_emit(r->success ? LOG_INFO : LOG_WARNING, "ssh", "ssh_connection_test",
-		 LOG_STR("host", o->host), LOG_INT("port", o->port), LOG_STR("user", o->user),
-		 LOG_BOOL("success", r->success), LOG_INT("duration_ms", r->duration_ms),
-		 LOG_STR("stage", ssh_stage_name(r->stage)),
-		 LOG_STR("error", r->success ? NULL : r->message), LOG_STR("error_type", kind),
-		 r->exit_status >= 0 ? LOG_INT("exit_status", r->exit_status)
-				     : LOG_NULL("exit_status"),
-		 LOG_STR("output", r->exit_status >= 0 ? r->output : NULL),
-		 LOG_BOOL("hostkey_added", r->hostkey_added),
-		 LOG_STR("host_key_policy", hostkey_policy_name(o->policy)), LOG_END);
+	         LOG_STR("host", o->host), LOG_INT("port", o->port), LOG_STR("user", o->user),
+	         LOG_BOOL("success", r->success), LOG_INT("duration_ms", r->duration_ms),
+	         LOG_STR("stage", ssh_stage_name(r->stage)),
+	         LOG_STR("error", r->success ? NULL : r->message), LOG_STR("error_type", kind),
+	         r->exit_status >= 0 ? LOG_INT("exit_status", r->exit_status)
+	                             : LOG_NULL("exit_status"),
+	         LOG_STR("output", r->exit_status >= 0 ? r->output : NULL),
+	         LOG_BOOL("hostkey_added", r->hostkey_added),
+	         LOG_STR("host_key_policy", hostkey_policy_name(o->policy)), LOG_END);
 }
 
 int cli_cmd_ssh_test(const cli_ctx *ctx)

@@ -38,7 +38,7 @@ static int add_last_run(void *arg, const store_run_row *r)
 		const char *name = json_str(t, "name");
 		if (name && strcmp(name, r->task) == 0) {
 			cJSON_ReplaceItemInObject(t, "last_status",
-						  cJSON_CreateString(run_status_name(r->status)));
+			                          cJSON_CreateString(run_status_name(r->status)));
 			cJSON_AddNumberToObject(t, "last_run_id", (double)r->id);
 		}
 	}
@@ -65,12 +65,14 @@ static cJSON *tasks_from_config(const config *cfg)
 		cJSON *t = cJSON_CreateObject();
 		cJSON_AddStringToObject(t, "name", tc->name);
 		cJSON_AddBoolToObject(t, "enabled", tc->enabled);
-		cJSON_AddItemToObject(t, "schedule", tc->schedule_expr ? cJSON_CreateString(tc->schedule_expr)
-									: cJSON_CreateNull());
+		cJSON_AddItemToObject(t, "schedule",
+		                      tc->schedule_expr ? cJSON_CreateString(tc->schedule_expr)
+		                                        : cJSON_CreateNull());
 		cJSON_AddBoolToObject(t, "running", false);
 		cJSON_AddNullToObject(t, "last_status");
 		bool cron = tc->schedule_expr && tc->sched.kind == SCHEDULE_CRON && tc->enabled;
-		add_time(t, "next_run", cron ? (double)schedule_next(&tc->sched, tc->zone, now) : 0);
+		add_time(t, "next_run",
+		         cron ? (double)schedule_next(&tc->sched, tc->zone, now) : 0);
 		cJSON_AddItemToArray(tasks, t);
 	}
 	return tasks;
@@ -80,7 +82,8 @@ static cJSON *live_status(const config *cfg)
 {
 	char *reply = NULL;
 	char err[256];
-	if (control_request(cfg->control_socket, "{\"cmd\": \"status\"}", &reply, err, sizeof err) != 0)
+	if (control_request(cfg->control_socket, "{\"cmd\": \"status\"}", &reply, err,
+	                    sizeof err) != 0)
 		return NULL;
 	cJSON *r = cJSON_Parse(reply);
 	free(reply);
@@ -130,8 +133,9 @@ static void print_table(const cJSON *status)
 		if (cJSON_IsNumber(id))
 			snprintf(last_id, sizeof last_id, "%lld", (long long)id->valuedouble);
 		bool running = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(task, "running"));
-		table_add(t, json_str(task, "name"), json_str(task, "schedule"), running ? "yes" : "no",
-			  json_str(task, "last_status"), last_id, json_str(task, "next_run"));
+		table_add(t, json_str(task, "name"), json_str(task, "schedule"),
+		          running ? "yes" : "no", json_str(task, "last_status"), last_id,
+		          json_str(task, "next_run"));
 	}
 	table_print(t, stdout);
 	table_free(t);

@@ -31,28 +31,28 @@ typedef struct {
 } config_entry;
 
 typedef struct {
-	char *name;     /* "github", "provider.time4vps", "task.hello", ... */
+	char *name; /* "github", "provider.time4vps", "task.hello", ... */
 	int line;
 	config_entry *entries;
 	size_t nentries;
 } config_section;
 
 typedef struct {
-	char *name;                     /* "hello" for [task.hello] */
-	const struct task_type *type;   /* never NULL once loaded */
-	int line;                       /* of the section header */
+	char *name;                   /* "hello" for [task.hello] */
+	const struct task_type *type; /* never NULL once loaded */
+	int line;                     /* of the section header */
 	bool enabled;
-	char *schedule_expr;            /* NULL: only run by hand */
+	char *schedule_expr; /* NULL: only run by hand */
 	schedule sched;
-	const tz *zone;                 /* tz = ..., else the local zone */
-	int64_t timeout_ms;             /* 0: none */
+	const tz *zone;     /* tz = ..., else the local zone */
+	int64_t timeout_ms; /* 0: none */
 	int64_t jitter_ms;
 	overlap_policy overlap;
 	bool persistent;
 	bool run_on_start;
-	int failure_alert_after;        /* 0: off */
-	void *params;                   /* the type's own settings, owned */
-	const config_section *section;  /* raw keys, borrowed from the config */
+	int failure_alert_after;       /* 0: off */
+	void *params;                  /* the type's own settings, owned */
+	const config_section *section; /* raw keys, borrowed from the config */
 } task_config;
 
 typedef struct config {
@@ -60,7 +60,7 @@ typedef struct config {
 	/* [daemon] */
 	char *state_dir;
 	char *control_socket;
-	char *db_path;                  /* state_dir/state.db */
+	char *db_path; /* state_dir/state.db */
 	int max_concurrent_tasks;
 	int64_t shutdown_grace_ms;
 	int retention_days;
@@ -73,12 +73,12 @@ typedef struct config {
 	size_t nsections;
 	task_config *tasks;
 	size_t ntasks;
-	int refs;                       /* atomic */
+	int refs; /* atomic */
 } config;
 
 /* Diagnostics collected while loading. */
 typedef struct {
-	char **lines;                   /* "FILE:LINE: message" */
+	char **lines; /* "FILE:LINE: message" */
 	size_t count;
 } config_errors;
 
@@ -97,8 +97,7 @@ const task_config *config_task(const config *cfg, const char *name);
 const config_section *config_section_find(const config *cfg, const char *name);
 /* The value of key in section, or NULL. Borrowed from the config. */
 const char *config_get(const config_section *sec, const char *key);
-const config_entry *config_entry_find(const config_section *sec,
-				      const char *key);
+const config_entry *config_entry_find(const config_section *sec, const char *key);
 
 /* Helpers for task types validating their own keys. */
 int config_parse_bool(const char *value, bool *out);

@@ -25,7 +25,7 @@
 #include "looptimer.h"
 
 typedef struct client {
-	looptimer idle;          /* first member: container_of from the timer */
+	looptimer idle; /* first member: container_of from the timer */
 	struct client *next;
 	struct control *owner;
 	int fd;
@@ -33,7 +33,7 @@ typedef struct client {
 	size_t in_len;
 	char *out;
 	size_t out_len, out_off;
-	bool closing;            /* close once out is written */
+	bool closing; /* close once out is written */
 } client;
 
 struct control {
@@ -119,8 +119,7 @@ static int read_reply_line(int fd, char **reply, char *err, size_t errlen)
 	return -1;
 }
 
-int control_request(const char *path, const char *request, char **reply, char *err,
-		    size_t errlen)
+int control_request(const char *path, const char *request, char **reply, char *err, size_t errlen)
 {
 	*reply = NULL;
 	int fd = connect_unix(path, err, errlen);
@@ -177,7 +176,7 @@ static void client_flush(client *cl)
 {
 	while (cl->out_off < cl->out_len) {
 		ssize_t n = send(cl->fd, cl->out + cl->out_off, cl->out_len - cl->out_off,
-				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		                 MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -257,7 +256,8 @@ static void client_readable(client *cl)
 	for (;;) {
 		size_t room = CONTROL_MAX_REQUEST - cl->in_len;
 		if (room == 0) {
-			client_queue_reply(cl, control_error_reply("request too large (limit 65536 bytes)"));
+			client_queue_reply(
+			        cl, control_error_reply("request too large (limit 65536 bytes)"));
 			cl->closing = true;
 			break;
 		}
@@ -314,7 +314,7 @@ static void accept_clients(control *c)
 }
 
 int control_open(control **out, const char *path, wheel *w, control_handler handler, void *ctx,
-		 char *err, size_t errlen)
+                 char *err, size_t errlen)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	control *c = calloc(1, sizeof *c);
@@ -333,7 +333,8 @@ int control_open(control **out, const char *path, wheel *w, control_handler hand
 	strcpy(addr.sun_path, path);
 	unlink(path); /* stale: the daemon lock guarantees no other daemon owns it */
 	mode_t old = umask(0177);
-	int brc = c->listen_fd >= 0 ? bind(c->listen_fd, (struct sockaddr *)&addr, sizeof addr) : -1;
+	int brc =
+	        c->listen_fd >= 0 ? bind(c->listen_fd, (struct sockaddr *)&addr, sizeof addr) : -1;
 	umask(old);
 	if (brc != 0 || chmod(path, 0600) != 0 || listen(c->listen_fd, 16) != 0 ||
 	    c->epoll_fd < 0 || c->path == NULL) {

@@ -22,7 +22,7 @@
 
 #define CONTROL_MAX_REQUEST 65536
 #define CONTROL_MAX_CLIENTS 64
-#define CONTROL_IDLE_MS 30000
+#define CONTROL_IDLE_MS     30000
 
 enum { CONTROL_NO_DAEMON = -2 };
 
@@ -30,8 +30,7 @@ enum { CONTROL_NO_DAEMON = -2 };
 
 /* Send one request line and read one reply line (malloc'd into *reply, to
  * free). CONTROL_NO_DAEMON when nothing listens on path (err says why). */
-int control_request(const char *path, const char *request, char **reply, char *err,
-		    size_t errlen);
+int control_request(const char *path, const char *request, char **reply, char *err, size_t errlen);
 
 /* ---- server ---- */
 
@@ -40,8 +39,8 @@ typedef struct control control;
 /* Answer one request: return a malloc'd JSON reply (no newline). */
 typedef char *(*control_handler)(void *ctx, const cJSON *request);
 
-int control_open(control **out, const char *path, wheel *w, control_handler handler,
-		 void *ctx, char *err, size_t errlen);
+int control_open(control **out, const char *path, wheel *w, control_handler handler, void *ctx,
+                 char *err, size_t errlen);
 /* An fd to watch for reading (an epoll set of its own). */
 int control_fd(const control *c);
 /* Handle whatever is ready; never blocks. now: monotonic ms. */

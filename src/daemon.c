@@ -40,7 +40,7 @@ static void grace_expired(looptimer *t)
 {
 	daemon_state *d = wheel_container_of(t, daemon_state, grace);
 	log_warning(DAEMON_LOGGER, "scheduler_shutdown_grace_expired",
-		    LOG_INT("running", (int64_t)daemon_jobs_running(d)));
+	            LOG_INT("running", (int64_t)daemon_jobs_running(d)));
 	daemon_jobs_cancel_all(d, RUN_CANCEL_SHUTDOWN);
 }
 
@@ -57,10 +57,12 @@ static void prune_tick(looptimer *t)
 	int64_t events = 0, runs = 0;
 	double cutoff = clock_wall() - (double)d->cfg->retention_days * 86400.0;
 	if (store_prune(d->rt.st, cutoff, &events, &runs) != STORE_OK)
-		log_error(DAEMON_LOGGER, "store_prune_failed", LOG_ERR(store_errmsg(d->rt.st), "store"));
+		log_error(DAEMON_LOGGER, "store_prune_failed",
+		          LOG_ERR(store_errmsg(d->rt.st), "store"));
 	else if (events || runs)
 		log_info(DAEMON_LOGGER, "store_pruned", LOG_INT("events_deleted", events),
-			 LOG_INT("runs_deleted", runs), LOG_INT("retention_days", d->cfg->retention_days));
+		         LOG_INT("runs_deleted", runs),
+		         LOG_INT("retention_days", d->cfg->retention_days));
 	wheel_add(&d->w, &t->wt, (uint64_t)clock_mono_ms() + PRUNE_INTERVAL_MS);
 }
 
@@ -76,14 +78,14 @@ static void begin_shutdown(daemon_state *d, const char *signame)
 	d->stopping = true;
 	sdnotify_send("STOPPING=1");
 	log_info(DAEMON_LOGGER, "scheduler_shutdown_requested", LOG_STR("signal", signame),
-		 LOG_INT("running", (int64_t)daemon_jobs_running(d)),
-		 LOG_DBL("shutdown_grace_sec", (double)d->cfg->shutdown_grace_ms / 1000.0));
+	         LOG_INT("running", (int64_t)daemon_jobs_running(d)),
+	         LOG_DBL("shutdown_grace_sec", (double)d->cfg->shutdown_grace_ms / 1000.0));
 	daemon_slots_stop_timers(d);
 	wheel_cancel(&d->w, &d->prune.wt);
 	wheel_cancel(&d->w, &d->watchdog.wt);
 	if (daemon_jobs_running(d) > 0)
 		wheel_add(&d->w, &d->grace.wt,
-			  (uint64_t)clock_mono_ms() + (uint64_t)d->cfg->shutdown_grace_ms);
+		          (uint64_t)clock_mono_ms() + (uint64_t)d->cfg->shutdown_grace_ms);
 }
 
 static void handle_signals(daemon_state *d)
@@ -158,10 +160,10 @@ static int start_io(daemon_state *d, char *err, size_t errlen)
 	}
 	arm_clock_watch(d->clock_fd);
 	if (pool_start(&d->pool, (unsigned)d->cfg->max_concurrent_tasks, d->cfg->db_path, err,
-		       errlen) != 0)
+	               errlen) != 0)
 		return -1;
 	if (control_open(&d->ctl, d->cfg->control_socket, &d->w, daemon_control_handle, d, err,
-			 errlen) != 0)
+	                 errlen) != 0)
 		return -1;
 	if (watch_fd(d, d->signal_fd, FD_SIGNAL) || watch_fd(d, pool_done_fd(d->pool), FD_POOL) ||
 	    watch_fd(d, control_fd(d->ctl), FD_CONTROL) || watch_fd(d, d->clock_fd, FD_CLOCK)) {
@@ -245,7 +247,8 @@ static void loop(daemon_state *d)
 			return;
 		int n = epoll_wait(d->epoll_fd, evs, 16, next_wait_ms(d));
 		if (n < 0 && errno != EINTR) {
-			log_critical(DAEMON_LOGGER, "event_loop_failed", LOG_ERR(strerror(errno), "epoll"));
+			log_critical(DAEMON_LOGGER, "event_loop_failed",
+			             LOG_ERR(strerror(errno), "epoll"));
 			return;
 		}
 		for (int i = 0; i < n; i++)
@@ -256,11 +259,11 @@ static void loop(daemon_state *d)
 static void announce_start(daemon_state *d)
 {
 	log_info(DAEMON_LOGGER, "scheduler_workers_configured",
-		 LOG_INT("workers", d->cfg->max_concurrent_tasks));
+	         LOG_INT("workers", d->cfg->max_concurrent_tasks));
 	log_info(DAEMON_LOGGER, "scheduler_started", LOG_STR("version", FK_VERSION),
-		 LOG_INT("tasks", (int64_t)d->cfg->ntasks), LOG_INT("pid", getpid()),
-		 LOG_STR("state_dir", d->cfg->state_dir),
-		 LOG_STR("control_socket", d->cfg->control_socket));
+	         LOG_INT("tasks", (int64_t)d->cfg->ntasks), LOG_INT("pid", getpid()),
+	         LOG_STR("state_dir", d->cfg->state_dir),
+	         LOG_STR("control_socket", d->cfg->control_socket));
 }
 
 int daemon_run(config *cfg)
@@ -285,7 +288,7 @@ int daemon_run(config *cfg)
 	if (rc != 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", err);
 		log_error(DAEMON_LOGGER, "scheduler_start_failed",
-			  LOG_ERR(err, rc == RUNTIME_LOCKED ? "already_running" : "state_dir"));
+		          LOG_ERR(err, rc == RUNTIME_LOCKED ? "already_running" : "state_dir"));
 		config_unref(d.cfg);
 		return EXIT_FAILURE;
 	}
@@ -303,7 +306,7 @@ int daemon_run(config *cfg)
 	loop(&d);
 
 	log_info(DAEMON_LOGGER, "scheduler_stopped",
-		 LOG_DBL("uptime_sec", clock_wall() - d.started_at));
+	         LOG_DBL("uptime_sec", clock_wall() - d.started_at));
 	stop_all(&d);
 	return EXIT_SUCCESS;
 }

@@ -78,7 +78,7 @@ static char *busy_reply(const task_slot *s)
 {
 	char msg[256];
 	snprintf(msg, sizeof msg, "task %s is already running (run_id %lld, correlation_id %s)",
-		 s->name, (long long)s->running->req.run_id, s->running->req.correlation_id);
+	         s->name, (long long)s->running->req.run_id, s->running->req.correlation_id);
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddFalseToObject(r, "ok");
 	cJSON_AddStringToObject(r, "error", msg);
@@ -120,11 +120,13 @@ static char *trigger_reply(daemon_state *d, const cJSON *request)
 		cJSON_AddTrueToObject(r, "queued");
 	} else if (queue_full) {
 		cJSON_AddFalseToObject(r, "ok");
-		cJSON_AddStringToObject(r, "error", "the task is running and one run is already queued");
+		cJSON_AddStringToObject(r, "error",
+		                        "the task is running and one run is already queued");
 		cJSON_AddStringToObject(r, "error_type", "queue_full");
 	} else {
 		cJSON_AddFalseToObject(r, "ok");
-		cJSON_AddStringToObject(r, "error", "the run could not be started (see the daemon's log)");
+		cJSON_AddStringToObject(r, "error",
+		                        "the run could not be started (see the daemon's log)");
 	}
 	char *out = cJSON_PrintUnformatted(r);
 	cJSON_Delete(r);

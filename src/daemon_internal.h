@@ -23,27 +23,27 @@ typedef struct task_slot task_slot;
 
 /* One run on its way through the pool. */
 typedef struct job {
-	looptimer timeout;       /* first: container_of from the timer */
+	looptimer timeout; /* first: container_of from the timer */
 	daemon_state *d;
 	task_slot *slot;
 	run_request req;
 	run_control ctl;
-	run_status status;       /* written by the worker, read after done */
+	run_status status; /* written by the worker, read after done */
 } job;
 
 /* The scheduler's state of one configured task; survives reloads. */
 struct task_slot {
-	looptimer fire;          /* first */
+	looptimer fire; /* first */
 	daemon_state *d;
 	task_slot *next;
 	char *name;
-	const task_config *cfg;  /* from d->cfg; NULL once removed by a reload */
-	int64_t next_wall;       /* cron: nominal next fire time (unix s), 0 none */
-	int64_t last_fire_wall;  /* cron: nominal time of the last fire */
-	uint64_t next_mono;      /* nominal fire time (monotonic ms) */
-	uint64_t jitter_ms;      /* random delay added to this fire */
+	const task_config *cfg; /* from d->cfg; NULL once removed by a reload */
+	int64_t next_wall;      /* cron: nominal next fire time (unix s), 0 none */
+	int64_t last_fire_wall; /* cron: nominal time of the last fire */
+	uint64_t next_mono;     /* nominal fire time (monotonic ms) */
+	uint64_t jitter_ms;     /* random delay added to this fire */
 	job *running;
-	bool pending;            /* overlap = queue: one run waits */
+	bool pending; /* overlap = queue: one run waits */
 	char pending_trigger[16];
 	bool has_last;
 	run_status last_status;
@@ -75,7 +75,7 @@ struct daemon_state {
 /* daemon_tasks.c */
 int daemon_slots_create(daemon_state *d);
 void daemon_slots_free(daemon_state *d);
-void daemon_slots_start(daemon_state *d);          /* catch-up, run_on_start, arm */
+void daemon_slots_start(daemon_state *d); /* catch-up, run_on_start, arm */
 void daemon_slot_arm(daemon_state *d, task_slot *s, bool announce);
 void daemon_slots_clock_changed(daemon_state *d);
 void daemon_slots_stop_timers(daemon_state *d);

@@ -69,9 +69,11 @@ static void announce_next(const daemon_state *d, const task_slot *s, bool announ
 	char when[40];
 	daemon_format_time(daemon_slot_next_run(d, s), when, sizeof when);
 	if (announce)
-		log_info(DAEMON_LOGGER, "task_scheduled", LOG_STR("task", s->name), LOG_STR("next_run", when));
+		log_info(DAEMON_LOGGER, "task_scheduled", LOG_STR("task", s->name),
+		         LOG_STR("next_run", when));
 	else
-		log_debug(DAEMON_LOGGER, "task_scheduled", LOG_STR("task", s->name), LOG_STR("next_run", when));
+		log_debug(DAEMON_LOGGER, "task_scheduled", LOG_STR("task", s->name),
+		          LOG_STR("next_run", when));
 }
 
 void daemon_slot_arm(daemon_state *d, task_slot *s, bool announce)
@@ -141,8 +143,9 @@ static void job_timed_out(looptimer *t)
 {
 	job *j = (job *)(void *)t;
 	log_warning(DAEMON_LOGGER, "task_timeout", LOG_STR("task", j->slot->name),
-		    LOG_STR("correlation_id", j->req.correlation_id), LOG_INT("run_id", j->req.run_id),
-		    LOG_DBL("timeout_sec", (double)j->req.task->timeout_ms / 1000.0));
+	            LOG_STR("correlation_id", j->req.correlation_id),
+	            LOG_INT("run_id", j->req.run_id),
+	            LOG_DBL("timeout_sec", (double)j->req.task->timeout_ms / 1000.0));
 	run_control_cancel(&j->ctl, RUN_CANCEL_TIMEOUT);
 }
 
@@ -152,13 +155,13 @@ static job *job_start(daemon_state *d, task_slot *s, const char *trigger)
 	job *j = calloc(1, sizeof *j);
 	if (j == NULL || run_control_init(&j->ctl) != 0) {
 		log_error(DAEMON_LOGGER, "task_dispatch_failed", LOG_STR("task", s->name),
-			  LOG_ERR("out of memory or file descriptors", "resources"));
+		          LOG_ERR("out of memory or file descriptors", "resources"));
 		free(j);
 		return NULL;
 	}
 	if (runner_prepare(&j->req, d->cfg, s->cfg, trigger, d->rt.st, err, sizeof err) != 0) {
 		log_error(DAEMON_LOGGER, "task_dispatch_failed", LOG_STR("task", s->name),
-			  LOG_ERR(err, "store"));
+		          LOG_ERR(err, "store"));
 		run_control_destroy(&j->ctl);
 		free(j);
 		return NULL;
@@ -167,14 +170,15 @@ static job *job_start(daemon_state *d, task_slot *s, const char *trigger)
 	j->slot = s;
 	looptimer_init(&j->timeout, job_timed_out);
 	if (s->cfg->timeout_ms > 0)
-		wheel_add(&d->w, &j->timeout.wt, (uint64_t)clock_mono_ms() + (uint64_t)s->cfg->timeout_ms);
+		wheel_add(&d->w, &j->timeout.wt,
+		          (uint64_t)clock_mono_ms() + (uint64_t)s->cfg->timeout_ms);
 	if (pool_submit(d->pool, job_work, j) != 0) {
 		log_error(DAEMON_LOGGER, "task_dispatch_failed", LOG_STR("task", s->name),
-			  LOG_ERR("out of memory", "resources"));
+		          LOG_ERR("out of memory", "resources"));
 		/* The row exists: finish it through the runner path later is not
 		 * possible, so mark it failed right here. */
 		store_run_finish(d->rt.st, j->req.run_id, RUN_FAILED, clock_wall(), 0, -1,
-				 "could not queue the run", "resources", NULL);
+		                 "could not queue the run", "resources", NULL);
 		wheel_cancel(&d->w, &j->timeout.wt);
 		run_request_release(&j->req);
 		run_control_destroy(&j->ctl);
@@ -198,12 +202,12 @@ job *daemon_dispatch(daemon_state *d, task_slot *s, const char *trigger, bool *q
 		snprintf(s->pending_trigger, sizeof s->pending_trigger, "%s", trigger);
 		*queued = true;
 		log_info(DAEMON_LOGGER, "task_queued", LOG_STR("task", s->name),
-			 LOG_STR("trigger", trigger),
-			 LOG_STR("running_correlation_id", s->running->req.correlation_id));
+		         LOG_STR("trigger", trigger),
+		         LOG_STR("running_correlation_id", s->running->req.correlation_id));
 		return NULL;
 	}
 	runner_record_skip(d->cfg, s->cfg, trigger, s->pending ? "queue_full" : "still_running",
-			   d->rt.st);
+	                   d->rt.st);
 	return NULL;
 }
 
@@ -275,14 +279,16 @@ static void slot_fire(looptimer *t)
 	if (s->cfg->sched.kind == SCHEDULE_CRON) {
 		int64_t now_wall_ms = clock_wall_usec() / 1000;
 		if (now_wall_ms + 500 < s->next_wall * 1000) { /* early: the clock went back */
-			s->next_mono = (uint64_t)clock_mono_ms() + (uint64_t)(s->next_wall * 1000 - now_wall_ms);
+			s->next_mono = (uint64_t)clock_mono_ms() +
+			               (uint64_t)(s->next_wall * 1000 - now_wall_ms);
 			wheel_add(&d->w, &s->fire.wt, s->next_mono);
 			return;
 		}
 		s->last_fire_wall = s->next_wall;
 	}
 	store_task_last_fire_set(d->rt.st, s->name,
-				 s->cfg->sched.kind == SCHEDULE_CRON ? (double)s->next_wall : clock_wall());
+	                         s->cfg->sched.kind == SCHEDULE_CRON ? (double)s->next_wall
+	                                                             : clock_wall());
 	daemon_dispatch(d, s, "schedule", &queued);
 	daemon_slot_arm(d, s, false);
 }
@@ -369,10 +375,10 @@ static void log_reload_failure(const config *cfg, const config_errors *errs)
 	size_t len = 0;
 	for (size_t i = 0; i < errs->count && len < sizeof joined; i++)
 		len += (size_t)snprintf(joined + len, sizeof joined - len, "%s%s", i ? "; " : "",
-					errs->lines[i]);
+		                        errs->lines[i]);
 	log_error(DAEMON_LOGGER, "config_reload_failed", LOG_STR("config", cfg->path),
-		  LOG_INT("errors", (int64_t)errs->count), LOG_ERR(joined, "config_invalid"),
-		  LOG_STR("action", "keeping the running configuration"));
+	          LOG_INT("errors", (int64_t)errs->count), LOG_ERR(joined, "config_invalid"),
+	          LOG_STR("action", "keeping the running configuration"));
 }
 
 static bool schedule_changed(const task_config *a, const task_config *b)
@@ -394,7 +400,7 @@ static void warn_restart_needed(const config *old, const config *nc)
 		key = "max_concurrent_tasks";
 	if (key)
 		log_warning(DAEMON_LOGGER, "config_restart_required", LOG_STR("key", key),
-			    LOG_STR("reason", "takes effect at the next start"));
+		            LOG_STR("reason", "takes effect at the next start"));
 }
 
 /* Point every slot at the new configuration; returns counts via out args. */
@@ -452,6 +458,6 @@ void daemon_reload(daemon_state *d)
 	apply_tasks(d, nc, &added, &removed, &changed);
 	config_unref(old);
 	log_info(DAEMON_LOGGER, "config_reloaded", LOG_STR("config", nc->path),
-		 LOG_INT("tasks", (int64_t)nc->ntasks), LOG_INT("added", added),
-		 LOG_INT("removed", removed), LOG_INT("rescheduled", changed));
+	         LOG_INT("tasks", (int64_t)nc->ntasks), LOG_INT("added", added),
+	         LOG_INT("removed", removed), LOG_INT("rescheduled", changed));
 }

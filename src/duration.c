@@ -11,13 +11,11 @@ static int unit_ms(const char *unit, size_t len, int64_t *ms)
 		const char *name;
 		int64_t ms;
 	} units[] = {
-		{"ms", 1},	   {"s", 1000},	      {"sec", 1000},
-		{"m", 60000},	   {"min", 60000},    {"h", 3600000},
-		{"d", 86400000},
+	        {"ms", 1},      {"s", 1000},    {"sec", 1000},   {"m", 60000},
+	        {"min", 60000}, {"h", 3600000}, {"d", 86400000},
 	};
 	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-		if (strlen(units[i].name) == len &&
-		    strncmp(units[i].name, unit, len) == 0) {
+		if (strlen(units[i].name) == len && strncmp(units[i].name, unit, len) == 0) {
 			*ms = units[i].ms;
 			return 0;
 		}
@@ -39,7 +37,8 @@ int duration_parse(const char *text, int64_t *out_ms, char *err, size_t errlen)
 	}
 	while (*p && !isspace((unsigned char)*p)) {
 		if (!isdigit((unsigned char)*p)) {
-			snprintf(err, errlen, "bad duration '%s' (expected e.g. 30s, 5m, 1h30m)", text);
+			snprintf(err, errlen, "bad duration '%s' (expected e.g. 30s, 5m, 1h30m)",
+			         text);
 			return -1;
 		}
 		int64_t n = 0;
@@ -55,8 +54,9 @@ int duration_parse(const char *text, int64_t *out_ms, char *err, size_t errlen)
 			p++;
 		int64_t mult = 1000; /* a bare number means seconds */
 		if (p > unit && unit_ms(unit, (size_t)(p - unit), &mult) != 0) {
-			snprintf(err, errlen, "unknown unit '%.*s' in duration '%s' (use ms, s, m, h, d)",
-				 (int)(p - unit), unit, text);
+			snprintf(err, errlen,
+			         "unknown unit '%.*s' in duration '%s' (use ms, s, m, h, d)",
+			         (int)(p - unit), unit, text);
 			return -1;
 		}
 		if (p == unit && parts > 0) {
@@ -98,7 +98,7 @@ void duration_format(int64_t ms, char *buf, size_t cap)
 	for (size_t i = 0; i < sizeof units / sizeof units[0] && len < cap; i++) {
 		if (ms >= units[i].ms) {
 			int n = snprintf(buf + len, cap - len, "%lld%s",
-					 (long long)(ms / units[i].ms), units[i].name);
+			                 (long long)(ms / units[i].ms), units[i].name);
 			if (n < 0)
 				return;
 			len += (size_t)n;

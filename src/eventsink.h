@@ -24,13 +24,13 @@
 typedef struct eventsink eventsink;
 
 typedef struct {
-	size_t max_queued;          /* default 100000 events */
-	int64_t flush_interval_ms;  /* default 250 */
+	size_t max_queued;         /* default 100000 events */
+	int64_t flush_interval_ms; /* default 250 */
 } eventsink_options;
 
 /* Opens its own connection to db_path and starts the writer thread. */
-int eventsink_start(eventsink **out, const char *db_path,
-		    const eventsink_options *opts, char *err, size_t errlen);
+int eventsink_start(eventsink **out, const char *db_path, const eventsink_options *opts, char *err,
+                    size_t errlen);
 /* Blocks until every event queued before the call is committed, or the
  * writer reports a failure (returns -1), or timeout_ms passes (-1). */
 int eventsink_flush(eventsink *sink, int64_t timeout_ms);

@@ -35,19 +35,20 @@ static const struct {
 	int bits;
 	const char *methods;
 } key_types[] = {
-	{LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519, "ssh-ed25519"},
-	{LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ecdsa-sha2-nistp256"},
-	{LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ecdsa-sha2-nistp384"},
-	{LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ecdsa-sha2-nistp521"},
-	{LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA, "rsa-sha2-512,rsa-sha2-256,ssh-rsa"},
-	{LIBSSH2_HOSTKEY_TYPE_DSS, LIBSSH2_KNOWNHOST_KEY_SSHDSS, "ssh-dss"},
+        {LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519, "ssh-ed25519"},
+        {LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ecdsa-sha2-nistp256"},
+        {LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ecdsa-sha2-nistp384"},
+        {LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ecdsa-sha2-nistp521"},
+        {LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA,
+         "rsa-sha2-512,rsa-sha2-256,ssh-rsa"},
+        {LIBSSH2_HOSTKEY_TYPE_DSS, LIBSSH2_KNOWNHOST_KEY_SSHDSS, "ssh-dss"},
 };
 #define KEY_TYPE_COUNT (sizeof key_types / sizeof key_types[0])
 
 static const char *const policy_names[] = {
-	[HOSTKEY_POLICY_STRICT] = "strict",
-	[HOSTKEY_POLICY_ACCEPT_NEW] = "accept-new",
-	[HOSTKEY_POLICY_OFF] = "off",
+        [HOSTKEY_POLICY_STRICT] = "strict",
+        [HOSTKEY_POLICY_ACCEPT_NEW] = "accept-new",
+        [HOSTKEY_POLICY_OFF] = "off",
 };
 
 int hostkey_policy_parse(const char *name, hostkey_policy *out)
@@ -101,7 +102,7 @@ static int read_entries(known_hosts *kh, FILE *f, int *skipped)
 		if (line_is_blank(line))
 			continue;
 		if (libssh2_knownhost_readline(kh->list, line, (size_t)len,
-					       LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0)
+		                               LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0)
 			bad++;
 	}
 	free(line);
@@ -110,8 +111,8 @@ static int read_entries(known_hosts *kh, FILE *f, int *skipped)
 	return ferror(f) ? -1 : 0;
 }
 
-int known_hosts_load(known_hosts **out, LIBSSH2_SESSION *session, const char *path,
-		     int *skipped, char *err, size_t errlen)
+int known_hosts_load(known_hosts **out, LIBSSH2_SESSION *session, const char *path, int *skipped,
+                     char *err, size_t errlen)
 {
 	known_hosts *kh = calloc(1, sizeof *kh);
 	FILE *f = NULL;
@@ -174,7 +175,7 @@ int known_hosts_types(known_hosts *kh, const char *host, int port, char *buf, si
 		if (!type_known(kh, name, key_types[i].bits))
 			continue;
 		int w = snprintf(buf + used, used < cap ? cap - used : 0, "%s%s", n ? "," : "",
-				 key_types[i].methods);
+		                 key_types[i].methods);
 		if (w > 0 && used + (size_t)w < cap)
 			used += (size_t)w;
 		n++;
@@ -183,7 +184,7 @@ int known_hosts_types(known_hosts *kh, const char *host, int port, char *buf, si
 }
 
 known_hosts_status known_hosts_check(known_hosts *kh, const char *host, int port, const char *key,
-				     size_t keylen, int type)
+                                     size_t keylen, int type)
 {
 	char name[300];
 	char other[256];
@@ -192,10 +193,9 @@ known_hosts_status known_hosts_check(known_hosts *kh, const char *host, int port
 	if (bits < 0)
 		return KNOWN_HOSTS_MISMATCH; /* invariant 3: fail closed */
 	known_hosts_name(name, sizeof name, host, port);
-	int rc = libssh2_knownhost_checkp(kh->list, name, -1, key, keylen,
-					  LIBSSH2_KNOWNHOST_TYPE_PLAIN |
-						  LIBSSH2_KNOWNHOST_KEYENC_RAW | bits,
-					  NULL);
+	int rc = libssh2_knownhost_checkp(
+	        kh->list, name, -1, key, keylen,
+	        LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | bits, NULL);
 	if (rc == LIBSSH2_KNOWNHOST_CHECK_MATCH)
 		return KNOWN_HOSTS_MATCH;
 	if (rc == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND &&
@@ -217,20 +217,20 @@ static void make_parent_dir(const char *path)
 }
 
 /* The entry as one OpenSSH line, newline-terminated. */
-static int format_line(known_hosts *kh, const char *host, int port, const char *key,
-		       size_t keylen, int bits, char *line, size_t cap, size_t *len)
+static int format_line(known_hosts *kh, const char *host, int port, const char *key, size_t keylen,
+                       int bits, char *line, size_t cap, size_t *len)
 {
 	struct libssh2_knownhost *entry = NULL;
 	char name[300];
 
 	known_hosts_name(name, sizeof name, host, port);
 	if (libssh2_knownhost_addc(kh->list, name, NULL, key, keylen, NULL, 0,
-				   LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
-					   bits,
-				   &entry) != 0)
+	                           LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+	                                   bits,
+	                           &entry) != 0)
 		return -1;
 	if (libssh2_knownhost_writeline(kh->list, entry, line, cap - 1, len,
-					LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0)
+	                                LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0)
 		return -1;
 	if (*len == 0 || line[*len - 1] != '\n')
 		line[(*len)++] = '\n';
@@ -251,8 +251,8 @@ static bool ends_with_newline(int fd)
 
 /* Under the lock: re-read, compare, append. */
 static int add_locked(LIBSSH2_SESSION *session, int fd, const char *path, const char *host,
-		      int port, const char *key, size_t keylen, int bits, int type, char *err,
-		      size_t errlen)
+                      int port, const char *key, size_t keylen, int bits, int type, char *err,
+                      size_t errlen)
 {
 	known_hosts *kh = NULL;
 	char line[16384];
@@ -281,7 +281,7 @@ static int add_locked(LIBSSH2_SESSION *session, int fd, const char *path, const 
 }
 
 int known_hosts_add(LIBSSH2_SESSION *session, const char *path, const char *host, int port,
-		    const char *key, size_t keylen, int type, char *err, size_t errlen)
+                    const char *key, size_t keylen, int type, char *err, size_t errlen)
 {
 	int bits = key_bits(type);
 	int rc;
@@ -301,7 +301,7 @@ int known_hosts_add(LIBSSH2_SESSION *session, const char *path, const char *host
 		rc = KNOWN_HOSTS_EIO;
 	} else {
 		rc = add_locked(session, fd, path, host, port, key, keylen, bits, type, err,
-				errlen);
+		                errlen);
 	}
 	if (fd >= 0)
 		close(fd); /* releases the flock */

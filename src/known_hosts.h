@@ -39,7 +39,7 @@ typedef enum {
 	KNOWN_HOSTS_MATCH = 0,    /* an entry for the host holds this key */
 	KNOWN_HOSTS_UNKNOWN = 1,  /* no entry for the host at all */
 	KNOWN_HOSTS_MISMATCH = 2, /* the host is known with another key (of this
-				   * or another type) */
+	                           * or another type) */
 } known_hosts_status;
 
 typedef enum {
@@ -56,14 +56,14 @@ typedef struct known_hosts known_hosts;
 
 /* Load path; a missing file is an empty list. *skipped (may be NULL) gets
  * the number of lines that were neither entries nor blank/comments. */
-int known_hosts_load(known_hosts **out, LIBSSH2_SESSION *session, const char *path,
-		     int *skipped, char *err, size_t errlen);
+int known_hosts_load(known_hosts **out, LIBSSH2_SESSION *session, const char *path, int *skipped,
+                     char *err, size_t errlen);
 void known_hosts_free(known_hosts *kh);
 
 /* Check a raw host key (as libssh2_session_hostkey returns it; type is a
  * LIBSSH2_HOSTKEY_TYPE_*). */
 known_hosts_status known_hosts_check(known_hosts *kh, const char *host, int port, const char *key,
-				     size_t keylen, int type);
+                                     size_t keylen, int type);
 
 /* The libssh2 host key method names of the key types known for host:port,
  * comma separated ("ssh-ed25519,ecdsa-sha2-nistp256"), for
@@ -74,7 +74,7 @@ int known_hosts_types(known_hosts *kh, const char *host, int port, char *buf, si
  * created if missing). 0 if recorded or already recorded with the same
  * key; KNOWN_HOSTS_ECHANGED if recorded meanwhile with another key. */
 int known_hosts_add(LIBSSH2_SESSION *session, const char *path, const char *host, int port,
-		    const char *key, size_t keylen, int type, char *err, size_t errlen);
+                    const char *key, size_t keylen, int type, char *err, size_t errlen);
 
 /* How OpenSSH names host:port in the file: "host" or "[host]:port". */
 void known_hosts_name(char *buf, size_t cap, const char *host, int port);

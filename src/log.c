@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -48,13 +49,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LINE_BUDGET   (64 * 1024 - 512) /* soft cap on one line's strings */
-#define BOUND_BUDGET  8192              /* cap on one bound field's fragment */
-#define TRUNC_MARK    "...(truncated)"
-#define NAME_MAX_BYTES 1024             /* cap on one key, logger or event */
-#define STACK_FIELDS  32
-#define SERVICE_MAX   256
-#define PREFIX_CAP    (SERVICE_MAX * 6 + 96)
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#define LINE_BUDGET    (64 * 1024 - 512) /* soft cap on one line's strings */
+#define BOUND_BUDGET   8192              /* cap on one bound field's fragment */
+#define TRUNC_MARK     "...(truncated)"
+#define NAME_MAX_BYTES 1024 /* cap on one key, logger or event */
+#define STACK_FIELDS   32
+#define SERVICE_MAX    256
+#define PREFIX_CAP     (SERVICE_MAX * 6 + 96)
 
 /* ---- output buffer ---------------------------------------------------- */
 
@@ -144,8 +149,7 @@ static void ob_free(struct ob *o)
 static const char *const level_names[5] = {"debug", "info", "warning", "error", "critical"};
 
 /* `", "level": "<level>", "service": "<service>", "logger": ` per level. */
-#define DEFAULT_PREFIX(lv)                                                                   \
-	"\", \"level\": \"" lv "\", \"service\": \"scheduler\", \"logger\": "
+#define DEFAULT_PREFIX(lv) "\", \"level\": \"" lv "\", \"service\": \"scheduler\", \"logger\": "
 
 /* Writer-preferring where glibc offers it: with the default reader
  * preference, threads that log all the time could starve log_set_sink. No
@@ -171,16 +175,16 @@ static struct {
 	_Atomic(log_sink_fn) sink_fn;
 	void *sink_ctx; /* guarded by sink_lock */
 } g = {
-	.level = LOG_INFO,
-	.fd = 1,
-	.format = LOG_FORMAT_JSON,
-	.write_mu = PTHREAD_MUTEX_INITIALIZER,
-	.sink_lock = SINK_LOCK_INITIALIZER,
+        .level = LOG_INFO,
+        .fd = 1,
+        .format = LOG_FORMAT_JSON,
+        .write_mu = PTHREAD_MUTEX_INITIALIZER,
+        .sink_lock = SINK_LOCK_INITIALIZER,
 };
 
 static const char *const default_prefix[5] = {
-	DEFAULT_PREFIX("debug"), DEFAULT_PREFIX("info"),     DEFAULT_PREFIX("warning"),
-	DEFAULT_PREFIX("error"), DEFAULT_PREFIX("critical"),
+        DEFAULT_PREFIX("debug"), DEFAULT_PREFIX("info"),     DEFAULT_PREFIX("warning"),
+        DEFAULT_PREFIX("error"), DEFAULT_PREFIX("critical"),
 };
 
 static inline int level_index(log_level level)
@@ -199,10 +203,10 @@ static inline int level_index(log_level level)
 /* ---- per-thread state ------------------------------------------------- */
 
 struct bound_field {
-	log_field f;    /* f.key and string values are owned copies */
+	log_field f; /* f.key and string values are owned copies */
 	size_t klen;
-	bool reserved;  /* named like a fixed key: never rendered */
-	char *frag;     /* `, "key": value`, redacted if secret */
+	bool reserved; /* named like a fixed key: never rendered */
+	char *frag;    /* `, "key": value`, redacted if secret */
 	size_t fraglen;
 };
 
@@ -282,12 +286,12 @@ enum esc_mode { ESC_JSON, ESC_REPR, ESC_PLAIN };
  * JSON: control characters, 0x7f, " and \. REPR (console, quoted): the same
  * with ' for ". PLAIN (console, bare words): control characters and 0x7f. */
 static const unsigned char esc_tab[3][256] = {
-	[ESC_JSON] = {X16(1), X16(1), ['"'] = 1, ['\\'] = 1, [0x7f] = 1, X16(1), X16(1), X16(1),
-		      X16(1), X16(1), X16(1), X16(1), X16(1)},
-	[ESC_REPR] = {X16(1), X16(1), ['\''] = 1, ['\\'] = 1, [0x7f] = 1, X16(1), X16(1), X16(1),
-		      X16(1), X16(1), X16(1), X16(1), X16(1)},
-	[ESC_PLAIN] = {X16(1), X16(1), [0x7f] = 1, X16(1), X16(1), X16(1), X16(1), X16(1), X16(1),
-		       X16(1), X16(1)},
+        [ESC_JSON] = {X16(1), X16(1), ['"'] = 1, ['\\'] = 1, [0x7f] = 1, X16(1), X16(1), X16(1),
+                      X16(1), X16(1), X16(1), X16(1), X16(1)},
+        [ESC_REPR] = {X16(1), X16(1), ['\''] = 1, ['\\'] = 1, [0x7f] = 1, X16(1), X16(1), X16(1),
+                      X16(1), X16(1), X16(1), X16(1), X16(1)},
+        [ESC_PLAIN] = {X16(1), X16(1), [0x7f] = 1, X16(1), X16(1), X16(1), X16(1), X16(1), X16(1),
+                       X16(1), X16(1)},
 };
 
 /*
@@ -300,11 +304,12 @@ static const unsigned char esc_tab[3][256] = {
 #define CL_ESC    1u
 #define CL_SECRET 2u
 static const unsigned char str_class[256] = {
-	X16(CL_ESC), X16(CL_ESC), ['"'] = CL_ESC, ['\\'] = CL_ESC,
-	['C'] = CL_SECRET, ['K'] = CL_SECRET, ['W'] = CL_SECRET, ['Z'] = CL_SECRET,
-	['c'] = CL_SECRET, ['k'] = CL_SECRET, ['w'] = CL_SECRET, ['z'] = CL_SECRET,
-	[0x7f] = CL_ESC, X16(CL_ESC), X16(CL_ESC), X16(CL_ESC), X16(CL_ESC), X16(CL_ESC),
-	X16(CL_ESC), X16(CL_ESC), X16(CL_ESC),
+        X16(CL_ESC),       X16(CL_ESC),       ['"'] = CL_ESC,    ['\\'] = CL_ESC,
+        ['C'] = CL_SECRET, ['K'] = CL_SECRET, ['W'] = CL_SECRET, ['Z'] = CL_SECRET,
+        ['c'] = CL_SECRET, ['k'] = CL_SECRET, ['w'] = CL_SECRET, ['z'] = CL_SECRET,
+        [0x7f] = CL_ESC,   X16(CL_ESC),       X16(CL_ESC),       X16(CL_ESC),
+        X16(CL_ESC),       X16(CL_ESC),       X16(CL_ESC),       X16(CL_ESC),
+        X16(CL_ESC),
 };
 
 static const char hexdig[] = "0123456789abcdef";
@@ -326,15 +331,32 @@ static void put_ascii_esc(struct ob *o, unsigned char c, enum esc_mode mode)
 	char e[6] = {'\\', 0, 0, 0, 0, 0};
 	size_t n = 2;
 	switch (c) {
-	case '"': e[1] = '"'; break;
-	case '\'': e[1] = '\''; break;
-	case '\\': e[1] = '\\'; break;
-	case '\n': e[1] = 'n'; break;
-	case '\r': e[1] = 'r'; break;
-	case '\t': e[1] = 't'; break;
-	case '\b': e[1] = mode == ESC_JSON ? 'b' : 0; break;
-	case '\f': e[1] = mode == ESC_JSON ? 'f' : 0; break;
-	default: break;
+	case '"':
+		e[1] = '"';
+		break;
+	case '\'':
+		e[1] = '\'';
+		break;
+	case '\\':
+		e[1] = '\\';
+		break;
+	case '\n':
+		e[1] = 'n';
+		break;
+	case '\r':
+		e[1] = 'r';
+		break;
+	case '\t':
+		e[1] = 't';
+		break;
+	case '\b':
+		e[1] = mode == ESC_JSON ? 'b' : 0;
+		break;
+	case '\f':
+		e[1] = mode == ESC_JSON ? 'f' : 0;
+		break;
+	default:
+		break;
 	}
 	if (e[1] == 0 && mode == ESC_JSON) {
 		memcpy(e + 1, "u00", 3);
@@ -439,69 +461,84 @@ static void put_name(struct ob *o, const char *s, enum esc_mode mode)
 /* ---- numbers ---------------------------------------------------------- */
 
 static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
-				  "25262728293031323334353637383940414243444546474849"
-				  "50515253545556575859606162636465666768697071727374"
-				  "75767778798081828384858687888990919293949596979899";
+                                  "25262728293031323334353637383940414243444546474849"
+                                  "50515253545556575859606162636465666768697071727374"
+                                  "75767778798081828384858687888990919293949596979899";
 
-/* Decimal digits of v into the end of buf[24]; returns the start. */
-static char *fmt_u64(char *end, uint64_t v)
+/* Number of decimal digits of v (1 for 0). */
+static inline size_t u64_ndigits(uint64_t v)
+{
+	size_t n = 1;
+	while (v >= 10000) {
+		v /= 10000;
+		n += 4;
+	}
+	return n + (v >= 10) + (v >= 100) + (v >= 1000);
+}
+
+/* Writes exactly nd digits of v (zero-padded) ending at end. Digits go
+ * straight to their final place: building them elsewhere and copying
+ * makes the CPU stall on store forwarding. */
+static inline void u64_digits_at(char *end, uint64_t v, size_t nd)
 {
 	char *p = end;
-	while (v >= 100) {
+	while (nd >= 2) {
 		unsigned r = (unsigned)(v % 100);
 		v /= 100;
 		p -= 2;
 		memcpy(p, digit_pairs + 2 * r, 2);
+		nd -= 2;
 	}
-	if (v >= 10) {
-		p -= 2;
-		memcpy(p, digit_pairs + 2 * v, 2);
-	} else {
-		*--p = (char)('0' + v);
-	}
-	return p;
+	if (nd)
+		*--p = (char)('0' + v % 10);
+}
+
+/* Decimal form of v at out (room for 20); returns its length. */
+static inline size_t fmt_u64(char *out, uint64_t v)
+{
+	size_t nd = u64_ndigits(v);
+	u64_digits_at(out + nd, v, nd);
+	return nd;
 }
 
 static void put_int(struct ob *o, int64_t v)
 {
-	char buf[24];
-	char *end = buf + sizeof buf;
-	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-	char *p = fmt_u64(end, u);
-	if (v < 0)
-		*--p = '-';
-	ob_put(o, p, (size_t)(end - p));
+	if (!ob_need(o, 24))
+		return;
+	char *d = o->p + o->len;
+	uint64_t u = (uint64_t)v;
+	if (v < 0) {
+		*d++ = '-';
+		u = (uint64_t)0 - u;
+	}
+	d += fmt_u64(d, u);
+	o->len = (size_t)(d - o->p);
 }
 
 static const double pow10_tab[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-				   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-				   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-/* Fixed notation of m / 10^k, k fraction digits (at least one: "2.0"). */
+/* Fixed notation of m / 10^k with k fraction digits, at least one ("2.0").
+ * out needs 44 bytes (m < 10^17, k <= 24). */
 static size_t fmt_fixed(char *out, uint64_t m, int k)
 {
-	char buf[48];
-	char *end = buf + sizeof buf;
-	char *p = fmt_u64(end, m);
-	size_t nd = (size_t)(end - p);
-	size_t n = 0;
-	if (k == 0) {
-		memcpy(out, p, nd);
-		memcpy(out + nd, ".0", 2);
-		return nd + 2;
+	uint64_t ip = m, fp = 0;
+	if (k >= 20) {
+		ip = 0;
+		fp = m;
+	} else if (k > 0) {
+		uint64_t p = (uint64_t)pow10_tab[k];
+		ip = m / p;
+		fp = m % p;
 	}
-	if (nd <= (size_t)k) {
-		out[n++] = '0';
-		out[n++] = '.';
-		for (size_t z = nd; z < (size_t)k; z++)
-			out[n++] = '0';
-		memcpy(out + n, p, nd);
-		return n + nd;
-	}
-	memcpy(out, p, nd - (size_t)k);
-	n = nd - (size_t)k;
+	size_t n = fmt_u64(out, ip);
 	out[n++] = '.';
-	memcpy(out + n, p + nd - k, (size_t)k);
+	if (k == 0) {
+		out[n] = '0';
+		return n + 1;
+	}
+	u64_digits_at(out + n + (size_t)k, fp, (size_t)k);
 	return n + (size_t)k;
 }
 
@@ -570,9 +607,14 @@ static size_t fmt_double(char *out, double d)
 		return n + 3;
 	}
 	if (d >= 1e-4 && d < 1e15) {
-		for (int k = 0; k <= 19 && d * pow10_tab[k] < 9007199254740992.0; k++) {
-			double m = nearbyint(d * pow10_tab[k]);
-			if (m / pow10_tab[k] == d)
+		for (int k = 0; k <= 19; k++) {
+			double t = d * pow10_tab[k];
+			if (t >= 9007199254740992.0)
+				break;
+			double m = (double)(int64_t)(t + 0.5);
+			/* cheap filter before the exact test: t is within a few
+			 * ulps of m whenever m / 10^k == d */
+			if (fabs(t - m) <= t * 1e-12 && m / pow10_tab[k] == d)
 				return n + fmt_fixed(out + n, (uint64_t)m, k);
 		}
 	}
@@ -581,14 +623,17 @@ static size_t fmt_double(char *out, double d)
 
 static void put_dbl(struct ob *o, double d, bool json)
 {
-	char buf[48];
 	if (isfinite(d)) {
-		ob_put(o, buf, fmt_double(buf, d));
+		if (ob_need(o, 48))
+			o->len += fmt_double(o->p + o->len, d);
 	} else if (json) {
 		OB_LIT(o, "null");
+	} else if (isnan(d)) {
+		OB_LIT(o, "nan");
+	} else if (d > 0) {
+		OB_LIT(o, "inf");
 	} else {
-		ob_put(o, isnan(d) ? "nan" : d > 0 ? "inf" : "-inf",
-		       isnan(d) ? 3 : d > 0 ? 3 : 4);
+		OB_LIT(o, "-inf");
 	}
 }
 
@@ -720,11 +765,16 @@ static bool key_has_secret_word(const char *key)
 static bool key_is_reserved(const char *k)
 {
 	switch (k[0]) {
-	case 't': return strcmp(k, "timestamp") == 0;
-	case 'l': return strcmp(k, "level") == 0 || strcmp(k, "logger") == 0;
-	case 's': return strcmp(k, "service") == 0;
-	case 'e': return strcmp(k, "event") == 0;
-	default: return false;
+	case 't':
+		return strcmp(k, "timestamp") == 0;
+	case 'l':
+		return strcmp(k, "level") == 0 || strcmp(k, "logger") == 0;
+	case 's':
+		return strcmp(k, "service") == 0;
+	case 'e':
+		return strcmp(k, "event") == 0;
+	default:
+		return false;
 	}
 }
 
@@ -746,8 +796,12 @@ static void put_json_value(struct ob *o, const log_field *f, bool secret)
 		put_esc(o, f->v.s, ESC_JSON);
 		ob_putc(o, '"');
 		return;
-	case LOG_T_INT: put_int(o, f->v.i); return;
-	case LOG_T_DBL: put_dbl(o, f->v.d, true); return;
+	case LOG_T_INT:
+		put_int(o, f->v.i);
+		return;
+	case LOG_T_DBL:
+		put_dbl(o, f->v.d, true);
+		return;
 	case LOG_T_BOOL:
 		if (f->v.b)
 			OB_LIT(o, "true");
@@ -764,7 +818,9 @@ static void put_json_value(struct ob *o, const log_field *f, bool secret)
 			ob_put(o, f->v.s, n);
 		return;
 	}
-	default: OB_LIT(o, "null"); return;
+	default:
+		OB_LIT(o, "null");
+		return;
 	}
 }
 
@@ -931,15 +987,86 @@ static void meta_collect(struct meta *m, struct log_thread *st, const log_field 
 
 /* ---- JSON rendering --------------------------------------------------- */
 
+#if defined(__SSE2__)
+/*
+ * str_class for a whole string at once, with SSE2 and no loop for the
+ * short strings that keys and most values are: the n bytes are loaded as
+ * overlapping pieces that never leave the string (bytes seen twice do not
+ * change an "any byte" test), the rest of the vector is 'A'. Signed bytes:
+ * x < 0x20 holds for the control characters and for every byte >= 0x80.
+ */
+static inline unsigned class_vec(__m128i x)
+{
+	const __m128i sp = _mm_set1_epi8(0x20);
+	__m128i esc = _mm_or_si128(
+	        _mm_or_si128(_mm_cmplt_epi8(x, sp), _mm_cmpeq_epi8(x, _mm_set1_epi8('"'))),
+	        _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\\')),
+	                     _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7f))));
+	__m128i y = _mm_or_si128(x, sp);
+	__m128i sec = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(y, _mm_set1_epi8('w')),
+	                                        _mm_cmpeq_epi8(y, _mm_set1_epi8('k'))),
+	                           _mm_or_si128(_mm_cmpeq_epi8(y, _mm_set1_epi8('z')),
+	                                        _mm_cmpeq_epi8(y, _mm_set1_epi8('c'))));
+	/* branch-free: whether a key has a secret letter is not predictable */
+	return (unsigned)(_mm_movemask_epi8(esc) != 0) * CL_ESC |
+	       (unsigned)(_mm_movemask_epi8(sec) != 0) * CL_SECRET;
+}
+
+static inline uint64_t load64(const char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static inline uint32_t load32(const char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static inline unsigned str_classify(const char *s, size_t n)
+{
+	const int32_t pad = 0x41414141;
+	if (n >= 16) {
+		unsigned acc = 0;
+		size_t i = 0;
+		for (; i + 16 <= n; i += 16)
+			acc |= class_vec(_mm_loadu_si128((const __m128i *)(const void *)(s + i)));
+		if (i < n)
+			acc |= class_vec(
+			        _mm_loadu_si128((const __m128i *)(const void *)(s + n - 16)));
+		return acc;
+	}
+	if (n >= 8)
+		return class_vec(
+		        _mm_set_epi64x((long long)load64(s + n - 8), (long long)load64(s)));
+	if (n >= 4)
+		return class_vec(
+		        _mm_set_epi32(pad, pad, (int32_t)load32(s + n - 4), (int32_t)load32(s)));
+	if (n == 0)
+		return 0;
+	uint32_t w = (uint32_t)(unsigned char)s[0] | (uint32_t)(unsigned char)s[n / 2] << 8 |
+	             (uint32_t)(unsigned char)s[n - 1] << 16 | 0x41u << 24;
+	return class_vec(_mm_set_epi32(pad, pad, pad, (int32_t)w));
+}
+#else
+static inline unsigned str_classify(const char *s, size_t n)
+{
+	unsigned acc = 0;
+	for (size_t i = 0; i < n; i++)
+		acc |= str_class[(unsigned char)s[i]];
+	return acc;
+}
+#endif
+
+/* Length of s and the union of str_class over its bytes. */
 static inline size_t str_scan(const char *s, unsigned *cls)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	unsigned acc = 0;
-	size_t i = 0;
-	for (unsigned char c; (c = p[i]) != 0; i++)
-		acc |= str_class[c];
-	*cls = acc;
-	return i;
+	size_t n = strlen(s);
+	*cls = str_classify(s, n);
+	return n;
 }
 
 /* A JSON string value: memcpy when nothing needs escaping. */
@@ -974,8 +1101,8 @@ static void put_json_name(struct ob *o, const char *s)
 /* What the renderer needs to know about a call field's key, from one pass. */
 struct keyinfo {
 	size_t len;
-	bool clean;  /* no byte needs escaping */
-	bool skip;   /* no key, or one of the fixed keys */
+	bool clean; /* no byte needs escaping */
+	bool skip;  /* no key, or one of the fixed keys */
 	bool secret;
 };
 
@@ -985,7 +1112,7 @@ static bool key_is_reserved_n(const char *k, size_t len)
 {
 	unsigned lf = (unsigned)(len < 16 ? len : 15) << 8 | (unsigned char)k[0];
 	bool cand = (lf == (9u << 8 | 't')) | (lf == (5u << 8 | 'l')) | (lf == (5u << 8 | 'e')) |
-		    (lf == (7u << 8 | 's')) | (lf == (6u << 8 | 'l'));
+	            (lf == (7u << 8 | 's')) | (lf == (6u << 8 | 'l'));
 	if (!cand)
 		return false;
 	return key_is_reserved(k);
@@ -1028,23 +1155,36 @@ static void put_json_key(struct ob *o, const char *k, const struct keyinfo *ki)
 	OB_LIT(o, "\": ");
 }
 
-static bool bound_overridden_ki(const struct bound_field *b, const log_field *f,
-				const struct keyinfo *ki, size_t n)
+/* A 64-bit filter of the call keys by (length, first byte): a bound key
+ * whose bit is clear is not repeated by the call, without a loop. */
+static inline uint64_t key_bit(size_t len, const char *k)
 {
+	return 1ull << ((len * 7 + (unsigned char)k[0]) & 63);
+}
+
+static bool bound_overridden_ki(const struct bound_field *b, const log_field *f,
+                                const struct keyinfo *ki, size_t n, uint64_t filter)
+{
+	if (!(filter & key_bit(b->klen, b->f.key)))
+		return false;
 	for (size_t i = 0; i < n; i++)
-		if (ki[i].len == b->klen && f[i].key && memcmp(f[i].key, b->f.key, b->klen) == 0)
+		if (ki[i].len == b->klen && !ki[i].skip && memcmp(f[i].key, b->f.key, b->klen) == 0)
 			return true;
 	return false;
 }
 
-static void render_json_fields(struct ob *o, struct log_thread *st, const log_field *f,
-			       size_t n, struct keyinfo *ki)
+static void render_json_fields(struct ob *o, struct log_thread *st, const log_field *f, size_t n,
+                               struct keyinfo *ki)
 {
-	for (size_t i = 0; i < n; i++)
+	uint64_t filter = 0;
+	for (size_t i = 0; i < n; i++) {
 		key_info(&f[i], &ki[i]);
+		if (!ki[i].skip)
+			filter |= key_bit(ki[i].len, f[i].key);
+	}
 	for (size_t i = 0; st && i < st->nbound; i++) {
 		const struct bound_field *b = &st->bound[i];
-		if (!b->reserved && !bound_overridden_ki(b, f, ki, n))
+		if (!b->reserved && !bound_overridden_ki(b, f, ki, n, filter))
 			ob_put(o, b->frag, b->fraglen);
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -1059,7 +1199,7 @@ static void render_json_fields(struct ob *o, struct log_thread *st, const log_fi
 }
 
 static void render_json(struct ob *o, struct log_thread *st, const char *ts, log_level level,
-			const char *logger, const char *event, const log_field *f, size_t n)
+                        const char *logger, const char *event, const log_field *f, size_t n)
 {
 	int li = level_index(level);
 	const char *prefix = g.prefix_built ? g.prefix[li] : default_prefix[li];
@@ -1094,7 +1234,7 @@ static void render_json(struct ob *o, struct log_thread *st, const char *ts, log
 #define C_LOGGER "\x1b[34m"
 
 static const char *const level_color[5] = {"\x1b[32m", "\x1b[32m", "\x1b[33m", "\x1b[31m",
-					   "\x1b[31;1m"};
+                                           "\x1b[31;1m"};
 
 static void put_color(struct ob *o, bool color, const char *code)
 {
@@ -1138,8 +1278,12 @@ static void put_console_value(struct ob *o, const log_field *f, bool secret)
 		else
 			OB_LIT(o, "null");
 		return;
-	case LOG_T_DBL: put_dbl(o, f->v.d, false); return;
-	default: put_json_value(o, f, false); return;
+	case LOG_T_DBL:
+		put_dbl(o, f->v.d, false);
+		return;
+	default:
+		put_json_value(o, f, false);
+		return;
 	}
 }
 
@@ -1156,8 +1300,8 @@ static void put_console_field(struct ob *o, const log_field *f, bool secret, boo
 }
 
 static void render_console(struct ob *o, struct log_thread *st, const char *ts, log_level level,
-			   const char *logger, const char *event, const log_field *f, size_t n,
-			   bool color)
+                           const char *logger, const char *event, const log_field *f, size_t n,
+                           bool color)
 {
 	int li = level_index(level);
 	put_color(o, color, C_DIM);
@@ -1194,26 +1338,42 @@ static void render_console(struct ob *o, struct log_thread *st, const char *ts, 
 
 /* ---- output ----------------------------------------------------------- */
 
+/*
+ * One logical write of the whole line under write_mu. EINTR and partial
+ * writes loop. A full non-blocking fd (EAGAIN) drops the line if nothing
+ * was written yet; once part of it is out, the rest gets PARTIAL_WAIT_MS of
+ * poll(2) so the reader does not see two lines glued together, then it is
+ * dropped too. Any other error (EPIPE, EBADF, ...) drops the line.
+ */
+#define PARTIAL_WAIT_MS 100
+
 static void write_line(int fd, const char *p, size_t n)
 {
+	bool started = false;
 	pthread_mutex_lock(&g.write_mu);
 	while (n > 0) {
 		ssize_t w = write(fd, p, n);
 		if (w > 0) {
 			p += w;
 			n -= (size_t)w;
-		} else if (w < 0 && errno == EINTR) {
+			started = true;
 			continue;
-		} else {
-			break; /* EAGAIN, EPIPE, EBADF, ...: drop the line */
 		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && started) {
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+			if (poll(&pfd, 1, PARTIAL_WAIT_MS) > 0 && (pfd.revents & POLLOUT))
+				continue;
+		}
+		break;
 	}
 	pthread_mutex_unlock(&g.write_mu);
 }
 
 static void sink_call(struct log_thread *st, int64_t usec, const char *ts, log_level level,
-		      const char *logger, const char *event, const log_field *f, size_t n,
-		      const struct ob *json)
+                      const char *logger, const char *event, const log_field *f, size_t n,
+                      const struct ob *json)
 {
 	pthread_rwlock_rdlock(&g.sink_lock);
 	log_sink_fn fn = atomic_load(&g.sink_fn);
@@ -1224,16 +1384,16 @@ static void sink_call(struct log_thread *st, int64_t usec, const char *ts, log_l
 		tsz[TS_LEN] = '\0';
 		meta_collect(&m, st, f, n);
 		log_record rec = {
-			.unix_time = (double)usec / 1e6,
-			.timestamp = tsz,
-			.level = level,
-			.logger = logger ? logger : "",
-			.event = event ? event : "",
-			.correlation_id = m.cid,
-			.task = m.task,
-			.run_id = m.run_id,
-			.json = json->p,
-			.json_len = json->len,
+		        .unix_time = (double)usec / 1e6,
+		        .timestamp = tsz,
+		        .level = level,
+		        .logger = logger ? logger : "",
+		        .event = event ? event : "",
+		        .correlation_id = m.cid,
+		        .task = m.task,
+		        .run_id = m.run_id,
+		        .json = json->p,
+		        .json_len = json->len,
 		};
 		st->depth++;
 		fn(g.sink_ctx, &rec);
@@ -1244,7 +1404,7 @@ static void sink_call(struct log_thread *st, int64_t usec, const char *ts, log_l
 
 /* Render (into scratch buffers when nested in a sink), write, hand to the sink. */
 static void emit(struct log_thread *st, log_level level, const char *logger, const char *event,
-		 const log_field *f, size_t n)
+                 const log_field *f, size_t n)
 {
 	int64_t usec = clock_wall_usec();
 	char ts[TS_LEN];
@@ -1277,7 +1437,7 @@ static void emit(struct log_thread *st, log_level level, const char *logger, con
 }
 
 void log_emitv(log_level level, const char *logger, const char *event, const log_field *fields,
-	       size_t nfields)
+               size_t nfields)
 {
 	if ((int)level < atomic_load_explicit(&g.level, memory_order_relaxed))
 		return;
@@ -1449,8 +1609,8 @@ int log_level_parse(const char *name, log_level *out)
 		const char *name;
 		log_level level;
 	} tab[] = {
-		{"debug", LOG_DEBUG}, {"info", LOG_INFO},   {"warning", LOG_WARNING},
-		{"warn", LOG_WARNING}, {"error", LOG_ERROR}, {"critical", LOG_CRITICAL},
+	        {"debug", LOG_DEBUG},  {"info", LOG_INFO},   {"warning", LOG_WARNING},
+	        {"warn", LOG_WARNING}, {"error", LOG_ERROR}, {"critical", LOG_CRITICAL},
 	};
 	if (!name)
 		return -1;
@@ -1491,8 +1651,8 @@ static size_t copy_out(char *buf, size_t cap, const struct ob *o)
 }
 
 size_t log_render_json(char *buf, size_t cap, int64_t unix_usec, log_level level,
-		       const char *logger, const char *event, const log_field *fields,
-		       size_t nfields)
+                       const char *logger, const char *event, const log_field *fields,
+                       size_t nfields)
 {
 	struct log_thread *st = thread_get();
 	if (!st)
@@ -1505,8 +1665,8 @@ size_t log_render_json(char *buf, size_t cap, int64_t unix_usec, log_level level
 }
 
 size_t log_render_console(char *buf, size_t cap, int64_t unix_usec, log_level level,
-			  const char *logger, const char *event, const log_field *fields,
-			  size_t nfields, bool color)
+                          const char *logger, const char *event, const log_field *fields,
+                          size_t nfields, bool color)
 {
 	struct log_thread *st = thread_get();
 	if (!st)

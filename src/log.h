@@ -40,10 +40,10 @@ typedef enum {
 	LOG_T_END = 0, /* terminates a field list; key is NULL */
 	LOG_T_STR,     /* NULL string renders as null */
 	LOG_T_INT,
-	LOG_T_DBL,     /* NaN and infinities render as null */
+	LOG_T_DBL, /* NaN and infinities render as null */
 	LOG_T_BOOL,
 	LOG_T_NULL,
-	LOG_T_RAW,     /* pre-rendered, valid JSON value (object, array) */
+	LOG_T_RAW, /* pre-rendered, valid JSON value (object, array) */
 } log_type;
 
 typedef struct {
@@ -57,30 +57,30 @@ typedef struct {
 	} v;
 } log_field;
 
-#define LOG_STR(k, x) ((log_field){.key = (k), .type = LOG_T_STR, .v.s = (x)})
-#define LOG_INT(k, x) ((log_field){.key = (k), .type = LOG_T_INT, .v.i = (int64_t)(x)})
-#define LOG_DBL(k, x) ((log_field){.key = (k), .type = LOG_T_DBL, .v.d = (double)(x)})
+#define LOG_STR(k, x)  ((log_field){.key = (k), .type = LOG_T_STR, .v.s = (x)})
+#define LOG_INT(k, x)  ((log_field){.key = (k), .type = LOG_T_INT, .v.i = (int64_t)(x)})
+#define LOG_DBL(k, x)  ((log_field){.key = (k), .type = LOG_T_DBL, .v.d = (double)(x)})
 #define LOG_BOOL(k, x) ((log_field){.key = (k), .type = LOG_T_BOOL, .v.b = (x)})
-#define LOG_NULL(k) ((log_field){.key = (k), .type = LOG_T_NULL})
-#define LOG_RAW(k, x) ((log_field){.key = (k), .type = LOG_T_RAW, .v.s = (x)})
-#define LOG_END ((log_field){.key = NULL, .type = LOG_T_END})
+#define LOG_NULL(k)    ((log_field){.key = (k), .type = LOG_T_NULL})
+#define LOG_RAW(k, x)  ((log_field){.key = (k), .type = LOG_T_RAW, .v.s = (x)})
+#define LOG_END        ((log_field){.key = NULL, .type = LOG_T_END})
 
 /* error and error_type, the two fields every error event carries. */
 #define LOG_ERR(msg, kind) LOG_STR("error", (msg)), LOG_STR("error_type", (kind))
 
 typedef struct {
-	const char *service;     /* default "scheduler"; copied */
-	log_level level;         /* default LOG_INFO */
-	log_format format;       /* default LOG_FORMAT_JSON */
-	int fd;                  /* output, default 1 (stdout) */
-	int color;               /* -1 auto (isatty), 0 off, 1 on; console only */
+	const char *service; /* default "scheduler"; copied */
+	log_level level;     /* default LOG_INFO */
+	log_format format;   /* default LOG_FORMAT_JSON */
+	int fd;              /* output, default 1 (stdout) */
+	int color;           /* -1 auto (isatty), 0 off, 1 on; console only */
 } log_options;
 
 /* What the sink receives for every emitted event. All pointers are borrowed
  * for the duration of the call. */
 typedef struct {
-	double unix_time;        /* seconds since the epoch, microsecond precision */
-	const char *timestamp;   /* as rendered */
+	double unix_time;      /* seconds since the epoch, microsecond precision */
+	const char *timestamp; /* as rendered */
 	log_level level;
 	const char *logger;
 	const char *event;
@@ -115,13 +115,13 @@ int log_format_parse(const char *name, log_format *out);
 /* Emit one event. The variadic part is log_field values ending in LOG_END;
  * use the log_debug/... macros, which add the LOG_END. */
 void log_emit(log_level level, const char *logger, const char *event, ...);
-void log_emitv(log_level level, const char *logger, const char *event,
-	       const log_field *fields, size_t nfields);
+void log_emitv(log_level level, const char *logger, const char *event, const log_field *fields,
+               size_t nfields);
 
-#define log_debug(L, ...) log_emit(LOG_DEBUG, (L), __VA_ARGS__, LOG_END)
-#define log_info(L, ...) log_emit(LOG_INFO, (L), __VA_ARGS__, LOG_END)
-#define log_warning(L, ...) log_emit(LOG_WARNING, (L), __VA_ARGS__, LOG_END)
-#define log_error(L, ...) log_emit(LOG_ERROR, (L), __VA_ARGS__, LOG_END)
+#define log_debug(L, ...)    log_emit(LOG_DEBUG, (L), __VA_ARGS__, LOG_END)
+#define log_info(L, ...)     log_emit(LOG_INFO, (L), __VA_ARGS__, LOG_END)
+#define log_warning(L, ...)  log_emit(LOG_WARNING, (L), __VA_ARGS__, LOG_END)
+#define log_error(L, ...)    log_emit(LOG_ERROR, (L), __VA_ARGS__, LOG_END)
 #define log_critical(L, ...) log_emit(LOG_CRITICAL, (L), __VA_ARGS__, LOG_END)
 
 /* Per-thread bound context: copied in; a key bound again is replaced in
@@ -142,12 +142,11 @@ bool log_key_is_secret(const char *key);
  * if cap is too small (like snprintf).
  */
 size_t log_render_json(char *buf, size_t cap, int64_t unix_usec, log_level level,
-		       const char *logger, const char *event,
-		       const log_field *fields, size_t nfields);
-size_t log_render_console(char *buf, size_t cap, int64_t unix_usec,
-			  log_level level, const char *logger,
-			  const char *event, const log_field *fields,
-			  size_t nfields, bool color);
+                       const char *logger, const char *event, const log_field *fields,
+                       size_t nfields);
+size_t log_render_console(char *buf, size_t cap, int64_t unix_usec, log_level level,
+                          const char *logger, const char *event, const log_field *fields,
+                          size_t nfields, bool color);
 
 /* ISO 8601 local time with microseconds and offset: 2025-12-26T02:03:45.123456+02:00.
  * buf needs 33 bytes. Returns the length. */

@@ -12,7 +12,7 @@ typedef struct looptimer looptimer;
 typedef void (*looptimer_fn)(looptimer *t);
 
 struct looptimer {
-	wheel_timer wt;   /* first: the wheel links through it */
+	wheel_timer wt; /* first: the wheel links through it */
 	looptimer_fn fire;
 };
 

@@ -20,26 +20,26 @@ enum { PROC_STDOUT = 1, PROC_STDERR = 2 };
 
 /* One output line without its newline (a last line without one too). Lines
  * longer than PROC_MAX_LINE are split. line[len] is '\0'. */
-typedef void (*proc_line_fn)(void *ctx, int stream, const char *line,
-			     size_t len);
+typedef void (*proc_line_fn)(void *ctx, int stream, const char *line, size_t len);
 #define PROC_MAX_LINE 8192
 
 typedef struct {
-	const char *const *argv;     /* argv[0] is the program (execvp) */
-	const char *const *env_add;  /* "KEY=VALUE" added to the environment, NULL-terminated, may be NULL */
-	const char *cwd;             /* NULL: inherit */
-	int cancel_fd;               /* -1: never cancelled */
-	int64_t kill_grace_ms;       /* SIGTERM -> SIGKILL; default 5000 when 0 */
-	proc_line_fn on_line;        /* may be NULL: output discarded */
+	const char *const *argv; /* argv[0] is the program (execvp) */
+	const char *const
+	        *env_add; /* "KEY=VALUE" added to the environment, NULL-terminated, may be NULL */
+	const char *cwd;  /* NULL: inherit */
+	int cancel_fd;    /* -1: never cancelled */
+	int64_t kill_grace_ms; /* SIGTERM -> SIGKILL; default 5000 when 0 */
+	proc_line_fn on_line;  /* may be NULL: output discarded */
 	void *ctx;
 } proc_spec;
 
 typedef struct {
 	int pid;
-	int exit_code;      /* 0..255 when exited, 128+signal when killed */
-	int term_signal;    /* 0 if it exited */
-	bool cancelled;     /* cancel_fd fired */
-	bool killed;        /* needed SIGKILL after the grace */
+	int exit_code;   /* 0..255 when exited, 128+signal when killed */
+	int term_signal; /* 0 if it exited */
+	bool cancelled;  /* cancel_fd fired */
+	bool killed;     /* needed SIGKILL after the grace */
 } proc_result;
 
 /* 0 once the child ran and was reaped (whatever its status); -1 if it could

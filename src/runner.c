@@ -39,7 +39,7 @@ void run_control_cancel(run_control *ctl, run_cancel_reason reason)
 {
 	int expected = RUN_CANCEL_NONE;
 	if (!__atomic_compare_exchange_n(&ctl->reason, &expected, (int)reason, false,
-					 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+	                                 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
 		return;
 	uint64_t one = 1;
 	ssize_t n = write(ctl->cancel_fd, &one, sizeof one);
@@ -103,18 +103,18 @@ void runner_new_correlation_id(const char *task, double now, char *buf, size_t c
 }
 
 int runner_prepare(run_request *req, config *cfg, const task_config *task, const char *trigger,
-		   store *st, char *err, size_t errlen)
+                   store *st, char *err, size_t errlen)
 {
 	memset(req, 0, sizeof *req);
 	req->queued_at = clock_wall();
 	snprintf(req->trigger, sizeof req->trigger, "%s", trigger);
 	runner_new_correlation_id(task->name, req->queued_at, req->correlation_id,
-				  sizeof req->correlation_id);
+	                          sizeof req->correlation_id);
 	int rc = store_run_start(st, task->name, req->trigger, req->correlation_id, req->queued_at,
-				 &req->run_id);
+	                         &req->run_id);
 	if (rc != STORE_OK) {
 		snprintf(err, errlen, "cannot record the run of %s: %s", task->name,
-			 store_errmsg(st));
+		         store_errmsg(st));
 		return rc;
 	}
 	req->cfg = config_ref(cfg);
@@ -131,7 +131,7 @@ void run_request_release(run_request *req)
 }
 
 void runner_record_skip(config *cfg, const task_config *task, const char *trigger,
-			const char *reason, store *st)
+                        const char *reason, store *st)
 {
 	char cid[RUNNER_CORRELATION_MAX];
 	int64_t run_id = 0;
@@ -141,11 +141,11 @@ void runner_record_skip(config *cfg, const task_config *task, const char *trigge
 	runner_new_correlation_id(task->name, now, cid, sizeof cid);
 	int rc = store_run_skipped(st, task->name, trigger, cid, now, reason, &run_id);
 	log_info(RUNNER_LOGGER, "task_skipped", LOG_STR("task", task->name),
-		 LOG_STR("reason", reason), LOG_STR("trigger", trigger),
-		 LOG_STR("correlation_id", cid), LOG_INT("run_id", run_id));
+	         LOG_STR("reason", reason), LOG_STR("trigger", trigger),
+	         LOG_STR("correlation_id", cid), LOG_INT("run_id", run_id));
 	if (rc != STORE_OK)
 		log_error(RUNNER_LOGGER, "task_run_store_failed", LOG_STR("task", task->name),
-			  LOG_ERR(store_errmsg(st), "store"));
+		          LOG_ERR(store_errmsg(st), "store"));
 }
 
 /* ---- executing a run ---- */
@@ -172,7 +172,7 @@ static void items_json(const task_run *run, char *buf, size_t cap)
 	size_t len = (size_t)snprintf(buf, cap, "{");
 	for (size_t i = 0; i < run->nitems && len < cap; i++)
 		len += (size_t)snprintf(buf + len, cap - len, "%s\"%s\": %lld", i ? ", " : "",
-					run->items[i].name, (long long)run->items[i].value);
+		                        run->items[i].name, (long long)run->items[i].value);
 	if (len < cap)
 		snprintf(buf + len, cap - len, "}");
 }
@@ -189,9 +189,9 @@ static void log_terminal_event(const task_run *run, run_status status, double du
 	log_field fields[TASK_MAX_ITEMS + 6];
 	size_t n = 0;
 	char event[160];
-	const char *suffix = status == RUN_SUCCESS ? "complete"
-			     : status == RUN_SKIPPED ? "skipped"
-						     : "failed";
+	const char *suffix = status == RUN_SUCCESS   ? "complete"
+	                     : status == RUN_SKIPPED ? "skipped"
+	                                             : "failed";
 
 	snprintf(event, sizeof event, "%s_%s", run->task->name, suffix);
 	if (status == RUN_SKIPPED)
@@ -207,7 +207,7 @@ static void log_terminal_event(const task_run *run, run_status status, double du
 		fields[n++] = LOG_INT("exit_code", run->exit_code);
 	fields[n++] = LOG_DBL("duration_sec", duration);
 	log_emitv(status == RUN_SUCCESS || status == RUN_SKIPPED ? LOG_INFO : LOG_ERROR,
-		  run->logger, event, fields, n);
+	          run->logger, event, fields, n);
 }
 
 static void finish_row(const task_run *run, run_status status, double duration)
@@ -225,9 +225,10 @@ static void finish_row(const task_run *run, run_status status, double duration)
 	int rc = STORE_ERROR;
 	for (int attempt = 0; attempt < 3 && rc != STORE_OK; attempt++)
 		rc = store_run_finish(run->store, run->run_id, status, clock_wall(), duration,
-				      run->exit_code, error, error_type, items);
+		                      run->exit_code, error, error_type, items);
 	if (rc != STORE_OK)
-		log_error(RUNNER_LOGGER, "task_run_store_failed", LOG_ERR(store_errmsg(run->store), "store"));
+		log_error(RUNNER_LOGGER, "task_run_store_failed",
+		          LOG_ERR(store_errmsg(run->store), "store"));
 }
 
 run_status runner_execute(run_request *req, store *st, run_control *ctl)
@@ -256,14 +257,21 @@ run_status runner_execute(run_request *req, store *st, run_control *ctl)
 
 	int64_t started = clock_mono_ms();
 	snprintf(event, sizeof event, "%s_start", req->task->name);
-	log_info(run.logger, event, LOG_STR("type", type->name), LOG_STR("trigger", req->trigger));
+	log_field start[12];
+	size_t nstart = 0;
+	start[nstart++] = LOG_STR("type", type->name);
+	start[nstart++] = LOG_STR("trigger", req->trigger);
+	if (type->start_fields)
+		nstart += type->start_fields(&run, start + nstart, 10);
+	log_emitv(LOG_INFO, run.logger, event, start, nstart);
 
 	task_result result = type->run(&run);
 	double duration = (double)(clock_mono_ms() - started) / 1000.0;
 	run_status status = outcome_status(result, &run);
 
-	log_terminal_event(&run, status, duration);
+	/* The row first: whoever sees the terminal event finds the row final. */
 	finish_row(&run, status, duration);
+	log_terminal_event(&run, status, duration);
 	log_clear_context();
 	return status;
 }

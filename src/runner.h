@@ -28,8 +28,8 @@
 #include "task.h"
 
 typedef struct {
-	int cancel_fd;     /* eventfd, created by run_control_init */
-	int reason;        /* run_cancel_reason, atomic */
+	int cancel_fd; /* eventfd, created by run_control_init */
+	int reason;    /* run_cancel_reason, atomic */
 } run_control;
 
 int run_control_init(run_control *ctl);
@@ -40,8 +40,8 @@ void run_control_cancel(run_control *ctl, run_cancel_reason reason);
 #define RUNNER_CORRELATION_MAX 96
 
 typedef struct {
-	config *cfg;                    /* one reference, owned by the request */
-	const task_config *task;        /* borrowed from cfg */
+	config *cfg;             /* one reference, owned by the request */
+	const task_config *task; /* borrowed from cfg */
 	char trigger[16];
 	char correlation_id[RUNNER_CORRELATION_MAX];
 	int64_t run_id;
@@ -49,20 +49,19 @@ typedef struct {
 } run_request;
 
 /* correlation id "run_<task>_<unix>_<4 hex>" */
-void runner_new_correlation_id(const char *task, double now, char *buf,
-			       size_t cap);
+void runner_new_correlation_id(const char *task, double now, char *buf, size_t cap);
 
 /* Fill req (taking a reference on cfg) and insert the running row. On
  * failure (store error) nothing is kept and err says why. */
-int runner_prepare(run_request *req, config *cfg, const task_config *task,
-		   const char *trigger, store *st, char *err, size_t errlen);
+int runner_prepare(run_request *req, config *cfg, const task_config *task, const char *trigger,
+                   store *st, char *err, size_t errlen);
 void run_request_release(run_request *req);
 
 /* Execute a prepared run. Returns its final status. */
 run_status runner_execute(run_request *req, store *st, run_control *ctl);
 
 /* Record an overlap skip: task_skipped event and a skipped row. */
-void runner_record_skip(config *cfg, const task_config *task,
-			const char *trigger, const char *reason, store *st);
+void runner_record_skip(config *cfg, const task_config *task, const char *trigger,
+                        const char *reason, store *st);
 
 #endif

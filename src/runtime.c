@@ -54,8 +54,8 @@ static int take_daemon_lock(runtime *rt, char *err, size_t errlen)
 		if (n > 0)
 			pid[strcspn(pid, "\n")] = '\0';
 		snprintf(err, errlen,
-			 "another fleetkeeper daemon (pid %s) already runs on state directory %s",
-			 pid, rt->cfg->state_dir);
+		         "another fleetkeeper daemon (pid %s) already runs on state directory %s",
+		         pid, rt->cfg->state_dir);
 		close(fd);
 		return RUNTIME_LOCKED;
 	}
@@ -80,11 +80,11 @@ static int take_runs_lock(runtime *rt, char *err, size_t errlen)
 		if (store_runs_mark_interrupted(rt->st, clock_wall(), &count) == STORE_OK &&
 		    count > 0)
 			log_warning("core.store", "runs_interrupted", LOG_INT("count", count),
-				    LOG_STR("reason", "left running by a process that stopped"));
+			            LOG_STR("reason", "left running by a process that stopped"));
 	}
 	if (flock(fd, LOCK_SH) != 0) {
 		snprintf(err, errlen, "%s/runs.lock: cannot lock: %s", rt->cfg->state_dir,
-			 strerror(errno));
+		         strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -97,7 +97,7 @@ int runtime_open(runtime *rt, config *cfg, bool as_daemon, char *err, size_t err
 	rt->daemon_lock_fd = rt->runs_lock_fd = -1;
 	if (runtime_mkdirs(cfg->state_dir) != 0) {
 		snprintf(err, errlen, "%s: cannot create state directory: %s", cfg->state_dir,
-			 strerror(errno));
+		         strerror(errno));
 		return -1;
 	}
 	if (as_daemon) {

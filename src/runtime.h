@@ -22,8 +22,8 @@
 #include "store.h"
 
 typedef struct {
-	config *cfg;      /* borrowed */
-	store *st;        /* the calling thread's connection */
+	config *cfg; /* borrowed */
+	store *st;   /* the calling thread's connection */
 	eventsink *sink;
 	int daemon_lock_fd;
 	int runs_lock_fd;

@@ -30,13 +30,13 @@ typedef enum { SCHEDULE_CRON, SCHEDULE_INTERVAL } schedule_kind;
 
 typedef struct {
 	schedule_kind kind;
-	int64_t interval_ms;  /* SCHEDULE_INTERVAL */
-	uint64_t minutes;     /* bit n: minute n */
-	uint32_t hours;       /* bit n: hour n */
-	uint32_t mdays;       /* bit n: day n (1..31) */
-	uint16_t months;      /* bit n: month n (1..12) */
-	uint8_t wdays;        /* bit n: weekday n (0 Sunday .. 6) */
-	bool dom_restricted;  /* day-of-month field did not start with '*' */
+	int64_t interval_ms; /* SCHEDULE_INTERVAL */
+	uint64_t minutes;    /* bit n: minute n */
+	uint32_t hours;      /* bit n: hour n */
+	uint32_t mdays;      /* bit n: day n (1..31) */
+	uint16_t months;     /* bit n: month n (1..12) */
+	uint8_t wdays;       /* bit n: weekday n (0 Sunday .. 6) */
+	bool dom_restricted; /* day-of-month field did not start with '*' */
 	bool dow_restricted;
 	bool hour_restricted;
 } schedule;

@@ -20,8 +20,7 @@
 
 #include <sqlite3.h>
 
-#define OPEN_INCIDENT                                                                              \
-	"type = 'server_unreachable' AND resolved_at IS NULL AND status <> 'resolved'"
+#define OPEN_INCIDENT "type = 'server_unreachable' AND resolved_at IS NULL AND status <> 'resolved'"
 
 static int fail(sqlite3 *db, int rc, const char *what, char *err, size_t errlen)
 {
@@ -66,15 +65,15 @@ static int append_row(server_list *out, sqlite3_stmt *st)
 	out->rows = rows;
 	server_row *r = &rows[out->count++];
 	*r = (server_row){
-		.id = sqlite3_column_int64(st, 0),
-		.handle = dup_col(st, 1),
-		.ip = dup_col(st, 2),
-		.port = sqlite3_column_type(st, 3) == SQLITE_NULL ? 22 : sqlite3_column_int(st, 3),
-		.ssh_user = dup_col(st, 4),
-		.status = dup_col(st, 5),
-		.consecutive_failures = sqlite3_column_int(st, 6),
-		.consecutive_successes = sqlite3_column_int(st, 7),
-		.open_incident = sqlite3_column_int64(st, 8),
+	        .id = sqlite3_column_int64(st, 0),
+	        .handle = dup_col(st, 1),
+	        .ip = dup_col(st, 2),
+	        .port = sqlite3_column_type(st, 3) == SQLITE_NULL ? 22 : sqlite3_column_int(st, 3),
+	        .ssh_user = dup_col(st, 4),
+	        .status = dup_col(st, 5),
+	        .consecutive_failures = sqlite3_column_int(st, 6),
+	        .consecutive_successes = sqlite3_column_int(st, 7),
+	        .open_incident = sqlite3_column_int64(st, 8),
 	};
 	if (r->port <= 0)
 		r->port = 22;
@@ -82,15 +81,16 @@ static int append_row(server_list *out, sqlite3_stmt *st)
 }
 
 int servers_list_for_check(store *s, const char *const *statuses, server_list *out, char *err,
-			   size_t errlen)
+                           size_t errlen)
 {
 	static const char sql[] =
-		"SELECT s.id, s.handle, s.ip, s.port, s.ssh_user, s.status,"
-		" s.consecutive_failures, s.consecutive_successes,"
-		" (SELECT max(i.id) FROM incidents i WHERE i.server_id = s.id AND " OPEN_INCIDENT ")"
-		" FROM servers s WHERE s.is_managed = 1 AND (s.status IN (SELECT value FROM"
-		" json_each(?1)) OR EXISTS (SELECT 1 FROM incidents i WHERE i.server_id = s.id"
-		" AND " OPEN_INCIDENT ")) ORDER BY s.handle";
+	        "SELECT s.id, s.handle, s.ip, s.port, s.ssh_user, s.status,"
+	        " s.consecutive_failures, s.consecutive_successes,"
+	        " (SELECT max(i.id) FROM incidents i WHERE i.server_id = s.id AND " OPEN_INCIDENT
+	        ")"
+	        " FROM servers s WHERE s.is_managed = 1 AND (s.status IN (SELECT value FROM"
+	        " json_each(?1)) OR EXISTS (SELECT 1 FROM incidents i WHERE i.server_id = s.id"
+	        " AND " OPEN_INCIDENT ")) ORDER BY s.handle";
 	sqlite3 *db = store_db(s);
 	sqlite3_stmt *st = NULL;
 	char list[1024] = "[";
@@ -100,7 +100,7 @@ int servers_list_for_check(store *s, const char *const *statuses, server_list *o
 	*out = (server_list){0};
 	for (size_t i = 0; statuses && statuses[i]; i++)
 		used += (size_t)snprintf(list + used, used < sizeof list ? sizeof list - used : 0,
-					 "%s\"%s\"", i ? "," : "", statuses[i]);
+		                         "%s\"%s\"", i ? "," : "", statuses[i]);
 	if (used + 2 > sizeof list) {
 		snprintf(err, errlen, "too many statuses");
 		return STORE_ERROR;
@@ -129,7 +129,7 @@ int servers_list_for_check(store *s, const char *const *statuses, server_list *o
 }
 
 health_transition servers_debounce(health_counters *c, bool passed, int failure_threshold,
-				   int success_threshold)
+                                   int success_threshold)
 {
 	if (failure_threshold < 1)
 		failure_threshold = 1;
@@ -154,12 +154,12 @@ health_transition servers_debounce(health_counters *c, bool passed, int failure_
 }
 
 int servers_record_check(store *s, int64_t server_id, double now, double response_ms,
-			 const health_counters *c, char *err, size_t errlen)
+                         const health_counters *c, char *err, size_t errlen)
 {
 	static const char sql[] =
-		"UPDATE servers SET last_health_check = ?2, response_time_ms = ?3,"
-		" consecutive_failures = ?4, consecutive_successes = ?5, updated_at = ?2"
-		" WHERE id = ?1";
+	        "UPDATE servers SET last_health_check = ?2, response_time_ms = ?3,"
+	        " consecutive_failures = ?4, consecutive_successes = ?5, updated_at = ?2"
+	        " WHERE id = ?1";
 	sqlite3 *db = store_db(s);
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
@@ -215,18 +215,20 @@ static void copy_text(sqlite3_stmt *st, int col, char *buf, size_t cap, const ch
 }
 
 static int open_locked(sqlite3 *db, int64_t server_id, double now, const char *correlation_id,
-		       const char *details, int64_t *incident_id, bool *created, char *previous,
-		       size_t cap, char *err, size_t errlen)
+                       const char *details, int64_t *incident_id, bool *created, char *previous,
+                       size_t cap, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = step_one(db, &st,
-			  "SELECT (SELECT max(id) FROM incidents WHERE server_id = ?1 AND " OPEN_INCIDENT
-			  "), status, previous_status FROM servers WHERE id = ?1",
-			  server_id, 0);
+	int rc = step_one(
+	        db, &st,
+	        "SELECT (SELECT max(id) FROM incidents WHERE server_id = ?1 AND " OPEN_INCIDENT
+	        "), status, previous_status FROM servers WHERE id = ?1",
+	        server_id, 0);
 	if (rc != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		snprintf(err, errlen, "open incident: server %lld not found", (long long)server_id);
-		return rc == SQLITE_DONE ? STORE_NOTFOUND : fail(db, rc, "open incident", err, errlen);
+		return rc == SQLITE_DONE ? STORE_NOTFOUND
+		                         : fail(db, rc, "open incident", err, errlen);
 	}
 	*incident_id = sqlite3_column_int64(st, 0);
 	if (*incident_id) { /* invariant 1 */
@@ -237,10 +239,10 @@ static int open_locked(sqlite3 *db, int64_t server_id, double now, const char *c
 	copy_text(st, 1, previous, cap, "");
 	sqlite3_finalize(st);
 	rc = sqlite3_prepare_v2(db,
-				"INSERT INTO incidents (server_id, type, status, detected_at,"
-				" correlation_id, details, updated_at)"
-				" VALUES (?1, 'server_unreachable', 'detected', ?2, ?3, ?4, ?2)",
-				-1, &st, NULL);
+	                        "INSERT INTO incidents (server_id, type, status, detected_at,"
+	                        " correlation_id, details, updated_at)"
+	                        " VALUES (?1, 'server_unreachable', 'detected', ?2, ?3, ?4, ?2)",
+	                        -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return fail(db, rc, "open incident", err, errlen);
 	sqlite3_bind_int64(st, 1, server_id);
@@ -254,16 +256,16 @@ static int open_locked(sqlite3 *db, int64_t server_id, double now, const char *c
 	*incident_id = sqlite3_last_insert_rowid(db);
 	*created = true;
 	rc = step_one(db, &st,
-		      "UPDATE servers SET previous_status = status, status = 'error',"
-		      " updated_at = ?2 WHERE id = ?1 AND status <> 'error'",
-		      server_id, now);
+	              "UPDATE servers SET previous_status = status, status = 'error',"
+	              " updated_at = ?2 WHERE id = ?1 AND status <> 'error'",
+	              server_id, now);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? STORE_OK : fail(db, rc, "open incident", err, errlen);
 }
 
 int servers_incident_open(store *s, int64_t server_id, double now, const char *correlation_id,
-			  const char *details, int64_t *incident_id, bool *created, char *previous,
-			  size_t cap, char *err, size_t errlen)
+                          const char *details, int64_t *incident_id, bool *created, char *previous,
+                          size_t cap, char *err, size_t errlen)
 {
 	sqlite3 *db = store_db(s);
 	*incident_id = 0;
@@ -272,7 +274,7 @@ int servers_incident_open(store *s, int64_t server_id, double now, const char *c
 	if (rc != STORE_OK)
 		return rc;
 	rc = open_locked(db, server_id, now, correlation_id, details, incident_id, created,
-			 previous, cap, err, errlen);
+	                 previous, cap, err, errlen);
 	if (rc == STORE_OK)
 		rc = exec_sql(db, "COMMIT", err, errlen);
 	if (rc != STORE_OK) {
@@ -283,21 +285,21 @@ int servers_incident_open(store *s, int64_t server_id, double now, const char *c
 }
 
 static int resolve_locked(sqlite3 *db, int64_t server_id, double now, int64_t *incident_id,
-			  char *restored, size_t cap, char *err, size_t errlen)
+                          char *restored, size_t cap, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = step_one(db, &st,
-			  "SELECT max(id) FROM incidents WHERE server_id = ?1 AND " OPEN_INCIDENT,
-			  server_id, 0);
+	                  "SELECT max(id) FROM incidents WHERE server_id = ?1 AND " OPEN_INCIDENT,
+	                  server_id, 0);
 	if (rc != SQLITE_ROW)
 		return fail(db, rc, "resolve incident", err, errlen);
 	*incident_id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (*incident_id) {
 		rc = step_one(db, &st,
-			      "UPDATE incidents SET status = 'resolved', resolved_at = ?2,"
-			      " updated_at = ?2 WHERE server_id = ?1 AND " OPEN_INCIDENT,
-			      server_id, now);
+		              "UPDATE incidents SET status = 'resolved', resolved_at = ?2,"
+		              " updated_at = ?2 WHERE server_id = ?1 AND " OPEN_INCIDENT,
+		              server_id, now);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE)
 			return fail(db, rc, "resolve incident", err, errlen);
@@ -309,9 +311,9 @@ static int resolve_locked(sqlite3 *db, int64_t server_id, double now, int64_t *i
 		return STORE_OK;
 	}
 	rc = step_one(db, &st,
-		      "UPDATE servers SET status = coalesce(previous_status, 'ready'),"
-		      " previous_status = NULL, updated_at = ?2 WHERE id = ?1 AND status = 'error'",
-		      server_id, now);
+	              "UPDATE servers SET status = coalesce(previous_status, 'ready'),"
+	              " previous_status = NULL, updated_at = ?2 WHERE id = ?1 AND status = 'error'",
+	              server_id, now);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return fail(db, rc, "resolve incident", err, errlen);
@@ -322,7 +324,7 @@ static int resolve_locked(sqlite3 *db, int64_t server_id, double now, int64_t *i
 }
 
 int servers_incident_resolve(store *s, int64_t server_id, double now, int64_t *incident_id,
-			     char *restored, size_t cap, char *err, size_t errlen)
+                             char *restored, size_t cap, char *err, size_t errlen)
 {
 	sqlite3 *db = store_db(s);
 	*incident_id = 0;

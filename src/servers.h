@@ -24,9 +24,9 @@
 typedef struct {
 	int64_t id;
 	char *handle;
-	char *ip;            /* NULL if unknown */
-	int port;            /* 22 if unset */
-	char *ssh_user;      /* NULL: the [ssh] user */
+	char *ip;       /* NULL if unknown */
+	int port;       /* 22 if unset */
+	char *ssh_user; /* NULL: the [ssh] user */
 	char *status;
 	int consecutive_failures;
 	int consecutive_successes;
@@ -45,13 +45,13 @@ void server_list_free(server_list *list);
  * server put in error by an outage keeps being checked and can recover).
  * Ordered by handle. */
 int servers_list_for_check(store *s, const char *const *statuses, server_list *out, char *err,
-			   size_t errlen);
+                           size_t errlen);
 
 /* Debounce (Nagios/Gatus soft and hard states). */
 typedef enum {
-	HEALTH_STEADY,            /* no change of health */
-	HEALTH_BECAME_UNHEALTHY,  /* failures reached failure_threshold */
-	HEALTH_BECAME_HEALTHY,    /* successes reached success_threshold */
+	HEALTH_STEADY,           /* no change of health */
+	HEALTH_BECAME_UNHEALTHY, /* failures reached failure_threshold */
+	HEALTH_BECAME_HEALTHY,   /* successes reached success_threshold */
 } health_transition;
 
 typedef struct {
@@ -62,26 +62,26 @@ typedef struct {
 
 /* Count one check and say whether the health changed. Pure. */
 health_transition servers_debounce(health_counters *c, bool passed, int failure_threshold,
-				   int success_threshold);
+                                   int success_threshold);
 
 /* last_health_check, response_time_ms (NULL if response_ms < 0) and the
  * counters. */
 int servers_record_check(store *s, int64_t server_id, double now, double response_ms,
-			 const health_counters *c, char *err, size_t errlen);
+                         const health_counters *c, char *err, size_t errlen);
 
 /* Open a server_unreachable incident unless one is open: the server's
  * status becomes error and its previous status is kept in previous_status.
  * *created says whether one was opened; *incident_id is the open one
  * either way; previous (may be NULL, cap bytes) gets the status before. */
 int servers_incident_open(store *s, int64_t server_id, double now, const char *correlation_id,
-			  const char *details, int64_t *incident_id, bool *created, char *previous,
-			  size_t cap, char *err, size_t errlen);
+                          const char *details, int64_t *incident_id, bool *created, char *previous,
+                          size_t cap, char *err, size_t errlen);
 
 /* Resolve the open server_unreachable incident (resolved_at = now) and, if
  * the server is still in error, restore its previous status (ready when
  * none was kept). *incident_id is 0 if none was open; restored (may be
  * NULL) gets the server's status afterwards. */
 int servers_incident_resolve(store *s, int64_t server_id, double now, int64_t *incident_id,
-			     char *restored, size_t cap, char *err, size_t errlen);
+                             char *restored, size_t cap, char *err, size_t errlen);
 
 #endif

@@ -77,11 +77,11 @@ typedef struct {
 	known_hosts *kh;
 	char kh_error[200];
 	char auth_error[160]; /* why the last method failed */
-	char *methods;         /* the server's auth methods, owned */
+	char *methods;        /* the server's auth methods, owned */
 	const char *user;
 	char key_path[4096];
-	char *passphrase;      /* secret, wiped */
-	char *password;        /* secret, wiped */
+	char *passphrase; /* secret, wiped */
+	char *password;   /* secret, wiped */
 	size_t out_len;
 	bool out_line_done;
 } attempt;
@@ -95,28 +95,28 @@ static void library_init(void)
 }
 
 static const char *const stage_names[] = {
-	[SSH_STAGE_RESOLVE] = "resolve",     [SSH_STAGE_CONNECT] = "connect",
-	[SSH_STAGE_HANDSHAKE] = "handshake", [SSH_STAGE_HOSTKEY] = "hostkey",
-	[SSH_STAGE_AUTH] = "auth",	     [SSH_STAGE_EXEC] = "exec",
+        [SSH_STAGE_RESOLVE] = "resolve",     [SSH_STAGE_CONNECT] = "connect",
+        [SSH_STAGE_HANDSHAKE] = "handshake", [SSH_STAGE_HOSTKEY] = "hostkey",
+        [SSH_STAGE_AUTH] = "auth",           [SSH_STAGE_EXEC] = "exec",
 };
 
 static const char *const error_names[] = {
-	[SSH_OK] = NULL,
-	[SSH_ERR_RESOLVE] = "resolve_failed",
-	[SSH_ERR_CONNECT_REFUSED] = "connect_refused",
-	[SSH_ERR_CONNECT_TIMEOUT] = "connect_timeout",
-	[SSH_ERR_CONNECT] = "connect_failed",
-	[SSH_ERR_TIMEOUT] = "timeout",
-	[SSH_ERR_HANDSHAKE] = "handshake_failed",
-	[SSH_ERR_HOSTKEY_UNKNOWN] = "hostkey_unknown",
-	[SSH_ERR_HOSTKEY_MISMATCH] = "hostkey_mismatch",
-	[SSH_ERR_KNOWN_HOSTS] = "known_hosts_failed",
-	[SSH_ERR_CREDENTIALS] = "credentials_unreadable",
-	[SSH_ERR_AUTH] = "auth_failed",
-	[SSH_ERR_EXEC] = "exec_failed",
-	[SSH_ERR_COMMAND] = "command_failed",
-	[SSH_ERR_CANCELLED] = "cancelled",
-	[SSH_ERR_INTERNAL] = "internal",
+        [SSH_OK] = NULL,
+        [SSH_ERR_RESOLVE] = "resolve_failed",
+        [SSH_ERR_CONNECT_REFUSED] = "connect_refused",
+        [SSH_ERR_CONNECT_TIMEOUT] = "connect_timeout",
+        [SSH_ERR_CONNECT] = "connect_failed",
+        [SSH_ERR_TIMEOUT] = "timeout",
+        [SSH_ERR_HANDSHAKE] = "handshake_failed",
+        [SSH_ERR_HOSTKEY_UNKNOWN] = "hostkey_unknown",
+        [SSH_ERR_HOSTKEY_MISMATCH] = "hostkey_mismatch",
+        [SSH_ERR_KNOWN_HOSTS] = "known_hosts_failed",
+        [SSH_ERR_CREDENTIALS] = "credentials_unreadable",
+        [SSH_ERR_AUTH] = "auth_failed",
+        [SSH_ERR_EXEC] = "exec_failed",
+        [SSH_ERR_COMMAND] = "command_failed",
+        [SSH_ERR_CANCELLED] = "cancelled",
+        [SSH_ERR_INTERNAL] = "internal",
 };
 
 const char *ssh_stage_name(ssh_stage stage)
@@ -138,16 +138,15 @@ const char *ssh_error_name(ssh_error err)
 void ssh_options_default(ssh_options *opt)
 {
 	*opt = (ssh_options){
-		.port = 22,
-		.user = "root",
-		.policy = HOSTKEY_POLICY_ACCEPT_NEW,
-		.timeout_ms = SSH_DEFAULT_TIMEOUT_MS,
-		.command = SSH_DEFAULT_COMMAND,
+	        .port = 22,
+	        .user = "root",
+	        .policy = HOSTKEY_POLICY_ACCEPT_NEW,
+	        .timeout_ms = SSH_DEFAULT_TIMEOUT_MS,
+	        .command = SSH_DEFAULT_COMMAND,
 	};
 }
 
-int ssh_options_from_config(ssh_options *opt, const config_section *sec, char *err,
-			    size_t errlen)
+int ssh_options_from_config(ssh_options *opt, const config_section *sec, char *err, size_t errlen)
 {
 	const char *v;
 	long n;
@@ -207,7 +206,7 @@ static void attempt_end(attempt *a);
 
 /* Final result; releases everything (invariant 1). */
 static step_result attempt_fail(attempt *a, ssh_error err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static step_result attempt_fail(attempt *a, ssh_error err, const char *fmt, ...)
 {
@@ -342,7 +341,7 @@ static step_result attempt_begin(attempt *a)
 	if (rc != 0) {
 		a->addrs = NULL;
 		return attempt_fail(a, SSH_ERR_RESOLVE, "cannot resolve %s: %s", a->opt->host,
-				    gai_strerror(rc));
+		                    gai_strerror(rc));
 	}
 	a->res->stage = SSH_STAGE_CONNECT;
 	a->addr = a->addrs;
@@ -364,7 +363,7 @@ static void prefer_known_types(attempt *a)
 		return;
 	}
 	if (known_hosts_load(&a->kh, a->session, a->opt->known_hosts, &skipped, a->kh_error,
-			     sizeof a->kh_error) != 0)
+	                     sizeof a->kh_error) != 0)
 		return;
 	if (known_hosts_types(a->kh, a->opt->host, a->opt->port, types, sizeof types) > 0)
 		libssh2_session_method_pref(a->session, LIBSSH2_METHOD_HOSTKEY, types);
@@ -388,10 +387,10 @@ static step_result hostkey_unknown(attempt *a, const char *key, size_t len, int 
 
 	if (a->opt->policy == HOSTKEY_POLICY_STRICT)
 		return attempt_fail(a, SSH_ERR_HOSTKEY_UNKNOWN,
-				    "host key of %s:%d is not in %s (policy strict)", a->opt->host,
-				    a->opt->port, a->opt->known_hosts);
+		                    "host key of %s:%d is not in %s (policy strict)", a->opt->host,
+		                    a->opt->port, a->opt->known_hosts);
 	int rc = known_hosts_add(a->session, a->opt->known_hosts, a->opt->host, a->opt->port, key,
-				 len, type, err, sizeof err);
+	                         len, type, err, sizeof err);
 	if (rc == KNOWN_HOSTS_ECHANGED)
 		return attempt_fail(a, SSH_ERR_HOSTKEY_MISMATCH, "%s", err);
 	if (rc != KNOWN_HOSTS_OK)
@@ -420,8 +419,8 @@ static step_result check_hostkey(attempt *a)
 		return hostkey_unknown(a, key, len, type);
 	default:
 		return attempt_fail(a, SSH_ERR_HOSTKEY_MISMATCH,
-				    "host key of %s:%d does not match %s", a->opt->host,
-				    a->opt->port, a->opt->known_hosts);
+		                    "host key of %s:%d does not match %s", a->opt->host,
+		                    a->opt->port, a->opt->known_hosts);
 	}
 }
 
@@ -477,14 +476,14 @@ static step_result load_credentials(attempt *a)
 		expand_home(o->key_file, a->key_path, sizeof a->key_path);
 		if (access(a->key_path, R_OK) != 0)
 			return attempt_fail(a, SSH_ERR_CREDENTIALS, "cannot read key file %s: %s",
-					    a->key_path, strerror(errno));
+			                    a->key_path, strerror(errno));
 	}
 	if (o->passphrase_file && (a->passphrase = read_secret(o->passphrase_file)) == NULL)
 		return attempt_fail(a, SSH_ERR_CREDENTIALS, "cannot read passphrase file %s",
-				    o->passphrase_file);
+		                    o->passphrase_file);
 	if (o->password_file && (a->password = read_secret(o->password_file)) == NULL)
 		return attempt_fail(a, SSH_ERR_CREDENTIALS, "cannot read password file %s",
-				    o->password_file);
+		                    o->password_file);
 	return STEP_NEXT;
 }
 
@@ -526,9 +525,10 @@ static step_result next_method(attempt *a)
 		return STEP_NEXT;
 	}
 	a->state = A_AUTH_PASSWORD;
-	return attempt_fail(a, SSH_ERR_AUTH, "authentication failed for user %s (server offers %s)%s%s",
-			    a->user, a->methods ? a->methods : "nothing",
-			    a->auth_error[0] ? ": " : "", a->auth_error);
+	return attempt_fail(a, SSH_ERR_AUTH,
+	                    "authentication failed for user %s (server offers %s)%s%s", a->user,
+	                    a->methods ? a->methods : "nothing", a->auth_error[0] ? ": " : "",
+	                    a->auth_error);
 }
 
 static step_result state_auth_list(attempt *a)
@@ -540,7 +540,7 @@ static step_result state_auth_list(attempt *a)
 		if (session_eagain(a))
 			return STEP_WAIT;
 		return attempt_fail(a, SSH_ERR_AUTH, "cannot list auth methods: %s",
-				    session_error(a));
+		                    session_error(a));
 	}
 	a->methods = strdup(list);
 	if (a->methods == NULL)
@@ -550,9 +550,8 @@ static step_result state_auth_list(attempt *a)
 
 static step_result state_auth_key(attempt *a)
 {
-	int rc = libssh2_userauth_publickey_fromfile_ex(a->session, a->user,
-							 (unsigned)strlen(a->user), NULL,
-							 a->key_path, a->passphrase);
+	int rc = libssh2_userauth_publickey_fromfile_ex(
+	        a->session, a->user, (unsigned)strlen(a->user), NULL, a->key_path, a->passphrase);
 	if (rc == LIBSSH2_ERROR_EAGAIN)
 		return STEP_WAIT;
 	if (rc == 0)
@@ -584,7 +583,7 @@ static step_result state_auth_agent(attempt *a)
 static step_result state_auth_password(attempt *a)
 {
 	int rc = libssh2_userauth_password_ex(a->session, a->user, (unsigned)strlen(a->user),
-					      a->password, (unsigned)strlen(a->password), NULL);
+	                                      a->password, (unsigned)strlen(a->password), NULL);
 	if (rc == LIBSSH2_ERROR_EAGAIN)
 		return STEP_WAIT;
 	if (rc == 0)
@@ -662,7 +661,7 @@ static step_result state_close(attempt *a)
 	a->res->exit_status = libssh2_channel_get_exit_status(a->channel);
 	if (a->res->exit_status != 0)
 		return attempt_fail(a, SSH_ERR_COMMAND, "command exited with status %d",
-				    a->res->exit_status);
+		                    a->res->exit_status);
 	libssh2_session_disconnect(a->session, "fleetkeeper ssh test done");
 	a->res->success = true;
 	a->res->error = SSH_OK;
@@ -741,11 +740,11 @@ static void attempt_expire(attempt *a)
 {
 	if (a->state == A_CONNECTING)
 		attempt_fail(a, SSH_ERR_CONNECT_TIMEOUT, "no connection within %lld ms",
-			     (long long)a->opt->timeout_ms);
+		             (long long)a->opt->timeout_ms);
 	else
 		attempt_fail(a, SSH_ERR_TIMEOUT, "no answer within %lld ms in %s",
-			     (long long)(a->deadline - a->started),
-			     ssh_stage_name(state_stage(a->state)));
+		             (long long)(a->deadline - a->started),
+		             ssh_stage_name(state_stage(a->state)));
 }
 
 /* ---- many attempts, one thread ---- */
@@ -754,8 +753,8 @@ typedef struct {
 	const ssh_options *opts;
 	ssh_result *results;
 	size_t n, concurrency, next;
-	attempt *att;       /* concurrency slots */
-	size_t *slot_of;    /* attempt index of each active slot */
+	attempt *att;    /* concurrency slots */
+	size_t *slot_of; /* attempt index of each active slot */
 	size_t active;
 	struct pollfd *pfd; /* active + cancel */
 } runner;
@@ -820,7 +819,8 @@ static void cancel_all(runner *r)
 static int run_round(runner *r, int cancel_fd)
 {
 	for (size_t s = 0; s < r->active; s++)
-		r->pfd[s] = (struct pollfd){.fd = r->att[s].fd, .events = attempt_events(&r->att[s])};
+		r->pfd[s] =
+		        (struct pollfd){.fd = r->att[s].fd, .events = attempt_events(&r->att[s])};
 	r->pfd[r->active] = (struct pollfd){.fd = cancel_fd, .events = POLLIN};
 	int rc = poll(r->pfd, r->active + 1, poll_timeout(r, clock_mono_ms()));
 	if (rc < 0 && errno != EINTR)
@@ -842,7 +842,7 @@ static int run_round(runner *r, int cancel_fd)
 }
 
 int ssh_run_many(const ssh_options *opts, size_t n, size_t concurrency, int cancel_fd,
-		 ssh_result *results)
+                 ssh_result *results)
 {
 	runner r = {.opts = opts, .results = results, .n = n};
 	int ret = 0;

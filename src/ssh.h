@@ -64,7 +64,7 @@ const char *ssh_stage_name(ssh_stage stage);
 const char *ssh_error_name(ssh_error err);
 
 #define SSH_DEFAULT_TIMEOUT_MS 10000
-#define SSH_DEFAULT_COMMAND "true"
+#define SSH_DEFAULT_COMMAND    "true"
 
 /* One attempt's settings. Every pointer is borrowed and must stay valid
  * until the attempt has finished. */
@@ -78,19 +78,19 @@ typedef struct {
 	bool use_agent;              /* try the keys of $SSH_AUTH_SOCK */
 	const char *known_hosts;     /* NULL only with policy off */
 	hostkey_policy policy;
-	int64_t timeout_ms;          /* the whole attempt; <= 0: default */
-	const char *command;         /* NULL: "true" */
+	int64_t timeout_ms;  /* the whole attempt; <= 0: default */
+	const char *command; /* NULL: "true" */
 } ssh_options;
 
 typedef struct {
-	bool success;        /* reached exec and the command exited 0 */
-	ssh_stage stage;     /* the stage reached (failed in, or exec) */
+	bool success;    /* reached exec and the command exited 0 */
+	ssh_stage stage; /* the stage reached (failed in, or exec) */
 	ssh_error error;
-	int exit_status;     /* -1 if the command did not finish */
+	int exit_status; /* -1 if the command did not finish */
 	int64_t duration_ms;
-	bool hostkey_added;  /* accept-new recorded the host */
-	char message[256];   /* "" on success; never holds a secret */
-	char output[256];    /* first line of the command's stdout */
+	bool hostkey_added; /* accept-new recorded the host */
+	char message[256];  /* "" on success; never holds a secret */
+	char output[256];   /* first line of the command's stdout */
 } ssh_result;
 
 /* Defaults: port 22, user root, policy accept-new, 10 s, "true". */
@@ -101,15 +101,14 @@ void ssh_options_default(ssh_options *opt);
  * be NULL. Strings are borrowed from the config. use_agent defaults to true
  * when neither key_file nor password_file is set and $SSH_AUTH_SOCK is.
  * 0, or -1 with a message. */
-int ssh_options_from_config(ssh_options *opt, const config_section *sec, char *err,
-			    size_t errlen);
+int ssh_options_from_config(ssh_options *opt, const config_section *sec, char *err, size_t errlen);
 
 /* Run n attempts, at most concurrency at once, from this thread. results[i]
  * is the outcome of opts[i]. Returns 0, or SSH_ERR_CANCELLED if cancel_fd
  * (-1: none) became readable: the attempts then running or not yet started
  * end with error cancelled. */
 int ssh_run_many(const ssh_options *opts, size_t n, size_t concurrency, int cancel_fd,
-		 ssh_result *results);
+                 ssh_result *results);
 
 /* One attempt; same as ssh_run_many with n = 1. */
 int ssh_test(const ssh_options *opt, int cancel_fd, ssh_result *result);

@@ -27,13 +27,13 @@ typedef struct store store;
 
 typedef enum {
 	STORE_OK = 0,
-	STORE_ERROR = -1,    /* anything else; see store_errmsg */
+	STORE_ERROR = -1, /* anything else; see store_errmsg */
 	STORE_NOTFOUND = -2,
 	STORE_BUSY = -3,     /* locked past the busy timeout */
 	STORE_FULL = -4,     /* disk full */
 	STORE_READONLY = -5, /* read-only file or directory */
 	STORE_CORRUPT = -6,
-	STORE_TOONEW = -7,   /* schema version newer than this binary */
+	STORE_TOONEW = -7, /* schema version newer than this binary */
 } store_error;
 
 #define STORE_SCHEMA_VERSION 2
@@ -63,46 +63,41 @@ sqlite3 *store_db(store *s);
 int store_schema_version(store *s);
 
 /* Migration up to a given version only; for tests of the migration path. */
-int store_open_at_version(store **out, const char *path, int version,
-			  char *err, size_t errlen);
+int store_open_at_version(store **out, const char *path, int version, char *err, size_t errlen);
 
 /* ---- task runs ---- */
 
 typedef struct {
 	int64_t id;
 	const char *task;
-	const char *trigger;        /* schedule, manual, catchup, start, cli */
+	const char *trigger; /* schedule, manual, catchup, start, cli */
 	run_status status;
 	const char *correlation_id;
-	double started_at;          /* unix seconds */
-	double finished_at;         /* 0 while running */
-	double duration_sec;        /* -1 while running */
-	int exit_code;              /* -1 if none */
-	const char *error;          /* NULL if none */
+	double started_at;   /* unix seconds */
+	double finished_at;  /* 0 while running */
+	double duration_sec; /* -1 while running */
+	int exit_code;       /* -1 if none */
+	const char *error;   /* NULL if none */
 	const char *error_type;
-	const char *items_json;     /* {"repos_synced": 12, ...} or NULL */
+	const char *items_json; /* {"repos_synced": 12, ...} or NULL */
 } store_run_row;
 
 typedef int (*store_run_cb)(void *ctx, const store_run_row *row);
 
-int store_run_start(store *s, const char *task, const char *trigger,
-		    const char *correlation_id, double started_at,
-		    int64_t *out_run_id);
-int store_run_finish(store *s, int64_t run_id, run_status status,
-		     double finished_at, double duration_sec, int exit_code,
-		     const char *error, const char *error_type,
-		     const char *items_json);
+int store_run_start(store *s, const char *task, const char *trigger, const char *correlation_id,
+                    double started_at, int64_t *out_run_id);
+int store_run_finish(store *s, int64_t run_id, run_status status, double finished_at,
+                     double duration_sec, int exit_code, const char *error, const char *error_type,
+                     const char *items_json);
 /* A run that never started (overlap skip): one finished row. */
-int store_run_skipped(store *s, const char *task, const char *trigger,
-		      const char *correlation_id, double at, const char *reason,
-		      int64_t *out_run_id);
+int store_run_skipped(store *s, const char *task, const char *trigger, const char *correlation_id,
+                      double at, const char *reason, int64_t *out_run_id);
 /* Runs left running by a crash become interrupted; *count gets how many. */
 int store_runs_mark_interrupted(store *s, double now, int *count);
 
 int store_run_get(store *s, int64_t run_id, store_run_cb cb, void *ctx);
 /* Newest first; task NULL for all; limit <= 0 for no limit. */
-int store_runs_list(store *s, const char *task, int limit, store_run_cb cb,
-		    void *ctx);
+int store_runs_list(store *s, const char *task, int limit, store_run_cb cb, void *ctx);
 /* The newest run of each task that has one. */
 int store_runs_last_per_task(store *s, store_run_cb cb, void *ctx);
 
@@ -125,12 +120,11 @@ int store_events_insert(store *s, const store_event *events, size_t n);
 
 typedef int (*store_event_cb)(void *ctx, int64_t id, const char *json);
 /* Events of one correlation id with id > after_id, in order. */
-int store_events_trace(store *s, const char *correlation_id, int64_t after_id,
-		       store_event_cb cb, void *ctx);
+int store_events_trace(store *s, const char *correlation_id, int64_t after_id, store_event_cb cb,
+                       void *ctx);
 
 /* Delete events and finished runs older than cutoff (unix seconds). */
-int store_prune(store *s, double cutoff, int64_t *events_deleted,
-		int64_t *runs_deleted);
+int store_prune(store *s, double cutoff, int64_t *events_deleted, int64_t *runs_deleted);
 
 /* ---- per-task scheduler state ---- */
 
@@ -142,18 +136,17 @@ int store_task_last_fire_set(store *s, const char *task, double fire_time);
 
 typedef struct {
 	int64_t id;
-	const char *server_handle;  /* NULL if the server row is gone */
+	const char *server_handle; /* NULL if the server row is gone */
 	const char *type;
 	const char *status;
 	double detected_at;
-	double resolved_at;         /* 0 if open */
+	double resolved_at; /* 0 if open */
 	const char *correlation_id;
 	const char *details;
 } store_incident_row;
 
 typedef int (*store_incident_cb)(void *ctx, const store_incident_row *row);
-int store_incidents_list(store *s, bool open_only, store_incident_cb cb,
-			 void *ctx);
+int store_incidents_list(store *s, bool open_only, store_incident_cb cb, void *ctx);
 int store_incidents_open_count(store *s, int64_t *out);
 
 /* Server counts by status, for status: cb gets (status, count). */

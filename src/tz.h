@@ -41,8 +41,7 @@ void tz_to_civil(const tz *zone, int64_t t, tz_civil *out);
  *  returns 0: a skipped (spring-forward) time: *first is the instant of the
  *             transition that skipped it (the first valid instant after it).
  */
-int tz_from_civil(const tz *zone, const tz_civil *c, int64_t *first,
-		  int64_t *second);
+int tz_from_civil(const tz *zone, const tz_civil *c, int64_t *first, int64_t *second);
 
 /* Days since 1970-01-01 of a proleptic Gregorian date, and back. */
 int64_t tz_days_from_civil(int year, int month, int day);

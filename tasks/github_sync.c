@@ -9,20 +9,21 @@
 #include "credentials.h"
 #include "task.h"
 
-static const char *const github_sync_items[] = {"repos_synced", "repos_discovered",
-						"repos_missing", NULL};
+static const char *const github_sync_items[] = {"repos_synced", "repos_discovered", "repos_missing",
+                                                NULL};
 
 static task_result github_sync_run(task_run *run)
 {
 	const config_section *gh = config_section_find(run->cfg, "github");
 	if (!credentials_available(gh, "token"))
 		return task_run_skip(run, "no_credentials");
-	return task_run_fail(run, "not_implemented", "github_sync is not implemented in this version");
+	return task_run_fail(run, "not_implemented",
+	                     "github_sync is not implemented in this version");
 }
 
 const task_type task_type_github_sync = {
-	.name = "github_sync",
-	.logger = "tasks.github_sync",
-	.items = github_sync_items,
-	.run = github_sync_run,
+        .name = "github_sync",
+        .logger = "tasks.github_sync",
+        .items = github_sync_items,
+        .run = github_sync_run,
 };

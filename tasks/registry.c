@@ -12,10 +12,10 @@ extern const task_type task_type_server_sync;
 extern const task_type task_type_health_check;
 
 static const task_type *const registry[] = {
-	&task_type_command,
-	&task_type_github_sync,
-	&task_type_server_sync,
-	&task_type_health_check,
+        &task_type_command,
+        &task_type_github_sync,
+        &task_type_server_sync,
+        &task_type_health_check,
 };
 
 const task_type *task_type_find(const char *name)

@@ -10,20 +10,20 @@
 #include "task.h"
 
 static const char *const server_sync_items[] = {"servers_discovered", "servers_updated",
-						"servers_missing", NULL};
+                                                "servers_missing", NULL};
 
 static task_result server_sync_run(task_run *run)
 {
 	for (size_t i = 0; i < run->cfg->nsections; i++)
 		if (strncmp(run->cfg->sections[i].name, "provider.", 9) == 0)
 			return task_run_fail(run, "not_implemented",
-					     "server_sync is not implemented in this version");
+			                     "server_sync is not implemented in this version");
 	return task_run_skip(run, "no_providers");
 }
 
 const task_type task_type_server_sync = {
-	.name = "server_sync",
-	.logger = "tasks.server_sync",
-	.items = server_sync_items,
-	.run = server_sync_run,
+        .name = "server_sync",
+        .logger = "tasks.server_sync",
+        .items = server_sync_items,
+        .run = server_sync_run,
 };

@@ -57,11 +57,12 @@ def wait_accepting(addr, port, deadline=DEADLINE, proc=None):
 
 
 class Sshd:
-    def __init__(self, tmp: Path, name="sshd", addrs=("127.0.0.1",), nports=1, host_key=None):
+    def __init__(self, tmp: Path, name="sshd", addrs=("127.0.0.1",), nports=1, host_key=None,
+                 client_key=None):
         self.dir = Path(tmp) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host_key = host_key or keygen(self.dir / "host_ed25519")
-        self.client_key = self.dir / "client_ed25519"
+        self.client_key = Path(client_key) if client_key else self.dir / "client_ed25519"
         if not self.client_key.exists():
             keygen(self.client_key)
         self.authorized = self.dir / "authorized_keys"
@@ -101,6 +102,7 @@ MaxStartups 2000
 MaxSessions 100
 LoginGraceTime 60
 UseDNS no
+SetEnv HOME={self.dir}
 PrintMotd no
 LogLevel ERROR
 """

@@ -47,9 +47,9 @@ static int setup(void **st)
 	snprintf(bad, sizeof bad, "%s/bad.conf", dir);
 	snprintf(state, sizeof state, "%s/var", dir);
 	snprintf(text, sizeof text,
-		 "[daemon]\nstate_dir = %s\n\n[task.ok]\ntype = command\ncommand = true\n\n"
-		 "[task.ko]\ntype = command\ncommand = exit 7\n",
-		 state);
+	         "[daemon]\nstate_dir = %s\n\n[task.ok]\ntype = command\ncommand = true\n\n"
+	         "[task.ko]\ntype = command\ncommand = exit 7\n",
+	         state);
 	write_file(good, text);
 	write_file(bad, "[daemon]\nmax_concurrent_tasks = lots\n");
 	unsetenv("FLEETKEEPER_CONFIG");
@@ -108,9 +108,9 @@ static void test_success_and_failure(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_usage_errors),
-		cmocka_unit_test(test_config_errors),
-		cmocka_unit_test(test_success_and_failure),
+	        cmocka_unit_test(test_usage_errors),
+	        cmocka_unit_test(test_config_errors),
+	        cmocka_unit_test(test_success_and_failure),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

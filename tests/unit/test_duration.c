@@ -69,9 +69,9 @@ static void test_format(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_units),
-		cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_format),
+	        cmocka_unit_test(test_units),
+	        cmocka_unit_test(test_errors),
+	        cmocka_unit_test(test_format),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

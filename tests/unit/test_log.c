@@ -45,8 +45,8 @@ static const char *render(const log_field *f, size_t n)
 static const char *render_one(log_field f)
 {
 	static const char head[] = "{\"timestamp\": \"2025-12-26T00:03:45.123456+00:00\", "
-				   "\"level\": \"info\", \"service\": \"scheduler\", "
-				   "\"logger\": \"test\", \"event\": \"ev\", ";
+	                           "\"level\": \"info\", \"service\": \"scheduler\", "
+	                           "\"logger\": \"test\", \"event\": \"ev\", ";
 	render(&f, 1);
 	assert_memory_equal(buf, head, sizeof head - 1);
 	return buf + sizeof head - 1;
@@ -84,21 +84,23 @@ static void test_golden_line(void **state)
 	log_bind(LOG_INT("run_id", 42));
 	log_field f[] = {LOG_INT("repos_synced", 12), LOG_DBL("duration_sec", 0.84)};
 	size_t len = log_render_json(buf, sizeof buf, T0, LOG_INFO, "tasks.github_sync",
-				     "github_sync_complete", f, 2);
+	                             "github_sync_complete", f, 2);
 	const char *want =
-		"{\"timestamp\": \"2025-12-26T02:03:45.123456+02:00\", \"level\": \"info\", "
-		"\"service\": \"scheduler\", \"logger\": \"tasks.github_sync\", \"event\": "
-		"\"github_sync_complete\", \"correlation_id\": \"run_github_sync_1735167345_a1b2\", "
-		"\"task\": \"github_sync\", \"run_id\": 42, \"repos_synced\": 12, \"duration_sec\": "
-		"0.84}";
+	        "{\"timestamp\": \"2025-12-26T02:03:45.123456+02:00\", \"level\": \"info\", "
+	        "\"service\": \"scheduler\", \"logger\": \"tasks.github_sync\", \"event\": "
+	        "\"github_sync_complete\", \"correlation_id\": "
+	        "\"run_github_sync_1735167345_a1b2\", "
+	        "\"task\": \"github_sync\", \"run_id\": 42, \"repos_synced\": 12, "
+	        "\"duration_sec\": "
+	        "0.84}";
 	assert_string_equal(buf, want);
 	assert_int_equal(len, strlen(want));
 
 	/* like snprintf: the needed length even when cap is too small */
 	char small[10];
 	assert_int_equal(log_render_json(small, sizeof small, T0, LOG_INFO, "tasks.github_sync",
-					 "github_sync_complete", f, 2),
-			 strlen(want));
+	                                 "github_sync_complete", f, 2),
+	                 strlen(want));
 	assert_string_equal(small, "{\"timesta");
 }
 
@@ -117,17 +119,17 @@ static void test_levels_and_service(void **state)
 		log_level l;
 		const char *name;
 	} lv[] = {{LOG_DEBUG, "debug"},
-		  {LOG_INFO, "info"},
-		  {LOG_WARNING, "warning"},
-		  {LOG_ERROR, "error"},
-		  {LOG_CRITICAL, "critical"}};
+	          {LOG_INFO, "info"},
+	          {LOG_WARNING, "warning"},
+	          {LOG_ERROR, "error"},
+	          {LOG_CRITICAL, "critical"}};
 	for (size_t i = 0; i < 5; i++) {
 		log_render_json(buf, sizeof buf, T0, lv[i].l, "a.b", "e", NULL, 0);
 		char want[256];
 		snprintf(want, sizeof want,
-			 "{\"timestamp\": \"2025-12-26T00:03:45.123456+00:00\", \"level\": \"%s\", "
-			 "\"service\": \"fleet \\\"k\\\"\", \"logger\": \"a.b\", \"event\": \"e\"}",
-			 lv[i].name);
+		         "{\"timestamp\": \"2025-12-26T00:03:45.123456+00:00\", \"level\": \"%s\", "
+		         "\"service\": \"fleet \\\"k\\\"\", \"logger\": \"a.b\", \"event\": \"e\"}",
+		         lv[i].name);
 		assert_string_equal(buf, want);
 		assert_string_equal(log_level_name(lv[i].l), lv[i].name);
 	}
@@ -184,18 +186,18 @@ static void test_key_order_and_context(void **state)
 
 	log_field f[] = {LOG_STR("z", "1"), LOG_STR("task", "override"), LOG_INT("a", 2)};
 	assert_string_equal(render_one(f[0]) - 0, "\"correlation_id\": \"c1\", \"task\": \"t1\", "
-						  "\"run_id\": 7, \"server_handle\": \"srv1\", "
-						  "\"z\": \"1\"}");
+	                                          "\"run_id\": 7, \"server_handle\": \"srv1\", "
+	                                          "\"z\": \"1\"}");
 	render(f, 3);
 	assert_non_null(strstr(buf, "\"event\": \"ev\", \"correlation_id\": \"c1\", \"run_id\": 7, "
-				    "\"server_handle\": \"srv1\", \"z\": \"1\", \"task\": "
-				    "\"override\", \"a\": 2}"));
+	                            "\"server_handle\": \"srv1\", \"z\": \"1\", \"task\": "
+	                            "\"override\", \"a\": 2}"));
 
 	log_unbind("run_id");
 	log_unbind("absent");
 	assert_string_equal(render_one(LOG_INT("n", 1)),
-			    "\"correlation_id\": \"c1\", \"task\": \"t1\", \"server_handle\": "
-			    "\"srv1\", \"n\": 1}");
+	                    "\"correlation_id\": \"c1\", \"task\": \"t1\", \"server_handle\": "
+	                    "\"srv1\", \"n\": 1}");
 	log_clear_context();
 	assert_null(log_bound_str("task"));
 	assert_string_equal(render_one(LOG_INT("n", 1)), "\"n\": 1}");
@@ -206,11 +208,11 @@ static void test_fixed_keys_not_repeated(void **state)
 	(void)state;
 	log_bind(LOG_STR("level", "x"));
 	log_field f[] = {LOG_STR("service", "other"), LOG_STR("timestamp", "t"),
-			 LOG_STR("event", "e2"), LOG_STR("logger", "l2"), LOG_INT("ok", 1)};
+	                 LOG_STR("event", "e2"), LOG_STR("logger", "l2"), LOG_INT("ok", 1)};
 	render(f, 5);
 	assert_string_equal(buf, "{\"timestamp\": \"2025-12-26T00:03:45.123456+00:00\", "
-				 "\"level\": \"info\", \"service\": \"scheduler\", \"logger\": "
-				 "\"test\", \"event\": \"ev\", \"ok\": 1}");
+	                         "\"level\": \"info\", \"service\": \"scheduler\", \"logger\": "
+	                         "\"test\", \"event\": \"ev\", \"ok\": 1}");
 }
 
 static void test_values(void **state)
@@ -232,27 +234,27 @@ static void test_values(void **state)
 		double d;
 		const char *s;
 	} dv[] = {
-		{0.84, "0.84"},
-		{2.0, "2.0"},
-		{-2.5, "-2.5"},
-		{0.0, "0.0"},
-		{-0.0, "-0.0"},
-		{0.1 + 0.2, "0.30000000000000004"},
-		{1e16, "1e+16"},
-		{1e15, "1000000000000000.0"},
-		{123456789012.25, "123456789012.25"},
-		{1e-5, "1e-05"},
-		{0.0001, "0.0001"},
-		{1.5e-7, "1.5e-07"},
-		{1e300, "1e+300"},
-		{1.7976931348623157e308, "1.7976931348623157e+308"},
-		{5e-324, "5e-324"},
-		{3.141592653589793, "3.141592653589793"},
-		{1234567890123456.8, "1234567890123456.8"},
-		{12345678901234568.0, "1.2345678901234568e+16"},
-		{100.0, "100.0"},
-		{0.5, "0.5"},
-		{1.0 / 3, "0.3333333333333333"},
+	        {0.84, "0.84"},
+	        {2.0, "2.0"},
+	        {-2.5, "-2.5"},
+	        {0.0, "0.0"},
+	        {-0.0, "-0.0"},
+	        {0.1 + 0.2, "0.30000000000000004"},
+	        {1e16, "1e+16"},
+	        {1e15, "1000000000000000.0"},
+	        {123456789012.25, "123456789012.25"},
+	        {1e-5, "1e-05"},
+	        {0.0001, "0.0001"},
+	        {1.5e-7, "1.5e-07"},
+	        {1e300, "1e+300"},
+	        {1.7976931348623157e308, "1.7976931348623157e+308"},
+	        {5e-324, "5e-324"},
+	        {3.141592653589793, "3.141592653589793"},
+	        {1234567890123456.8, "1234567890123456.8"},
+	        {12345678901234568.0, "1.2345678901234568e+16"},
+	        {100.0, "100.0"},
+	        {0.5, "0.5"},
+	        {1.0 / 3, "0.3333333333333333"},
 	};
 	for (size_t i = 0; i < sizeof dv / sizeof dv[0]; i++) {
 		char want[64];
@@ -269,7 +271,8 @@ static void test_double_roundtrip(void **state)
 	(void)state;
 	srand(7);
 	for (int i = 0; i < 20000; i++) {
-		uint64_t bits = ((uint64_t)rand() << 42) ^ ((uint64_t)rand() << 21) ^ (uint64_t)rand();
+		uint64_t bits =
+		        ((uint64_t)rand() << 42) ^ ((uint64_t)rand() << 21) ^ (uint64_t)rand();
 		double d;
 		memcpy(&d, &bits, sizeof d);
 		if (i % 2)
@@ -292,11 +295,21 @@ static void test_control_characters(void **state)
 		const char *esc;
 		char u[8];
 		switch (c) {
-		case '\b': esc = "\\b"; break;
-		case '\t': esc = "\\t"; break;
-		case '\n': esc = "\\n"; break;
-		case '\f': esc = "\\f"; break;
-		case '\r': esc = "\\r"; break;
+		case '\b':
+			esc = "\\b";
+			break;
+		case '\t':
+			esc = "\\t";
+			break;
+		case '\n':
+			esc = "\\n";
+			break;
+		case '\f':
+			esc = "\\f";
+			break;
+		case '\r':
+			esc = "\\r";
+			break;
 		default:
 			snprintf(u, sizeof u, "\\u%04x", c);
 			esc = u;
@@ -321,31 +334,39 @@ static void test_utf8(void **state)
 	(void)state;
 	/* valid multibyte sequences pass through raw */
 	assert_one(LOG_STR("s", "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf"),
-		   "\"s\": \"h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf\"}");
+	           "\"s\": \"h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf\"}");
 	assert_one(LOG_STR("s", "\xed\x9f\xbf\xee\x80\x80\xf4\x8f\xbf\xbf"),
-		   "\"s\": \"\xed\x9f\xbf\xee\x80\x80\xf4\x8f\xbf\xbf\"}");
+	           "\"s\": \"\xed\x9f\xbf\xee\x80\x80\xf4\x8f\xbf\xbf\"}");
 #define FFFD "\xef\xbf\xbd"
 	static const struct {
 		const char *in, *out;
 	} bad[] = {
-		{"\x80", FFFD},                          /* lone continuation */
-		{"a\xbf" "b", "a" FFFD "b"},
-		{"\xc3", FFFD},                          /* truncated 2-byte */
-		{"\xc3" "A", FFFD "A"},
-		{"\xe2\x82", FFFD},                      /* truncated 3-byte */
-		{"\xe2\x82" "A", FFFD "A"},
-		{"\xf0\x9f\x98", FFFD},                  /* truncated 4-byte */
-		{"\xf0\x9f" "A", FFFD "A"},
-		{"\xc0\x80", FFFD FFFD},                 /* overlong NUL */
-		{"\xc1\xbf", FFFD FFFD},
-		{"\xe0\x80\xaf", FFFD FFFD FFFD},        /* overlong 3-byte */
-		{"\xf0\x80\x80\xaf", FFFD FFFD FFFD FFFD}, /* overlong 4-byte */
-		{"\xed\xa0\x80", FFFD FFFD FFFD},        /* surrogate U+D800 */
-		{"\xed\xbf\xbf", FFFD FFFD FFFD},        /* surrogate U+DFFF */
-		{"\xf4\x90\x80\x80", FFFD FFFD FFFD FFFD}, /* U+110000 */
-		{"\xf5\x80\x80\x80", FFFD FFFD FFFD FFFD},
-		{"\xfe\xff", FFFD FFFD},
-		{"ok\xe2\x82\xac\xe2\x82", "ok\xe2\x82\xac" FFFD},
+	        {"\x80", FFFD}, /* lone continuation */
+	        {"a\xbf"
+	         "b",
+	         "a" FFFD "b"},
+	        {"\xc3", FFFD}, /* truncated 2-byte */
+	        {"\xc3"
+	         "A",
+	         FFFD "A"},
+	        {"\xe2\x82", FFFD}, /* truncated 3-byte */
+	        {"\xe2\x82"
+	         "A",
+	         FFFD "A"},
+	        {"\xf0\x9f\x98", FFFD}, /* truncated 4-byte */
+	        {"\xf0\x9f"
+	         "A",
+	         FFFD "A"},
+	        {"\xc0\x80", FFFD FFFD}, /* overlong NUL */
+	        {"\xc1\xbf", FFFD FFFD},
+	        {"\xe0\x80\xaf", FFFD FFFD FFFD},          /* overlong 3-byte */
+	        {"\xf0\x80\x80\xaf", FFFD FFFD FFFD FFFD}, /* overlong 4-byte */
+	        {"\xed\xa0\x80", FFFD FFFD FFFD},          /* surrogate U+D800 */
+	        {"\xed\xbf\xbf", FFFD FFFD FFFD},          /* surrogate U+DFFF */
+	        {"\xf4\x90\x80\x80", FFFD FFFD FFFD FFFD}, /* U+110000 */
+	        {"\xf5\x80\x80\x80", FFFD FFFD FFFD FFFD},
+	        {"\xfe\xff", FFFD FFFD},
+	        {"ok\xe2\x82\xac\xe2\x82", "ok\xe2\x82\xac" FFFD},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		char want[64];
@@ -398,9 +419,22 @@ static void test_redaction(void **state)
 {
 	(void)state;
 	static const char *secret[] = {
-		"password", "PASSWORD", "db_Password", "passwd", "PassWd_file", "secret",
-		"client_SECRET", "token", "github_token", "Authorization", "authorization_header",
-		"private_key", "ssh_PRIVATE_KEY", "api_key", "API_KEY", "x_api_key_y",
+	        "password",
+	        "PASSWORD",
+	        "db_Password",
+	        "passwd",
+	        "PassWd_file",
+	        "secret",
+	        "client_SECRET",
+	        "token",
+	        "github_token",
+	        "Authorization",
+	        "authorization_header",
+	        "private_key",
+	        "ssh_PRIVATE_KEY",
+	        "api_key",
+	        "API_KEY",
+	        "x_api_key_y",
 	};
 	for (size_t i = 0; i < sizeof secret / sizeof secret[0]; i++) {
 		assert_true(log_key_is_secret(secret[i]));
@@ -412,19 +446,22 @@ static void test_redaction(void **state)
 		assert_string_equal(render_one(LOG_DBL(secret[i], 1.5)), want);
 	}
 	static const char *plain[] = {
-		"pass", "word", "tok", "api", "apikey", "private", "key", "secre", "auth",
-		"status", "duration_sec", "task", "correlation_id", "passw", "tokens_used_x",
+	        "pass",           "word",    "tok",           "api",
+	        "apikey",         "private", "key",           "secre",
+	        "auth",           "status",  "duration_sec",  "task",
+	        "correlation_id", "passw",   "tokens_used_x",
 	};
 	/* "tokens_used_x" holds "token": secret; the others are not */
 	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
-		assert_int_equal(log_key_is_secret(plain[i]), strcmp(plain[i], "tokens_used_x") == 0);
+		assert_int_equal(log_key_is_secret(plain[i]),
+		                 strcmp(plain[i], "tokens_used_x") == 0);
 	assert_false(log_key_is_secret(NULL));
 	assert_false(log_key_is_secret(""));
 
 	log_bind(LOG_STR("GITHUB_TOKEN", "ghp_abc"));
 	log_bind(LOG_STR("user", "bob"));
 	assert_string_equal(render_one(LOG_INT("n", 1)),
-			    "\"GITHUB_TOKEN\": \"***\", \"user\": \"bob\", \"n\": 1}");
+	                    "\"GITHUB_TOKEN\": \"***\", \"user\": \"bob\", \"n\": 1}");
 	/* the real value stays available to the thread */
 	assert_string_equal(log_bound_str("GITHUB_TOKEN"), "ghp_abc");
 	log_render_console(buf, sizeof buf, T0, LOG_INFO, "l", "e", NULL, 0, false);
@@ -438,23 +475,28 @@ static void test_console(void **state)
 {
 	(void)state;
 	log_bind(LOG_STR("correlation_id", "c1"));
-	log_field f[] = {LOG_INT("repos_synced", 12), LOG_DBL("duration_sec", 0.84),
-			 LOG_STR("msg", "two words"), LOG_BOOL("ok", true), LOG_STR("n", NULL),
-			 LOG_STR("q", "it's"), LOG_STR("e", ""), LOG_STR("nl", "a\nb")};
+	log_field f[] = {LOG_INT("repos_synced", 12),
+	                 LOG_DBL("duration_sec", 0.84),
+	                 LOG_STR("msg", "two words"),
+	                 LOG_BOOL("ok", true),
+	                 LOG_STR("n", NULL),
+	                 LOG_STR("q", "it's"),
+	                 LOG_STR("e", ""),
+	                 LOG_STR("nl", "a\nb")};
 	size_t len = log_render_console(buf, sizeof buf, T0, LOG_INFO, "tasks.github_sync",
-					"github_sync_complete", f, 8, false);
+	                                "github_sync_complete", f, 8, false);
 	const char *want = "2025-12-26T00:03:45.123456+00:00 [info     ] github_sync_complete"
-			   "           [tasks.github_sync] correlation_id=c1 repos_synced=12 "
-			   "duration_sec=0.84 msg='two words' ok=true n=null q='it\\'s' e='' "
-			   "nl='a\\nb'";
+	                   "           [tasks.github_sync] correlation_id=c1 repos_synced=12 "
+	                   "duration_sec=0.84 msg='two words' ok=true n=null q='it\\'s' e='' "
+	                   "nl='a\\nb'";
 	assert_string_equal(buf, want);
 	assert_int_equal(len, strlen(want));
 
 	log_clear_context();
-	log_render_console(buf, sizeof buf, T0, LOG_CRITICAL, "x", "a_very_long_event_name_beyond_30",
-			   NULL, 0, false);
+	log_render_console(buf, sizeof buf, T0, LOG_CRITICAL, "x",
+	                   "a_very_long_event_name_beyond_30", NULL, 0, false);
 	assert_string_equal(buf, "2025-12-26T00:03:45.123456+00:00 [critical ] "
-				 "a_very_long_event_name_beyond_30 [x]");
+	                         "a_very_long_event_name_beyond_30 [x]");
 	assert_null(strchr(buf, '\x1b'));
 	log_render_console(buf, sizeof buf, T0, LOG_ERROR, "x", "e", f, 1, true);
 	assert_non_null(strstr(buf, "\x1b[31m"));
@@ -615,8 +657,9 @@ static void test_emit_console_sink_gets_json(void **state)
 	log_info("l", "console_event", LOG_STR("password", "pw"), LOG_STR("task", "t"));
 	size_t len;
 	char *out = tmp_read(&t, &len);
-	assert_non_null(strstr(out, " [info     ] console_event" "                  [l] "
-				    "password=*** task=t\n"));
+	assert_non_null(strstr(out, " [info     ] console_event"
+	                            "                  [l] "
+	                            "password=*** task=t\n"));
 	assert_null(strchr(out, '\x1b'));
 	free(out);
 	cJSON *j = cJSON_Parse(s.json);
@@ -653,7 +696,8 @@ static void test_sink_reentrancy(void **state)
 	char *second = strchr(out, '\n');
 	assert_non_null(second);
 	assert_non_null(strstr(out, "\"event\": \"outer_event\"}\n"));
-	assert_non_null(strstr(second + 1, "\"event\": \"inside_sink\", \"outer\": \"outer_event\"}\n"));
+	assert_non_null(
+	        strstr(second + 1, "\"event\": \"inside_sink\", \"outer\": \"outer_event\"}\n"));
 	free(out);
 	tmp_close(&t);
 }
@@ -745,7 +789,7 @@ static void test_options(void **state)
 
 /* ---- threads ---------------------------------------------------------- */
 
-#define THREADS 4
+#define THREADS    4
 #define PER_THREAD 2000
 
 static void *thread_emit(void *arg)
@@ -760,7 +804,7 @@ static void *thread_emit(void *arg)
 	pad[sizeof pad - 1] = '\0';
 	for (int i = 0; i < PER_THREAD; i++)
 		log_info("test.threads", "tick", LOG_INT("seq", i), LOG_STR("pad", pad),
-			 LOG_DBL("x", i * 0.5));
+		         LOG_DBL("x", i * 0.5));
 	/* no log_clear_context: the thread's state is freed at exit */
 	return NULL;
 }
@@ -931,28 +975,29 @@ static void test_fuzz_random_bytes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_golden_line, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_levels_and_service, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_timestamps, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_key_order_and_context, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_fixed_keys_not_repeated, setup_utc,
-						teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_values, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_double_roundtrip, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_control_characters, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_utf8, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_truncation, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_redaction, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_console, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_emit_levels_and_sink, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_emit_console_sink_gets_json, setup_utc,
-						teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_sink_reentrancy, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_bad_fd_does_not_fail, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_options, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_threads, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_sink_removal_waits, setup_utc, teardown_ctx),
-		cmocka_unit_test_setup_teardown(test_fuzz_random_bytes, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_golden_line, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_levels_and_service, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_timestamps, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_key_order_and_context, setup_utc,
+	                                        teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_fixed_keys_not_repeated, setup_utc,
+	                                        teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_values, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_double_roundtrip, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_control_characters, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_utf8, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_truncation, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_redaction, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_console, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_emit_levels_and_sink, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_emit_console_sink_gets_json, setup_utc,
+	                                        teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_sink_reentrancy, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_bad_fd_does_not_fail, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_options, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_threads, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_sink_removal_waits, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_fuzz_random_bytes, setup_utc, teardown_ctx),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,198 @@
+"""The health_check task against real sshd instances on loopback (issue 4):
+debounced incidents, restore on recovery, no duplicates, cancellation."""
+import json
+import sqlite3
+import time
+
+import pytest
+
+from conftest import parse_lines
+from sshd import Sshd, SilentListener, have_sshd
+
+pytestmark = pytest.mark.skipif(not have_sshd(), reason="needs root and OpenSSH sshd/ssh-keygen")
+
+
+def configure(env, key, task_extra="", check_timeout="3s", failure_threshold=2):
+    env.write_config(
+        f"""[ssh]
+user = root
+key_file = {key}
+known_hosts = {env.dir / 'known_hosts'}
+host_key_policy = accept-new
+timeout = 5s
+
+[task.health_check]
+failure_threshold = {failure_threshold}
+success_threshold = 1
+concurrency = 8
+check_timeout = {check_timeout}
+{task_extra}
+""")
+
+
+def add_servers(env, rows):
+    """rows: (handle, ip, port, status). The schema exists after a first once."""
+    con = sqlite3.connect(env.db, timeout=10)
+    now = time.time()
+    with con:
+        for handle, ip, port, status in rows:
+            con.execute("INSERT INTO servers (handle, ip, port, ssh_user, status, created_at, updated_at)"
+                        " VALUES (?, ?, ?, 'root', ?, ?, ?)", (handle, ip, port, status, now, now))
+    con.close()
+
+
+def once(env):
+    r = env.run("once", "health_check")
+    return r, parse_lines(r.stdout)
+
+
+def named(events, name):
+    return [e for e in events if e.get("event") == name]
+
+
+def incidents(env):
+    return env.sql("SELECT s.handle, i.type, i.status, i.resolved_at IS NOT NULL, i.correlation_id"
+                   " FROM incidents i JOIN servers s ON s.id = i.server_id ORDER BY i.id")
+
+
+def statuses(env):
+    return dict(env.sql("SELECT handle, status FROM servers"))
+
+
+@pytest.fixture
+def fleet(env, tmp_path):
+    """Three servers on a running sshd, two on an sshd that is not running yet."""
+    up = Sshd(tmp_path, name="up", nports=1).start()
+    down = Sshd(tmp_path, name="down", nports=2, client_key=up.client_key)
+    configure(env, up.client_key)
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert named(ev, "health_check_skipped")[0]["reason"] == "no_servers"
+    add_servers(env, [("web-1", "127.0.0.1", up.port, "ready"),
+                      ("web-2", "127.0.0.1", up.port, "in_use"),
+                      ("web-3", "127.0.0.1", up.port, "ready"),
+                      ("db-1", "127.0.0.1", down.ports[0], "in_use"),
+                      ("db-2", "127.0.0.1", down.ports[1], "ready"),
+                      ("spare", "127.0.0.1", up.port, "maintenance")])
+    yield up, down
+    down.stop()
+    up.stop()
+
+
+def test_debounced_incidents_restore_and_no_duplicates(env, fleet):
+    up, down = fleet
+
+    # run 1: two failures, below the threshold of 2: no incident yet
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    checks = {e["server_handle"]: e for e in named(ev, "server_health_check")}
+    assert set(checks) == {"web-1", "web-2", "web-3", "db-1", "db-2"}  # not the maintenance one
+    assert checks["web-1"]["status"] == "healthy" and checks["web-1"]["stage"] == "exec"
+    assert checks["db-1"]["status"] == "unhealthy" and checks["db-1"]["stage"] == "connect"
+    assert checks["db-1"]["error"] and checks["web-1"]["error"] is None
+    done = named(ev, "health_check_complete")[0]
+    assert (done["healthy_count"], done["unhealthy_count"]) == (3, 2)
+    assert named(ev, "health_check_start")[0]["servers_count"] == 5
+    assert incidents(env) == []
+    assert named(ev, "server_unhealthy_incident_created") == []
+    rows = env.sql("SELECT handle, consecutive_failures, last_health_check IS NOT NULL,"
+                   " response_time_ms IS NOT NULL FROM servers WHERE handle IN ('web-1', 'db-1')"
+                   " ORDER BY handle")
+    assert rows == [("db-1", 1, 1, 0), ("web-1", 0, 1, 1)]
+
+    # run 2: the threshold is reached: exactly two incidents
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    created = named(ev, "server_unhealthy_incident_created")
+    assert sorted((e["server_handle"], e["previous_status"]) for e in created) == [
+        ("db-1", "in_use"), ("db-2", "ready")]
+    assert all(e["incident_id"] > 0 for e in created)
+    assert named(ev, "incident_recovery_requested") == []  # auto_recover is off
+    inc = incidents(env)
+    assert [(h, t, s, res) for h, t, s, res, _ in inc] == [
+        ("db-1", "server_unreachable", "detected", 0), ("db-2", "server_unreachable", "detected", 0)]
+    cid = named(ev, "health_check_start")[0]["correlation_id"]
+    assert all(c == cid for *_, c in inc)
+    st = statuses(env)
+    assert (st["db-1"], st["db-2"], st["web-1"]) == ("error", "error", "ready")
+    assert named(ev, "health_check_complete")[0]["incidents_created"] == 2
+
+    # run 3: still down: checked (status error), but no duplicate incident
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert {e["server_handle"] for e in named(ev, "server_health_check")} >= {"db-1", "db-2"}
+    assert named(ev, "server_unhealthy_incident_created") == []
+    assert len(incidents(env)) == 2
+
+    # they come back: previous statuses restored, incidents resolved
+    down.start()
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    rec = {e["server_handle"]: e for e in named(ev, "server_recovered")}
+    assert set(rec) == {"db-1", "db-2"}
+    assert rec["db-1"]["status"] == "in_use" and rec["db-2"]["status"] == "ready"
+    assert {e["incident_id"] for e in rec.values()} == {e["incident_id"] for e in created}
+    st = statuses(env)
+    assert (st["db-1"], st["db-2"], st["spare"]) == ("in_use", "ready", "maintenance")
+    assert [(h, s, res) for h, _, s, res, _ in incidents(env)] == [
+        ("db-1", "resolved", 1), ("db-2", "resolved", 1)]
+    assert env.sql("SELECT count(*) FROM servers WHERE previous_status IS NOT NULL") == [(0,)]
+
+    # a new outage is a new incident
+    down.stop()
+    for _ in range(2):
+        r, ev = once(env)
+    assert len(named(ev, "server_unhealthy_incident_created")) == 2
+    assert len(incidents(env)) == 4
+    assert env.sql("SELECT count(*) FROM incidents WHERE resolved_at IS NULL") == [(2,)]
+
+
+def test_auto_recover_requests_recovery(env, fleet, tmp_path):
+    up, _ = fleet
+    configure(env, up.client_key, task_extra="auto_recover = true", failure_threshold=1)
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    created = named(ev, "server_unhealthy_incident_created")
+    req = named(ev, "incident_recovery_requested")
+    assert len(created) == 2
+    assert sorted((e["incident_id"], e["server_handle"]) for e in req) == sorted(
+        (e["incident_id"], e["server_handle"]) for e in created)
+
+
+def test_statuses_key_selects_servers(env, fleet):
+    up, _ = fleet
+    configure(env, up.client_key, task_extra="statuses = maintenance")
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert [e["server_handle"] for e in named(ev, "server_health_check")] == ["spare"]
+
+
+def test_bad_keys_are_configuration_errors(env, tmp_path):
+    for extra in ("concurrency = 0", "statuses = up", "failure_threshold = x", "check_timeout = -1",
+                  "bogus = 1"):
+        configure(env, tmp_path / "k", task_extra=extra)
+        r = env.run("check-config")
+        assert r.returncode == 2, (extra, r.stdout)
+        assert str(env.conf) in r.stderr
+
+
+def test_run_timeout_cancels_checks_promptly(env, tmp_path):
+    up = Sshd(tmp_path, name="up").start()
+    silent = [SilentListener() for _ in range(3)]
+    try:
+        configure(env, up.client_key, task_extra="timeout = 1s", check_timeout="20s")
+        once(env)
+        add_servers(env, [(f"s{i}", "127.0.0.1", s.port, "ready") for i, s in enumerate(silent)])
+        t0 = time.monotonic()
+        r, ev = once(env)
+        wall = time.monotonic() - t0
+        assert r.returncode == 1
+        assert wall < 5, wall
+        runs = env.sql("SELECT status FROM task_runs WHERE task = 'health_check' ORDER BY id DESC LIMIT 1")
+        assert runs == [("timeout",)]
+        # cancelled checks are not failures
+        assert env.sql("SELECT max(consecutive_failures) FROM servers") == [(0,)]
+    finally:
+        for s in silent:
+            s.close()
+        up.stop()

@@ -1,0 +1,188 @@
+"""`fleetkeeper ssh-test` against a real OpenSSH sshd on loopback (issue 4).
+
+Each case checks the exit code, and the stage and error_type of the one
+ssh_connection_test event. Only 127.0.0.0/8 is contacted.
+"""
+import time
+
+import pytest
+
+from conftest import parse_lines
+from sshd import Sshd, SilentListener, closed_port, have_sshd, keygen
+
+pytestmark = pytest.mark.skipif(not have_sshd(), reason="needs root and OpenSSH sshd/ssh-keygen")
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    s = Sshd(tmp_path).start()
+    yield s
+    s.stop()
+
+
+def configure(env, key, policy="accept-new", timeout="5s", known_hosts=None):
+    kh = known_hosts or (env.dir / "known_hosts")
+    env.write_config(
+        f"""[ssh]
+user = root
+key_file = {key}
+known_hosts = {kh}
+host_key_policy = {policy}
+timeout = {timeout}
+""")
+    return kh
+
+
+def ssh_test(env, *args):
+    r = env.run("ssh-test", *args)
+    events = [e for e in parse_lines(r.stdout) if e.get("event") == "ssh_connection_test"]
+    assert len(events) == 1, (r.stdout, r.stderr)
+    return r.returncode, events[0]
+
+
+def test_healthy_host_runs_command(env, sshd):
+    kh = configure(env, sshd.client_key)
+    rc, e = ssh_test(env, f"root@127.0.0.1:{sshd.port}", "--command", "echo first; echo second")
+    assert rc == 0, e
+    assert e["success"] is True and e["stage"] == "exec"
+    assert e["error"] is None and e["error_type"] is None
+    assert e["exit_status"] == 0 and e["output"] == "first"
+    assert e["host"] == "127.0.0.1" and e["port"] == sshd.port
+    assert e["logger"] == "ssh" and isinstance(e["duration_ms"], int)
+    assert e["hostkey_added"] is True
+    assert kh.read_text() == sshd.known_hosts_line()
+
+
+def test_command_exit_status_fails(env, sshd):
+    configure(env, sshd.client_key)
+    rc, e = ssh_test(env, f"127.0.0.1:{sshd.port}", "--command", "exit 7")
+    assert rc == 1
+    assert (e["stage"], e["error_type"], e["exit_status"]) == ("exec", "command_failed", 7)
+
+
+def test_wrong_client_key_fails_in_auth(env, sshd, tmp_path):
+    other = keygen(tmp_path / "other_key")
+    configure(env, other)
+    rc, e = ssh_test(env, f"127.0.0.1:{sshd.port}")
+    assert rc == 1
+    assert (e["stage"], e["error_type"], e["success"]) == ("auth", "auth_failed", False)
+
+
+def test_missing_key_file_fails_in_auth(env, sshd, tmp_path):
+    configure(env, tmp_path / "no_such_key")
+    rc, e = ssh_test(env, f"127.0.0.1:{sshd.port}")
+    assert rc == 1
+    assert (e["stage"], e["error_type"]) == ("auth", "credentials_unreadable")
+
+
+def test_encrypted_key_with_passphrase_file(env, sshd, tmp_path):
+    secret = "correct horse battery"
+    key = keygen(tmp_path / "enc_key", passphrase=secret)
+    sshd.authorized.write_text((tmp_path / "enc_key.pub").read_text())
+    pf = tmp_path / "passphrase"
+    pf.write_text(secret + "\n")
+    kh = tmp_path / "kh"
+    env.write_config(f"""[ssh]
+key_file = {key}
+passphrase_file = {pf}
+known_hosts = {kh}
+""")
+    rc, e = ssh_test(env, f"127.0.0.1:{sshd.port}")
+    assert rc == 0, e
+    pf.write_text("wrong\n")
+    r = env.run("ssh-test", f"127.0.0.1:{sshd.port}")
+    assert r.returncode == 1
+    e = parse_lines(r.stdout)[-1]
+    assert (e["stage"], e["error_type"]) == ("auth", "auth_failed")
+    assert secret not in r.stdout + r.stderr and "wrong" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("policy", ["strict", "accept-new"])
+def test_changed_host_key_fails_in_hostkey(env, sshd, tmp_path, policy):
+    kh = tmp_path / "kh_changed"
+    impostor = keygen(tmp_path / "impostor_host_key")
+    kind, key = open(str(impostor) + ".pub").read().split()[:2]
+    kh.write_text(f"# a comment\n[127.0.0.1]:{sshd.port} {kind} {key}\n")
+    before = kh.read_text()
+    configure(env, sshd.client_key, policy=policy, known_hosts=kh)
+    rc, e = ssh_test(env, f"127.0.0.1:{sshd.port}")
+    assert rc == 1
+    assert (e["stage"], e["error_type"]) == ("hostkey", "hostkey_mismatch")
+    assert kh.read_text() == before
+
+
+def test_strict_unknown_host_fails_and_known_host_passes(env, sshd, tmp_path):
+    kh = tmp_path / "kh_strict"
+    configure(env, sshd.client_key, policy="strict", known_hosts=kh)
+    rc, e = ssh_test(env, f"127.0.0.1:{sshd.port}")
+    assert rc == 1
+    assert (e["stage"], e["error_type"]) == ("hostkey", "hostkey_unknown")
+    assert not kh.exists()
+    kh.write_text(sshd.known_hosts_line())
+    rc, e = ssh_test(env, f"127.0.0.1:{sshd.port}")
+    assert rc == 0, e
+
+
+def test_hashed_known_hosts_entry_matches(env, sshd, tmp_path):
+    kh = tmp_path / "kh_hashed"
+    kh.write_text(sshd.known_hosts_line())
+    import subprocess
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(kh)], check=True, capture_output=True)
+    assert kh.read_text().startswith("|1|")
+    configure(env, sshd.client_key, policy="strict", known_hosts=kh)
+    rc, e = ssh_test(env, f"127.0.0.1:{sshd.port}")
+    assert rc == 0, e
+
+
+def test_accept_new_records_new_host_once(env, sshd, tmp_path):
+    kh = tmp_path / "sub" / "kh_new"
+    configure(env, sshd.client_key, known_hosts=kh)
+    rc, e = ssh_test(env, f"127.0.0.1:{sshd.port}")
+    assert rc == 0 and e["hostkey_added"] is True
+    rc, e = ssh_test(env, f"127.0.0.1:{sshd.port}")
+    assert rc == 0 and e["hostkey_added"] is False
+    assert kh.read_text() == sshd.known_hosts_line()
+    # and OpenSSH itself accepts what we wrote
+    import subprocess
+    r = subprocess.run(["ssh-keygen", "-F", f"[127.0.0.1]:{sshd.port}", "-f", str(kh)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "found" in r.stdout
+
+
+def test_closed_port_fails_in_connect(env, sshd):
+    configure(env, sshd.client_key)
+    rc, e = ssh_test(env, f"127.0.0.1:{closed_port()}")
+    assert rc == 1
+    assert (e["stage"], e["error_type"]) == ("connect", "connect_refused")
+
+
+def test_silent_listener_times_out_at_deadline(env, sshd):
+    configure(env, sshd.client_key)
+    silent = SilentListener()
+    try:
+        t0 = time.monotonic()
+        rc, e = ssh_test(env, f"127.0.0.1:{silent.port}", "--timeout", "2")
+        wall = time.monotonic() - t0
+    finally:
+        silent.close()
+    assert rc == 1
+    assert (e["stage"], e["error_type"]) == ("handshake", "timeout")
+    assert 1800 <= e["duration_ms"] <= 2200, e
+    assert wall < 2.2 + 1.0  # process start and exit on top of the deadline
+
+
+def test_unresolvable_name_fails_in_resolve(env, sshd):
+    configure(env, sshd.client_key)
+    rc, e = ssh_test(env, "no-such-host.invalid")
+    assert rc == 1
+    assert (e["stage"], e["error_type"]) == ("resolve", "resolve_failed")
+
+
+@pytest.mark.parametrize("args", [[], ["a", "b"], ["host:99999"], ["host", "--timeout", "x"],
+                                  ["host", "--policy", "sometimes"], ["host", "--bogus"],
+                                  ["host", "--key"], ["@host"]])
+def test_bad_arguments_exit_2(env, args):
+    env.write_config("")
+    r = env.run("ssh-test", *args)
+    assert r.returncode == 2, (args, r.stdout, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,6 +188,9 @@ static int parse_global(int argc, char **argv, cli_ctx *ctx)
 int cli_main(int argc, char **argv)
 {
 	cli_ctx ctx = {0};
+	/* A closed stdout (a pipe nobody reads) must not kill us: writes fail
+	 * with EPIPE instead, and the log keeps going to the store. */
+	signal(SIGPIPE, SIG_IGN);
 	if (parse_global(argc, argv, &ctx) != 0)
 		return EXIT_USAGE;
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

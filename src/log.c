@@ -22,8 +22,17 @@
  *   copied raw (structlog's json.dumps would write \uXXXX: both are the same
  *   JSON string); each maximal ill-formed UTF-8 subsequence becomes U+FFFD,
  *   also written raw (EF BF BD), as Python's decode(errors="replace") does.
- * - A line is capped softly at LINE_BUDGET bytes: a string that would cross
- *   it is cut (at a character boundary) and ends with "...(truncated)".
+ * - A line is capped softly at LINE_BUDGET bytes: a string value that would
+ *   cross it is cut (at a character boundary) and ends with "...(truncated)";
+ *   values after it become "...(truncated)" too. Names (keys, logger, event)
+ *   are not cut by the budget but each is capped at NAME_MAX_BYTES, so a
+ *   line can exceed 64 KiB only by its names and numbers.
+ * - Console (LOG_FORMAT=console) follows structlog's ConsoleRenderer:
+ *   timestamp, [level padded to 9], event padded to 30, [logger], then
+ *   key=value for the context and the fields. Strings are bare unless they
+ *   are empty or hold a space, control character or quote; then they are
+ *   quoted like Python's repr() but always with ' (control characters as
+ *   \n, \t, \xNN). Booleans and null print as true/false/null.
  * - The sink is called under sink_lock held for reading; log_set_sink takes
  *   it for writing, so once it returns no thread is still in the old sink.
  *   A sink that logs does not reach the sink again (depth guard).

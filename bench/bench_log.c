@@ -7,6 +7,7 @@
  *
  * Usage: bench_log [SOURCE_ROOT]   (else $FK_SOURCE_ROOT, else ".")
  */
+#include "bench_util.h"
 #include "log.h"
 
 #include <fcntl.h>
@@ -20,22 +21,9 @@
 #define N    200000
 #define RUNS 7
 
-static double now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 static double run_once(void)
 {
-	double t0 = now_ns();
+	double t0 = bench_now_ns();
 	for (int i = 0; i < N; i++) {
 		log_info("tasks.health_check", "server_health_check",
 		         LOG_STR("server_handle", "srv-eu-01"), LOG_STR("server_ip", "10.0.3.17"),
@@ -44,7 +32,7 @@ static double run_once(void)
 		         LOG_INT("http_status", 200), LOG_DBL("duration_sec", 0.84),
 		         LOG_DBL("load_avg", 1.25), LOG_BOOL("is_ghost", false));
 	}
-	return (now_ns() - t0) / N;
+	return (bench_now_ns() - t0) / N;
 }
 
 static double bench_ours(void)
@@ -53,8 +41,7 @@ static double bench_ours(void)
 	run_once(); /* warm up */
 	for (int i = 0; i < RUNS; i++)
 		r[i] = run_once();
-	qsort(r, RUNS, sizeof r[0], cmp_double);
-	return r[RUNS / 2];
+	return bench_median(r, RUNS);
 }
 
 /* Runs the Python baseline: the median ns/event of the seed-like

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "schedule.h"
 #include "tz.h"
 
@@ -43,25 +44,6 @@ typedef struct {
 	bool py_ok;
 } result;
 
-static double now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-	qsort(v, n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static volatile int64_t sink;
 
 static double measure(const schedule *s, const tz *zone)
@@ -69,13 +51,13 @@ static double measure(const schedule *s, const tz *zone)
 	double runs[RUNS];
 	for (int r = 0; r < RUNS; r++) {
 		int64_t t = START;
-		double t0 = now_ns();
+		double t0 = bench_now_ns();
 		for (int i = 0; i < ITERATIONS; i++)
 			t = schedule_next(s, zone, t);
-		runs[r] = (now_ns() - t0) / ITERATIONS;
+		runs[r] = (bench_now_ns() - t0) / ITERATIONS;
 		sink = t;
 	}
-	return median(runs, RUNS);
+	return bench_median(runs, RUNS);
 }
 
 /* Runs the croniter script over all expressions; fills py_* fields. */
@@ -191,8 +173,8 @@ int main(int argc, char **argv)
 		printf("\n");
 	}
 	int mismatches = compare_fires(res);
-	double ours_med = median(ours, NEXPR);
-	double py_med = npy ? median(py, npy) : 0;
+	double ours_med = bench_median(ours, NEXPR);
+	double py_med = npy ? bench_median(py, npy) : 0;
 	printf("next_ns_median: %.1f ns\n", ours_med);
 	printf("next_ns_worst: %.1f ns\n", worst);
 	if (npy) {
@@ -200,7 +182,7 @@ int main(int argc, char **argv)
 		printf("speedup_vs_croniter: %.0f x\n", py_med / ours_med);
 	}
 	printf("croniter_mismatches: %d expressions\n", mismatches);
-	double bl_med = nbl ? median(bl, nbl) : 0;
+	double bl_med = nbl ? bench_median(bl, nbl) : 0;
 	if (nbl)
 		printf("next_ns_median_europe_berlin: %.1f ns\n", bl_med);
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "wheel.h"
 
 #define NTIMERS    1000000
@@ -110,25 +111,6 @@ static uint64_t rng_next(void)
 	return z ^ (z >> 31);
 }
 
-static double now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof v[0], cmp_double);
-	return v[n / 2];
-}
-
 typedef struct {
 	uint64_t *exp;
 	uint32_t *perm; /* shuffled cancel order */
@@ -148,25 +130,25 @@ static void run_wheel(bench *b, double out[M_COUNT])
 	wheel_init(b->w, 0);
 	for (int i = 0; i < NTIMERS; i++)
 		wheel_timer_init(&b->wt[i]);
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	for (int i = 0; i < NTIMERS; i++)
 		wheel_add(b->w, &b->wt[i], b->exp[i]);
-	t1 = now_ns();
+	t1 = bench_now_ns();
 	out[M_ADD] = (t1 - t0) / NTIMERS;
 	for (int i = 0; i < NTIMERS; i++)
 		wheel_cancel(b->w, &b->wt[i]);
-	out[M_CANCEL] = (now_ns() - t1) / NTIMERS;
+	out[M_CANCEL] = (bench_now_ns() - t1) / NTIMERS;
 
 	for (int i = 0; i < NTIMERS; i++)
 		wheel_add(b->w, &b->wt[i], b->exp[i]);
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	for (int i = 0; i < NTIMERS; i++)
 		wheel_cancel(b->w, &b->wt[b->perm[i]]);
-	out[M_CANCEL_RND] = (now_ns() - t0) / NTIMERS;
+	out[M_CANCEL_RND] = (bench_now_ns() - t0) / NTIMERS;
 
 	for (int i = 0; i < NTIMERS; i++)
 		wheel_add(b->w, &b->wt[i], b->exp[i]);
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	uint64_t taken = 0, now = 0, to;
 	while ((to = wheel_timeout(b->w)) != UINT64_MAX) {
 		now += to ? to : 1;
@@ -177,7 +159,7 @@ static void run_wheel(bench *b, double out[M_COUNT])
 			taken++;
 		}
 	}
-	out[M_EXPIRE] = (now_ns() - t0) / NTIMERS;
+	out[M_EXPIRE] = (bench_now_ns() - t0) / NTIMERS;
 	if (taken != NTIMERS || b->late)
 		abort(); /* lost a timer, or took one early or late */
 }
@@ -186,25 +168,25 @@ static void run_heap(bench *b, double out[M_COUNT])
 {
 	double t0, t1;
 	b->h.n = 0;
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	for (int i = 0; i < NTIMERS; i++)
 		heap_add(&b->h, &b->ht[i], b->exp[i]);
-	t1 = now_ns();
+	t1 = bench_now_ns();
 	out[M_ADD] = (t1 - t0) / NTIMERS;
 	for (int i = 0; i < NTIMERS; i++)
 		heap_remove(&b->h, &b->ht[i]);
-	out[M_CANCEL] = (now_ns() - t1) / NTIMERS;
+	out[M_CANCEL] = (bench_now_ns() - t1) / NTIMERS;
 
 	for (int i = 0; i < NTIMERS; i++)
 		heap_add(&b->h, &b->ht[i], b->exp[i]);
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	for (int i = 0; i < NTIMERS; i++)
 		heap_remove(&b->h, &b->ht[b->perm[i]]);
-	out[M_CANCEL_RND] = (now_ns() - t0) / NTIMERS;
+	out[M_CANCEL_RND] = (bench_now_ns() - t0) / NTIMERS;
 
 	for (int i = 0; i < NTIMERS; i++)
 		heap_add(&b->h, &b->ht[i], b->exp[i]);
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	uint64_t taken = 0, prev = 0;
 	while (b->h.n > 0) {
 		uint64_t now = b->h.a[0].key;
@@ -218,7 +200,7 @@ static void run_heap(bench *b, double out[M_COUNT])
 			abort();
 		prev = now;
 	}
-	out[M_EXPIRE] = (now_ns() - t0) / NTIMERS;
+	out[M_EXPIRE] = (bench_now_ns() - t0) / NTIMERS;
 	if (taken != NTIMERS || b->late)
 		abort(); /* lost a timer, or took one early or late */
 }
@@ -285,8 +267,8 @@ int main(int argc, char **argv)
 		}
 	}
 	for (int m = 0; m < M_COUNT; m++) {
-		wm[m] = median(wr[m], RUNS);
-		hm[m] = median(hr[m], RUNS);
+		wm[m] = bench_median(wr[m], (size_t)(RUNS));
+		hm[m] = bench_median(hr[m], (size_t)(RUNS));
 	}
 	double w_ac = wm[M_ADD] + wm[M_CANCEL], h_ac = hm[M_ADD] + hm[M_CANCEL];
 	double w_acr = wm[M_ADD] + wm[M_CANCEL_RND], h_acr = hm[M_ADD] + hm[M_CANCEL_RND];

@@ -25,4 +25,8 @@ echo "== idle daemon"
 bench/idle.sh build-bench "$idle_secs" > "$tmp"
 cat "$tmp"
 grep '^{' "$tmp" >> "$out" || true
+echo "== health_check over 200 loopback servers against sequential ssh"
+bench/health.sh "$PWD/build-bench/fleetkeeper" > "$tmp"
+cat "$tmp"
+grep '^{' "$tmp" >> "$out" || true
 echo "results: $out"

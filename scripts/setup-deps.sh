@@ -7,7 +7,10 @@ set -euo pipefail
 build_pkgs=(gcc pkg-config meson ninja-build libsqlite3-dev libcjson-dev libinih-dev
             libssh2-1-dev libgit2-dev libcurl4-openssl-dev libmicrohttpd-dev tzdata)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-structlog python3-croniter
-           sqlite3 clang-format procps openssh-server openssh-client)
+           sqlite3 clang-format procps openssh-server openssh-client
+           prometheus python3-yaml nodejs)
+# npm: its own package on stock Debian; nodesource's nodejs bundles it (and conflicts with it).
+command -v npm >/dev/null 2>&1 || test_pkgs+=(npm)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = "test" ]; then

@@ -30,7 +30,7 @@
 #include "log.h"
 #include "sdnotify.h"
 
-enum { FD_SIGNAL = 1, FD_POOL, FD_CONTROL, FD_CLOCK };
+enum { FD_SIGNAL = 1, FD_POOL, FD_CONTROL, FD_CLOCK, FD_METRICS };
 
 #define PRUNE_INTERVAL_MS (3600 * 1000)
 
@@ -150,6 +150,30 @@ static int block_signals(daemon_state *d)
 	return d->signal_fd < 0 ? -1 : 0;
 }
 
+/* The endpoint is optional: a busy address is logged and the daemon runs
+ * on without it. Its liveness probe is answered by the loop (FD_METRICS). */
+static void start_metrics(daemon_state *d)
+{
+	char err[512];
+	const char *listen = metrics_listen_address(d->cfg);
+	if (!listen)
+		return;
+	if (metrics_http_start(&d->metrics, listen, d->cfg->db_path, err, sizeof err) != 0) {
+		log_error(DAEMON_LOGGER, "metrics_listen_failed", LOG_STR("listen", listen),
+		          LOG_ERR(err, "listen_failed"));
+		return;
+	}
+	if (watch_fd(d, metrics_http_probe_fd(d->metrics), FD_METRICS) != 0) {
+		log_error(DAEMON_LOGGER, "metrics_listen_failed", LOG_STR("listen", listen),
+		          LOG_ERR(strerror(errno), "epoll"));
+		metrics_http_stop(d->metrics);
+		d->metrics = NULL;
+		return;
+	}
+	log_info(DAEMON_LOGGER, "metrics_listening",
+	         LOG_STR("listen", metrics_http_address(d->metrics)));
+}
+
 static int start_io(daemon_state *d, char *err, size_t errlen)
 {
 	d->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -170,6 +194,7 @@ static int start_io(daemon_state *d, char *err, size_t errlen)
 		snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
 		return -1;
 	}
+	start_metrics(d);
 	return 0;
 }
 
@@ -187,6 +212,7 @@ static void start_timers(daemon_state *d)
 
 static void stop_all(daemon_state *d)
 {
+	metrics_http_stop(d->metrics);
 	control_close(d->ctl);
 	pool_stop(d->pool);
 	daemon_slots_free(d);
@@ -232,6 +258,9 @@ static void handle_event(daemon_state *d, uint32_t tag)
 		break;
 	case FD_CLOCK:
 		handle_clock(d);
+		break;
+	case FD_METRICS:
+		metrics_http_probe_ack(d->metrics);
 		break;
 	default:
 		break;

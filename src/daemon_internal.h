@@ -13,6 +13,7 @@
 #include "config.h"
 #include "control.h"
 #include "looptimer.h"
+#include "metrics_http.h"
 #include "pool.h"
 #include "runner.h"
 #include "runtime.h"
@@ -58,6 +59,7 @@ struct daemon_state {
 	wheel w;
 	pool *pool;
 	control *ctl;
+	metrics_http *metrics; /* NULL when [metrics] listen is off or failed */
 	int epoll_fd;
 	int signal_fd;
 	int clock_fd;

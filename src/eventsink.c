@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "metrics.h"
 #include "store.h"
 
 #define DEFAULT_MAX_QUEUED 100000
@@ -163,6 +164,7 @@ void eventsink_log_sink(void *ctx, const log_record *rec)
 	eventsink *k = ctx;
 	if (!k || !rec)
 		return;
+	metrics_event_logged(rec->level);
 	ev_node *n = node_new(rec);
 	if (!n) {
 		atomic_fetch_add(&k->dropped, 1);

@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 #define RUNNER_LOGGER "core.runner"
 
@@ -140,6 +141,7 @@ void runner_record_skip(config *cfg, const task_config *task, const char *trigge
 	(void)cfg;
 	runner_new_correlation_id(task->name, now, cid, sizeof cid);
 	int rc = store_run_skipped(st, task->name, trigger, cid, now, reason, &run_id);
+	metrics_run_skipped(task->name);
 	log_info(RUNNER_LOGGER, "task_skipped", LOG_STR("task", task->name),
 	         LOG_STR("reason", reason), LOG_STR("trigger", trigger),
 	         LOG_STR("correlation_id", cid), LOG_INT("run_id", run_id));
@@ -264,6 +266,7 @@ run_status runner_execute(run_request *req, store *st, run_control *ctl)
 	if (type->start_fields)
 		nstart += type->start_fields(&run, start + nstart, 10);
 	log_emitv(LOG_INFO, run.logger, event, start, nstart);
+	metrics_run_started(req->task);
 
 	task_result result = type->run(&run);
 	double duration = (double)(clock_mono_ms() - started) / 1000.0;
@@ -271,6 +274,7 @@ run_status runner_execute(run_request *req, store *st, run_control *ctl)
 
 	/* The row first: whoever sees the terminal event finds the row final. */
 	finish_row(&run, status, duration);
+	metrics_run_finished(&run, status, duration);
 	log_terminal_event(&run, status, duration);
 	log_clear_context();
 	return status;

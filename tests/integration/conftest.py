@@ -44,7 +44,10 @@ class Env:
         self.sock = self.state / "fleetkeeper.sock"
 
     def write_config(self, tasks: str, daemon_extra: str = "", log_level: str = "info",
-                     shutdown_grace: str = "10s"):
+                     shutdown_grace: str = "10s", metrics_listen=""):
+        # Test daemons serve no metrics unless a test asks (metrics_listen=None
+        # when the test writes its own [metrics] section).
+        metrics = "" if metrics_listen is None else "[metrics]\nlisten = %s\n" % metrics_listen
         self.conf.write_text(
             f"""[daemon]
 state_dir = {self.state}
@@ -56,6 +59,7 @@ shutdown_grace = {shutdown_grace}
 [log]
 level = {log_level}
 
+{metrics}
 {tasks}
 """
         )

@@ -1,0 +1,70 @@
+/*
+ * metrics — the process-wide metric registry (SPEC §6) and its rendering in
+ * the Prometheus text exposition format (version 0.0.4).
+ *
+ * The hooks (metrics_run_*, metrics_event_logged, metrics_ansible_run) may
+ * be called from any thread at any time, also before anything else of this
+ * module ran: the registry is a static structure guarded by one mutex (the
+ * event counters are plain atomics, they are hit on every log line). Values
+ * live as long as the process, so they survive configuration reloads.
+ *
+ * Rendering adds, next to the registry: the process_* metrics read from
+ * /proc/self, and the store gauges (servers by status, per-server health and
+ * response time, open incidents) read through the caller's store
+ * connection at render time.
+ */
+#ifndef FK_METRICS_H
+#define FK_METRICS_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "log.h"
+#include "store.h"
+#include "task.h"
+
+/* A growing text buffer; on allocation failure it stays truncated and
+ * failed is set. */
+typedef struct {
+	char *data;
+	size_t len;
+	size_t cap;
+	int failed;
+} metrics_buf;
+
+void metrics_buf_free(metrics_buf *b);
+void metrics_buf_printf(metrics_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A label value escaped per the exposition format: \ " and newline. */
+void metrics_buf_label(metrics_buf *b, const char *value);
+
+/* Task duration histogram buckets (seconds), ascending; +Inf is implied. */
+extern const double metrics_duration_buckets[];
+extern const size_t metrics_duration_nbuckets;
+
+/* ---- hooks ---- */
+
+/* A run starts: task_running +1; the task's schedule interval gauge. */
+void metrics_run_started(const task_config *task);
+/* A run ended (runner_execute): runs_total{status}, the duration histogram
+ * (not for skipped runs), items_total for each item, last success time,
+ * task_running -1. */
+void metrics_run_finished(const task_run *run, run_status status, double duration_sec);
+/* An overlap skip (runner_record_skip): runs_total{status="skipped"}. */
+void metrics_run_skipped(const char *task);
+void metrics_event_logged(log_level level);
+/* result: ok, failed, timeout, unreachable, ... (a short word). */
+void metrics_ansible_run(const char *playbook, const char *result);
+
+/* ---- rendering ---- */
+
+/* The registry and process_* metrics, then the store gauges read through
+ * st, then fleetkeeper_store_scrape_error: 1 when st is NULL or a query
+ * failed (the store gauges are then left out altogether). */
+void metrics_render(metrics_buf *out, store *st);
+/* Only the store gauges. 0 or a store_error. */
+int metrics_render_store(metrics_buf *out, store *st);
+
+/* Forget every value (tests only). */
+void metrics_reset(void);
+
+#endif

@@ -15,7 +15,9 @@ if [ "${1:-}" = "--sanitize" ]; then
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
-if [ ! -f "$builddir/build.ninja" ]; then
+if [ -f "$builddir/build.ninja" ]; then
+	meson setup --reconfigure "$builddir" "${opts[@]}" >/dev/null
+else
 	meson setup "$builddir" "${opts[@]}"
 fi
 meson compile -C "$builddir"

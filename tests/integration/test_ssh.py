@@ -186,3 +186,43 @@ def test_bad_arguments_exit_2(env, args):
     r = env.run("ssh-test", *args)
     assert r.returncode == 2, (args, r.stdout, r.stderr)
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_ssh_agent_authentication(env, sshd, tmp_path):
+    """No key file: the identity comes from a real ssh-agent."""
+    import subprocess
+
+    from conftest import base_env
+
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert time.monotonic() < deadline, "ssh-agent did not start"
+            time.sleep(0.02)
+        agent_env = base_env(SSH_AUTH_SOCK=str(sock))
+        add = subprocess.run(["ssh-add", str(sshd.client_key)], env=agent_env,
+                             capture_output=True, text=True)
+        assert add.returncode == 0, add.stderr
+        env.write_config(
+            f"""[ssh]
+user = root
+use_agent = true
+known_hosts = {env.dir / "known_hosts"}
+host_key_policy = accept-new
+timeout = 5s
+""")
+        r = env.run("ssh-test", f"127.0.0.1:{sshd.port}", env=agent_env)
+        events = [e for e in parse_lines(r.stdout) if e.get("event") == "ssh_connection_test"]
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert events[0]["stage"] == "exec" and events[0]["success"] is True
+        # without the agent the same configuration has no identity at all
+        no_agent = {k: v for k, v in base_env().items() if k != "SSH_AUTH_SOCK"}
+        r = env.run("ssh-test", f"127.0.0.1:{sshd.port}", env=no_agent)
+        events = [e for e in parse_lines(r.stdout) if e.get("event") == "ssh_connection_test"]
+        assert r.returncode == 1 and events[0]["stage"] == "auth"
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)

@@ -11,6 +11,8 @@ test_pkgs=(libcmocka-dev python3 python3-pytest python3-structlog python3-cronit
            prometheus python3-yaml nodejs)
 # npm: its own package on stock Debian; nodesource's nodejs bundles it (and conflicts with it).
 command -v npm >/dev/null 2>&1 || test_pkgs+=(npm)
+# Ansible runner tests (issue 5): the real ansible-playbook, sshpass for password auth, git.
+test_pkgs+=(ansible ansible-lint sshpass git)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = "test" ]; then

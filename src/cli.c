@@ -30,6 +30,10 @@ static const char usage_text[] =
         "  trace CORRELATION_ID          every stored event of one correlation id, in order\n"
         "  ssh-test [USER@]HOST[:PORT] [--key F] [--timeout S] [--command C]\n"
         "                                test SSH access (--known-hosts F, --policy P)\n"
+        "  ansible PLAYBOOK --server S [-e KEY=VALUE | -e @FILE ...]\n"
+        "                                run one playbook against one server\n"
+        "  services add|list|rm          the services deployed on each server\n"
+        "  recover SERVER [--follow]     incident recovery (through the daemon when it runs)\n"
         "  check-config                  validate the configuration\n"
         "  version | help\n"
         "\n"
@@ -132,6 +136,9 @@ static const command commands[] = {
         {"incidents", cli_cmd_incidents},
         {"trace", cli_cmd_trace},
         {"ssh-test", cli_cmd_ssh_test},
+        {"ansible", cli_cmd_ansible},
+        {"services", cli_cmd_services},
+        {"recover", cli_cmd_recover},
         {"check-config", cmd_check_config},
         {"version", cmd_version},
         {"help", cmd_help},

@@ -41,5 +41,8 @@ int cli_cmd_incidents(const cli_ctx *ctx);
 int cli_cmd_trace(const cli_ctx *ctx);
 int cli_cmd_next(const cli_ctx *ctx);
 int cli_cmd_ssh_test(const cli_ctx *ctx); /* cli_ssh.c */
+int cli_cmd_ansible(const cli_ctx *ctx);  /* cli_ansible.c */
+int cli_cmd_services(const cli_ctx *ctx); /* cli_services.c */
+int cli_cmd_recover(const cli_ctx *ctx);  /* cli_recover.c */
 
 #endif

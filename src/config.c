@@ -186,9 +186,20 @@ typedef struct {
 	const key_spec *keys;
 } section_schema;
 
+static const key_spec ansible_keys[] = {
+        {.name = "playbook_dir", .kind = KV_STRING},
+        {.name = "deploy_root", .kind = KV_STRING},
+        {.name = "vars_file", .kind = KV_STRING},
+        {.name = "playbook_timeout", .kind = KV_DURATION},
+        {.name = "kill_grace", .kind = KV_DURATION},
+        {.name = "ansible_playbook", .kind = KV_STRING},
+        {.name = NULL},
+};
+
 static const section_schema plain_sections[] = {
         {"daemon", daemon_keys}, {"log", log_keys},       {"metrics", metrics_keys},
-        {"ssh", ssh_keys},       {"github", github_keys}, {NULL, NULL},
+        {"ssh", ssh_keys},       {"github", github_keys}, {"ansible", ansible_keys},
+        {NULL, NULL},
 };
 
 static const section_schema providers[] = {

@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "daemon_internal.h"
 #include "log.h"
+#include "recovery.h"
 
 static void add_time(cJSON *obj, const char *key, double unix_time)
 {
@@ -145,6 +146,8 @@ char *daemon_control_handle(void *ctx, const cJSON *request)
 		return status_reply(d);
 	if (strcmp(cmd, "trigger") == 0)
 		return trigger_reply(d, request);
-	snprintf(msg, sizeof msg, "unknown cmd '%.64s' (known: ping, status, trigger)", cmd);
+	if (strcmp(cmd, "recover") == 0)
+		return recovery_control_request(d->cfg, d->rt.st, request);
+	snprintf(msg, sizeof msg, "unknown cmd '%.64s' (known: ping, status, trigger, recover)", cmd);
 	return control_error_reply(msg);
 }

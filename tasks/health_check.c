@@ -34,6 +34,7 @@
 #include "clock.h"
 #include "duration.h"
 #include "log.h"
+#include "recovery.h"
 #include "servers.h"
 #include "ssh.h"
 #include "task.h"
@@ -171,8 +172,9 @@ static int health_check_config_key(void **params, const char *key, const char *v
  */
 static void health_check_request_recovery(task_run *run, int64_t incident_id, const char *handle)
 {
-	log_info(run->logger, "incident_recovery_requested", LOG_INT("incident_id", incident_id),
-	         LOG_STR("server_handle", handle), LOG_STR("reason", "auto_recover"));
+	/* Through the daemon's control socket (a recover run of its own), or
+	 * inline in this run without a daemon; logs incident_recovery_requested. */
+	recovery_request_auto(run, incident_id, handle);
 }
 
 /* ---- one result ---- */

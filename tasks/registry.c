@@ -10,12 +10,14 @@ extern const task_type task_type_command;
 extern const task_type task_type_github_sync;
 extern const task_type task_type_server_sync;
 extern const task_type task_type_health_check;
+extern const task_type task_type_provision;
 
 static const task_type *const registry[] = {
         &task_type_command,
         &task_type_github_sync,
         &task_type_server_sync,
         &task_type_health_check,
+        &task_type_provision,
 };
 
 const task_type *task_type_find(const char *name)
@@ -28,5 +30,5 @@ const task_type *task_type_find(const char *name)
 
 const char *task_type_names(void)
 {
-	return "command, github_sync, server_sync, health_check";
+	return "command, github_sync, server_sync, health_check, provision";
 }

@@ -1,0 +1,157 @@
+/*
+ * cli_ansible — `fleetkeeper ansible PLAYBOOK --server HANDLE [-e KEY=VALUE
+ * | -e @FILE ...]`: one playbook against one known server, in this
+ * process, with user, port and key from the server record and [ssh].
+ * -e @FILE merges a JSON object (the way to pass a secret: never on the
+ * command line). Exit 0 when the run succeeded, 1 when it failed, 2 on a
+ * usage error or an unknown server.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ansible.h"
+#include "cli.h"
+#include "clock.h"
+#include "log.h"
+#include "runner.h"
+#include "runtime.h"
+#include "services.h"
+
+static int merge_file(cJSON *vars, const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *text = NULL;
+	size_t cap = 0;
+	cJSON *obj = NULL, *it;
+	if (f) {
+		if (getdelim(&text, &cap, '\0', f) > 0)
+			obj = cJSON_Parse(text);
+		fclose(f);
+	}
+	free(text);
+	if (!cJSON_IsObject(obj)) {
+		cJSON_Delete(obj);
+		cli_usage_error("-e @%s: unreadable or not a JSON object", path);
+		return -1;
+	}
+	while ((it = obj->child) != NULL) {
+		cJSON_DetachItemViaPointer(obj, it);
+		cJSON_DeleteItemFromObjectCaseSensitive(vars, it->string);
+		cJSON_AddItemToObject(vars, it->string, it);
+	}
+	cJSON_Delete(obj);
+	return 0;
+}
+
+static int add_var(cJSON *vars, const char *arg)
+{
+	if (arg[0] == '@')
+		return merge_file(vars, arg + 1);
+	const char *eq = strchr(arg, '=');
+	if (eq == NULL || eq == arg) {
+		cli_usage_error("-e expects KEY=VALUE or @FILE, got '%s'", arg);
+		return -1;
+	}
+	char key[256];
+	snprintf(key, sizeof key, "%.*s", (int)(eq - arg), arg);
+	cJSON_DeleteItemFromObjectCaseSensitive(vars, key);
+	cJSON_AddStringToObject(vars, key, eq + 1);
+	return 0;
+}
+
+static int parse_args(const cli_ctx *ctx, const char **playbook, const char **server, cJSON *vars)
+{
+	for (int i = 0; i < ctx->argc; i++) {
+		const char *a = ctx->argv[i];
+		if ((strcmp(a, "--server") == 0 || strcmp(a, "-e") == 0) && i + 1 >= ctx->argc) {
+			cli_usage_error("%s needs a value", a);
+			return -1;
+		}
+		if (strcmp(a, "--server") == 0)
+			*server = ctx->argv[++i];
+		else if (strcmp(a, "-e") == 0) {
+			if (add_var(vars, ctx->argv[++i]) != 0)
+				return -1;
+		} else if (*playbook == NULL && a[0] != '-')
+			*playbook = a;
+		else {
+			cli_usage_error("ansible: unexpected argument '%s'", a);
+			return -1;
+		}
+	}
+	if (*playbook == NULL || *server == NULL) {
+		cli_usage_error("usage: ansible PLAYBOOK --server HANDLE [-e KEY=VALUE ...]");
+		return -1;
+	}
+	return 0;
+}
+
+static int run_one(config *cfg, store *st, const char *playbook, const char *server, cJSON *extra)
+{
+	ansible_settings set;
+	ansible_spec spec;
+	ansible_result res;
+	server_list srv = {0};
+	char err[512], kh[4096], cid[RUNNER_CORRELATION_MAX];
+	cJSON *it;
+
+	if (services_server_find(st, server, &srv, NULL, err, sizeof err) != 0) {
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+		return EXIT_USAGE;
+	}
+	ansible_settings_load(cfg, &set);
+	cJSON *vars = ansible_base_vars(&set, err, sizeof err);
+	int rc = EXIT_USAGE;
+	if (vars == NULL || ansible_spec_for_server(&spec, cfg, &set, &srv.rows[0], kh, sizeof kh,
+	                                            err, sizeof err) != 0) {
+		fprintf(stderr, "fleetkeeper: %s: %s\n", cfg->path, err);
+		goto out;
+	}
+	while ((it = extra->child) != NULL) {
+		cJSON_DetachItemViaPointer(extra, it);
+		cJSON_DeleteItemFromObjectCaseSensitive(vars, it->string);
+		cJSON_AddItemToObject(vars, it->string, it);
+	}
+	runner_new_correlation_id("ansible", clock_wall(), cid, sizeof cid);
+	log_bind(LOG_STR("correlation_id", cid));
+	spec.playbook = playbook;
+	spec.extra_vars = vars;
+	spec.correlation_id = cid;
+	ansible_run(&spec, &res);
+	rc = ansible_result_ok(&res) ? EXIT_OK : EXIT_FAILED;
+	if (res.error_type[0] && strcmp(res.error_type, "not_found") == 0)
+		fprintf(stderr, "fleetkeeper: %s\n", res.error);
+	log_clear_context();
+out:
+	cJSON_Delete(vars);
+	server_list_free(&srv);
+	return rc;
+}
+
+int cli_cmd_ansible(const cli_ctx *ctx)
+{
+	const char *playbook = NULL, *server = NULL;
+	config *cfg = NULL;
+	runtime rt;
+	char err[512];
+	cJSON *vars = cJSON_CreateObject();
+
+	int rc = parse_args(ctx, &playbook, &server, vars) == 0 ? EXIT_OK : EXIT_USAGE;
+	if (rc == EXIT_OK)
+		rc = cli_load_config(ctx, &cfg);
+	if (rc == EXIT_OK && (rc = cli_setup_logging(cfg)) == EXIT_OK) {
+		if (runtime_open(&rt, cfg, false, err, sizeof err) == 0) {
+			rc = run_one(cfg, rt.st, playbook, server, vars);
+			runtime_close(&rt);
+		} else {
+			fprintf(stderr, "fleetkeeper: %s\n", err);
+			rc = EXIT_FAILED;
+		}
+		log_shutdown();
+	}
+	if (cfg)
+		config_unref(cfg);
+	cJSON_Delete(vars);
+	return rc;
+}

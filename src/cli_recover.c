@@ -1,0 +1,145 @@
+/*
+ * cli_recover — `fleetkeeper recover SERVER [--follow]`: through the
+ * daemon's control socket when a daemon runs (its events then reach the
+ * daemon's log stream and metrics), in this process otherwise. --follow
+ * prints the run's stored events as they arrive, read back from the store
+ * by correlation_id (as `trigger --follow` does), until recover_complete
+ * or recover_failed. Exit 0 when every service was redeployed, 1 when not
+ * (or "already recovering"), 2 on a usage error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "clock.h"
+#include "control.h"
+#include "log.h"
+#include "recovery.h"
+#include "runner.h"
+
+typedef struct {
+	int64_t last_id;
+	int terminal; /* 0 none, 1 complete, 2 failed */
+} follow_state;
+
+static int print_event(void *ctx, int64_t id, const char *json)
+{
+	follow_state *fs = ctx;
+	fs->last_id = id;
+	if (strstr(json, "\"event\": \"recover_complete\""))
+		fs->terminal = 1;
+	else if (strstr(json, "\"event\": \"recover_failed\""))
+		fs->terminal = 2;
+	printf("%s\n", json);
+	return 0;
+}
+
+/* Until the terminal event is stored, or 10 min of silence (the daemon
+ * died: the run is then interrupted at its next start). */
+static int follow(const config *cfg, const char *cid)
+{
+	store *st = NULL;
+	char err[512];
+	follow_state fs = {0};
+	struct timespec pause = {0, 100 * 1000000L};
+
+	if (store_open_readonly(&st, cfg->db_path, err, sizeof err) != 0) {
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+		return EXIT_FAILED;
+	}
+	int64_t quiet_since = clock_mono_ms();
+	while (fs.terminal == 0 && clock_mono_ms() - quiet_since < 600000) {
+		int64_t before = fs.last_id;
+		store_events_trace(st, cid, fs.last_id, print_event, &fs);
+		fflush(stdout);
+		if (fs.last_id != before)
+			quiet_since = clock_mono_ms();
+		else
+			nanosleep(&pause, NULL);
+	}
+	store_close(st);
+	return fs.terminal == 1 ? EXIT_OK : EXIT_FAILED;
+}
+
+static int through_daemon(const cli_ctx *ctx, const config *cfg, const char *reply_text,
+                          bool want_follow)
+{
+	cJSON *reply = cJSON_Parse(reply_text);
+	const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "ok");
+	const cJSON *cid = cJSON_GetObjectItemCaseSensitive(reply, "correlation_id");
+	const cJSON *run_id = cJSON_GetObjectItemCaseSensitive(reply, "run_id");
+	int rc = EXIT_FAILED;
+
+	if (!cJSON_IsTrue(ok) || !cJSON_IsString(cid)) {
+		const cJSON *e = cJSON_GetObjectItemCaseSensitive(reply, "error");
+		fprintf(stderr, "fleetkeeper: daemon refused: %s\n",
+		        cJSON_IsString(e) ? e->valuestring : "malformed reply");
+		goto out;
+	}
+	if (ctx->json)
+		printf("{\"run_id\": %lld, \"correlation_id\": \"%s\"}\n",
+		       (long long)(cJSON_IsNumber(run_id) ? run_id->valuedouble : 0),
+		       cid->valuestring);
+	else
+		printf("run_id=%lld correlation_id=%s\n",
+		       (long long)(cJSON_IsNumber(run_id) ? run_id->valuedouble : 0),
+		       cid->valuestring);
+	fflush(stdout);
+	rc = want_follow ? follow(cfg, cid->valuestring) : EXIT_OK;
+out:
+	cJSON_Delete(reply);
+	return rc;
+}
+
+int cli_cmd_recover(const cli_ctx *ctx)
+{
+	const char *server = NULL;
+	bool want_follow = false;
+	config *cfg = NULL;
+
+	for (int i = 0; i < ctx->argc; i++) {
+		if (strcmp(ctx->argv[i], "--follow") == 0 || strcmp(ctx->argv[i], "-f") == 0)
+			want_follow = true;
+		else if (server == NULL && ctx->argv[i][0] != '-')
+			server = ctx->argv[i];
+		else {
+			cli_usage_error("recover: unexpected argument '%s'", ctx->argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	if (server == NULL) {
+		cli_usage_error("recover needs a SERVER");
+		return EXIT_USAGE;
+	}
+	int rc = cli_load_config(ctx, &cfg);
+	if (rc != EXIT_OK)
+		return rc;
+	char request[512], err[512], *reply = NULL;
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "cmd", "recover");
+	cJSON_AddStringToObject(req, "server", server);
+	cJSON_PrintPreallocated(req, request, sizeof request, false);
+	cJSON_Delete(req);
+	int crc = control_request(cfg->control_socket, request, &reply, err, sizeof err);
+	if (crc == 0) {
+		rc = through_daemon(ctx, cfg, reply, want_follow);
+	} else if (crc == CONTROL_NO_DAEMON) {
+		fprintf(stderr,
+		        "fleetkeeper: no daemon is running (%s); recovering %s in this process\n",
+		        err, server);
+		rc = cli_setup_logging(cfg);
+		if (rc == EXIT_OK)
+			rc = recovery_run_local(cfg, server, "cli") == 0 ? EXIT_OK : EXIT_FAILED;
+		log_shutdown();
+	} else {
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+		rc = EXIT_FAILED;
+	}
+	free(reply);
+	config_unref(cfg);
+	return rc;
+}

@@ -1,0 +1,514 @@
+/*
+ * recovery — see recovery.h. Invariants:
+ *
+ * 1. The registry of running recoveries (handle -> correlation_id) is the
+ *    only shared state; a slot is taken before the run is prepared and
+ *    given back when the run's thread ends, under one mutex.
+ * 2. Incidents move detected/failed -> recovering at the start and
+ *    recovering -> resolved | failed at the end, in that order, so a crash
+ *    in between leaves them open (recovering), never resolved.
+ */
+#include "recovery.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ansible.h"
+#include "clock.h"
+#include "control.h"
+#include "log.h"
+#include "provision.h"
+#include "runner.h"
+#include "runtime.h"
+#include "services.h"
+#include "ssh.h"
+
+#define MAX_ACTIVE    64
+#define MAX_INCIDENTS 32
+
+/* ---- incidents and server status ---- */
+
+static size_t incidents_begin(store *st, int64_t server_id, int64_t *ids, size_t cap)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *q = NULL;
+	size_t n = 0;
+	if (sqlite3_prepare_v2(
+	            db,
+	            "SELECT id FROM incidents WHERE server_id = ?1 AND resolved_at IS NULL"
+	            " AND status != 'resolved' ORDER BY id",
+	            -1, &q, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(q, 1, server_id);
+	while (n < cap && sqlite3_step(q) == SQLITE_ROW)
+		ids[n++] = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	for (size_t i = 0; i < n; i++) {
+		char sql[160];
+		snprintf(sql, sizeof sql,
+		         "UPDATE incidents SET status = 'recovering', updated_at = %.6f WHERE id = "
+		         "%lld",
+		         clock_wall(), (long long)ids[i]);
+		sqlite3_exec(db, sql, NULL, NULL, NULL);
+	}
+	return n;
+}
+
+static void incidents_end(store *st, int64_t server_id, const int64_t *ids, size_t n, bool ok,
+                          int services)
+{
+	sqlite3 *db = store_db(st);
+	char sql[512];
+	double now = clock_wall();
+
+	sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	for (size_t i = 0; i < n; i++) {
+		if (ok)
+			snprintf(sql, sizeof sql,
+			         "UPDATE incidents SET status = 'resolved', resolved_at = %.6f,"
+			         " updated_at = %.6f WHERE id = %lld",
+			         now, now, (long long)ids[i]);
+		else
+			snprintf(sql, sizeof sql,
+			         "UPDATE incidents SET status = 'failed', updated_at = %.6f WHERE "
+			         "id = %lld",
+			         now, (long long)ids[i]);
+		sqlite3_exec(db, sql, NULL, NULL, NULL);
+	}
+	if (ok)
+		snprintf(sql, sizeof sql,
+		         "UPDATE servers SET status = CASE WHEN previous_status IN ('ready', "
+		         "'in_use')"
+		         " THEN previous_status WHEN %d > 0 THEN 'in_use' ELSE 'ready' END,"
+		         " consecutive_failures = 0, updated_at = %.6f WHERE id = %lld"
+		         " AND status IN ('error', 'provisioning', 'ready')",
+		         services, now, (long long)server_id);
+	else
+		snprintf(sql, sizeof sql,
+		         "UPDATE servers SET status = 'error', updated_at = %.6f WHERE id = %lld "
+		         "AND %zu > 0",
+		         now, (long long)server_id, n);
+	sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	for (size_t i = 0; ok && i < n; i++)
+		log_info(RECOVERY_LOGGER, "incident_resolved", LOG_INT("incident_id", ids[i]));
+}
+
+/* ---- the sequence ---- */
+
+static bool ssh_reachable(const config *cfg, const server_row *srv, int cancel_fd)
+{
+	ssh_options o;
+	ssh_result res;
+	char kh[4096], err[256];
+
+	ssh_options_default(&o);
+	if (ssh_options_from_config(&o, config_section_find(cfg, "ssh"), err, sizeof err) != 0)
+		return false;
+	if (o.known_hosts == NULL) {
+		snprintf(kh, sizeof kh, "%.4000s/known_hosts", cfg->state_dir);
+		o.known_hosts = kh;
+	}
+	o.host = srv->ip && *srv->ip ? srv->ip : srv->handle;
+	o.port = srv->port;
+	if (srv->ssh_user && *srv->ssh_user)
+		o.user = srv->ssh_user;
+	ssh_test(&o, cancel_fd, &res);
+	log_emit(res.success ? LOG_INFO : LOG_WARNING, "ssh", "ssh_connection_test",
+	         LOG_STR("host", o.host), LOG_INT("port", o.port), LOG_BOOL("success", res.success),
+	         LOG_INT("duration_ms", res.duration_ms),
+	         LOG_STR("stage", ssh_stage_name(res.stage)),
+	         res.success ? LOG_NULL("error") : LOG_STR("error", res.message), LOG_END);
+	return res.success;
+}
+
+static cJSON *service_vars(const ansible_settings *set, const service_row *svc, char *err,
+                           size_t errlen)
+{
+	cJSON *vars = ansible_base_vars(set, err, errlen);
+	if (vars == NULL)
+		return NULL;
+	cJSON_AddStringToObject(vars, "service_name", svc->name);
+	cJSON_AddStringToObject(vars, "service_repo", svc->git_repo ? svc->git_repo : "");
+	cJSON_AddStringToObject(vars, "service_ref", svc->ref && *svc->ref ? svc->ref : "HEAD");
+	cJSON_AddNumberToObject(vars, "service_port", svc->port);
+	cJSON_AddStringToObject(vars, "service_start_command",
+	                        svc->start_command ? svc->start_command : "");
+	cJSON *env = svc->env ? cJSON_Parse(svc->env) : NULL;
+	if (!cJSON_IsObject(env)) {
+		cJSON_Delete(env);
+		env = cJSON_CreateObject();
+	}
+	cJSON_AddItemToObject(vars, "service_env", env);
+	return vars;
+}
+
+static bool redeploy(const config *cfg, const server_row *srv, const service_row *svc,
+                     int cancel_fd)
+{
+	ansible_settings set;
+	ansible_spec spec;
+	ansible_result res = {0};
+	char kh[4096], err[512] = "";
+	bool ok = false;
+
+	log_info(RECOVERY_LOGGER, "service_redeployment", LOG_STR("service_name", svc->name),
+	         LOG_STR("server", srv->handle), LOG_STR("status", "start"));
+	ansible_settings_load(cfg, &set);
+	cJSON *vars = service_vars(&set, svc, err, sizeof err);
+	if (vars &&
+	    ansible_spec_for_server(&spec, cfg, &set, srv, kh, sizeof kh, err, sizeof err) == 0) {
+		spec.playbook = "deploy_project";
+		spec.extra_vars = vars;
+		spec.cancel_fd = cancel_fd;
+		ok = ansible_run(&spec, &res) == 0 && ansible_result_ok(&res);
+		if (!ok)
+			snprintf(err, sizeof err, "%s", res.error);
+	}
+	cJSON_Delete(vars);
+	log_emit(ok ? LOG_INFO : LOG_ERROR, RECOVERY_LOGGER, "service_redeployment",
+	         LOG_STR("service_name", svc->name), LOG_STR("server", srv->handle),
+	         LOG_STR("status", ok ? "success" : "failed"),
+	         ok ? LOG_NULL("error") : LOG_STR("error", err),
+	         ok ? LOG_NULL("error_type")
+	            : LOG_STR("error_type", res.error_type[0] ? res.error_type : "deploy_failed"),
+	         LOG_END);
+	return ok;
+}
+
+/* SSH first; an unreachable managed server is reprovisioned. */
+static bool server_ready(const config *cfg, store *st, const server_row *srv, bool managed,
+                         int cancel_fd)
+{
+	provision_policy p;
+	char err[512];
+
+	if (ssh_reachable(cfg, srv, cancel_fd))
+		return true;
+	if (!managed)
+		return false;
+	provision_policy_default(&p);
+	p.cooldown_ms = 0;
+	return provision_server(cfg, st, srv, &p, true, cancel_fd, err, sizeof err) ==
+	       PROVISION_DONE;
+}
+
+static void redeploy_all(const config *cfg, store *st, const server_row *srv, bool managed,
+                         const service_list *svcs, int cancel_fd, recovery_counts *out)
+{
+	bool up = server_ready(cfg, st, srv, managed, cancel_fd);
+	for (size_t i = 0; i < svcs->count; i++) {
+		if (!up) {
+			log_error(RECOVERY_LOGGER, "service_redeployment",
+			          LOG_STR("service_name", svcs->rows[i].name),
+			          LOG_STR("server", srv->handle), LOG_STR("status", "failed"),
+			          LOG_ERR("server unreachable", "unreachable"));
+			out->fail_count++;
+			continue;
+		}
+		if (redeploy(cfg, srv, &svcs->rows[i], cancel_fd))
+			out->success_count++;
+		else
+			out->fail_count++;
+	}
+	if (!up && svcs->count == 0)
+		out->fail_count++; /* nothing to redeploy, but the server is down */
+}
+
+int recovery_sequence(const config *cfg, store *st, const char *handle, int cancel_fd,
+                      recovery_counts *out, char *err, size_t errlen)
+{
+	server_list srv = {0};
+	service_list svcs = {0};
+	int64_t ids[MAX_INCIDENTS];
+	bool managed = true;
+	int64_t started = clock_mono_ms();
+
+	memset(out, 0, sizeof *out);
+	if (services_server_find(st, handle, &srv, &managed, err, errlen) != 0)
+		return -1;
+	if (services_list(st, handle, &svcs, err, errlen) != 0) {
+		server_list_free(&srv);
+		return -1;
+	}
+	out->services_count = (int)svcs.count;
+	log_info(RECOVERY_LOGGER, "incident_recovery_start", LOG_STR("server_handle", handle),
+	         LOG_INT("services_count", out->services_count));
+	size_t nids = incidents_begin(st, srv.rows[0].id, ids, MAX_INCIDENTS);
+	redeploy_all(cfg, st, &srv.rows[0], managed, &svcs, cancel_fd, out);
+	log_emit(out->fail_count ? LOG_ERROR : LOG_INFO, RECOVERY_LOGGER,
+	         "incident_recovery_complete", LOG_STR("server_handle", handle),
+	         LOG_INT("success_count", out->success_count),
+	         LOG_INT("fail_count", out->fail_count),
+	         LOG_DBL("duration_sec", (double)(clock_mono_ms() - started) / 1000.0), LOG_END);
+	incidents_end(st, srv.rows[0].id, ids, nids, out->fail_count == 0, out->services_count);
+	server_list_free(&srv);
+	service_list_free(&svcs);
+	return out->fail_count ? 1 : 0;
+}
+
+/* ---- one recovery per server (invariant 1) ---- */
+
+typedef struct {
+	char handle[128];
+	char correlation_id[RUNNER_CORRELATION_MAX];
+	bool used;
+} active_slot;
+
+static pthread_mutex_t active_lock = PTHREAD_MUTEX_INITIALIZER;
+static active_slot active[MAX_ACTIVE];
+
+/* true when taken; otherwise running (cap bytes) gets the running one's
+ * correlation id ("" when the table is full). */
+static bool active_take(const char *handle, char *running, size_t cap)
+{
+	bool taken = false;
+	active_slot *free_slot = NULL;
+	pthread_mutex_lock(&active_lock);
+	running[0] = '\0';
+	for (size_t i = 0; i < MAX_ACTIVE; i++) {
+		if (active[i].used && strcmp(active[i].handle, handle) == 0) {
+			snprintf(running, cap, "%s", active[i].correlation_id);
+			goto out;
+		}
+		if (!active[i].used && free_slot == NULL)
+			free_slot = &active[i];
+	}
+	if (free_slot) {
+		*free_slot = (active_slot){.used = true};
+		snprintf(free_slot->handle, sizeof free_slot->handle, "%s", handle);
+		taken = true;
+	}
+out:
+	pthread_mutex_unlock(&active_lock);
+	return taken;
+}
+
+static void active_set(const char *handle, const char *cid, bool release)
+{
+	pthread_mutex_lock(&active_lock);
+	for (size_t i = 0; i < MAX_ACTIVE; i++) {
+		if (!active[i].used || strcmp(active[i].handle, handle) != 0)
+			continue;
+		if (release)
+			active[i].used = false;
+		else
+			snprintf(active[i].correlation_id, sizeof active[i].correlation_id, "%s",
+			         cid);
+	}
+	pthread_mutex_unlock(&active_lock);
+}
+
+/* ---- the synthetic "recover" task ---- */
+
+typedef struct {
+	task_config tc;
+	char handle[128];
+	run_request req;
+	run_control ctl;
+} recovery_job;
+
+static const char *const recover_items[] = {"success_count", "fail_count", NULL};
+
+static size_t recover_start_fields(task_run *run, log_field *out, size_t cap)
+{
+	const recovery_job *job = run->task->params;
+	if (cap < 1)
+		return 0;
+	out[0] = LOG_STR("server_handle", job->handle);
+	return 1;
+}
+
+static task_result recover_run(task_run *run)
+{
+	const recovery_job *job = run->task->params;
+	recovery_counts c;
+	char err[512];
+
+	int rc = recovery_sequence(run->cfg, run->store, job->handle, run->cancel_fd, &c, err,
+	                           sizeof err);
+	if (rc < 0)
+		return task_run_fail(run, "not_found", "%s", err);
+	task_run_count(run, "success_count", c.success_count);
+	task_run_count(run, "fail_count", c.fail_count);
+	if (rc > 0)
+		return task_run_fail(run, "redeploy_failed", "%d of %d services not redeployed",
+		                     c.fail_count, c.services_count);
+	return TASK_OK;
+}
+
+static const task_type recover_type = {
+        .name = "recover",
+        .logger = RECOVERY_LOGGER,
+        .items = recover_items,
+        .start_fields = recover_start_fields,
+        .run = recover_run,
+};
+
+static recovery_job *job_new(const char *handle)
+{
+	recovery_job *job = calloc(1, sizeof *job);
+	if (job == NULL)
+		return NULL;
+	snprintf(job->handle, sizeof job->handle, "%s", handle);
+	job->tc.name = (char *)"recover";
+	job->tc.type = &recover_type;
+	job->tc.enabled = true;
+	job->tc.params = job;
+	job->ctl.cancel_fd = -1;
+	if (run_control_init(&job->ctl) != 0) {
+		free(job);
+		return NULL;
+	}
+	return job;
+}
+
+static void job_free(recovery_job *job)
+{
+	run_request_release(&job->req);
+	run_control_destroy(&job->ctl);
+	free(job);
+}
+
+int recovery_run_local(config *cfg, const char *handle, const char *trigger)
+{
+	runtime rt;
+	char err[512], running[RUNNER_CORRELATION_MAX];
+	recovery_job *job = job_new(handle);
+	int rc = EXIT_FAILURE;
+
+	if (job == NULL || !active_take(handle, running, sizeof running)) {
+		free(job);
+		return EXIT_FAILURE;
+	}
+	if (runtime_open(&rt, cfg, false, err, sizeof err) != 0) {
+		log_error("core.cli", "startup_failed", LOG_ERR(err, "state_dir"));
+		goto out;
+	}
+	if (runner_prepare(&job->req, cfg, &job->tc, trigger, rt.st, err, sizeof err) == 0) {
+		fprintf(stderr, "fleetkeeper: recovering %s (correlation_id %s)\n", handle,
+		        job->req.correlation_id);
+		run_status st = runner_execute(&job->req, rt.st, &job->ctl);
+		rc = st == RUN_SUCCESS ? EXIT_SUCCESS : EXIT_FAILURE;
+	} else {
+		log_error("core.cli", "task_run_store_failed", LOG_ERR(err, "store"));
+	}
+	runtime_close(&rt);
+out:
+	active_set(handle, NULL, true);
+	job_free(job);
+	return rc;
+}
+
+/* ---- through the daemon ---- */
+
+static void *daemon_job_thread(void *arg)
+{
+	recovery_job *job = arg;
+	store *st = NULL;
+	char err[512];
+
+	if (store_open(&st, job->req.cfg->db_path, err, sizeof err) == 0) {
+		runner_execute(&job->req, st, &job->ctl);
+		store_close(st);
+	} else {
+		log_error(RECOVERY_LOGGER, "recovery_store_failed", LOG_ERR(err, "store"));
+	}
+	active_set(job->handle, NULL, true);
+	job_free(job);
+	return NULL;
+}
+
+static char *reply_busy(const char *handle, const char *running)
+{
+	char msg[320];
+	snprintf(msg, sizeof msg, "already recovering %.128s (correlation_id %.96s)", handle,
+	         running);
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddFalseToObject(r, "ok");
+	cJSON_AddStringToObject(r, "error", msg);
+	cJSON_AddStringToObject(r, "error_type", "already_recovering");
+	cJSON_AddStringToObject(r, "running_correlation_id", running);
+	char *out = cJSON_PrintUnformatted(r);
+	cJSON_Delete(r);
+	return out;
+}
+
+static char *start_thread(recovery_job *job)
+{
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&t, &attr, daemon_job_thread, job);
+	pthread_attr_destroy(&attr);
+	if (rc != 0)
+		return NULL;
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddTrueToObject(r, "ok");
+	cJSON_AddStringToObject(r, "task", "recover");
+	cJSON_AddStringToObject(r, "server", job->handle);
+	cJSON_AddNumberToObject(r, "run_id", (double)job->req.run_id);
+	cJSON_AddStringToObject(r, "correlation_id", job->req.correlation_id);
+	char *out = cJSON_PrintUnformatted(r);
+	cJSON_Delete(r);
+	return out;
+}
+
+char *recovery_control_request(config *cfg, store *st, const cJSON *request)
+{
+	const cJSON *server = cJSON_GetObjectItemCaseSensitive(request, "server");
+	const cJSON *trig = cJSON_GetObjectItemCaseSensitive(request, "trigger");
+	char running[RUNNER_CORRELATION_MAX], err[512];
+	server_list srv = {0};
+
+	if (!cJSON_IsString(server) || !*server->valuestring)
+		return control_error_reply("recover needs \"server\"");
+	if (services_server_find(st, server->valuestring, &srv, NULL, err, sizeof err) != 0)
+		return control_error_reply(err);
+	server_list_free(&srv);
+	if (!active_take(server->valuestring, running, sizeof running))
+		return reply_busy(server->valuestring, running);
+	recovery_job *job = job_new(server->valuestring);
+	const char *trigger = cJSON_IsString(trig) ? trig->valuestring : "manual";
+	if (job && runner_prepare(&job->req, cfg, &job->tc, trigger, st, err, sizeof err) == 0) {
+		active_set(job->handle, job->req.correlation_id, false);
+		char *reply = start_thread(job);
+		if (reply)
+			return reply;
+		store_run_finish(st, job->req.run_id, RUN_FAILED, clock_wall(), 0, -1,
+		                 "could not start a thread", "resources", NULL);
+	}
+	active_set(server->valuestring, NULL, true);
+	if (job)
+		job_free(job);
+	return control_error_reply("the recovery could not be started (see the daemon's log)");
+}
+
+/* ---- auto_recover ---- */
+
+void recovery_request_auto(task_run *run, int64_t incident_id, const char *handle)
+{
+	char request[320], err[256];
+	char *reply = NULL;
+	recovery_counts c;
+
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "cmd", "recover");
+	cJSON_AddStringToObject(req, "server", handle);
+	cJSON_AddStringToObject(req, "trigger", "auto");
+	cJSON_PrintPreallocated(req, request, sizeof request, false);
+	cJSON_Delete(req);
+	int rc = control_request(run->cfg->control_socket, request, &reply, err, sizeof err);
+	log_info(run->logger, "incident_recovery_requested", LOG_INT("incident_id", incident_id),
+	         LOG_STR("server_handle", handle), LOG_STR("reason", "auto_recover"),
+	         LOG_STR("via", rc == 0 ? "daemon" : "inline"),
+	         LOG_RAW("reply", rc == 0 && reply && *reply == '{' ? reply : "null"));
+	free(reply);
+	if (rc == CONTROL_NO_DAEMON)
+		recovery_sequence(run->cfg, run->store, handle, run->cancel_fd, &c, err,
+		                  sizeof err);
+}

@@ -1,0 +1,63 @@
+/*
+ * recovery — incident recovery of one server (SPEC §3, recovery):
+ *
+ *   incident_recovery_start (server_handle, services_count)
+ *   open incidents of the server: detected -> recovering
+ *   SSH test; a managed server that does not answer is reprovisioned first
+ *   for each service: service_redeployment start, then success or failed
+ *     (deploy_project.yml)
+ *   incident_recovery_complete (server_handle, success_count, fail_count,
+ *     duration_sec)
+ *   all redeployed: incidents resolved (incident_resolved each), the server
+ *     back to its previous status (in_use / ready); otherwise incidents
+ *     failed and the server in error.
+ *
+ * A recovery runs through the runner as the run of a synthetic task named
+ * "recover" (a task_runs row, recover_start / recover_complete |
+ * recover_failed, one correlation_id for every event). At most one
+ * recovery per server runs in a process at a time: a second request is
+ * answered "already recovering" with the running correlation_id.
+ *
+ * Threads: recovery_control_request on the daemon's loop thread (it starts
+ * a thread of its own per recovery); the others on any thread.
+ */
+#ifndef FK_RECOVERY_H
+#define FK_RECOVERY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "config.h"
+#include "store.h"
+#include "task.h"
+
+#define RECOVERY_LOGGER "recovery"
+
+typedef struct {
+	int services_count;
+	int success_count;
+	int fail_count;
+} recovery_counts;
+
+/* The sequence in the calling thread and log context. 0: every service
+ * redeployed; 1: some failed; -1: could not run (err: unknown server,
+ * store error). */
+int recovery_sequence(const config *cfg, store *st, const char *handle, int cancel_fd,
+                      recovery_counts *out, char *err, size_t errlen);
+
+/* `recover` without a daemon: one run in this process. Exit status. */
+int recovery_run_local(config *cfg, const char *handle, const char *trigger);
+
+/* The daemon's answer to {"cmd": "recover", "server": "H"}: starts the
+ * recovery on its own thread and replies with run_id and correlation_id,
+ * or {"ok": false, "error_type": "already_recovering",
+ * "running_correlation_id": ...}. malloc'd JSON. */
+char *recovery_control_request(config *cfg, store *st, const cJSON *request);
+
+/* health_check's auto_recover: ask the daemon (its control socket) to
+ * recover handle; without a daemon, run the sequence inline in run. */
+void recovery_request_auto(task_run *run, int64_t incident_id, const char *handle);
+
+#endif

@@ -1,0 +1,166 @@
+"""The Ansible runner and `fleetkeeper ansible` / provisioning against the
+loopback sshd with the real ansible-playbook (fk_ansible.py)."""
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import parse_lines, DEADLINE
+from fk_ansible import AnsibleHost, needs_ansible, ansible_procs
+
+pytestmark = needs_ansible
+
+PASSWORD = "pw-Zq81-never-shown"
+SECRET = "tok-Kx93-never-shown"
+
+
+@pytest.fixture
+def host(tmp_path):
+    h = AnsibleHost(tmp_path, extra_vars={"api_token": SECRET}, password=PASSWORD)
+    h.add_server("vps-1")
+    yield h
+    h.close()
+
+
+def test_secrets_correlation_and_artifacts(host, tmp_path):
+    """Password (inventory only) and a secret extra var never appear in an
+    event, an artifact or any /proc/*/cmdline while the run goes on."""
+    out = tmp_path / "deploy" / "probe"
+    pb = tmp_path / "probe.yml"
+    pb.write_text(f"""---
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: echo the secret (must be redacted)
+      ansible.builtin.debug:
+        msg: "token is {{{{ api_token }}}}"
+    - name: record the correlation id
+      ansible.builtin.shell: >
+        echo "{{{{ fleetkeeper_correlation_id }}}} $FLEETKEEPER_CORRELATION_ID_REMOTE
+        {{{{ lookup('env', 'FLEETKEEPER_CORRELATION_ID') }}}}" > {out}
+    - name: linger so that the process list can be read
+      ansible.builtin.command: sleep 3
+      changed_when: false
+""")
+    leaks = []
+    stop = threading.Event()
+
+    def scan():
+        while not stop.is_set():
+            for pid, cmd in ansible_procs(PASSWORD) + ansible_procs(SECRET):
+                leaks.append(cmd)
+            time.sleep(0.05)
+
+    t = threading.Thread(target=scan)
+    t.start()
+    try:
+        r = host.env.run("ansible", str(pb), "--server", "vps-1", "-e", "color=blue")
+    finally:
+        stop.set()
+        t.join()
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    assert not leaks
+    events = parse_lines(r.stdout)
+    names = [e["event"] for e in events]
+    assert "ansible_playbook_start" in names and "ansible_playbook_complete" in names
+    start = next(e for e in events if e["event"] == "ansible_playbook_start")
+    assert start["auth_mode"] == "password" and start["server_handle"] == "vps-1"
+    assert start["server_ip"] == "127.0.0.1"
+    results = [e for e in events if e["event"] == "ansible_task_result"]
+    assert [e["status"] for e in results] == ["ok", "changed", "ok"]
+    assert all(e["host"] == "vps-1" for e in results)
+    done = next(e for e in events if e["event"] == "ansible_playbook_complete")
+    assert (done["exit_code"], done["ok"], done["changed"], done["failed"]) == (0, 3, 1, 0)
+    assert done["unreachable"] == 0 and done["skipped"] == 0 and done["duration_sec"] > 0
+    cid = start["correlation_id"]
+    assert all(e.get("correlation_id") == cid for e in events[1:])
+    assert out.read_text().split() == [cid, cid]
+    assert PASSWORD not in r.stdout + r.stderr and SECRET not in r.stdout + r.stderr
+    # artifacts
+    (art,) = list((host.env.state / "artifacts").iterdir())
+    files = {p.name: p.read_text() for p in art.iterdir()}
+    assert set(files) >= {"stdout", "stderr", "rc", "events.jsonl", "command"}
+    assert files["rc"].strip() == "0"
+    assert "***" in files["stdout"] and "token is ***" in files["stdout"]
+    for name, text in files.items():
+        assert PASSWORD not in text and SECRET not in text, name
+    assert "FLEETKEEPER_CORRELATION_ID=" + cid in files["command"]
+    assert len([json.loads(x) for x in files["events.jsonl"].splitlines()]) == 4
+    # the stored events too
+    rows = host.env.sql("SELECT line FROM events")
+    assert rows and not any(PASSWORD in l or SECRET in l for (l,) in rows)
+    # the private directory (inventory with the password) is gone
+    assert ansible_procs("fleetkeeper-ansible-") == []
+
+
+def test_playbook_timeout_kills_everything(tmp_path):
+    h = AnsibleHost(tmp_path, playbook_timeout="3s")
+    h.add_server("vps-1")
+    try:
+        pb = tmp_path / "hang.yml"
+        pb.write_text("""---
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: hang
+      ansible.builtin.command: sleep 3127
+      delegate_to: localhost
+      connection: local
+""")
+        t0 = time.monotonic()
+        r = h.env.run("ansible", str(pb), "--server", "vps-1")
+        took = time.monotonic() - t0
+        assert r.returncode == 1, r.stdout[-2000:] + r.stderr
+        events = parse_lines(r.stdout)
+        (to,) = [e for e in events if e["event"] == "ansible_playbook_timeout"]
+        assert to["timeout_sec"] == 3 and to["playbook"] == "hang.yml"
+        (done,) = [e for e in events if e["event"] == "ansible_playbook_complete"]
+        assert done["exit_code"] != 0 and done["error_type"] == "timeout"
+        assert took < 3 + 2 + DEADLINE / 2
+        assert ansible_procs("sleep 3127") == []
+        assert ansible_procs("fleetkeeper-ansible-") == []
+    finally:
+        h.close()
+
+
+def test_unknown_server_and_playbook(host):
+    r = host.env.run("ansible", "health_check", "--server", "nope")
+    assert r.returncode == 2 and "nope" in r.stderr
+    r = host.env.run("ansible", "no_such_book", "--server", "vps-1")
+    assert r.returncode == 1 and "not found" in r.stderr
+    r = host.env.run("ansible", "health_check")
+    assert r.returncode == 2
+
+
+def test_provision_pending_server_to_ready(tmp_path):
+    h = AnsibleHost(tmp_path)
+    h.add_server("vps-new", status="pending_setup")
+    h.add_server("vps-ready", status="ready")
+    try:
+        r = h.env.run("once", "provision")
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+        events = parse_lines(r.stdout)
+        names = [e["event"] for e in events]
+        trig = [e for e in events if e["event"] == "provisioner_trigger_received"]
+        assert [e["server_handle"] for e in trig] == ["vps-new"]
+        assert trig[0]["is_incident_recovery"] is False
+        books = [e["playbook"] for e in events if e["event"] == "ansible_playbook_complete"]
+        assert books == ["provision_access", "provision_software"]
+        assert "provisioning_complete" in names and "provision_complete" in names
+        row = h.env.sql("SELECT status, provisioning_attempts, provisioning_started_at"
+                        " FROM servers WHERE handle = 'vps-new'")[0]
+        assert row[0] == "ready" and row[1] == 1 and row[2] > 0
+        assert h.env.sql("SELECT status FROM servers WHERE handle='vps-ready'")[0][0] == "ready"
+        key = Path(str(h.sshd.client_key) + ".pub").read_text().split()[1]
+        assert key in (tmp_path / "authorized_keys_provisioned").read_text()
+        assert "PasswordAuthentication no" in (tmp_path / "sshd_config_copy").read_text()
+        assert (tmp_path / "deploy" / ".run").is_dir()
+        # nothing due any more: skipped, no playbook
+        r = h.env.run("once", "provision")
+        assert r.returncode == 0
+        assert "provision_skipped" in [e["event"] for e in parse_lines(r.stdout)]
+    finally:
+        h.close()

@@ -1,0 +1,114 @@
+"""Incident recovery (`fleetkeeper recover`) with the real ansible-playbook
+against the loopback sshd: in process, and through a running daemon with
+--follow."""
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import parse_lines, DEADLINE, BIN, base_env
+from fk_ansible import AnsibleHost, needs_ansible, free_port
+
+pytestmark = needs_ansible
+
+
+def open_incident(h, handle, previous="in_use"):
+    h.exec_sql("UPDATE servers SET status = 'error', previous_status = ? WHERE handle = ?",
+               previous, handle)
+    h.exec_sql("INSERT INTO incidents(server_id, type, status, detected_at, updated_at)"
+               " SELECT id, 'server_unreachable', 'detected', ?, ? FROM servers"
+               " WHERE handle = ?", time.time(), time.time(), handle)
+
+
+def add_service(h, server, name, repo, port):
+    r = h.env.run("services", "add", server, name, "--repo", repo, "--port", str(port),
+                  "--start", f"python3 -m http.server {port} --bind 127.0.0.1",
+                  "--env", "SERVICE_SECRET=s3cr3t-env")
+    assert r.returncode == 0, r.stderr
+
+
+def assert_running(h, name, port):
+    pid = int((h.deploy / ".run" / f"{name}.pid").read_text())
+    assert os.path.exists(f"/proc/{pid}")
+    assert os.readlink(f"/proc/{pid}/cwd") == str(h.deploy / name)
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+
+
+def test_recover_in_process_two_good_one_broken(tmp_path):
+    h = AnsibleHost(tmp_path)
+    try:
+        h.add_server("vps-42")
+        p1, p2 = free_port(), free_port()
+        add_service(h, "vps-42", "alpha", h.make_repo("alpha", p1), p1)
+        add_service(h, "vps-42", "beta", h.make_repo("beta", p2), p2)
+        add_service(h, "vps-42", "broken", f"file://{tmp_path}/repos/missing.git", free_port())
+        r = h.env.run("services", "list", "vps-42", "--json")
+        assert [s["name"] for s in parse_lines(r.stdout)] == ["alpha", "beta", "broken"]
+        assert "s3cr3t-env" not in r.stdout
+        open_incident(h, "vps-42")
+
+        r = h.env.run("recover", "vps-42")
+        assert r.returncode == 1, r.stdout[-3000:] + r.stderr
+        events = parse_lines(r.stdout)
+        (start,) = [e for e in events if e["event"] == "incident_recovery_start"]
+        assert start["server_handle"] == "vps-42" and start["services_count"] == 3
+        red = [(e["service_name"], e["status"]) for e in events
+               if e["event"] == "service_redeployment"]
+        assert red == [("alpha", "start"), ("alpha", "success"), ("beta", "start"),
+                       ("beta", "success"), ("broken", "start"), ("broken", "failed")]
+        (done,) = [e for e in events if e["event"] == "incident_recovery_complete"]
+        assert (done["success_count"], done["fail_count"]) == (2, 1)
+        assert "recover_failed" in [e["event"] for e in events]
+        cids = {e.get("correlation_id") for e in events if e["event"] != "logging_initialized"}
+        assert len(cids) == 1
+        assert h.env.sql("SELECT status FROM incidents") == [("failed",)]
+        assert h.env.sql("SELECT status FROM servers") == [("error",)]
+        assert h.env.sql("SELECT task, status FROM task_runs") == [("recover", "failed")]
+        assert_running(h, "alpha", p1)
+        assert_running(h, "beta", p2)
+        assert "s3cr3t-env" not in r.stdout
+        r = h.env.run("incidents", "--json")
+        assert parse_lines(r.stdout)[0]["status"] == "failed"
+    finally:
+        h.close()
+
+
+def test_recover_follow_through_daemon(tmp_path, daemons):
+    h = AnsibleHost(tmp_path)
+    try:
+        h.add_server("vps-7")
+        p1 = free_port()
+        add_service(h, "vps-7", "alpha", h.make_repo("alpha", p1), p1)
+        open_incident(h, "vps-7")
+        d = daemons(h.env)
+        d.wait_for("scheduler_started")
+        follower = subprocess.Popen([BIN, "-c", str(h.env.conf), "recover", "vps-7", "--follow"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=base_env(), cwd=tmp_path)
+        d.wait_for("incident_recovery_start")
+        second = h.env.run("recover", "vps-7")
+        assert second.returncode == 1 and "already recovering" in second.stderr
+        out, err = follower.communicate(timeout=DEADLINE * 4)
+        assert follower.returncode == 0, out[-3000:] + err
+        lines = out.splitlines()
+        assert lines[0].startswith("run_id=")
+        streamed = parse_lines("\n".join(lines[1:]))
+        names = [e["event"] for e in streamed]
+        for ev in ("recover_start", "incident_recovery_start", "ansible_playbook_start",
+                   "ansible_task_result", "ansible_playbook_complete", "service_redeployment",
+                   "incident_recovery_complete", "incident_resolved", "recover_complete"):
+            assert ev in names, ev
+        cid = streamed[0]["correlation_id"]
+        assert cid in lines[0] and all(e["correlation_id"] == cid for e in streamed)
+        assert cid in second.stderr
+        d.wait_for("recover_complete")
+        daemon_names = [e["event"] for e in d.events if e.get("correlation_id") == cid]
+        assert daemon_names == names
+        assert h.env.sql("SELECT status FROM incidents") == [("resolved",)]
+        assert h.env.sql("SELECT status FROM servers") == [("in_use",)]
+        assert_running(h, "alpha", p1)
+    finally:
+        h.close()

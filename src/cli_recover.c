@@ -2,9 +2,8 @@
  * cli_recover — `fleetkeeper recover SERVER [--follow]`: through the
  * daemon's control socket when a daemon runs (its events then reach the
  * daemon's log stream and metrics), in this process otherwise. --follow
- * prints the run's stored events as they arrive, read back from the store
- * by correlation_id (as `trigger --follow` does), until recover_complete
- * or recover_failed. Exit 0 when every service was redeployed, 1 when not
+ * prints the run's stored events as they arrive (follow.h), until
+ * recover_complete or recover_failed. Exit 0 when every service was redeployed, 1 when not
  * (or "already recovering"), 2 on a usage error.
  */
 #include <stdio.h>
@@ -17,53 +16,10 @@
 #include "cli.h"
 #include "clock.h"
 #include "control.h"
+#include "follow.h"
 #include "log.h"
 #include "recovery.h"
 #include "runner.h"
-
-typedef struct {
-	int64_t last_id;
-	int terminal; /* 0 none, 1 complete, 2 failed */
-} follow_state;
-
-static int print_event(void *ctx, int64_t id, const char *json)
-{
-	follow_state *fs = ctx;
-	fs->last_id = id;
-	if (strstr(json, "\"event\": \"recover_complete\""))
-		fs->terminal = 1;
-	else if (strstr(json, "\"event\": \"recover_failed\""))
-		fs->terminal = 2;
-	printf("%s\n", json);
-	return 0;
-}
-
-/* Until the terminal event is stored, or 10 min of silence (the daemon
- * died: the run is then interrupted at its next start). */
-static int follow(const config *cfg, const char *cid)
-{
-	store *st = NULL;
-	char err[512];
-	follow_state fs = {0};
-	struct timespec pause = {0, 100 * 1000000L};
-
-	if (store_open_readonly(&st, cfg->db_path, err, sizeof err) != 0) {
-		fprintf(stderr, "fleetkeeper: %s\n", err);
-		return EXIT_FAILED;
-	}
-	int64_t quiet_since = clock_mono_ms();
-	while (fs.terminal == 0 && clock_mono_ms() - quiet_since < 600000) {
-		int64_t before = fs.last_id;
-		store_events_trace(st, cid, fs.last_id, print_event, &fs);
-		fflush(stdout);
-		if (fs.last_id != before)
-			quiet_since = clock_mono_ms();
-		else
-			nanosleep(&pause, NULL);
-	}
-	store_close(st);
-	return fs.terminal == 1 ? EXIT_OK : EXIT_FAILED;
-}
 
 static int through_daemon(const cli_ctx *ctx, const config *cfg, const char *reply_text,
                           bool want_follow)
@@ -89,7 +45,10 @@ static int through_daemon(const cli_ctx *ctx, const config *cfg, const char *rep
 		       (long long)(cJSON_IsNumber(run_id) ? run_id->valuedouble : 0),
 		       cid->valuestring);
 	fflush(stdout);
-	rc = want_follow ? follow(cfg, cid->valuestring) : EXIT_OK;
+	rc = want_follow ? follow_run(cfg, "recover",
+	                              cJSON_IsNumber(run_id) ? (int64_t)run_id->valuedouble : 0,
+	                              cid->valuestring)
+	                 : EXIT_OK;
 out:
 	cJSON_Delete(reply);
 	return rc;

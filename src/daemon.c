@@ -28,6 +28,7 @@
 #include "clock.h"
 #include "daemon_internal.h"
 #include "log.h"
+#include "recovery.h"
 #include "sdnotify.h"
 
 enum { FD_SIGNAL = 1, FD_POOL, FD_CONTROL, FD_CLOCK, FD_METRICS };
@@ -40,8 +41,15 @@ static void grace_expired(looptimer *t)
 {
 	daemon_state *d = wheel_container_of(t, daemon_state, grace);
 	log_warning(DAEMON_LOGGER, "scheduler_shutdown_grace_expired",
-	            LOG_INT("running", (int64_t)daemon_jobs_running(d)));
+	            LOG_INT("running", (int64_t)daemon_jobs_running(d)),
+	            LOG_INT("recoveries", (int64_t)recovery_active_count()));
 	daemon_jobs_cancel_all(d, RUN_CANCEL_SHUTDOWN);
+	recovery_cancel_all(RUN_CANCEL_SHUTDOWN);
+}
+
+static void stop_poll_tick(looptimer *t)
+{
+	(void)t; /* waking the loop is all it does */
 }
 
 static void watchdog_tick(looptimer *t)
@@ -73,6 +81,7 @@ static void begin_shutdown(daemon_state *d, const char *signame)
 	if (d->stopping) {
 		log_warning(DAEMON_LOGGER, "scheduler_shutdown_forced", LOG_STR("signal", signame));
 		daemon_jobs_cancel_all(d, RUN_CANCEL_SHUTDOWN);
+		recovery_cancel_all(RUN_CANCEL_SHUTDOWN);
 		return;
 	}
 	d->stopping = true;
@@ -83,7 +92,7 @@ static void begin_shutdown(daemon_state *d, const char *signame)
 	daemon_slots_stop_timers(d);
 	wheel_cancel(&d->w, &d->prune.wt);
 	wheel_cancel(&d->w, &d->watchdog.wt);
-	if (daemon_jobs_running(d) > 0)
+	if (daemon_jobs_running(d) > 0 || recovery_active_count() > 0)
 		wheel_add(&d->w, &d->grace.wt,
 		          (uint64_t)clock_mono_ms() + (uint64_t)d->cfg->shutdown_grace_ms);
 }
@@ -204,6 +213,7 @@ static void start_timers(daemon_state *d)
 	looptimer_init(&d->grace, grace_expired);
 	looptimer_init(&d->watchdog, watchdog_tick);
 	looptimer_init(&d->prune, prune_tick);
+	looptimer_init(&d->stop_poll, stop_poll_tick);
 	wheel_add(&d->w, &d->prune.wt, now); /* prune once at start */
 	d->watchdog_ms = sdnotify_watchdog_ms();
 	if (d->watchdog_ms > 0)
@@ -272,8 +282,14 @@ static void loop(daemon_state *d)
 	struct epoll_event evs[16];
 	for (;;) {
 		run_expired_timers(d);
-		if (d->stopping && daemon_jobs_running(d) == 0)
-			return;
+		if (d->stopping && daemon_jobs_running(d) == 0) {
+			if (recovery_active_count() == 0)
+				return;
+			/* Recoveries run on threads of their own that do not wake
+			 * the loop: look again shortly (only while stopping). */
+			if (!wheel_timer_pending(&d->stop_poll.wt))
+				wheel_add(&d->w, &d->stop_poll.wt, (uint64_t)clock_mono_ms() + 100);
+		}
 		int n = epoll_wait(d->epoll_fd, evs, 16, next_wait_ms(d));
 		if (n < 0 && errno != EINTR) {
 			log_critical(DAEMON_LOGGER, "event_loop_failed",

@@ -255,6 +255,7 @@ int recovery_sequence(const config *cfg, store *st, const char *handle, int canc
 typedef struct {
 	char handle[128];
 	char correlation_id[RUNNER_CORRELATION_MAX];
+	run_control *ctl; /* of the running recovery, NULL until it starts */
 	bool used;
 } active_slot;
 
@@ -285,6 +286,34 @@ static bool active_take(const char *handle, char *running, size_t cap)
 out:
 	pthread_mutex_unlock(&active_lock);
 	return taken;
+}
+
+static void active_set_control(const char *handle, run_control *ctl)
+{
+	pthread_mutex_lock(&active_lock);
+	for (size_t i = 0; i < MAX_ACTIVE; i++)
+		if (active[i].used && strcmp(active[i].handle, handle) == 0)
+			active[i].ctl = ctl;
+	pthread_mutex_unlock(&active_lock);
+}
+
+void recovery_cancel_all(run_cancel_reason reason)
+{
+	pthread_mutex_lock(&active_lock);
+	for (size_t i = 0; i < MAX_ACTIVE; i++)
+		if (active[i].used && active[i].ctl)
+			run_control_cancel(active[i].ctl, reason);
+	pthread_mutex_unlock(&active_lock);
+}
+
+size_t recovery_active_count(void)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&active_lock);
+	for (size_t i = 0; i < MAX_ACTIVE; i++)
+		n += active[i].used;
+	pthread_mutex_unlock(&active_lock);
+	return n;
 }
 
 static void active_set(const char *handle, const char *cid, bool release)
@@ -411,6 +440,7 @@ static void *daemon_job_thread(void *arg)
 	store *st = NULL;
 	char err[512];
 
+	active_set_control(job->handle, &job->ctl);
 	if (store_open(&st, job->req.cfg->db_path, err, sizeof err) == 0) {
 		runner_execute(&job->req, st, &job->ctl);
 		store_close(st);

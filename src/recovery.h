@@ -30,6 +30,7 @@
 #include <cjson/cJSON.h>
 
 #include "config.h"
+#include "runner.h"
 #include "store.h"
 #include "task.h"
 
@@ -59,5 +60,10 @@ char *recovery_control_request(config *cfg, store *st, const cJSON *request);
 /* health_check's auto_recover: ask the daemon (its control socket) to
  * recover handle; without a daemon, run the sequence inline in run. */
 void recovery_request_auto(task_run *run, int64_t incident_id, const char *handle);
+
+/* The daemon's shutdown: cancel every recovery running in this process
+ * (they end as interrupted), and how many still run. Any thread. */
+void recovery_cancel_all(run_cancel_reason reason);
+size_t recovery_active_count(void);
 
 #endif

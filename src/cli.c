@@ -51,6 +51,27 @@ void cli_usage_error(const char *fmt, ...)
 	fputs(" (see 'fleetkeeper help')\n", stderr);
 }
 
+int cli_parse_name_follow(const cli_ctx *ctx, const char *command, const char *what,
+                          const char **name, bool *follow)
+{
+	for (int i = 0; i < ctx->argc; i++) {
+		const char *arg = ctx->argv[i];
+		if (strcmp(arg, "--follow") == 0 || strcmp(arg, "-f") == 0) {
+			*follow = true;
+		} else if (*name == NULL && arg[0] != '-' && arg[0] != '\0') {
+			*name = arg;
+		} else {
+			cli_usage_error("%s: unexpected argument '%s'", command, arg);
+			return -1;
+		}
+	}
+	if (*name == NULL) {
+		cli_usage_error("%s needs a %s", command, what);
+		return -1;
+	}
+	return 0;
+}
+
 int cli_load_config(const cli_ctx *ctx, config **out)
 {
 	config_errors errs = {0};

@@ -25,6 +25,10 @@ int cli_main(int argc, char **argv);
 
 /* Shared by the commands. */
 void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* `COMMAND NAME [--follow]`: *name and *follow from the arguments; -1 after
+ * a usage error naming the argument at fault. */
+int cli_parse_name_follow(const cli_ctx *ctx, const char *command, const char *what,
+                          const char **name, bool *follow);
 /* Load the configuration; prints every error as FILE:LINE: message. */
 int cli_load_config(const cli_ctx *ctx, config **out);
 /* Configure the event log from [log] and the environment (which wins) and

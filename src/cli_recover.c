@@ -60,20 +60,8 @@ int cli_cmd_recover(const cli_ctx *ctx)
 	bool want_follow = false;
 	config *cfg = NULL;
 
-	for (int i = 0; i < ctx->argc; i++) {
-		if (strcmp(ctx->argv[i], "--follow") == 0 || strcmp(ctx->argv[i], "-f") == 0)
-			want_follow = true;
-		else if (server == NULL && ctx->argv[i][0] != '-')
-			server = ctx->argv[i];
-		else {
-			cli_usage_error("recover: unexpected argument '%s'", ctx->argv[i]);
-			return EXIT_USAGE;
-		}
-	}
-	if (server == NULL) {
-		cli_usage_error("recover needs a SERVER");
+	if (cli_parse_name_follow(ctx, "recover", "SERVER", &server, &want_follow) != 0)
 		return EXIT_USAGE;
-	}
 	int rc = cli_load_config(ctx, &cfg);
 	if (rc != EXIT_OK)
 		return rc;

@@ -236,20 +236,8 @@ int cli_cmd_trigger(const cli_ctx *ctx)
 	const char *name = NULL;
 	bool follow = false;
 
-	for (int i = 0; i < ctx->argc; i++) {
-		if (strcmp(ctx->argv[i], "--follow") == 0 || strcmp(ctx->argv[i], "-f") == 0)
-			follow = true;
-		else if (name == NULL && ctx->argv[i][0] != '-')
-			name = ctx->argv[i];
-		else {
-			cli_usage_error("trigger: unexpected argument '%s'", ctx->argv[i]);
-			return EXIT_USAGE;
-		}
-	}
-	if (name == NULL) {
-		cli_usage_error("trigger needs a TASK");
+	if (cli_parse_name_follow(ctx, "trigger", "TASK", &name, &follow) != 0)
 		return EXIT_USAGE;
-	}
 	int rc = cli_load_config(ctx, &cfg);
 	if (rc != EXIT_OK)
 		return rc;

@@ -29,4 +29,8 @@ echo "== health_check over 200 loopback servers against sequential ssh"
 bench/health.sh "$PWD/build-bench/fleetkeeper" > "$tmp"
 cat "$tmp"
 grep '^{' "$tmp" >> "$out" || true
+echo "== github_sync of 5,000 repositories from the replay server, cold and warm"
+bench/github_sync.sh "$PWD/build-bench/fleetkeeper" > "$tmp"
+cat "$tmp"
+grep '^{' "$tmp" >> "$out" || true
 echo "results: $out"

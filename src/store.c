@@ -144,8 +144,11 @@ static const char schema_v2[] = "CREATE TABLE task_state ("
                                 "CREATE INDEX incidents_server ON incidents(server_id);"
                                 "CREATE INDEX incidents_status ON incidents(status);";
 
+/* v3: the last body of each cached URL, so a 304 can be replayed (http.c). */
+static const char schema_v3[] = "ALTER TABLE http_cache ADD COLUMN body TEXT;";
+
 /* migrations[i] takes the schema from version i to version i + 1. */
-static const char *const migrations[STORE_SCHEMA_VERSION] = {schema_v1, schema_v2};
+static const char *const migrations[STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3};
 
 /* ---- cached statements ---- */
 

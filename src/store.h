@@ -36,7 +36,7 @@ typedef enum {
 	STORE_TOONEW = -7, /* schema version newer than this binary */
 } store_error;
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 typedef enum {
 	RUN_RUNNING,

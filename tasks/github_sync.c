@@ -1,29 +1,540 @@
 /*
- * github_sync — an organization's repositories into the projects table.
+ * github_sync — the repositories of [github] org (and/or user) into the
+ * projects table.
  *
- * Until the sync itself lands (issue "github_sync and server_sync"), this
- * type only knows when it cannot run: without a token it is skipped with
- * reason no_credentials, as an unconfigured daemon must not fail; with one it
- * fails with error_type not_implemented so nobody mistakes it for a sync.
+ * One run: (1) list every page of every listing (100 per page by
+ * default) into memory — each page is a conditional request when the
+ * http_cache holds its ETag and compact body, and a 304 replays that body;
+ * (2) only when every page of every listing arrived and parsed (a complete
+ * listing), apply it in one transaction; (3) with mirror_dir, mirror each
+ * active repository and read its spec and README.
+ *
+ * Invariants:
+ *  - An incomplete listing (network error after retries, 5xx, 4xx, rate
+ *    limit, bad JSON on any page, a next link to another host) changes no
+ *    project: the run fails before step 2.
+ *  - A row is written only when something about it changed, so a sync of an
+ *    unchanged organization (all 304) writes nothing (last_synced_at is the
+ *    time of the last change).
+ *  - Projects are matched by github_repo_id, then by name among rows not yet
+ *    linked to a repository (project_linked_to_github).
+ *  - A linked project absent from a complete listing counts one attempt
+ *    (missing_count); at missing_threshold it becomes missing. Listed again,
+ *    the count is reset and a missing project recovers.
+ *  - The token is only handed to the HTTP client and libgit2's credential
+ *    callback; it is never logged or put into an error.
  */
-#include "credentials.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "github.h"
+#include "http.h"
+#include "log.h"
+#include "mirror.h"
+#include "sync_common.h"
 #include "task.h"
 
+#define MAX_PAGES 100000
+
 static const char *const github_sync_items[] = {"repos_synced", "repos_discovered", "repos_missing",
-                                                NULL};
+                                                "repos_fetched", NULL};
+
+typedef struct {
+	int64_t id;
+	int64_t repo_id; /* 0: not linked */
+	char *name, *full_name, *status, *default_branch, *clone_url, *html_url, *description;
+	long missing_count;
+	bool seen;
+} project;
+
+typedef struct {
+	task_run *run;
+	const config_section *gh;
+	const char *api_url;
+	long threshold;
+	long per_page;
+	char *token;
+	http_client *http;
+	github_repo_list repos;
+	project *projects;
+	size_t nprojects;
+	double now;
+} gh_sync;
+
+/* ---- listing ---- */
+
+/* "scheme://host:port/" of url (no userinfo expected), for the same-origin
+ * check of next links. */
+static size_t origin_len(const char *url)
+{
+	const char *p = strstr(url, "://");
+	if (p == NULL)
+		return 0;
+	const char *slash = strchr(p + 3, '/');
+	return slash ? (size_t)(slash - url) : strlen(url);
+}
+
+static bool same_origin(const char *a, const char *b)
+{
+	size_t n = origin_len(a);
+	return n > 0 && n == origin_len(b) && strncmp(a, b, n) == 0;
+}
+
+static task_result rate_limited(gh_sync *g, const http_response *r, const char *err)
+{
+	log_warning(g->run->logger, "github_rate_limited", LOG_INT("reset_at", r->rl_reset));
+	return task_run_fail(g->run, "github_rate_limited", "%s", err);
+}
+
+/* One page: 0 with *next set (malloc'd or NULL), or a task_result != OK. */
+static int fetch_page(gh_sync *g, const char *url, char **next)
+{
+	char *etag = NULL, *cached = NULL, err[512];
+	http_response r;
+	size_t before = g->repos.count;
+	int result = TASK_FAILED;
+
+	*next = NULL;
+	http_cache_get(g->run->store, url, &etag, &cached);
+	int rc = http_get(g->http, url, cached ? etag : NULL, &r, err, sizeof err);
+	if (rc == HTTP_ERR_RATE_LIMITED) {
+		rate_limited(g, &r, err);
+	} else if (rc == HTTP_ERR_CANCELLED) {
+		task_run_fail(g->run, "cancelled", "github_sync cancelled");
+	} else if (rc != HTTP_OK) {
+		task_run_fail(g->run, "github_incomplete_listing", "incomplete listing: %s", err);
+	} else if (r.status == 304 && cached) {
+		if (github_parse_compact(cached, &g->repos, next, err, sizeof err) == 0)
+			result = TASK_OK;
+		else
+			task_run_fail(g->run, "github_incomplete_listing", "%s: %s", url, err);
+	} else if (r.status == 200) {
+		if (github_parse_page(r.body, r.len, &g->repos, err, sizeof err) != 0) {
+			task_run_fail(g->run, "github_incomplete_listing",
+			              "incomplete listing: %s: %s", url, err);
+		} else {
+			*next = r.next_url;
+			r.next_url = NULL;
+			if (r.etag) {
+				char *compact = github_page_compact(&g->repos, before, *next);
+				if (compact)
+					http_cache_put(g->run->store, url, r.etag, r.last_modified,
+					               compact);
+				free(compact);
+			}
+			result = TASK_OK;
+		}
+	} else {
+		task_run_fail(g->run, "github_incomplete_listing",
+		              "incomplete listing: %s: HTTP %ld", url, r.status);
+	}
+	http_response_free(&r);
+	free(etag);
+	free(cached);
+	return result;
+}
+
+static int fetch_listing(gh_sync *g, const char *path)
+{
+	char *url = NULL;
+	int rc = TASK_OK;
+	if (asprintf(&url, "%s/%s/repos?per_page=%ld", g->api_url, path, g->per_page) < 0)
+		return task_run_fail(g->run, "internal", "out of memory");
+	for (int pages = 0; url && rc == TASK_OK; pages++) {
+		char *next = NULL;
+		if (pages == MAX_PAGES) {
+			rc = task_run_fail(g->run, "github_incomplete_listing",
+			                   "more than %d pages", MAX_PAGES);
+			break;
+		}
+		rc = fetch_page(g, url, &next);
+		if (rc == TASK_OK && next && !same_origin(next, g->api_url)) {
+			rc = task_run_fail(g->run, "github_incomplete_listing",
+			                   "next page link leaves the API host");
+			free(next);
+			next = NULL;
+		}
+		free(url);
+		url = next;
+	}
+	free(url);
+	return rc;
+}
+
+/* ---- store ---- */
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *v = sqlite3_column_text(st, i);
+	return v ? strdup((const char *)v) : NULL;
+}
+
+static void projects_free(gh_sync *g)
+{
+	for (size_t i = 0; i < g->nprojects; i++) {
+		project *p = &g->projects[i];
+		free(p->name);
+		free(p->full_name);
+		free(p->status);
+		free(p->default_branch);
+		free(p->clone_url);
+		free(p->html_url);
+		free(p->description);
+	}
+	free(g->projects);
+	g->projects = NULL;
+	g->nprojects = 0;
+}
+
+static int project_cmp(const void *a, const void *b)
+{
+	const project *x = a, *y = b;
+	return (x->repo_id > y->repo_id) - (x->repo_id < y->repo_id);
+}
+
+static int projects_load(gh_sync *g)
+{
+	sqlite3_stmt *st = NULL;
+	size_t cap = 0;
+	const char *sql = "SELECT id, COALESCE(github_repo_id, 0), name, full_name, status,"
+	                  " default_branch, clone_url, html_url, description, missing_count"
+	                  " FROM projects";
+	if (sqlite3_prepare_v2(store_db(g->run->store), sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (g->nprojects == cap) {
+			cap = cap ? cap * 2 : 256;
+			project *n = realloc(g->projects, cap * sizeof *n);
+			if (n == NULL)
+				break;
+			g->projects = n;
+		}
+		project *p = &g->projects[g->nprojects++];
+		*p = (project){.id = sqlite3_column_int64(st, 0),
+		               .repo_id = sqlite3_column_int64(st, 1),
+		               .name = col_dup(st, 2),
+		               .full_name = col_dup(st, 3),
+		               .status = col_dup(st, 4),
+		               .default_branch = col_dup(st, 5),
+		               .clone_url = col_dup(st, 6),
+		               .html_url = col_dup(st, 7),
+		               .description = col_dup(st, 8),
+		               .missing_count = sqlite3_column_int(st, 9)};
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return -1;
+	if (g->nprojects > 1)
+		qsort(g->projects, g->nprojects, sizeof *g->projects, project_cmp);
+	return 0;
+}
+
+static project *project_by_repo(gh_sync *g, int64_t repo_id)
+{
+	project key = {.repo_id = repo_id};
+	if (g->nprojects == 0)
+		return NULL;
+	return bsearch(&key, g->projects, g->nprojects, sizeof key, project_cmp);
+}
+
+static project *project_unlinked_by_name(gh_sync *g, const char *name)
+{
+	for (size_t i = 0; i < g->nprojects && g->projects[i].repo_id == 0; i++)
+		if (!g->projects[i].seen && g->projects[i].name &&
+		    strcmp(g->projects[i].name, name) == 0)
+			return &g->projects[i];
+	return NULL;
+}
+
+static int exec_stmt(gh_sync *g, const char *sql, const github_repo *r, int64_t id,
+                     const char *status, long missing)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(store_db(g->run->store), sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	int n = sqlite3_bind_parameter_count(st);
+	for (int i = 1; i <= n; i++) {
+		const char *name = sqlite3_bind_parameter_name(st, i);
+		if (name == NULL)
+			continue;
+		if (strcmp(name, ":id") == 0)
+			sqlite3_bind_int64(st, i, id);
+		else if (strcmp(name, ":status") == 0)
+			sqlite3_bind_text(st, i, status, -1, SQLITE_STATIC);
+		else if (strcmp(name, ":missing") == 0)
+			sqlite3_bind_int64(st, i, missing);
+		else if (strcmp(name, ":now") == 0)
+			sqlite3_bind_double(st, i, g->now);
+		else if (r && strcmp(name, ":repo_id") == 0)
+			sqlite3_bind_int64(st, i, r->id);
+		else if (r && strcmp(name, ":name") == 0)
+			sqlite3_bind_text(st, i, r->name, -1, SQLITE_STATIC);
+		else if (r && strcmp(name, ":full_name") == 0)
+			sqlite3_bind_text(st, i, r->full_name, -1, SQLITE_STATIC);
+		else if (r && strcmp(name, ":branch") == 0)
+			sqlite3_bind_text(st, i, r->default_branch, -1, SQLITE_STATIC);
+		else if (r && strcmp(name, ":clone_url") == 0)
+			sqlite3_bind_text(st, i, r->clone_url, -1, SQLITE_STATIC);
+		else if (r && strcmp(name, ":html_url") == 0)
+			sqlite3_bind_text(st, i, r->html_url, -1, SQLITE_STATIC);
+		else if (r && strcmp(name, ":description") == 0)
+			sqlite3_bind_text(st, i, r->description, -1, SQLITE_STATIC);
+	}
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+static bool project_changed(const project *p, const github_repo *r, const char *status)
+{
+	return p->repo_id != r->id || str_differs(p->name, r->name) ||
+	       str_differs(p->full_name, r->full_name) ||
+	       str_differs(p->default_branch, r->default_branch) ||
+	       str_differs(p->clone_url, r->clone_url) || str_differs(p->html_url, r->html_url) ||
+	       str_differs(p->description, r->description) || str_differs(p->status, status) ||
+	       p->missing_count != 0;
+}
+
+static const char SQL_INSERT[] =
+        "INSERT INTO projects(name, github_repo_id, full_name, status, default_branch, clone_url,"
+        " html_url, description, last_synced_at, created_at, updated_at) VALUES (:name, :repo_id,"
+        " :full_name, :status, :branch, :clone_url, :html_url, :description, :now, :now, :now)";
+static const char SQL_UPDATE[] =
+        "UPDATE projects SET name = :name, github_repo_id = :repo_id, full_name = :full_name,"
+        " status = :status, missing_count = 0, default_branch = :branch, clone_url = :clone_url,"
+        " html_url = :html_url, description = :description, last_synced_at = :now,"
+        " updated_at = :now WHERE id = :id";
+static const char SQL_MISSING[] = "UPDATE projects SET missing_count = :missing, status = :status,"
+                                  " updated_at = :now WHERE id = :id";
+
+static int apply_repo(gh_sync *g, const github_repo *r)
+{
+	const char *L = g->run->logger;
+	const char *status = r->archived ? "archived" : "active";
+	project *p = project_by_repo(g, r->id);
+
+	task_run_count(g->run, "repos_synced", 1);
+	if (p == NULL && (p = project_unlinked_by_name(g, r->name)) != NULL)
+		log_info(L, "project_linked_to_github", LOG_STR("project_name", r->name),
+		         LOG_INT("github_repo_id", r->id));
+	if (p == NULL) {
+		log_info(L, "github_project_discovered", LOG_STR("project_name", r->name),
+		         LOG_INT("github_repo_id", r->id), LOG_BOOL("archived", r->archived));
+		task_run_count(g->run, "repos_discovered", 1);
+		return exec_stmt(g, SQL_INSERT, r, 0, status, 0);
+	}
+	p->seen = true;
+	if (!project_changed(p, r, status))
+		return 0;
+	if (p->status && strcmp(p->status, "missing") == 0)
+		log_info(L, "project_recovered", LOG_STR("project_name", r->name),
+		         LOG_INT("github_repo_id", r->id),
+		         LOG_INT("missing_count", p->missing_count));
+	if (p->name && strcmp(p->name, r->name) != 0 && p->repo_id == r->id)
+		log_info(L, "project_renamed", LOG_STR("project_name", r->name),
+		         LOG_STR("previous_name", p->name), LOG_INT("github_repo_id", r->id));
+	return exec_stmt(g, SQL_UPDATE, r, p->id, status, 0);
+}
+
+static int apply_missing(gh_sync *g, project *p)
+{
+	const char *L = g->run->logger;
+	long attempt = p->missing_count + 1;
+	bool marked = attempt >= g->threshold;
+
+	task_run_count(g->run, "repos_missing", 1);
+	log_warning(L, "project_missing_from_github", LOG_STR("project_name", p->name),
+	            LOG_INT("github_repo_id", p->repo_id), LOG_INT("attempt", attempt),
+	            LOG_INT("threshold", g->threshold));
+	if (marked)
+		log_warning(L, "project_marked_missing", LOG_STR("project_name", p->name),
+		            LOG_INT("github_repo_id", p->repo_id), LOG_INT("attempt", attempt));
+	return exec_stmt(g, SQL_MISSING, NULL, p->id, marked ? "missing" : p->status, attempt);
+}
+
+static int repo_cmp(const void *a, const void *b)
+{
+	const github_repo *x = a, *y = b;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+static int apply_listing(gh_sync *g)
+{
+	sqlite3 *db = store_db(g->run->store);
+	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+
+	if (rc == 0)
+		rc = projects_load(g);
+	if (g->repos.count > 1)
+		qsort(g->repos.items, g->repos.count, sizeof *g->repos.items, repo_cmp);
+	for (size_t i = 0; rc == 0 && i < g->repos.count; i++)
+		if (i == 0 || g->repos.items[i].id != g->repos.items[i - 1].id)
+			rc = apply_repo(g, &g->repos.items[i]);
+	for (size_t i = 0; rc == 0 && i < g->nprojects; i++) {
+		project *p = &g->projects[i];
+		if (p->repo_id && !p->seen && str_differs(p->status, "missing"))
+			rc = apply_missing(g, p);
+	}
+	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = -1;
+	if (rc != 0) {
+		task_run_fail(g->run, "store_error", "projects: %s", sqlite3_errmsg(db));
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return rc;
+}
+
+/* ---- mirroring ---- */
+
+static int store_spec(gh_sync *g, int64_t repo_id, const mirror_result *m)
+{
+	sqlite3_stmt *st = NULL;
+	const char *sql = "UPDATE projects SET spec = ?, readme = ?, updated_at = ?"
+	                  " WHERE github_repo_id = ? AND (spec IS NOT ? OR readme IS NOT ?)";
+	if (sqlite3_prepare_v2(store_db(g->run->store), sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, m->spec, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, m->readme, -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 3, g->now);
+	sqlite3_bind_int64(st, 4, repo_id);
+	sqlite3_bind_text(st, 5, m->spec, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, m->readme, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void mirror_all(gh_sync *g, const char *dir)
+{
+	char err[512];
+	mirror_init();
+	for (size_t i = 0; i < g->repos.count && !task_run_cancelled(g->run); i++) {
+		const github_repo *r = &g->repos.items[i];
+		mirror_result m = {0};
+		if (r->archived || r->clone_url == NULL ||
+		    (i > 0 && r->id == g->repos.items[i - 1].id))
+			continue;
+		if (mirror_sync(dir, r->name, r->clone_url, g->token, r->default_branch,
+		                g->run->cancel_fd, &m, err, sizeof err) != 0) {
+			log_warning(g->run->logger, "github_mirror_failed",
+			            LOG_STR("project_name", r->name), LOG_STR("error", err));
+			continue;
+		}
+		task_run_count(g->run, "repos_fetched", 1);
+		log_info(g->run->logger, "github_repo_mirrored", LOG_STR("project_name", r->name),
+		         LOG_BOOL("cloned", m.cloned), LOG_BOOL("has_spec", m.spec != NULL),
+		         LOG_BOOL("has_readme", m.readme != NULL));
+		if (store_spec(g, r->id, &m) != 0)
+			log_error(g->run->logger, "github_store_failed",
+			          LOG_STR("project_name", r->name),
+			          LOG_STR("error", sqlite3_errmsg(store_db(g->run->store))));
+		mirror_result_free(&m);
+	}
+	mirror_shutdown();
+}
+
+/* ---- the run ---- */
+
+static http_client *client_for(gh_sync *g)
+{
+	char ua[160];
+	snprintf(ua, sizeof ua, "fleetkeeper/%s", FK_VERSION);
+	http_options o = {
+	        .user_agent = sync_key_str(g->gh, "user_agent", ua),
+	        .timeout_ms = sync_key_duration_ms(g->gh, "timeout", 30000),
+	        .max_retries = 3,
+	        .cancel_fd = g->run->cancel_fd,
+	        .bearer_token = g->token,
+	        .accept = "application/vnd.github+json",
+	};
+	return http_client_new(&o);
+}
+
+static int sync_listings(gh_sync *g)
+{
+	const char *org = sync_key_str(g->gh, "org", NULL);
+	const char *user = sync_key_str(g->gh, "user", NULL);
+	char path[512];
+	int rc = TASK_OK;
+
+	if (org == NULL && user == NULL)
+		return task_run_fail(g->run, "config", "[github] needs org or user");
+	if (org) {
+		snprintf(path, sizeof path, "orgs/%s", org);
+		rc = fetch_listing(g, path);
+	}
+	if (rc == TASK_OK && user) {
+		snprintf(path, sizeof path, "users/%s", user);
+		rc = fetch_listing(g, path);
+	}
+	return rc;
+}
 
 static task_result github_sync_run(task_run *run)
 {
-	const config_section *gh = config_section_find(run->cfg, "github");
-	if (!credentials_available(gh, "token"))
+	gh_sync g = {.run = run, .gh = config_section_find(run->cfg, "github")};
+	task_result res;
+
+	g.token = sync_secret_read(g.gh, "token");
+	if (g.token == NULL)
 		return task_run_skip(run, "no_credentials");
-	return task_run_fail(run, "not_implemented",
-	                     "github_sync is not implemented in this version");
+	g.api_url = sync_key_str(g.gh, "api_url", "https://api.github.com");
+	g.threshold = sync_key_int(g.gh, "missing_threshold", 3);
+	g.per_page = sync_key_int(g.gh, "per_page", 100);
+	g.http = client_for(&g);
+	if (g.http == NULL) {
+		res = task_run_fail(run, "internal", "cannot create an HTTP client");
+		goto out;
+	}
+	res = sync_listings(&g);
+	const http_stats *hs = http_client_stats(g.http);
+	log_info(run->logger, "github_listing_fetched", LOG_BOOL("complete", res == TASK_OK),
+	         LOG_INT("repos", g.repos.count), LOG_INT("requests", hs->requests),
+	         LOG_INT("not_modified", hs->not_modified), LOG_INT("retries", hs->retries));
+	if (res != TASK_OK)
+		goto out;
+	g.now = sync_now();
+	if (apply_listing(&g) != 0) {
+		res = TASK_FAILED;
+		goto out;
+	}
+	const char *dir = sync_key_str(g.gh, "mirror_dir", NULL);
+	if (dir)
+		mirror_all(&g, dir);
+	res = TASK_OK;
+out:
+	projects_free(&g);
+	github_repo_list_free(&g.repos);
+	http_client_free(g.http);
+	sync_secret_free(g.token);
+	return res;
+}
+
+static size_t github_sync_start_fields(task_run *run, log_field *out, size_t cap)
+{
+	const config_section *gh = config_section_find(run->cfg, "github");
+	const char *org = sync_key_str(gh, "org", NULL);
+	if (cap < 1)
+		return 0;
+	out[0] = LOG_STR("org_name", org ? org : sync_key_str(gh, "user", NULL));
+	return 1;
 }
 
 const task_type task_type_github_sync = {
         .name = "github_sync",
         .logger = "tasks.github_sync",
         .items = github_sync_items,
+        .start_fields = github_sync_start_fields,
         .run = github_sync_run,
 };

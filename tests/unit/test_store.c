@@ -84,7 +84,7 @@ static void test_fresh_schema(void **state)
 	char sql[160];
 
 	assert_int_equal(store_schema_version(st), STORE_SCHEMA_VERSION);
-	assert_int_equal(query_int(st, "PRAGMA user_version"), 2);
+	assert_int_equal(query_int(st, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
 		snprintf(sql, sizeof sql,
 		         "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='%s'",
@@ -108,7 +108,7 @@ static void test_fresh_schema(void **state)
 	store *again = NULL;
 	char err[256];
 	assert_int_equal(store_open(&again, f->path, err, sizeof err), STORE_OK);
-	assert_int_equal(store_schema_version(again), 2);
+	assert_int_equal(store_schema_version(again), STORE_SCHEMA_VERSION);
 	store_close(again);
 }
 
@@ -134,7 +134,7 @@ static void test_migration_from_v1(void **state)
 	store_close(old);
 
 	store *st = open_ok(f);
-	assert_int_equal(store_schema_version(st), 2);
+	assert_int_equal(store_schema_version(st), STORE_SCHEMA_VERSION);
 	assert_int_equal(query_int(st, "SELECT count(*) FROM task_runs WHERE id = 1"
 	                               " AND task = 'github_sync' AND status = 'running'"),
 	                 1);
@@ -149,7 +149,8 @@ static void test_bad_version_argument(void **state)
 	fixture *f = *state;
 	char err[256] = "";
 	store *st = (store *)f; /* must be reset to NULL */
-	assert_int_equal(store_open_at_version(&st, f->path, 3, err, sizeof err), STORE_ERROR);
+	assert_int_equal(store_open_at_version(&st, f->path, STORE_SCHEMA_VERSION + 1, err, sizeof err),
+	                 STORE_ERROR);
 	assert_null(st);
 	assert_non_null(strstr(err, f->path));
 }
@@ -167,7 +168,7 @@ static void test_too_new(void **state)
 	assert_null(st);
 	assert_non_null(strstr(err, f->path));
 	assert_non_null(strstr(err, "99"));
-	assert_non_null(strstr(err, "(2)"));
+	assert_non_null(strstr(err, "(3)"));
 
 	err[0] = '\0';
 	assert_int_equal(store_open_readonly(&st, f->path, err, sizeof err), STORE_TOONEW);

@@ -1,0 +1,219 @@
+/*
+ * providers — see providers.h.
+ *
+ * Invariants: a listing is parsed into a local list and handed over only
+ * when every item is valid; ids must be positive integers (or digit
+ * strings) so that handles are always vps-<digits>; the credentials file's
+ * content never appears in an error.
+ */
+#include "providers.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "sync_common.h"
+
+void provider_list_free(provider_list *l)
+{
+	for (size_t i = 0; i < l->count; i++) {
+		provider_server *s = &l->items[i];
+		free(s->handle);
+		free(s->provider_id);
+		free(s->name);
+		free(s->ip);
+		free(s->ssh_user);
+		free(s->labels);
+	}
+	free(l->items);
+	*l = (provider_list){0};
+}
+
+provider_server *provider_list_add(provider_list *l)
+{
+	if (l->count == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 32;
+		provider_server *n = realloc(l->items, cap * sizeof *n);
+		if (n == NULL)
+			return NULL;
+		l->items = n;
+		l->cap = cap;
+	}
+	provider_server *s = &l->items[l->count++];
+	*s = (provider_server){.port = 22};
+	return s;
+}
+
+static char *str_of(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsString(v) && v->valuestring && v->valuestring[0] ? strdup(v->valuestring)
+	                                                                : NULL;
+}
+
+/* The id as digits into buf: 0, or -1 if absent or not a positive integer. */
+static int id_of(const cJSON *o, char *buf, size_t cap)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "server_id");
+	if (v == NULL)
+		v = cJSON_GetObjectItemCaseSensitive(o, "id");
+	if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble < 9007199254740992.0 &&
+	    floor(v->valuedouble) == v->valuedouble) {
+		snprintf(buf, cap, "%lld", (long long)v->valuedouble);
+		return 0;
+	}
+	if (cJSON_IsString(v) && v->valuestring && v->valuestring[0] &&
+	    strspn(v->valuestring, "0123456789") == strlen(v->valuestring) &&
+	    strlen(v->valuestring) < 19) {
+		snprintf(buf, cap, "%s", v->valuestring);
+		return 0;
+	}
+	return -1;
+}
+
+static int t4v_item(const cJSON *it, provider_list *l, char *err, size_t errlen)
+{
+	char id[32], handle[40];
+	if (!cJSON_IsObject(it) || id_of(it, id, sizeof id) != 0) {
+		snprintf(err, errlen, "server list item without a valid server_id");
+		return -1;
+	}
+	provider_server *s = provider_list_add(l);
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	snprintf(handle, sizeof handle, "vps-%s", id);
+	s->handle = strdup(handle);
+	s->provider_id = strdup(id);
+	s->name = str_of(it, "domain");
+	s->ip = str_of(it, "ip");
+	return 0;
+}
+
+int providers_time4vps_parse_list(const char *json, size_t len, provider_list *out, char *err,
+                                  size_t errlen)
+{
+	provider_list l = {0};
+	cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;
+	int rc = 0;
+
+	if (!cJSON_IsArray(root)) {
+		snprintf(err, errlen, "server list is not a JSON array");
+		rc = -1;
+	}
+	const cJSON *it;
+	if (rc == 0)
+		cJSON_ArrayForEach(it, root)
+		{
+			if ((rc = t4v_item(it, &l, err, errlen)) != 0)
+				break;
+		}
+	cJSON_Delete(root);
+	if (rc != 0) {
+		provider_list_free(&l);
+		return -1;
+	}
+	provider_list_free(out);
+	*out = l;
+	return 0;
+}
+
+char *providers_time4vps_parse_details(const char *json, size_t len, double now, char *err,
+                                       size_t errlen)
+{
+	cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		snprintf(err, errlen, "server details are not a JSON object");
+		return NULL;
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive(root, "fetched_at");
+	cJSON_AddNumberToObject(root, "fetched_at", now);
+	char *s = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	return s;
+}
+
+double providers_details_fetched_at(const char *details)
+{
+	cJSON *root = details ? cJSON_Parse(details) : NULL;
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "fetched_at");
+	double at = cJSON_IsNumber(v) ? v->valuedouble : 0;
+	cJSON_Delete(root);
+	return at;
+}
+
+static int get_json(http_client *c, const char *url, http_response *r, char *err, size_t errlen)
+{
+	int rc = http_get(c, url, NULL, r, err, errlen);
+	if (rc == HTTP_OK && r->status != 200) {
+		snprintf(err, errlen, "GET %s: HTTP %ld", url, r->status);
+		rc = -1;
+	}
+	return rc == HTTP_OK ? 0 : -1;
+}
+
+int providers_time4vps_list(http_client *c, const char *api_url, provider_list *out, char *err,
+                            size_t errlen)
+{
+	char url[1024];
+	http_response r;
+	snprintf(url, sizeof url, "%s/server", api_url);
+	int rc = get_json(c, url, &r, err, errlen);
+	if (rc == 0)
+		rc = providers_time4vps_parse_list(r.body, r.len, out, err, errlen);
+	http_response_free(&r);
+	return rc;
+}
+
+int providers_time4vps_details(http_client *c, const char *api_url, const char *id, double now,
+                               char **details, char *err, size_t errlen)
+{
+	char url[1024];
+	http_response r;
+	*details = NULL;
+	snprintf(url, sizeof url, "%s/server/%s", api_url, id);
+	int rc = get_json(c, url, &r, err, errlen);
+	if (rc == 0) {
+		*details = providers_time4vps_parse_details(r.body, r.len, now, err, errlen);
+		rc = *details ? 0 : -1;
+	}
+	http_response_free(&r);
+	return rc;
+}
+
+int providers_read_credentials(const char *path, char **user, char **pass, char *err, size_t errlen)
+{
+	size_t len = 0;
+	char *text = path ? sync_file_read(path, 65536, &len) : NULL;
+	*user = *pass = NULL;
+	if (text == NULL) {
+		snprintf(err, errlen, "cannot read credentials_file %s", path ? path : "(unset)");
+		return -1;
+	}
+	cJSON *root = cJSON_ParseWithLength(text, len);
+	explicit_bzero(text, len);
+	free(text);
+	if (cJSON_IsObject(root)) {
+		*user = str_of(root, "username");
+		*pass = str_of(root, "password");
+	}
+	const cJSON *pw = cJSON_GetObjectItemCaseSensitive(root, "password");
+	if (cJSON_IsString(pw) && pw->valuestring)
+		explicit_bzero(pw->valuestring, strlen(pw->valuestring));
+	cJSON_Delete(root);
+	if (*user == NULL || *pass == NULL) {
+		sync_secret_free(*pass);
+		free(*user);
+		*user = *pass = NULL;
+		snprintf(err, errlen,
+		         "credentials_file %s: expected {\"username\": ..., \"password\": ...}",
+		         path);
+		return -1;
+	}
+	return 0;
+}

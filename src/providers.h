@@ -1,0 +1,54 @@
+/*
+ * providers — where servers come from: the record every provider yields,
+ * and the Time4VPS API (GET {api_url}/server, GET {api_url}/server/{id},
+ * basic auth from a JSON credentials file {"username": ..., "password": ...}).
+ *
+ * Parsing is all or nothing: a listing with one malformed item is an error
+ * (an incomplete listing must never make servers look vanished).
+ */
+#ifndef FK_PROVIDERS_H
+#define FK_PROVIDERS_H
+
+#include <stddef.h>
+
+#include "http.h"
+
+typedef struct {
+	char *handle;      /* vps-<id>, or the inventory hostname */
+	char *provider_id; /* the provider's id, NULL if none */
+	char *name;        /* the provider's name for it (domain), NULL if none */
+	char *ip;          /* NULL if unknown */
+	int port;          /* 22 unless known */
+	char *ssh_user;    /* NULL: the [ssh] user */
+	char *labels;      /* JSON array of strings, NULL if none */
+} provider_server;
+
+typedef struct {
+	provider_server *items;
+	size_t count, cap;
+} provider_list;
+
+void provider_list_free(provider_list *l);
+/* A new zeroed item (port 22), or NULL when out of memory. */
+provider_server *provider_list_add(provider_list *l);
+
+/* A Time4VPS server list (JSON array of {server_id|id, domain, ip, status}). */
+int providers_time4vps_parse_list(const char *json, size_t len, provider_list *out, char *err,
+                                  size_t errlen);
+/* Details object -> malloc'd JSON object with "fetched_at": now added. */
+char *providers_time4vps_parse_details(const char *json, size_t len, double now, char *err,
+                                       size_t errlen);
+/* The "fetched_at" of a stored details JSON, 0 if none. */
+double providers_details_fetched_at(const char *details);
+
+int providers_time4vps_list(http_client *c, const char *api_url, provider_list *out, char *err,
+                            size_t errlen);
+int providers_time4vps_details(http_client *c, const char *api_url, const char *id, double now,
+                               char **details, char *err, size_t errlen);
+
+/* {"username": ..., "password": ...} from path; both malloc'd (wipe the
+ * password when done). 0, or -1 with err (never the content). */
+int providers_read_credentials(const char *path, char **user, char **pass, char *err,
+                               size_t errlen);
+
+#endif

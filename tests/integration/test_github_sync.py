@@ -1,0 +1,288 @@
+"""github_sync against the replay server (issue 6): every page, the token sent
+but never printed, ETag 304s, retries, rate limits, truncated pages, missing
+after the threshold, recovery, renames, and libgit2 mirrors."""
+import json
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import base_env, parse_lines
+from replay import Replay
+
+TOKEN = "ghp_SECRETTOKEN1234567890abcdef"
+LSAN = "suppressions=%s" % (Path(__file__).parent / "lsan_libgit2.supp")
+
+
+@pytest.fixture
+def replay():
+    r = Replay(org="acme", repos=250).start()
+    yield r
+    r.stop()
+
+
+def configure(env, replay, extra="", org="acme"):
+    tok = env.dir / "gh.token"
+    tok.write_text(TOKEN + "\n")
+    env.write_config(f"""[github]
+api_url = {replay.url}
+org = {org}
+token_file = {tok}
+missing_threshold = 3
+timeout = 10s
+{extra}
+
+[task.github_sync]
+""")
+
+
+def once(env, **extra_env):
+    r = env.run("once", "github_sync", env=base_env(**extra_env) if extra_env else None)
+    assert TOKEN not in r.stdout and TOKEN not in r.stderr
+    assert "runtime error" not in r.stderr and "Sanitizer" not in r.stderr, r.stderr
+    return r, parse_lines(r.stdout)
+
+
+def named(events, name):
+    return [e for e in events if e.get("event") == name]
+
+
+def complete(events):
+    (c,) = named(events, "github_sync_complete")
+    return c
+
+
+def projects(env):
+    return {r[0]: r[1:] for r in env.sql(
+        "SELECT name, github_repo_id, status, missing_count FROM projects")}
+
+
+def test_all_pages_token_sent_and_etag_304(env, replay):
+    configure(env, replay)
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    (start,) = named(ev, "github_sync_start")
+    assert start["org_name"] == "acme"
+    c = complete(ev)
+    assert c["repos_synced"] == 250 and c["repos_discovered"] == 250
+    assert len(named(ev, "github_project_discovered")) == 250
+    assert len(projects(env)) == 250
+    reqs = replay.requests_to("/orgs/acme/repos")
+    assert len(reqs) == 3  # 100 + 100 + 50
+    for q in reqs:
+        assert q["headers"]["Authorization"] == "Bearer " + TOKEN
+        assert q["headers"]["User-Agent"].startswith("fleetkeeper/")
+    # Never stored either.
+    con = sqlite3.connect(env.db)
+    for (line,) in con.execute("SELECT line FROM events"):
+        assert TOKEN not in line
+    con.close()
+
+    before = env.sql("SELECT max(updated_at), count(*) FROM projects")
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    c = complete(ev)
+    assert c["repos_synced"] == 250 and c["repos_discovered"] == 0 and c["repos_missing"] == 0
+    reqs = replay.requests_to("/orgs/acme/repos")[3:]
+    assert len(reqs) == 3 and all("If-None-Match" in q["headers"] for q in reqs)
+    (lf,) = named(ev, "github_listing_fetched")
+    assert lf["not_modified"] == 3
+    assert env.sql("SELECT max(updated_at), count(*) FROM projects") == before
+
+
+def test_502_then_success_is_retried(env, replay):
+    configure(env, replay)
+    replay.fault("/orgs/acme/repos", "502", times=1)
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert complete(ev)["repos_synced"] == 250
+    (lf,) = named(ev, "github_listing_fetched")
+    assert lf["retries"] == 1
+
+
+def test_short_rate_limit_is_waited_out(env, replay):
+    configure(env, replay)
+    replay.fault("/orgs/acme/repos", "ratelimit:1", times=1)
+    t0 = time.monotonic()
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert complete(ev)["repos_synced"] == 250
+    assert time.monotonic() - t0 >= 0.9
+
+
+def test_long_rate_limit_stops_the_run(env, replay):
+    configure(env, replay)
+    replay.fault("/orgs/acme/repos", "ratelimit:3600", times=1)
+    r, ev = once(env)
+    assert r.returncode == 1
+    (rl,) = named(ev, "github_rate_limited")
+    assert rl["reset_at"] > time.time() + 3000
+    (f,) = named(ev, "github_sync_failed")
+    assert f["error_type"] == "github_rate_limited"
+    assert env.sql("SELECT count(*) FROM projects") == [(0,)]
+
+
+def test_truncated_page_fails_without_marking_missing(env, replay):
+    configure(env, replay)
+    assert once(env)[0].returncode == 0
+    del replay.repos[10:20]  # would be "missing" if the listing were complete
+    replay.changed()
+    replay.fault("/orgs/acme/repos", "truncate", times=-1)
+    r, ev = once(env)
+    assert r.returncode == 1
+    (f,) = named(ev, "github_sync_failed")
+    assert f["error_type"] == "github_incomplete_listing"
+    assert not named(ev, "project_missing_from_github")
+    assert all(v[1] == "active" and v[2] == 0 for v in projects(env).values())
+
+
+def test_missing_after_threshold_then_recovered(env, replay):
+    configure(env, replay)
+    assert once(env)[0].returncode == 0
+    gone = replay.repos.pop(5)
+    replay.changed()
+    for attempt in (1, 2, 3):
+        r, ev = once(env)
+        assert r.returncode == 0, r.stderr
+        (m,) = named(ev, "project_missing_from_github")
+        assert m["project_name"] == gone["name"] and m["github_repo_id"] == gone["id"]
+        assert m["attempt"] == attempt and m["threshold"] == 3
+        assert complete(ev)["repos_missing"] == 1
+        marked = named(ev, "project_marked_missing")
+        assert len(marked) == (1 if attempt == 3 else 0)
+        assert projects(env)[gone["name"]][1] == ("missing" if attempt == 3 else "active")
+    # Already missing: nothing more.
+    r, ev = once(env)
+    assert not named(ev, "project_missing_from_github")
+    replay.repos.insert(5, gone)
+    replay.changed()
+    r, ev = once(env)
+    assert r.returncode == 0
+    (rec,) = named(ev, "project_recovered")
+    assert rec["project_name"] == gone["name"]
+    assert projects(env)[gone["name"]][1:] == ("active", 0)
+
+
+def test_archived_renamed_and_linked(env, replay):
+    configure(env, replay)
+    env.state.mkdir(parents=True, exist_ok=True)
+    assert once(env)[0].returncode == 0
+    con = sqlite3.connect(env.db)
+    with con:
+        con.execute("INSERT INTO projects(name, created_at, updated_at) VALUES ('legacy', 0, 0)")
+    con.close()
+    replay.repos[0]["archived"] = True
+    replay.repos[1]["name"] = "renamed-one"
+    replay.repos.append(replay.make_repo(99999, "legacy"))
+    replay.changed()
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    p = projects(env)
+    assert p[replay.repos[0]["name"]][1] == "archived"
+    assert p["renamed-one"][0] == replay.repos[1]["id"]
+    assert "repo-0001" not in p
+    assert named(ev, "project_linked_to_github")[0]["project_name"] == "legacy"
+    assert p["legacy"][0] == 99999
+    assert complete(ev)["repos_discovered"] == 0 and complete(ev)["repos_missing"] == 0
+
+
+def test_renamed_org_301_is_followed(env, replay):
+    replay.rename_org("old-acme")
+    configure(env, replay, org="old-acme")
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert complete(ev)["repos_synced"] == 250
+    first = replay.requests_to("/orgs/acme/repos")[0]
+    assert first["headers"]["Authorization"] == "Bearer " + TOKEN
+
+
+def test_no_token_is_skipped(env, replay):
+    env.write_config(f"""[github]
+api_url = {replay.url}
+org = acme
+token_env = FK_TEST_NO_SUCH_TOKEN
+
+[task.github_sync]
+""")
+    r, ev = once(env)
+    assert r.returncode == 0
+    (s,) = named(ev, "github_sync_skipped")
+    assert s["reason"] == "no_credentials"
+    assert replay.requests == []
+
+
+def test_token_from_env(env, replay):
+    env.write_config(f"""[github]
+api_url = {replay.url}
+org = acme
+token_env = FK_TEST_GH_TOKEN
+
+[task.github_sync]
+""")
+    r = env.run("once", "github_sync", env=base_env(FK_TEST_GH_TOKEN=TOKEN))
+    assert r.returncode == 0, r.stderr
+    assert TOKEN not in r.stdout + r.stderr
+    assert replay.requests_to("/orgs/")[0]["headers"]["Authorization"] == "Bearer " + TOKEN
+
+
+@pytest.mark.parametrize("body", [
+    b"{}", b"null", b"[1, 2]", b'[{"id": "x", "name": "a"}]', b'[{"id": 5}]',
+    b'[{"id": 1e300, "name": "a"}]', b"[" * 5000, b'\xff\xfe[]',
+])
+def test_malformed_pages_fail_cleanly(env, replay, body):
+    configure(env, replay)
+    replay._pages[(100, 1)] = (body, '"bad"')
+    r, ev = once(env)
+    assert r.returncode == 1, r.stderr
+    assert named(ev, "github_sync_failed")[0]["error_type"] == "github_incomplete_listing"
+
+
+def git(*args, cwd=None):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                   env=base_env(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+                                GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com"))
+
+
+def make_bare(tmp, name, spec=None, readme=None):
+    work = tmp / ("work-" + name)
+    work.mkdir()
+    git("init", "-q", "-b", "main", str(work))
+    if spec is not None:
+        (work / ".project-spec.yaml").write_text(spec)
+    (work / "README.md").write_text(readme or "# %s\n" % name)
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "init", cwd=work)
+    bare = tmp / ("%s.git" % name)
+    git("clone", "-q", "--bare", str(work), str(bare))
+    return work, bare
+
+
+def test_mirror_clone_then_fetch_reads_spec_and_readme(env, replay, tmp_path):
+    w1, b1 = make_bare(tmp_path, "alpha", spec="name: alpha\nport: 8080\n", readme="# Alpha\n")
+    _, b2 = make_bare(tmp_path, "beta")
+    replay.repos = [replay.make_repo(1, "alpha", clone_url="file://%s" % b1),
+                    replay.make_repo(2, "beta", clone_url="file://%s" % b2)]
+    replay.changed()
+    mirrors = tmp_path / "mirrors"
+    configure(env, replay, extra=f"mirror_dir = {mirrors}")
+    r, ev = once(env, LSAN_OPTIONS=LSAN)
+    assert r.returncode == 0, r.stderr
+    assert complete(ev)["repos_fetched"] == 2
+    assert all(e["cloned"] for e in named(ev, "github_repo_mirrored"))
+    assert (mirrors / "alpha.git" / "HEAD").exists()
+    rows = dict(((n, (s, rd)) for n, s, rd in env.sql("SELECT name, spec, readme FROM projects")))
+    assert rows["alpha"] == ("name: alpha\nport: 8080\n", "# Alpha\n")
+    assert rows["beta"] == (None, "# beta\n")
+
+    # A new commit upstream arrives with a fetch.
+    (w1 / ".project-spec.yaml").write_text("name: alpha\nport: 9090\n")
+    git("commit", "-q", "-am", "port", cwd=w1)
+    git("push", "-q", str(b1), "main", cwd=w1)
+    r, ev = once(env, LSAN_OPTIONS=LSAN)
+    assert r.returncode == 0, r.stderr
+    assert not any(e["cloned"] for e in named(ev, "github_repo_mirrored"))
+    assert env.sql("SELECT spec FROM projects WHERE name='alpha'") == [("name: alpha\nport: 9090\n",)]
+    cfg = (mirrors / "alpha.git" / "config").read_text()
+    assert TOKEN not in cfg

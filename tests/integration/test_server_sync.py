@@ -1,0 +1,237 @@
+"""server_sync (issue 6): Time4VPS-shaped API on the replay server, an Ansible
+inventory of five hosts with groups, ghosts, vanished and reappearing
+servers, details refresh and provisioning triggers."""
+import base64
+import json
+import shutil
+
+import pytest
+
+from conftest import parse_lines
+from replay import Replay
+
+PASSWORD = "t4v-Sup3rSecret-pw"
+
+
+@pytest.fixture
+def replay():
+    r = Replay(repos=0).start()
+    r.servers = [{"server_id": 101, "domain": "alpha.example", "ip": "10.0.0.1", "status": "Active"},
+                 {"server_id": 102, "domain": "beta.example", "ip": "10.0.0.2", "status": "Active"},
+                 {"server_id": 103, "domain": "ghost.example", "ip": "10.0.0.3", "status": "Active"}]
+    for s in r.servers:
+        r.details[str(s["server_id"])] = {"cpu_cores": 2, "ram_limit": 4096, "disk_limit": 80,
+                                          "ram_used": 1024, "disk_usage": 10, "os": "debian-12"}
+    yield r
+    r.stop()
+
+
+def t4v_config(env, replay, extra=""):
+    cred = env.dir / "t4v.json"
+    cred.write_text(json.dumps({"username": "ops", "password": PASSWORD}))
+    env.write_config(f"""[provider.time4vps]
+api_url = {replay.url}/t4v
+credentials_file = {cred}
+ghost_servers = 10.0.0.3
+details_interval = 1h
+timeout = 10s
+{extra}
+
+[task.server_sync]
+""")
+
+
+def once(env):
+    r = env.run("once", "server_sync")
+    assert PASSWORD not in r.stdout + r.stderr
+    assert "runtime error" not in r.stderr and "Sanitizer" not in r.stderr, r.stderr
+    return r, parse_lines(r.stdout)
+
+
+def named(events, name):
+    return [e for e in events if e.get("event") == name]
+
+
+def complete(events):
+    (c,) = named(events, "server_sync_complete")
+    return c
+
+
+def rows(env):
+    return {r[0]: r[1:] for r in env.sql(
+        "SELECT handle, ip, status, is_managed, provider, provider_id FROM servers")}
+
+
+def test_time4vps_discovery_ghost_missing_reappeared(env, replay):
+    t4v_config(env, replay)
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert named(ev, "server_sync_start")[0]["providers"] == "time4vps"
+    c = complete(ev)
+    assert c["servers_discovered"] == 3 and c["details_updated"] == 3
+    assert c["triggers_published"] == 2 and c["servers_missing"] == 0
+    assert rows(env) == {
+        "vps-101": ("10.0.0.1", "pending_setup", 1, "time4vps", "101"),
+        "vps-102": ("10.0.0.2", "pending_setup", 1, "time4vps", "102"),
+        "vps-103": ("10.0.0.3", "reserved", 0, "time4vps", "103"),
+    }
+    assert len(named(ev, "managed_server_discovered")) == 2
+    (g,) = named(ev, "ghost_server_discovered")
+    assert g["server_handle"] == "vps-103"
+    assert {e["server_handle"]: e["is_ghost"] for e in named(ev, "server_discovered")} == {
+        "vps-101": False, "vps-102": False, "vps-103": True}
+    expect = "Basic " + base64.b64encode(b"ops:" + PASSWORD.encode()).decode()
+    assert all(q["headers"]["Authorization"] == expect for q in replay.requests_to("/t4v/"))
+    (details,) = env.sql("SELECT details FROM servers WHERE handle='vps-101'")[0]
+    d = json.loads(details)
+    assert d["cpu_cores"] == 2 and d["os"] == "debian-12" and d["fetched_at"] > 0
+
+    # Details are not fetched again within details_interval.
+    n = len(replay.requests_to("/t4v/server/"))
+    r, ev = once(env)
+    assert complete(ev)["details_updated"] == 0 and complete(ev)["servers_discovered"] == 0
+    assert len(replay.requests_to("/t4v/server/")) == n
+
+    # One vanishes from a complete listing, then comes back.
+    con_status = "ready"
+    import sqlite3
+    con = sqlite3.connect(env.db)
+    with con:
+        con.execute("UPDATE servers SET status = ? WHERE handle = 'vps-102'", (con_status,))
+    con.close()
+    gone = replay.servers.pop(1)
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    (m,) = named(ev, "server_missing_from_provider")
+    assert m["server_handle"] == "vps-102" and complete(ev)["servers_missing"] == 1
+    assert rows(env)["vps-102"][1] == "missing"
+    replay.servers.append(gone)
+    r, ev = once(env)
+    (re_,) = named(ev, "server_reappeared")
+    assert re_["server_handle"] == "vps-102"
+    assert rows(env)["vps-102"][1] == "ready"
+
+
+def test_time4vps_failure_changes_nothing(env, replay):
+    t4v_config(env, replay)
+    assert once(env)[0].returncode == 0
+    replay.fault("/t4v/server", "502", times=-1)
+    r, ev = once(env)
+    assert r.returncode == 1
+    assert named(ev, "server_sync_failed")[0]["error_type"] == "provider_incomplete_listing"
+    assert not named(ev, "server_missing_from_provider")
+    assert all(v[1] != "missing" for v in rows(env).values())
+
+
+@pytest.mark.parametrize("body", [
+    {"servers": []}, [{"domain": "x"}], [{"server_id": "abc"}], [None], "[[[[",
+])
+def test_time4vps_malformed_list(env, replay, body):
+    t4v_config(env, replay)
+    assert once(env)[0].returncode == 0
+    replay.servers = body if isinstance(body, list) else body
+    if isinstance(body, str):
+        replay.servers = []
+        replay._send_raw = body
+        orig = replay._t4v
+
+        def raw(h, parts):
+            if parts == ["t4v", "server"]:
+                return replay._send(h, 200, body.encode())
+            return orig(h, parts)
+        replay._t4v = raw
+    r, ev = once(env)
+    assert r.returncode == 1
+    assert not named(ev, "server_missing_from_provider")
+
+
+def test_bad_credentials_file(env, replay):
+    t4v_config(env, replay)
+    (env.dir / "t4v.json").write_text("not json " + PASSWORD)
+    r, ev = once(env)
+    assert r.returncode == 1
+    assert replay.requests == []
+
+
+INVENTORY = """
+[web]
+web1 ansible_host=127.0.0.11 ansible_port=2201 ansible_user=deploy
+web2 ansible_host=127.0.0.12
+
+[db]
+db1 ansible_host=127.0.0.21 ansible_user=postgres
+
+[cache]
+cache1 ansible_host=127.0.0.31
+
+[prod:children]
+web
+db
+
+[spare]
+spare1 ansible_host=127.0.0.99
+"""
+
+
+@pytest.mark.skipif(shutil.which("ansible-inventory") is None, reason="needs ansible")
+def test_inventory_five_hosts_with_groups(env):
+    inv = env.dir / "inventory.ini"
+    inv.write_text(INVENTORY)
+    env.write_config(f"""[provider.inventory]
+file = {inv}
+ghost_servers = spare1
+
+[task.server_sync]
+""")
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert named(ev, "server_sync_start")[0]["providers"] == "inventory"
+    got = {h: (ip, port, user, status, managed, json.loads(labels) if labels else None)
+           for h, ip, port, user, status, managed, labels in env.sql(
+               "SELECT handle, ip, port, ssh_user, status, is_managed, labels FROM servers")}
+    assert got == {
+        "web1": ("127.0.0.11", 2201, "deploy", "pending_setup", 1, ["prod", "web"]),
+        "web2": ("127.0.0.12", 22, None, "pending_setup", 1, ["prod", "web"]),
+        "db1": ("127.0.0.21", 22, "postgres", "pending_setup", 1, ["db", "prod"]),
+        "cache1": ("127.0.0.31", 22, None, "pending_setup", 1, ["cache"]),
+        "spare1": ("127.0.0.99", 22, None, "reserved", 0, ["spare"]),
+    }
+    assert complete(ev)["servers_discovered"] == 5 and complete(ev)["triggers_published"] == 4
+
+    # cache1 removed, web2 moved: missing and updated.
+    inv.write_text(INVENTORY.replace("cache1 ansible_host=127.0.0.31\n", "")
+                   .replace("127.0.0.12", "127.0.0.13"))
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    c = complete(ev)
+    assert c["servers_missing"] == 1 and c["servers_updated"] == 1
+    assert env.sql("SELECT status FROM servers WHERE handle='cache1'") == [("missing",)]
+
+    # A broken inventory is a failed listing, not an empty one.
+    inv.write_text("[web\nthis is not an inventory ===\n")
+    r, ev = once(env)
+    assert r.returncode == 1
+    assert not named(ev, "server_missing_from_provider")
+
+
+def test_inventory_without_ansible(env, tmp_path):
+    inv = env.dir / "inventory.ini"
+    inv.write_text(INVENTORY)
+    env.write_config(f"""[provider.inventory]
+file = {inv}
+
+[task.server_sync]
+""")
+    from conftest import base_env
+    r = env.run("once", "server_sync", env=base_env(PATH=str(tmp_path / "empty")))
+    assert r.returncode == 1
+    ev = parse_lines(r.stdout)
+    (f,) = named(ev, "server_sync_provider_failed")
+    assert "ansible-inventory" in f["error"] and "installed" in f["error"]
+
+
+def test_no_providers_is_skipped(env):
+    env.write_config("[task.server_sync]\n")
+    r, ev = once(env)
+    assert r.returncode == 0
+    assert named(ev, "server_sync_skipped")[0]["reason"] == "no_providers"

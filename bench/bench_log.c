@@ -111,7 +111,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	double ratio = base / ours;
-	printf("structlog_ns_per_event: %.0f ns (seed setup: stdlib logging, one write per event)\n",
+	printf("structlog_ns_per_event: %.0f ns (seed setup: stdlib logging, one write per "
+	       "event)\n",
 	       base);
 	printf("ratio: %.1f x\n", ratio);
 	printf("structlog_print_ns_per_event: %.0f ns (lean PrintLogger, buffered)\n", lean);

@@ -197,8 +197,12 @@ static const key_spec ansible_keys[] = {
 };
 
 static const section_schema plain_sections[] = {
-        {"daemon", daemon_keys}, {"log", log_keys},       {"metrics", metrics_keys},
-        {"ssh", ssh_keys},       {"github", github_keys}, {"ansible", ansible_keys},
+        {"daemon", daemon_keys},
+        {"log", log_keys},
+        {"metrics", metrics_keys},
+        {"ssh", ssh_keys},
+        {"github", github_keys},
+        {"ansible", ansible_keys},
         {NULL, NULL},
 };
 

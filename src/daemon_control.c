@@ -148,6 +148,7 @@ char *daemon_control_handle(void *ctx, const cJSON *request)
 		return trigger_reply(d, request);
 	if (strcmp(cmd, "recover") == 0)
 		return recovery_control_request(d->cfg, d->rt.st, request);
-	snprintf(msg, sizeof msg, "unknown cmd '%.64s' (known: ping, status, trigger, recover)", cmd);
+	snprintf(msg, sizeof msg, "unknown cmd '%.64s' (known: ping, status, trigger, recover)",
+	         cmd);
 	return control_error_reply(msg);
 }

@@ -68,7 +68,7 @@ struct daemon_state {
 	looptimer grace;
 	looptimer watchdog;
 	looptimer prune;
-	looptimer stop_poll;     /* while stopping with recoveries still running */
+	looptimer stop_poll; /* while stopping with recoveries still running */
 	int64_t watchdog_ms;
 	double started_at;
 };

@@ -27,7 +27,7 @@ static void follow_state_init(follow_state *fs, const char *task)
 	memset(fs, 0, sizeof *fs);
 	for (int i = 0; i < 3; i++)
 		snprintf(fs->terminal[i], sizeof fs->terminal[i], "\"event\": \"%.128s_%s\"", task,
-			 suffix[i]);
+		         suffix[i]);
 }
 
 static int print_event(void *ctx, int64_t id, const char *json)
@@ -63,8 +63,7 @@ static void pause_ms(long ms)
  * and its terminal event was stored (the writer commits at least every
  * 250 ms), or, if that event never comes (the daemon died), 5 s after the
  * last event. */
-int follow_run(const config *cfg, const char *task, int64_t run_id,
-		      const char *correlation_id)
+int follow_run(const config *cfg, const char *task, int64_t run_id, const char *correlation_id)
 {
 	store *st = NULL;
 	char err[512];
@@ -97,4 +96,3 @@ int follow_run(const config *cfg, const char *task, int64_t run_id,
 	store_close(st);
 	return probe.status == RUN_SUCCESS || probe.status == RUN_SKIPPED ? EXIT_OK : EXIT_FAILED;
 }
-

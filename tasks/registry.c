@@ -13,11 +13,8 @@ extern const task_type task_type_health_check;
 extern const task_type task_type_provision;
 
 static const task_type *const registry[] = {
-        &task_type_command,
-        &task_type_github_sync,
-        &task_type_server_sync,
-        &task_type_health_check,
-        &task_type_provision,
+        &task_type_command,      &task_type_github_sync, &task_type_server_sync,
+        &task_type_health_check, &task_type_provision,
 };
 
 const task_type *task_type_find(const char *name)

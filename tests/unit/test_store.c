@@ -149,8 +149,9 @@ static void test_bad_version_argument(void **state)
 	fixture *f = *state;
 	char err[256] = "";
 	store *st = (store *)f; /* must be reset to NULL */
-	assert_int_equal(store_open_at_version(&st, f->path, STORE_SCHEMA_VERSION + 1, err, sizeof err),
-	                 STORE_ERROR);
+	assert_int_equal(
+	        store_open_at_version(&st, f->path, STORE_SCHEMA_VERSION + 1, err, sizeof err),
+	        STORE_ERROR);
 	assert_null(st);
 	assert_non_null(strstr(err, f->path));
 }

@@ -1,7 +1,7 @@
 """A replay HTTP server for the sync tests: GitHub and Time4VPS on loopback.
 
 GitHub responses are built from the recorded exchanges of
-/work/shared/fixtures/github (FK_GITHUB_FIXTURES overrides): each repository
+tests/fixtures/github (FK_GITHUB_FIXTURES overrides): each repository
 of the organization is the recorded repository object with its id, name and
 URLs changed, and the response headers are the recorded ones (rate-limit
 headers, content type, cache control) plus a Link header with rel="next" /
@@ -27,7 +27,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-FIXTURES = Path(os.environ.get("FK_GITHUB_FIXTURES", "/work/shared/fixtures/github"))
+# A copy of the recorded responses (octokit fixtures, MIT, see its LICENSE.md)
+# lives in tests/fixtures/github so that the tests need nothing outside the
+# repository.
+FIXTURES = Path(os.environ.get("FK_GITHUB_FIXTURES",
+                               Path(__file__).resolve().parents[1] / "fixtures" / "github"))
 
 SKIP_HEADERS = {"content-length", "link", "etag", "connection", "date", "status",
                 "transfer-encoding", "content-encoding", "location", "vary"}

@@ -3,6 +3,7 @@
 Each case checks the exit code, and the stage and error_type of the one
 ssh_connection_test event. Only 127.0.0.0/8 is contacted.
 """
+import os
 import time
 
 import pytest
@@ -226,3 +227,71 @@ timeout = 5s
     finally:
         agent.terminate()
         agent.wait(timeout=10)
+
+
+class PasswordSshd(Sshd):
+    """An sshd that accepts only passwords: root's password is PASSWORD in a
+    private copy of /etc/shadow bind-mounted over the real one inside a mount
+    namespace of its own (the machine's accounts are never touched)."""
+
+    PASSWORD = "fleet keeper password 7"
+
+    def write_config(self):
+        super().write_config()
+        text = self.conf.read_text()
+        text = text.replace("PubkeyAuthentication yes", "PubkeyAuthentication no")
+        text = text.replace("PasswordAuthentication no", "PasswordAuthentication yes")
+        self.conf.write_text(text)
+
+    def start(self):
+        import subprocess
+
+        from sshd import SSHD, wait_accepting
+
+        digest = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=self.PASSWORD,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        shadow = self.dir / "shadow"
+        lines = []
+        for line in open("/etc/shadow"):
+            parts = line.rstrip("\n").split(":")
+            if parts[0] == "root":
+                parts[1] = digest
+            lines.append(":".join(parts))
+        shadow.write_text("\n".join(lines) + "\n")
+        shadow.chmod(0o600)
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        self.write_config()
+        script = f'mount --bind "{shadow}" /etc/shadow && exec "{SSHD}" -D -e -f "{self.conf}"'
+        self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private",
+                                      "sh", "-c", script],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+        for a, p in self.endpoints:
+            wait_accepting(a, p, proc=self.proc)
+        return self
+
+
+def test_password_file_authentication(env, tmp_path):
+    sshd = PasswordSshd(tmp_path, name="pwsshd").start()
+    try:
+        good = tmp_path / "password"
+        good.write_text(PasswordSshd.PASSWORD + "\n")
+        bad = tmp_path / "wrong_password"
+        bad.write_text("not the password\n")
+        for pwfile, rc_expected in ((good, 0), (bad, 1)):
+            env.write_config(
+                f"""[ssh]
+user = root
+password_file = {pwfile}
+known_hosts = {env.dir / "known_hosts"}
+host_key_policy = accept-new
+timeout = 5s
+""")
+            r = env.run("ssh-test", f"127.0.0.1:{sshd.port}")
+            events = [e for e in parse_lines(r.stdout) if e.get("event") == "ssh_connection_test"]
+            assert r.returncode == rc_expected, r.stdout + r.stderr
+            assert events[0]["stage"] == ("exec" if rc_expected == 0 else "auth")
+            # the password never reaches the output
+            assert PasswordSshd.PASSWORD not in r.stdout + r.stderr
+    finally:
+        sshd.stop()

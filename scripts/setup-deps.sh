@@ -13,6 +13,8 @@ test_pkgs=(libcmocka-dev python3 python3-pytest python3-structlog python3-cronit
 command -v npm >/dev/null 2>&1 || test_pkgs+=(npm)
 # Ansible runner tests (issue 5): the real ansible-playbook, sshpass for password auth, git.
 test_pkgs+=(ansible ansible-lint sshpass git)
+# Robustness (issue 8): libFuzzer (clang + its runtime), valgrind, mount and nm.
+test_pkgs+=(clang libclang-rt-14-dev valgrind binutils mount)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = "test" ]; then

@@ -2,7 +2,9 @@
  * control — see control.h.
  *
  * Server invariants: each client has one input buffer (never above
- * CONTROL_MAX_REQUEST), one pending output buffer, and one idle timer on the
+ * CONTROL_MAX_REQUEST), one pending output buffer (not read into while more
+ * than CONTROL_MAX_REQUEST of replies are pending, so a client that never
+ * reads cannot grow it without bound), and one idle timer on the
  * loop's wheel; a client is freed in exactly one place (client_close), which
  * also cancels its timer and removes its fd from the epoll set.
  */
@@ -180,7 +182,12 @@ static void client_flush(client *cl)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = cl};
+			/* Backpressure: a client that does not read its replies
+			 * is not read from either once they pile up. */
+			uint32_t want = cl->out_len - cl->out_off > CONTROL_MAX_REQUEST
+			                        ? EPOLLOUT
+			                        : EPOLLIN | EPOLLOUT;
+			struct epoll_event ev = {.events = want, .data.ptr = cl};
 			epoll_ctl(cl->owner->epoll_fd, EPOLL_CTL_MOD, cl->fd, &ev);
 			return;
 		}
@@ -240,10 +247,12 @@ static void client_process_lines(client *cl)
 	char *start = cl->in;
 	char *nl;
 	while (!cl->closing && (nl = memchr(start, '\n', cl->in_len - (size_t)(start - cl->in)))) {
-		*nl = '\0';
-		if (nl > start && nl[-1] == '\r')
-			nl[-1] = '\0';
-		if (*start)
+		char *end = nl > start && nl[-1] == '\r' ? nl - 1 : nl;
+		*end = '\0';
+		/* A NUL inside the line would hide the rest of it from the parser. */
+		if (end > start && memchr(start, '\0', (size_t)(end - start)) != NULL)
+			client_queue_reply(cl, control_error_reply("malformed request: NUL byte"));
+		else if (end > start)
 			client_queue_reply(cl, answer(cl->owner, start));
 		start = nl + 1;
 	}
@@ -254,6 +263,8 @@ static void client_process_lines(client *cl)
 static void client_readable(client *cl)
 {
 	for (;;) {
+		if (cl->out_len - cl->out_off > CONTROL_MAX_REQUEST)
+			break; /* replies pending: see client_flush */
 		size_t room = CONTROL_MAX_REQUEST - cl->in_len;
 		if (room == 0) {
 			client_queue_reply(

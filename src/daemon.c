@@ -14,6 +14,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -311,6 +313,18 @@ static void announce_start(daemon_state *d)
 	         LOG_STR("control_socket", d->cfg->control_socket));
 }
 
+/* A stdout pipe or socket nobody reads must not stop the daemon: made
+ * non-blocking, a full one drops console lines (log.c) while the events
+ * still reach the store. Terminals and files are left as they are. */
+static void stdout_nonblocking(void)
+{
+	struct stat st;
+	int fl = fcntl(STDOUT_FILENO, F_GETFL);
+	if (fl >= 0 && fstat(STDOUT_FILENO, &st) == 0 &&
+	    (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+		fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK);
+}
+
 int daemon_run(config *cfg)
 {
 	daemon_state d;
@@ -321,6 +335,7 @@ int daemon_run(config *cfg)
 	d.cfg = config_ref(cfg);
 	d.started_at = clock_wall();
 	signal(SIGPIPE, SIG_IGN);
+	stdout_nonblocking();
 	wheel_init(&d.w, (uint64_t)clock_mono_ms());
 	/* Before any thread starts, so that every thread inherits the mask. */
 	if (block_signals(&d) != 0) {

@@ -1,0 +1,109 @@
+/*
+ * fuzz_control — the control socket server, end to end: a real
+ * control_open listener; each input is sent by one client (then its write
+ * side is shut), control_dispatch runs until the server closes the client,
+ * and every reply line must be one JSON object with a boolean "ok". The
+ * handler mirrors the daemon's validation of cmd/task.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "control.h"
+#include "fuzz_util.h"
+#include "wheel.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static control *server;
+static wheel w;
+static char sock_path[108];
+
+static char *handle(void *ctx, const cJSON *req)
+{
+	(void)ctx;
+	const char *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd")->valuestring;
+	if (strcmp(cmd, "ping") == 0)
+		return strdup("{\"ok\":true}");
+	if (strcmp(cmd, "trigger") == 0) {
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "task");
+		if (!cJSON_IsString(t) || t->valuestring[0] == '\0')
+			return control_error_reply("trigger: missing \"task\"");
+		return control_error_reply("unknown task");
+	}
+	return control_error_reply("unknown command");
+}
+
+static void check_replies(char *out, size_t len)
+{
+	char *start = out;
+	char *nl;
+	while ((nl = memchr(start, '\n', len - (size_t)(start - out))) != NULL) {
+		*nl = '\0';
+		cJSON *r = cJSON_Parse(start);
+		assert(cJSON_IsObject(r));
+		assert(cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(r, "ok")));
+		cJSON_Delete(r);
+		start = nl + 1;
+	}
+	assert(start == out + len); /* every reply ends with a newline */
+}
+
+static void setup(void)
+{
+	char err[256];
+	snprintf(sock_path, sizeof sock_path, "/tmp/fk-fuzz-control.%d.sock", (int)getpid());
+	wheel_init(&w, 0);
+	if (control_open(&server, sock_path, &w, handle, NULL, err, sizeof err) != 0)
+		abort();
+}
+
+static int connect_client(void)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	strcpy(a.sun_path, sock_path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+		abort();
+	return fd;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size > 3 * CONTROL_MAX_REQUEST / 2)
+		return 0;
+	if (server == NULL)
+		setup();
+	int fd = connect_client();
+	size_t sent = 0, cap = 4096, len = 0;
+	char *out = malloc(cap);
+	bool eof = false, shut = false;
+	for (int spins = 0; !eof; spins++) {
+		assert(spins < 1000000);
+		if (sent < size) {
+			ssize_t n = send(fd, data + sent, size - sent, MSG_NOSIGNAL);
+			if (n > 0)
+				sent += (size_t)n;
+			else if (n < 0 && errno != EAGAIN)
+				sent = size; /* the server closed: nothing more to send */
+		}
+		if (sent == size && !shut) {
+			shutdown(fd, SHUT_WR);
+			shut = true;
+		}
+		control_dispatch(server, 0);
+		if (len + 4096 > cap)
+			out = realloc(out, cap *= 2);
+		ssize_t n = recv(fd, out + len, cap - len, 0);
+		if (n > 0)
+			len += (size_t)n;
+		else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			eof = true;
+	}
+	check_replies(out, len);
+	free(out);
+	close(fd);
+	return 0;
+}

@@ -1,0 +1,89 @@
+"""Helpers for the fault-injection tests (tests/integration/test_faults.py):
+a daemon whose stdout the test chooses, RSS from /proc, a store integrity
+check, and the wait/kill primitives those tests share."""
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+
+from conftest import BIN, DEADLINE, base_env
+
+
+def rss_kb(pid):
+    """Resident set size of pid in KiB (VmRSS from /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def integrity_check(db):
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return con.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        con.close()
+
+
+class RawDaemon:
+    """`fleetkeeper run` with stdout wired as the test wants (a pipe nobody
+    reads, /dev/null, a closed fd); the test reads the store instead."""
+
+    def __init__(self, env, stdout, extra_env=None, prefix=(), close_stdout=False):
+        self.env = env
+        kw = {}
+        if close_stdout:
+            # the daemon starts with fd 1 closed
+            kw["preexec_fn"] = lambda: os.close(1)
+        self.proc = subprocess.Popen(
+            [*prefix, BIN, "-c", str(env.conf), "run"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=base_env(**(extra_env or {})),
+            cwd=env.dir,
+            start_new_session=True,
+            **kw,
+        )
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, deadline=DEADLINE):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=deadline)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                raise AssertionError("daemon did not stop on SIGTERM")
+        err = self.proc.stderr.read()
+        self.proc.stderr.close()
+        return self.proc.returncode, err
+
+    def kill(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc.stderr.close()
+
+
+def count_rows(env, query, *params):
+    try:
+        return env.sql(query, *params)[0][0]
+    except sqlite3.OperationalError:
+        return -1
+
+
+def wait_rows(env, query, pred, *params, deadline=DEADLINE, what=None):
+    """Poll a COUNT(*)-style query until pred(value) holds."""
+    end = time.monotonic() + deadline
+    v = None
+    while time.monotonic() < end:
+        v = count_rows(env, query, *params)
+        if v >= 0 and pred(v):
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or query}: last {v}")

@@ -147,8 +147,37 @@ static const char schema_v2[] = "CREATE TABLE task_state ("
 /* v3: the last body of each cached URL, so a 304 can be replayed (http.c). */
 static const char schema_v3[] = "ALTER TABLE http_cache ADD COLUMN body TEXT;";
 
+/* v4: the notification outbox (outbox.c) and each notifier's delivery state
+ * (notify_sender.c). */
+static const char schema_v4[] =
+        "CREATE TABLE notifications ("
+        " id INTEGER PRIMARY KEY,"
+        " created_at REAL NOT NULL,"
+        " kind TEXT NOT NULL,"
+        " level TEXT NOT NULL,"
+        " title TEXT NOT NULL,"
+        " body TEXT,"
+        " correlation_id TEXT,"
+        " fields TEXT);"
+        "CREATE TABLE notification_deliveries ("
+        " notifier TEXT NOT NULL,"
+        " notification_id INTEGER NOT NULL REFERENCES notifications(id) ON DELETE CASCADE,"
+        " state TEXT NOT NULL CHECK(state IN ('queued','sending','sent','failed','dropped',"
+        "  'folded')),"
+        " attempts INTEGER NOT NULL DEFAULT 0,"
+        " progress INTEGER NOT NULL DEFAULT 0,"
+        " next_attempt_at REAL NOT NULL DEFAULT 0,"
+        " last_error TEXT,"
+        " updated_at REAL NOT NULL,"
+        " PRIMARY KEY(notifier, notification_id));"
+        "CREATE INDEX notification_deliveries_state ON notification_deliveries(notifier, state);"
+        "CREATE TABLE notifier_cursor ("
+        " notifier TEXT PRIMARY KEY,"
+        " last_id INTEGER NOT NULL);";
+
 /* migrations[i] takes the schema from version i to version i + 1. */
-static const char *const migrations[STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3};
+static const char *const migrations[STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
+                                                             schema_v4};
 
 /* ---- cached statements ---- */
 

@@ -36,7 +36,7 @@ typedef enum {
 	STORE_TOONEW = -7, /* schema version newer than this binary */
 } store_error;
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 typedef enum {
 	RUN_RUNNING,

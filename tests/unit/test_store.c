@@ -169,7 +169,7 @@ static void test_too_new(void **state)
 	assert_null(st);
 	assert_non_null(strstr(err, f->path));
 	assert_non_null(strstr(err, "99"));
-	assert_non_null(strstr(err, "(3)"));
+	assert_non_null(strstr(err, "(4)"));
 
 	err[0] = '\0';
 	assert_int_equal(store_open_readonly(&st, f->path, err, sizeof err), STORE_TOONEW);

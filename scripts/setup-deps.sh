@@ -5,7 +5,8 @@
 set -euo pipefail
 
 build_pkgs=(gcc pkg-config meson ninja-build libsqlite3-dev libcjson-dev libinih-dev
-            libssh2-1-dev libgit2-dev libcurl4-openssl-dev libmicrohttpd-dev tzdata)
+            libssh2-1-dev libgit2-dev libcurl4-openssl-dev libmicrohttpd-dev tzdata
+            libssl-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-structlog python3-croniter
            sqlite3 clang-format procps openssh-server openssh-client
            prometheus python3-yaml nodejs)

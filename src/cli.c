@@ -34,6 +34,7 @@ static const char usage_text[] =
         "                                run one playbook against one server\n"
         "  services add|list|rm          the services deployed on each server\n"
         "  recover SERVER [--follow]     incident recovery (through the daemon when it runs)\n"
+        "  notify test NAME              send a test message through notifier NAME\n"
         "  check-config                  validate the configuration\n"
         "  version | help\n"
         "\n"
@@ -160,6 +161,7 @@ static const command commands[] = {
         {"ansible", cli_cmd_ansible},
         {"services", cli_cmd_services},
         {"recover", cli_cmd_recover},
+        {"notify", cli_cmd_notify},
         {"check-config", cmd_check_config},
         {"version", cmd_version},
         {"help", cmd_help},

@@ -48,5 +48,6 @@ int cli_cmd_ssh_test(const cli_ctx *ctx); /* cli_ssh.c */
 int cli_cmd_ansible(const cli_ctx *ctx);  /* cli_ansible.c */
 int cli_cmd_services(const cli_ctx *ctx); /* cli_services.c */
 int cli_cmd_recover(const cli_ctx *ctx);  /* cli_recover.c */
+int cli_cmd_notify(const cli_ctx *ctx);   /* cli_notify.c */
 
 #endif

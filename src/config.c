@@ -913,6 +913,48 @@ static void provider_check(loader *ld, const config_section *sec)
 	load_error_add(ld, sec->line, "unknown provider '%s' (known: time4vps, inventory)", name);
 }
 
+/* A key that only some notifier types take. */
+static void notify_key_only(loader *ld, const config_section *sec, const char *key,
+                            const char *type, const char *types)
+{
+	const config_entry *e = config_entry_find(sec, key);
+	if (e && !choice_match(types, type))
+		load_error_add(ld, e->line, "[%s] %s: not used by type %s (only by %s)", sec->name,
+		               key, type, types);
+}
+
+/* The keys each notifier type requires (docs/notifications.md). */
+static void notify_type_check(loader *ld, const config_section *sec, const char *type)
+{
+	bool has_url = config_get(sec, "url_file") != NULL;
+	if (choice_match("telegram", type)) {
+		if (config_get(sec, "chat_ids") == NULL)
+			load_error_add(ld, sec->line, "[%s] chat_ids is required for type telegram",
+			               sec->name);
+		if (!config_get(sec, "token_file") && !config_get(sec, "token_env"))
+			load_error_add(ld, sec->line,
+			               "[%s] token_file or token_env is required for type telegram",
+			               sec->name);
+	} else if (choice_match("slack", type) && !has_url) {
+		load_error_add(ld, sec->line, "[%s] url_file is required for type slack",
+		               sec->name);
+	} else if (choice_match("webhook", type)) {
+		if (!has_url && config_get(sec, "api_url") == NULL)
+			load_error_add(ld, sec->line,
+			               "[%s] api_url or url_file is required for type webhook",
+			               sec->name);
+		if (config_get(sec, "secret_file") == NULL)
+			load_error_add(ld, sec->line,
+			               "[%s] secret_file is required for type webhook", sec->name);
+	}
+	notify_key_only(ld, sec, "chat_ids", type, "telegram");
+	notify_key_only(ld, sec, "token_file", type, "telegram");
+	notify_key_only(ld, sec, "token_env", type, "telegram");
+	notify_key_only(ld, sec, "secret_file", type, "webhook");
+	notify_key_only(ld, sec, "url_file", type, "slack|webhook");
+	notify_key_only(ld, sec, "api_url", type, "telegram|webhook");
+}
+
 static void notify_check(loader *ld, const config_section *sec)
 {
 	const char *name = sec->name + strlen("notify.");
@@ -926,6 +968,8 @@ static void notify_check(loader *ld, const config_section *sec)
 		load_error_add(ld, sec->line,
 		               "[%s] type is required (one of: telegram, slack, webhook)",
 		               sec->name);
+	else if (choice_match("telegram|slack|webhook", config_get(sec, "type")))
+		notify_type_check(ld, sec, config_get(sec, "type"));
 }
 
 /* ---- tasks ---- */

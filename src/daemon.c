@@ -30,6 +30,7 @@
 #include "clock.h"
 #include "daemon_internal.h"
 #include "log.h"
+#include "notify_sender.h"
 #include "recovery.h"
 #include "sdnotify.h"
 
@@ -73,6 +74,14 @@ static void prune_tick(looptimer *t)
 		log_info(DAEMON_LOGGER, "store_pruned", LOG_INT("events_deleted", events),
 		         LOG_INT("runs_deleted", runs),
 		         LOG_INT("retention_days", d->cfg->retention_days));
+	int64_t notifications = 0;
+	char nerr[256];
+	if (notify_prune(d->rt.st, cutoff, &notifications, nerr, sizeof nerr) != STORE_OK)
+		log_error(DAEMON_LOGGER, "notifications_prune_failed", LOG_ERR(nerr, "store"));
+	else if (notifications)
+		log_info(DAEMON_LOGGER, "notifications_pruned",
+		         LOG_INT("notifications_deleted", notifications),
+		         LOG_INT("retention_days", d->cfg->retention_days));
 	wheel_add(&d->w, &t->wt, (uint64_t)clock_mono_ms() + PRUNE_INTERVAL_MS);
 }
 
@@ -107,6 +116,8 @@ static void handle_signals(daemon_state *d)
 		case SIGHUP:
 			if (!d->stopping)
 				daemon_reload(d);
+			if (!d->stopping)
+				notify_sender_reload(d->cfg);
 			break;
 		case SIGINT:
 			begin_shutdown(d, "SIGINT");
@@ -234,6 +245,7 @@ static void stop_all(daemon_state *d)
 		close(d->signal_fd);
 	if (d->epoll_fd >= 0)
 		close(d->epoll_fd);
+	notify_sender_stop();
 	runtime_close(&d->rt);
 	config_unref(d->cfg);
 }
@@ -361,6 +373,7 @@ int daemon_run(config *cfg)
 	start_timers(&d);
 	announce_start(&d);
 	daemon_slots_start(&d);
+	notify_sender_start(d.cfg);
 	sdnotify_send("READY=1");
 
 	loop(&d);

@@ -403,3 +403,80 @@ int http_cache_put(store *s, const char *url, const char *etag, const char *last
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? STORE_OK : STORE_ERROR;
 }
+
+/* ---- POST (notifications) ---- */
+
+/* Abort a transfer once cancel_fd is readable. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	const http_client *c = ud;
+	struct pollfd p = {.fd = c->opts.cancel_fd, .events = POLLIN};
+	return c->opts.cancel_fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
+static struct curl_slist *post_headers(const char *const *headers)
+{
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	h = curl_slist_append(h, "Accept: application/json");
+	h = curl_slist_append(h, "Expect:");
+	for (size_t i = 0; headers && headers[i]; i++)
+		h = curl_slist_append(h, headers[i]);
+	return h;
+}
+
+static void setup_post(http_client *c, const char *url, struct curl_slist *hdrs, const char *body,
+                       body_buf *b, http_response *r)
+{
+	CURL *h = c->curl;
+	curl_easy_reset(h);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_POST, 1L);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opts.connect_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->opts.timeout_ms);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, c->ua);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+}
+
+int http_post(http_client *c, const char *url, const char *const *headers, const char *body,
+              http_response *out, char *err, size_t errlen)
+{
+	body_buf b = {0};
+	struct curl_slist *hdrs = post_headers(headers);
+
+	*out = (http_response){.rl_remaining = -1, .retry_after = -1};
+	setup_post(c, url, hdrs, body, &b, out);
+	c->stats.requests++;
+	out->attempts++;
+	CURLcode rc = curl_easy_perform(c->curl);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &out->status);
+	/* The handle keeps pointers to hdrs and the URL: drop them now. */
+	curl_easy_reset(c->curl);
+	curl_slist_free_all(hdrs);
+	bool too_big = b.too_big;
+	take_body(out, &b);
+	if (rc == CURLE_ABORTED_BY_CALLBACK) {
+		snprintf(err, errlen, "POST: cancelled");
+		return HTTP_ERR_CANCELLED;
+	}
+	if (rc != CURLE_OK) {
+		/* Never the URL: it may carry a token. */
+		snprintf(err, errlen, "POST: %s",
+		         too_big ? "response too large" : curl_easy_strerror(rc));
+		return HTTP_ERR_NETWORK;
+	}
+	return HTTP_OK;
+}

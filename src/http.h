@@ -78,6 +78,17 @@ int http_get(http_client *c, const char *url, const char *if_none_match, http_re
              char *err, size_t errlen);
 void http_response_free(http_response *r);
 
+/* POST body (Content-Type: application/json) to url, ONE attempt: no
+ * retries, no redirects, no rate-limit waits (the notification sender owns
+ * those). headers: extra "Name: value" lines, NULL-terminated, may be NULL.
+ * The URL may hold a secret (a Telegram bot token, a Slack webhook path):
+ * err never contains it, only the method and curl's error text. A transfer
+ * is aborted soon after opts.cancel_fd becomes readable. On HTTP_OK
+ * out->status is the status (any); else HTTP_ERR_NETWORK or
+ * HTTP_ERR_CANCELLED. out is reset first; free it with http_response_free. */
+int http_post(http_client *c, const char *url, const char *const *headers, const char *body,
+              http_response *out, char *err, size_t errlen);
+
 /* The URL of rel="next" in a Link header value, malloc'd, or NULL. */
 char *http_link_next(const char *link);
 

@@ -1,44 +1,49 @@
 /*
- * proc — see proc.h. How a run goes, and the invariants kept:
+ * proc — see proc.h. The daemon side of a run; proc_supervisor.c is the
+ * supervisor side. How a run goes, and the invariants kept:
  *
- * 1. Everything the child needs (resolved program path, full envp, fds, the
- *    default signal action) is prepared in the parent before fork: in a
- *    multi-threaded process the child may only make async-signal-safe calls
- *    until execve, so it never allocates, never calls setenv or execvp.
- * 2. All signals are blocked in the forking thread around fork, so the child
- *    cannot run one of the daemon's handlers before it has reset every
- *    disposition to SIG_DFL; it then empties its signal mask (the daemon
- *    blocks signals for signalfd and the mask is inherited across exec).
- * 3. Every fd the parent creates is O_CLOEXEC, and the child closes all fds
- *    but 0, 1, 2 and its report pipe (close_range, else a loop), so nothing
- *    leaks in either direction even when other threads fork at the same time.
- * 4. The child reports a failure before exec (chdir, exec) as {stage, errno}
- *    on the CLOEXEC report pipe; EOF on that pipe means execve succeeded.
- * 5. The direct child is only *observed* to exit (waitid WNOWAIT, woken by a
- *    pidfd when the kernel has one) and reaped at the very end: as a zombie
- *    it keeps its pid, hence the process group id, from being reused, so
- *    kill(-pgid) never reaches a stranger.
- * 6. The watch loop ends once the direct child has exited AND either both
- *    pipes are at EOF or the grace expired and the group got SIGKILL. So a
- *    child that exited normally while a background grandchild still holds
- *    the pipes is waited for (its output is read) until EOF or cancellation;
- *    a process that left the group (setsid) and holds the pipes cannot make
- *    a cancelled run hang past the grace.
- * 7. After a cancellation the group gets a final SIGKILL before the leader
- *    is reaped, whatever is left in it (the zombie leader pins the group, so
- *    kill(-pgid, 0) would always succeed: we just send SIGKILL).
+ * 1. Everything the supervisor and the command need (resolved program path,
+ *    full envp, fds, the default signal action) is prepared here before
+ *    fork: in a multi-threaded process the child may only make
+ *    async-signal-safe calls, so it never allocates, never calls setenv or
+ *    execvp.
+ * 2. All signals are blocked in the forking thread around fork, so the
+ *    supervisor never runs one of the daemon's handlers; it keeps them
+ *    blocked, and the command resets every disposition to SIG_DFL and
+ *    empties its mask before execve.
+ * 3. Every fd created here is O_CLOEXEC; the supervisor closes all but the
+ *    ones it needs and the command all but 0, 1, 2 and its report pipe
+ *    (close_range, else a loop), so nothing leaks in either direction even
+ *    when other threads fork at the same time.
+ * 4. The supervisor's first message on the socket is SUP_STARTED (the
+ *    command exec'd) or SUP_FAILED {stage, errno}; then SUP_EXITED with the
+ *    command's status once it has exited.
+ * 5. The supervisor keeps the exited command unreaped until we close the
+ *    socket: the zombie keeps its pid, hence the process group id, from
+ *    being reused, so kill(-cmd) never reaches a stranger.
+ * 6. The watch loop ends once the command has exited AND either both pipes
+ *    are at EOF or the grace expired and the group got SIGKILL. So a command
+ *    that exited normally while a background grandchild still holds the
+ *    pipes is waited for (its output is read) until EOF or cancellation; a
+ *    process that left the group (setsid) and holds the pipes cannot make a
+ *    cancelled run hang past the grace.
+ * 7. At the end we close the socket: the supervisor SIGKILLs everything
+ *    left of the run (the group, and every orphan reparented to it — it is a
+ *    child subreaper), reaps it all and exits; we reap the supervisor. The
+ *    same EOF reaches it when the daemon dies, SIGKILL included, so no
+ *    descendant of a run survives the daemon.
  *
  * Lines are delivered NUL-terminated (line[len] == '\0'); a line ending in
  * "\r\n" loses the '\r'. out->killed means the grace expired and SIGKILL was
  * sent to the group.
  *
- * Caveats: PR_SET_PDEATHSIG fires when the *thread* that forked exits, so
- * proc_run must be called from threads that outlive their children (pool
- * workers do). Nobody else in the process may reap with waitpid(-1) or set
+ * Caveats: nobody else in the process may reap with waitpid(-1) or set
  * SIGCHLD to SIG_IGN. The environment is read from environ, so no thread may
  * call setenv while a run is being started. PATH is searched in the parent
  * with the child's PATH (env_add wins); relative PATH entries are relative
- * to the daemon's directory, not cwd.
+ * to the daemon's directory, not cwd. A supervisor killed from outside
+ * (SIGKILL to it alone) takes only the command with it (PDEATHSIG); the
+ * run then ends without signalling its group again.
  *
  * Thread-safe: no global state; any number of threads may call proc_run.
  */
@@ -57,41 +62,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "clock.h"
+#include "proc_internal.h"
 
 extern char **environ;
 
 #define PROC_BUF_CAP       (PROC_MAX_LINE + 2) /* a full line plus "\r\n" */
-#define PROC_TICK_MS       50                  /* exit polling without pidfd */
 #define PROC_GRACE_DEFAULT 5000
 #define PROC_DEFAULT_PATH  "/usr/local/bin:/usr/bin:/bin"
-
-enum { STAGE_SETUP = 1, STAGE_CHDIR, STAGE_EXEC };
-
-/* What the child writes on the report pipe when it cannot exec. */
-typedef struct {
-	int stage;
-	int err;
-} child_report;
-
-/* Everything the child uses; built by the parent before fork. */
-typedef struct {
-	const char *path;
-	char *const *argv;
-	char *const *envp;
-	const char *cwd;
-	int devnull, out_w, err_w, report_w;
-	pid_t parent;
-	long max_fd;
-	struct sigaction dfl;
-	sigset_t empty;
-} child_plan;
 
 typedef struct {
 	int fd; /* -1 once at EOF */
@@ -103,8 +86,11 @@ typedef struct {
 typedef struct {
 	const proc_spec *spec;
 	proc_result *res;
-	pid_t pid;
-	int pidfd; /* -1: none (or already fired), poll with a tick */
+	pid_t sup;      /* the supervisor: our child */
+	pid_t cmd;      /* the command: the supervisor's child, its group leader */
+	int sock;       /* our end of the supervisor socket; -1 once at EOF */
+	bool sup_lost;  /* the supervisor died before the run was over */
+	bool have_exit; /* SUP_EXITED received */
 	int cancel_fd;
 	int64_t grace_ms;
 	int64_t term_at;
@@ -233,68 +219,10 @@ static int path_resolve(const char *prog, const char *pathvar, char **out)
 	}
 }
 
-/* ---- in the child: async-signal-safe calls only ---- */
-
-static void child_fail(int fd, int stage, int err)
-{
-	child_report r = {.stage = stage, .err = err};
-	ssize_t n = write(fd, &r, sizeof r);
-	(void)n;
-	_exit(127);
-}
-
-/* Move fd above 2 so that placing 0, 1, 2 cannot clobber it. */
-static int child_lift(int fd)
-{
-	return fd > 2 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 3);
-}
-
-static void child_close_from(int first, int last, long max_fd)
-{
-	if (first > last)
-		return;
-#ifdef SYS_close_range
-	if (syscall(SYS_close_range, (unsigned)first, (unsigned)last, 0u) == 0)
-		return;
-#endif
-	for (long fd = first; fd <= last && fd < max_fd; fd++)
-		close((int)fd);
-}
-
-static void child_setup_fds(const child_plan *p, int report)
-{
-	int in = child_lift(p->devnull), out = child_lift(p->out_w), err = child_lift(p->err_w);
-	if (in < 0 || out < 0 || err < 0)
-		child_fail(report, STAGE_SETUP, errno);
-	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
-		child_fail(report, STAGE_SETUP, errno);
-	child_close_from(3, report - 1, p->max_fd);
-	child_close_from(report + 1, INT_MAX, p->max_fd);
-}
-
-static void __attribute__((noreturn)) child_exec(const child_plan *p)
-{
-	int report = child_lift(p->report_w);
-	if (report < 0)
-		_exit(127);
-	setpgid(0, 0);
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != p->parent)
-		_exit(127);
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			sigaction(sig, &p->dfl, NULL); /* glibc-reserved ones fail: fine */
-	child_setup_fds(p, report);
-	if (p->cwd && chdir(p->cwd) != 0)
-		child_fail(report, STAGE_CHDIR, errno);
-	sigprocmask(SIG_SETMASK, &p->empty, NULL);
-	execve(p->path, p->argv, p->envp);
-	child_fail(report, STAGE_EXEC, errno);
-	_exit(127);
-}
-
 /* ---- starting ---- */
 
-/* fork with every signal blocked in this thread (see invariant 2). */
+/* Fork the supervisor with every signal blocked in this thread (see
+ * invariant 2); it keeps them blocked. */
 static pid_t spawn_fork(const child_plan *plan)
 {
 	sigset_t all, old;
@@ -302,11 +230,9 @@ static pid_t spawn_fork(const child_plan *plan)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pid_t pid = fork();
 	if (pid == 0)
-		child_exec(plan);
+		proc_supervise(plan);
 	int saved = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (pid > 0)
-		setpgid(pid, pid); /* the child does it too; whoever is first wins */
 	errno = saved;
 	return pid;
 }
@@ -318,39 +244,28 @@ static void fd_close(int *fd)
 	*fd = -1;
 }
 
-/* Read the child's report: 0 when it exec'd, else its report. */
-static int report_read(int fd, child_report *r)
+/* One message from the supervisor: 1, 0 at EOF (it exited), -1 on EINTR /
+ * EAGAIN. */
+static int sup_recv(int fd, sup_msg *m, bool block)
 {
-	size_t got = 0;
-	while (got < sizeof *r) {
-		ssize_t n = read(fd, (char *)r + got, sizeof *r - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	return got == sizeof *r ? -1 : 0;
+	ssize_t n = recv(fd, m, sizeof *m, block ? 0 : MSG_DONTWAIT);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return -1;
+	if (n != (ssize_t)sizeof *m)
+		return 0; /* EOF, an error, or a runt: the supervisor is gone */
+	return 1;
 }
 
-static void report_format(const child_report *r, const proc_spec *spec, char *err, size_t errlen)
+static void report_format(const sup_msg *m, const proc_spec *spec, char *err, size_t errlen)
 {
-	if (r->stage == STAGE_CHDIR)
-		set_errno_err(err, errlen, "cannot change directory to", spec->cwd, r->err);
-	else if (r->stage == STAGE_EXEC)
-		set_errno_err(err, errlen, "cannot run", spec->argv[0], r->err);
+	if (m->a == STAGE_CHDIR)
+		set_errno_err(err, errlen, "cannot change directory to", spec->cwd, m->b);
+	else if (m->a == STAGE_EXEC)
+		set_errno_err(err, errlen, "cannot run", spec->argv[0], m->b);
+	else if (m->a == STAGE_SUPERVISOR)
+		set_errno_err(err, errlen, "cannot start the supervisor for", spec->argv[0], m->b);
 	else
-		set_errno_err(err, errlen, "cannot set up the child for", spec->argv[0], r->err);
-}
-
-static int pidfd_for(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-	return (int)syscall(SYS_pidfd_open, pid, 0); /* always close-on-exec */
-#else
-	(void)pid;
-	return -1;
-#endif
+		set_errno_err(err, errlen, "cannot set up the child for", spec->argv[0], m->b);
 }
 
 /* ---- output ---- */
@@ -420,10 +335,15 @@ static void stream_read(const proc_watch *w, proc_stream *s)
 
 /* ---- the watch loop ---- */
 
+/* The command's group and the command itself (in case it left its group).
+ * Safe from pid reuse: the supervisor keeps the command unreaped until we
+ * close the socket (invariant 5); if the supervisor died, we do not know. */
 static void watch_signal(const proc_watch *w, int sig)
 {
-	kill(-w->pid, sig);
-	kill(w->pid, sig); /* in case the child left its group */
+	if (w->sup_lost)
+		return;
+	kill(-w->cmd, sig);
+	kill(w->cmd, sig);
 }
 
 static void watch_cancel(proc_watch *w)
@@ -444,16 +364,23 @@ static void watch_escalate(proc_watch *w)
 	w->res->killed = true;
 }
 
-/* Has the direct child exited? Observed without reaping (invariant 5). */
-static void watch_check_exit(proc_watch *w)
+/* A message (or EOF) from the supervisor: the command's exit status. */
+static void watch_supervisor(proc_watch *w)
 {
-	siginfo_t si;
-	memset(&si, 0, sizeof si);
-	int rc = waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOHANG | WNOWAIT);
-	/* ECHILD: someone else reaped it, there is nothing left to wait for. */
-	if ((rc == 0 && si.si_pid == w->pid) || (rc < 0 && errno == ECHILD)) {
+	sup_msg m;
+	int rc = sup_recv(w->sock, &m, false);
+	if (rc < 0)
+		return;
+	if (rc == 0) {
 		w->exited = true;
-		fd_close(&w->pidfd);
+		w->sup_lost = !w->have_exit;
+		fd_close(&w->sock);
+		return;
+	}
+	if (m.kind == SUP_EXITED && !w->have_exit) {
+		w->have_exit = w->exited = true;
+		w->res->exit_code = m.a;
+		w->res->term_signal = m.b;
 	}
 }
 
@@ -472,8 +399,6 @@ static int watch_timeout(const proc_watch *w)
 		if (t > INT_MAX)
 			t = INT_MAX;
 	}
-	if (!w->exited && w->pidfd < 0 && (t < 0 || t > PROC_TICK_MS))
-		t = PROC_TICK_MS;
 	return (int)t;
 }
 
@@ -488,8 +413,8 @@ static void watch_step(proc_watch *w)
 	bool watch_cancel_fd = w->cancel_fd >= 0 && !w->res->cancelled;
 	if (watch_cancel_fd)
 		pfd[n++] = (struct pollfd){.fd = w->cancel_fd, .events = POLLIN};
-	if (w->pidfd >= 0)
-		pfd[n++] = (struct pollfd){.fd = w->pidfd, .events = POLLIN};
+	if (w->sock >= 0)
+		pfd[n++] = (struct pollfd){.fd = w->sock, .events = POLLIN};
 
 	int rc = poll(pfd, n, watch_timeout(w));
 	if (rc < 0 && errno != EINTR) {
@@ -508,12 +433,15 @@ static void watch_step(proc_watch *w)
 			stream_read(w, &w->out);
 		else if (pfd[i].fd == w->err.fd)
 			stream_read(w, &w->err);
+		else if (pfd[i].fd == w->sock)
+			watch_supervisor(w);
 	}
-	if (!w->exited)
-		watch_check_exit(w);
 	watch_escalate(w);
 }
 
+/* Closing the socket tells the supervisor to kill whatever is left of the
+ * run and exit; its own status stands in for a command status it never
+ * sent (it was killed). */
 static void watch_finish(proc_watch *w)
 {
 	int status = 0;
@@ -522,10 +450,12 @@ static void watch_finish(proc_watch *w)
 	if (w->err.fd >= 0)
 		stream_finish(w, &w->err);
 	if (w->res->cancelled)
-		kill(-w->pid, SIGKILL); /* whatever is left of the group */
-	while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
+		watch_signal(w, SIGKILL); /* whatever is left of the group */
+	fd_close(&w->sock);
+	while (waitpid(w->sup, &status, 0) < 0 && errno == EINTR)
 		;
-	fd_close(&w->pidfd);
+	if (w->have_exit)
+		return;
 	if (WIFSIGNALED(status)) {
 		w->res->term_signal = WTERMSIG(status);
 		w->res->exit_code = 128 + WTERMSIG(status);
@@ -537,15 +467,18 @@ static void watch_finish(proc_watch *w)
 /* ---- proc_run ---- */
 
 typedef struct {
-	int out[2], err[2], report[2];
+	int out[2], err[2], sock[2];
 	int devnull;
 } proc_fds;
 
 static int fds_open(proc_fds *f, char *err, size_t errlen)
 {
-	if (pipe2(f->out, O_CLOEXEC) != 0 || pipe2(f->err, O_CLOEXEC) != 0 ||
-	    pipe2(f->report, O_CLOEXEC) != 0) {
+	if (pipe2(f->out, O_CLOEXEC) != 0 || pipe2(f->err, O_CLOEXEC) != 0) {
 		set_errno_err(err, errlen, "cannot create a pipe", NULL, errno);
+		return -1;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f->sock) != 0) {
+		set_errno_err(err, errlen, "cannot create a socket pair", NULL, errno);
 		return -1;
 	}
 	f->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -560,7 +493,7 @@ static void fds_close_child_ends(proc_fds *f)
 {
 	fd_close(&f->out[1]);
 	fd_close(&f->err[1]);
-	fd_close(&f->report[1]);
+	fd_close(&f->sock[1]);
 	fd_close(&f->devnull);
 }
 
@@ -569,7 +502,7 @@ static void fds_close_all(proc_fds *f)
 	fds_close_child_ends(f);
 	fd_close(&f->out[0]);
 	fd_close(&f->err[0]);
-	fd_close(&f->report[0]);
+	fd_close(&f->sock[0]);
 }
 
 static void plan_init(child_plan *p, const proc_spec *spec, const proc_fds *f)
@@ -581,15 +514,40 @@ static void plan_init(child_plan *p, const proc_spec *spec, const proc_fds *f)
 	p->devnull = f->devnull;
 	p->out_w = f->out[1];
 	p->err_w = f->err[1];
-	p->report_w = f->report[1];
-	p->parent = getpid();
+	p->sup_fd = f->sock[1];
+	p->report_w = -1;
 	p->max_fd = max > 0 ? max : 65536;
 	p->dfl.sa_handler = SIG_DFL;
 	sigemptyset(&p->dfl.sa_mask);
 	sigemptyset(&p->empty);
 }
 
-/* Start the child; on success w->pid is set and the fds moved into w. */
+/* The supervisor's first message: the command started (its pid), or why
+ * it could not; on failure the supervisor has exited and is reaped. */
+static int proc_handshake(const proc_spec *spec, proc_fds *f, proc_watch *w, char *err,
+                          size_t errlen)
+{
+	sup_msg m = {0};
+	int rc;
+	while ((rc = sup_recv(f->sock[0], &m, true)) < 0)
+		;
+	if (rc == 1 && m.kind == SUP_STARTED) {
+		w->cmd = m.a;
+		w->res->pid = m.a;
+		return 0;
+	}
+	if (rc == 1 && m.kind == SUP_FAILED)
+		report_format(&m, spec, err, errlen);
+	else
+		set_err(err, errlen, "cannot start the supervisor for '%s'", spec->argv[0]);
+	fd_close(&f->sock[0]);
+	while (waitpid(w->sup, NULL, 0) < 0 && errno == EINTR)
+		;
+	return -1;
+}
+
+/* Start the supervisor and the command; on success the fds are moved into
+ * w. */
 static int proc_start(const proc_spec *spec, proc_fds *f, proc_watch *w, char *err, size_t errlen)
 {
 	child_plan plan;
@@ -614,19 +572,13 @@ static int proc_start(const proc_spec *spec, proc_fds *f, proc_watch *w, char *e
 		goto out;
 	}
 	fds_close_child_ends(f);
-	w->pid = pid;
-	w->res->pid = pid;
-	child_report r;
-	if (report_read(f->report[0], &r) != 0) {
-		report_format(&r, spec, err, errlen);
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-			;
+	w->sup = pid;
+	if (proc_handshake(spec, f, w, err, errlen) != 0)
 		goto out;
-	}
-	w->pidfd = pidfd_for(pid);
 	w->out.fd = f->out[0];
 	w->err.fd = f->err[0];
-	f->out[0] = f->err[0] = -1;
+	w->sock = f->sock[0];
+	f->out[0] = f->err[0] = f->sock[0] = -1;
 	rc = 0;
 out:
 	free(path);
@@ -651,7 +603,7 @@ int proc_run(const proc_spec *spec, proc_result *out, char *err, size_t errlen)
 	}
 	w->spec = spec;
 	w->res = out;
-	w->pidfd = w->out.fd = w->err.fd = -1;
+	w->sock = w->out.fd = w->err.fd = -1;
 	w->out.stream = PROC_STDOUT;
 	w->err.stream = PROC_STDERR;
 	w->cancel_fd = spec->cancel_fd;

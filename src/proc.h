@@ -1,13 +1,17 @@
 /*
  * proc — run a child process in its own process group and read its output
- * line by line, with cancellation.
+ * line by line, with cancellation; no process of a run outlives the run or
+ * the daemon.
  *
- * The child gets a new process group (so the whole group — grandchildren
- * included — can be signalled), PR_SET_PDEATHSIG(SIGKILL) (it dies with the
- * daemon), stdin from /dev/null, and stdout/stderr on pipes. When cancel_fd
- * becomes readable, the group gets SIGTERM and, after kill_grace_ms,
- * SIGKILL; proc_run returns only once the child is reaped and the pipes are
- * closed (or the group is killed).
+ * The command is started through a small supervisor process (a fork of the
+ * daemon, a child subreaper, see proc_supervisor.c) and gets a new process
+ * group (so the whole group — grandchildren included — can be signalled),
+ * stdin from /dev/null, and stdout/stderr on pipes. When cancel_fd becomes
+ * readable, the group gets SIGTERM and, after kill_grace_ms, SIGKILL;
+ * proc_run returns only once the command has exited and the pipes are
+ * closed (or the group is killed). When the run ends, whatever it left
+ * behind (background processes, daemonized ones) is SIGKILLed; when the
+ * daemon dies, even by SIGKILL, the supervisor kills every descendant.
  */
 #ifndef FK_PROC_H
 #define FK_PROC_H
@@ -35,7 +39,7 @@ typedef struct {
 } proc_spec;
 
 typedef struct {
-	int pid;
+	int pid;         /* the command (not the supervisor) */
 	int exit_code;   /* 0..255 when exited, 128+signal when killed */
 	int term_signal; /* 0 if it exited */
 	bool cancelled;  /* cancel_fd fired */

@@ -1,7 +1,10 @@
 /*
  * provision — see provision.h. The claim (status -> provisioning) is one
- * guarded UPDATE; the final status and the provisioning_failed incident
- * are written in one transaction.
+ * guarded UPDATE in a transaction that, when the server was in
+ * force_rebuild, also adds the force_rebuild_started notification; the
+ * final status, the provisioning_failed incident and its notification are
+ * written in one transaction. A failed outbox insert rolls the claim or
+ * the final status back like any store error (notify_text.h).
  */
 #include "provision.h"
 
@@ -12,6 +15,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "notify_text.h"
 
 void provision_policy_default(provision_policy *p)
 {
@@ -68,9 +72,70 @@ fail:
 	return STORE_ERROR;
 }
 
+static int note_server(store *st, const server_row *srv, const char *kind, const char *error,
+                       double now)
+{
+	bool failed = strcmp(kind, NOTIFY_PROVISIONING_FAILED) == 0;
+	notify_note n;
+	char err[256];
+
+	notify_note_init(&n, kind, failed ? LOG_ERROR : LOG_WARNING,
+	                 log_bound_str("correlation_id"));
+	if (failed) {
+		notify_note_title(&n, "Provisioning of %s failed", srv->handle);
+		notify_note_line(&n, "The server is in error with a provisioning_failed incident.");
+		notify_note_line(&n, "%s", error ? error : "unknown error");
+	} else {
+		notify_note_title(&n, "Forced rebuild of %s started", srv->handle);
+		notify_note_line(&n, "The server is being provisioned again from scratch.");
+	}
+	notify_field_str(&n, "server_handle", srv->handle);
+	notify_field_str(&n, "ip", srv->ip);
+	if (failed)
+		notify_field_str(&n, "error", error);
+	int rc = notify_add(st, &n, now, NULL, err, sizeof err);
+	notify_note_free(&n);
+	return rc;
+}
+
+/* The claim and, for a force_rebuild server, its notification. */
+static int claim_update(store *st, int64_t id, bool force, const provision_policy *p, double now,
+                        bool *claimed);
+
+static int claim(store *st, const server_row *srv, bool force, const provision_policy *p,
+                 double now, bool *claimed, char *err, size_t errlen)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *q = NULL;
+	bool rebuild = false;
+
+	*claimed = false;
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return STORE_ERROR;
+	}
+	if (sqlite3_prepare_v2(db, "SELECT status = 'force_rebuild' FROM servers WHERE id = ?1", -1,
+	                       &q, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(q, 1, srv->id);
+		rebuild = sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0);
+	}
+	sqlite3_finalize(q);
+	int rc = claim_update(st, srv->id, force, p, now, claimed);
+	if (rc == 0 && *claimed && rebuild)
+		rc = note_server(st, srv, NOTIFY_FORCE_REBUILD_STARTED, NULL, now);
+	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = STORE_ERROR;
+	if (rc != 0) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		*claimed = false;
+	}
+	return rc;
+}
+
 /* status -> provisioning, unless someone else did or the cooldown holds. */
-static int claim(store *st, int64_t id, bool force, const provision_policy *p, double now,
-                 bool *claimed)
+static int claim_update(store *st, int64_t id, bool force, const provision_policy *p, double now,
+                        bool *claimed)
 {
 	static const char sql[] =
 	        "UPDATE servers SET status = 'provisioning', provisioning_started_at = ?2,"
@@ -96,35 +161,54 @@ static int claim(store *st, int64_t id, bool force, const provision_policy *p, d
 	return rc == SQLITE_DONE ? 0 : STORE_ERROR;
 }
 
-static void finish_status(store *st, int64_t id, bool ok, const char *error, const char *cid,
-                          double now)
+/* 0, or -1 when the transaction was rolled back (nothing changed). */
+static int finish_status(store *st, const server_row *srv, bool ok, const char *error,
+                         const char *cid, double now)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *q = NULL;
-	sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	if (sqlite3_prepare_v2(db, "UPDATE servers SET status = ?2, updated_at = ?3 WHERE id = ?1",
-	                       -1, &q, NULL) == SQLITE_OK) {
+	int64_t id = srv->id;
+	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+	if (rc == 0 && sqlite3_prepare_v2(db,
+	                                  "UPDATE servers SET status = ?2, updated_at = ?3"
+	                                  " WHERE id = ?1",
+	                                  -1, &q, NULL) != SQLITE_OK)
+		rc = -1;
+	if (rc == 0) {
 		sqlite3_bind_int64(q, 1, id);
 		sqlite3_bind_text(q, 2, ok ? "ready" : "error", -1, SQLITE_STATIC);
 		sqlite3_bind_double(q, 3, now);
-		sqlite3_step(q);
+		if (sqlite3_step(q) != SQLITE_DONE)
+			rc = -1;
 	}
 	sqlite3_finalize(q);
 	q = NULL;
-	if (!ok && sqlite3_prepare_v2(db,
-	                              "INSERT INTO incidents(server_id, type, status, detected_at,"
-	                              " correlation_id, details, updated_at) VALUES (?1,"
-	                              " 'provisioning_failed', 'detected', ?2, ?3, json_object("
-	                              "'error', ?4), ?2)",
-	                              -1, &q, NULL) == SQLITE_OK) {
+	if (rc == 0 && !ok &&
+	    sqlite3_prepare_v2(db,
+	                       "INSERT INTO incidents(server_id, type, status, detected_at,"
+	                       " correlation_id, details, updated_at) VALUES (?1,"
+	                       " 'provisioning_failed', 'detected', ?2, ?3, json_object("
+	                       "'error', ?4), ?2)",
+	                       -1, &q, NULL) == SQLITE_OK) {
 		sqlite3_bind_int64(q, 1, id);
 		sqlite3_bind_double(q, 2, now);
 		sqlite3_bind_text(q, 3, cid ? cid : "", -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(q, 4, error, -1, SQLITE_TRANSIENT);
-		sqlite3_step(q);
+		if (sqlite3_step(q) != SQLITE_DONE)
+			rc = -1;
 	}
 	sqlite3_finalize(q);
-	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc == 0 && !ok && note_server(st, srv, NOTIFY_PROVISIONING_FAILED, error, now) != 0)
+		rc = -1;
+	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = -1;
+	if (rc != 0) {
+		log_error(PROVISION_LOGGER, "provisioning_store_failed",
+		          LOG_STR("server_handle", srv->handle),
+		          LOG_ERR(sqlite3_errmsg(db), "store"));
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return rc;
 }
 
 static const char *deploy_key_var(const config *cfg, char *buf, size_t cap)
@@ -190,10 +274,8 @@ provision_outcome provision_server(const config *cfg, store *st, const server_ro
 	bool claimed = false;
 	int64_t started = clock_mono_ms();
 
-	if (claim(st, srv->id, is_incident_recovery, p, now, &claimed) != 0) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(store_db(st)));
+	if (claim(st, srv, is_incident_recovery, p, now, &claimed, err, errlen) != 0)
 		return PROVISION_FAILED;
-	}
 	if (!claimed) {
 		snprintf(err, errlen, "not due (status changed or within the cooldown)");
 		return PROVISION_SKIPPED;
@@ -203,7 +285,12 @@ provision_outcome provision_server(const config *cfg, store *st, const server_ro
 	         LOG_BOOL("is_incident_recovery", is_incident_recovery));
 	int rc = run_playbooks(cfg, srv, cancel_fd, err, errlen);
 	double duration = (double)(clock_mono_ms() - started) / 1000.0;
-	finish_status(st, srv->id, rc == 0, err, log_bound_str("correlation_id"), clock_wall());
+	if (finish_status(st, srv, rc == 0, err, log_bound_str("correlation_id"), clock_wall()) !=
+	    0) {
+		if (rc == 0)
+			snprintf(err, errlen, "the final status could not be stored");
+		return PROVISION_FAILED;
+	}
 	if (rc == 0) {
 		log_info(PROVISION_LOGGER, "provisioning_complete",
 		         LOG_STR("server_handle", srv->handle), LOG_DBL("duration_sec", duration));

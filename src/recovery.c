@@ -7,6 +7,9 @@
  * 2. Incidents move detected/failed -> recovering at the start and
  *    recovering -> resolved | failed at the end, in that order, so a crash
  *    in between leaves them open (recovering), never resolved.
+ * 3. The end (incidents, server status) and its recovery_finished
+ *    notification are one transaction: a failed outbox insert rolls the
+ *    end back (the incidents stay recovering) and the sequence fails.
  */
 #include "recovery.h"
 
@@ -20,6 +23,7 @@
 #include "clock.h"
 #include "control.h"
 #include "log.h"
+#include "notify_text.h"
 #include "provision.h"
 #include "runner.h"
 #include "runtime.h"
@@ -28,6 +32,19 @@
 
 #define MAX_ACTIVE    64
 #define MAX_INCIDENTS 32
+#define MAX_ERRORS    5
+
+/* The first MAX_ERRORS errors of a recovery, for its notification. */
+typedef struct {
+	char text[MAX_ERRORS][256];
+	int n;
+} error_list;
+
+static void errors_add(error_list *e, const char *service, const char *error)
+{
+	if (e->n < MAX_ERRORS)
+		snprintf(e->text[e->n++], sizeof e->text[0], "%s: %s", service, error);
+}
 
 /* ---- incidents and server status ---- */
 
@@ -57,15 +74,16 @@ static size_t incidents_begin(store *st, int64_t server_id, int64_t *ids, size_t
 	return n;
 }
 
-static void incidents_end(store *st, int64_t server_id, const int64_t *ids, size_t n, bool ok,
-                          int services)
+/* 0, or -1 with err set and nothing changed (rolled back). */
+static int incidents_end(store *st, int64_t server_id, const int64_t *ids, size_t n, bool ok,
+                         int services, const notify_note *note, char *err, size_t errlen)
 {
 	sqlite3 *db = store_db(st);
 	char sql[512];
 	double now = clock_wall();
+	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 
-	sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
 		if (ok)
 			snprintf(sql, sizeof sql,
 			         "UPDATE incidents SET status = 'resolved', resolved_at = %.6f,"
@@ -76,7 +94,7 @@ static void incidents_end(store *st, int64_t server_id, const int64_t *ids, size
 			         "UPDATE incidents SET status = 'failed', updated_at = %.6f WHERE "
 			         "id = %lld",
 			         now, (long long)ids[i]);
-		sqlite3_exec(db, sql, NULL, NULL, NULL);
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 	}
 	if (ok)
 		snprintf(sql, sizeof sql,
@@ -91,10 +109,51 @@ static void incidents_end(store *st, int64_t server_id, const int64_t *ids, size
 		         "UPDATE servers SET status = 'error', updated_at = %.6f WHERE id = %lld "
 		         "AND %zu > 0",
 		         now, (long long)server_id, n);
-	sqlite3_exec(db, sql, NULL, NULL, NULL);
-	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	if (rc == SQLITE_OK && notify_add(st, note, now, NULL, err, errlen) != 0)
+		rc = SQLITE_ERROR;
+	else if (rc != SQLITE_OK)
+		snprintf(err, errlen, "store: %s", sqlite3_errmsg(db));
+	if (rc == SQLITE_OK && (rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
+		snprintf(err, errlen, "store: %s", sqlite3_errmsg(db));
+	if (rc != SQLITE_OK) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		log_error(RECOVERY_LOGGER, "recovery_store_failed", LOG_ERR(err, "store"));
+		return -1;
+	}
 	for (size_t i = 0; ok && i < n; i++)
 		log_info(RECOVERY_LOGGER, "incident_resolved", LOG_INT("incident_id", ids[i]));
+	return 0;
+}
+
+/* recovery_finished: info when every service was redeployed, warning
+ * otherwise; succeeded N, failed M and the first MAX_ERRORS errors. */
+static void note_finished(notify_note *n, const server_row *srv, const recovery_counts *c,
+                          const error_list *errs, size_t incidents)
+{
+	bool ok = c->fail_count == 0;
+	notify_note_init(n, NOTIFY_RECOVERY_FINISHED, ok ? LOG_INFO : LOG_WARNING,
+	                 log_bound_str("correlation_id"));
+	notify_note_title(n, "Recovery of %s %s", srv->handle,
+	                  ok ? "succeeded" : "finished with failures");
+	notify_note_line(n, "Succeeded %d, failed %d (of %d services).", c->success_count,
+	                 c->fail_count, c->services_count);
+	for (int i = 0; i < errs->n; i++)
+		notify_note_line(n, "- %s", errs->text[i]);
+	notify_field_str(n, "server_handle", srv->handle);
+	notify_field_str(n, "ip", srv->ip);
+	notify_field_int(n, "services_count", c->services_count);
+	notify_field_int(n, "succeeded", c->success_count);
+	notify_field_int(n, "failed", c->fail_count);
+	notify_field_int(n, "incidents", (int64_t)incidents);
+	cJSON *list = cJSON_CreateArray();
+	for (int i = 0; list && i < errs->n; i++)
+		cJSON_AddItemToArray(list, cJSON_CreateString(errs->text[i]));
+	if (n->fields && list)
+		cJSON_AddItemToObject(n->fields, "errors", list);
+	else
+		cJSON_Delete(list);
 }
 
 /* ---- the sequence ---- */
@@ -147,7 +206,7 @@ static cJSON *service_vars(const ansible_settings *set, const service_row *svc, 
 }
 
 static bool redeploy(const config *cfg, const server_row *srv, const service_row *svc,
-                     int cancel_fd)
+                     int cancel_fd, error_list *errs)
 {
 	ansible_settings set;
 	ansible_spec spec;
@@ -176,6 +235,8 @@ static bool redeploy(const config *cfg, const server_row *srv, const service_row
 	         ok ? LOG_NULL("error_type")
 	            : LOG_STR("error_type", res.error_type[0] ? res.error_type : "deploy_failed"),
 	         LOG_END);
+	if (!ok)
+		errors_add(errs, svc->name, err[0] ? err : "deploy failed");
 	return ok;
 }
 
@@ -197,7 +258,8 @@ static bool server_ready(const config *cfg, store *st, const server_row *srv, bo
 }
 
 static void redeploy_all(const config *cfg, store *st, const server_row *srv, bool managed,
-                         const service_list *svcs, int cancel_fd, recovery_counts *out)
+                         const service_list *svcs, int cancel_fd, recovery_counts *out,
+                         error_list *errs)
 {
 	bool up = server_ready(cfg, st, srv, managed, cancel_fd);
 	for (size_t i = 0; i < svcs->count; i++) {
@@ -206,16 +268,19 @@ static void redeploy_all(const config *cfg, store *st, const server_row *srv, bo
 			          LOG_STR("service_name", svcs->rows[i].name),
 			          LOG_STR("server", srv->handle), LOG_STR("status", "failed"),
 			          LOG_ERR("server unreachable", "unreachable"));
+			errors_add(errs, svcs->rows[i].name, "server unreachable");
 			out->fail_count++;
 			continue;
 		}
-		if (redeploy(cfg, srv, &svcs->rows[i], cancel_fd))
+		if (redeploy(cfg, srv, &svcs->rows[i], cancel_fd, errs))
 			out->success_count++;
 		else
 			out->fail_count++;
 	}
-	if (!up && svcs->count == 0)
+	if (!up && svcs->count == 0) {
 		out->fail_count++; /* nothing to redeploy, but the server is down */
+		errors_add(errs, srv->handle, "server unreachable");
+	}
 }
 
 int recovery_sequence(const config *cfg, store *st, const char *handle, int cancel_fd,
@@ -226,6 +291,8 @@ int recovery_sequence(const config *cfg, store *st, const char *handle, int canc
 	int64_t ids[MAX_INCIDENTS];
 	bool managed = true;
 	int64_t started = clock_mono_ms();
+	error_list errs = {.n = 0};
+	notify_note note;
 
 	memset(out, 0, sizeof *out);
 	if (services_server_find(st, handle, &srv, &managed, err, errlen) != 0)
@@ -238,15 +305,20 @@ int recovery_sequence(const config *cfg, store *st, const char *handle, int canc
 	log_info(RECOVERY_LOGGER, "incident_recovery_start", LOG_STR("server_handle", handle),
 	         LOG_INT("services_count", out->services_count));
 	size_t nids = incidents_begin(st, srv.rows[0].id, ids, MAX_INCIDENTS);
-	redeploy_all(cfg, st, &srv.rows[0], managed, &svcs, cancel_fd, out);
+	redeploy_all(cfg, st, &srv.rows[0], managed, &svcs, cancel_fd, out, &errs);
 	log_emit(out->fail_count ? LOG_ERROR : LOG_INFO, RECOVERY_LOGGER,
 	         "incident_recovery_complete", LOG_STR("server_handle", handle),
 	         LOG_INT("success_count", out->success_count),
 	         LOG_INT("fail_count", out->fail_count),
 	         LOG_DBL("duration_sec", (double)(clock_mono_ms() - started) / 1000.0), LOG_END);
-	incidents_end(st, srv.rows[0].id, ids, nids, out->fail_count == 0, out->services_count);
+	note_finished(&note, &srv.rows[0], out, &errs, nids);
+	int rc = incidents_end(st, srv.rows[0].id, ids, nids, out->fail_count == 0,
+	                       out->services_count, &note, err, errlen);
+	notify_note_free(&note);
 	server_list_free(&srv);
 	service_list_free(&svcs);
+	if (rc != 0)
+		return -1;
 	return out->fail_count ? 1 : 0;
 }
 

@@ -4,6 +4,13 @@
  * process dies, turned into interrupted at the next start by the store), and
  * every event between <task>_start and its terminal event carries the run's
  * correlation_id, task and run_id.
+ *
+ * task_failing (failure_alert_after = N > 0): a run that ends failed or
+ * timeout is finished in one transaction with the streak check; when its
+ * task's last N runs with a verdict (success, failed, timeout; skipped and
+ * interrupted runs neither count nor break a streak) all failed and the one
+ * before them did not (or there is none), a task_failing notification is
+ * added in that transaction: once per streak, never half.
  */
 #include "runner.h"
 
@@ -16,9 +23,12 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify_text.h"
 
 #define RUNNER_LOGGER "core.runner"
 
@@ -111,12 +121,17 @@ int runner_prepare(run_request *req, config *cfg, const task_config *task, const
 	snprintf(req->trigger, sizeof req->trigger, "%s", trigger);
 	runner_new_correlation_id(task->name, req->queued_at, req->correlation_id,
 	                          sizeof req->correlation_id);
+	(void)err, (void)errlen;
 	int rc = store_run_start(st, task->name, req->trigger, req->correlation_id, req->queued_at,
 	                         &req->run_id);
 	if (rc != STORE_OK) {
-		snprintf(err, errlen, "cannot record the run of %s: %s", task->name,
-		         store_errmsg(st));
-		return rc;
+		/* The store is a dependency like any other: the run goes ahead and
+		 * its row is written when it finishes (finish_row), or its terminal
+		 * event is the record if the store still refuses. */
+		req->run_id = 0;
+		log_warning(RUNNER_LOGGER, "task_run_unrecorded", LOG_STR("task", task->name),
+		            LOG_STR("correlation_id", req->correlation_id),
+		            LOG_ERR(store_errmsg(st), "store"));
 	}
 	req->cfg = config_ref(cfg);
 	req->task = task;
@@ -212,7 +227,90 @@ static void log_terminal_event(const task_run *run, run_status status, double du
 	          run->logger, event, fields, n);
 }
 
-static void finish_row(const task_run *run, run_status status, double duration)
+/* The length of the task's current failure streak, counting at most
+ * limit runs; -1 on a store error. */
+static int failure_streak(store *st, const char *task, int limit)
+{
+	sqlite3_stmt *q = NULL;
+	int n = 0, rc;
+	if (sqlite3_prepare_v2(store_db(st),
+	                       "SELECT status IN ('failed', 'timeout') FROM task_runs"
+	                       " WHERE task = ?1 AND status IN ('success', 'failed', 'timeout')"
+	                       " ORDER BY finished_at DESC, id DESC LIMIT ?2",
+	                       -1, &q, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(q, 1, task, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 2, limit);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW && sqlite3_column_int(q, 0))
+		n++;
+	sqlite3_finalize(q);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? n : -1;
+}
+
+static int note_failing(const task_run *run, run_status status, int streak, const char *error,
+                        const char *error_type, double now, char *err, size_t errlen)
+{
+	notify_note n;
+	notify_note_init(&n, NOTIFY_TASK_FAILING, LOG_ERROR, run->correlation_id);
+	notify_note_title(&n, "Task %s failed %d runs in a row", run->task->name, streak);
+	notify_note_line(&n, "The last run (%s) ended %s: %s", run->correlation_id,
+	                 run_status_name(status), error);
+	notify_field_str(&n, "task", run->task->name);
+	notify_field_int(&n, "streak", streak);
+	notify_field_int(&n, "run_id", run->run_id);
+	notify_field_str(&n, "status", run_status_name(status));
+	notify_field_str(&n, "error", error);
+	notify_field_str(&n, "error_type", error_type);
+	int rc = notify_add(run->store, &n, now, NULL, err, errlen);
+	notify_note_free(&n);
+	return rc;
+}
+
+/* The finish row, the streak check and task_failing in one transaction. */
+static int finish_alerting(const task_run *run, run_status status, double duration,
+                           const char *error, const char *error_type, const char *items, char *err,
+                           size_t errlen)
+{
+	sqlite3 *db = store_db(run->store);
+	int alert_after = run->task->failure_alert_after;
+	double now = clock_wall();
+	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? STORE_OK
+	                                                                            : STORE_BUSY;
+	if (rc == STORE_OK)
+		rc = store_run_finish(run->store, run->run_id, status, now, duration,
+		                      run->exit_code, error, error_type, items);
+	if (rc != STORE_OK)
+		snprintf(err, errlen, "%s", store_errmsg(run->store));
+	int streak =
+	        rc == STORE_OK ? failure_streak(run->store, run->task->name, alert_after + 1) : 0;
+	if (streak < 0) {
+		rc = STORE_ERROR;
+		snprintf(err, errlen, "failure streak: %s", sqlite3_errmsg(db));
+	}
+	if (rc == STORE_OK && streak == alert_after)
+		rc = note_failing(run, status, streak, error, error_type, now, err, errlen);
+	if (rc == STORE_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = STORE_BUSY;
+		snprintf(err, errlen, "commit: %s", sqlite3_errmsg(db));
+	}
+	if (rc != STORE_OK)
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+/* A run that started without its row (the store refused it): insert the
+ * row now, so finish_row can finish it like any other. */
+static void record_late(task_run *run, double started_at)
+{
+	int rc = STORE_ERROR;
+	for (int attempt = 0; attempt < 3 && rc != STORE_OK; attempt++)
+		rc = store_run_start(run->store, run->task->name, run->trigger, run->correlation_id,
+		                     started_at, &run->run_id);
+	if (rc != STORE_OK)
+		run->run_id = 0;
+}
+
+static void finish_row(task_run *run, run_status status, double duration, double started_at)
 {
 	char items[1024];
 	const char *error = NULL, *error_type = NULL;
@@ -225,12 +323,26 @@ static void finish_row(const task_run *run, run_status status, double duration)
 		error_type = run->error_type[0] ? run->error_type : "error";
 	}
 	int rc = STORE_ERROR;
-	for (int attempt = 0; attempt < 3 && rc != STORE_OK; attempt++)
-		rc = store_run_finish(run->store, run->run_id, status, clock_wall(), duration,
-		                      run->exit_code, error, error_type, items);
-	if (rc != STORE_OK)
+	char err[512] = "";
+	bool alerting = run->task->failure_alert_after > 0 &&
+	                (status == RUN_FAILED || status == RUN_TIMEOUT);
+	if (run->run_id == 0)
+		record_late(run, started_at);
+	for (int attempt = 0; run->run_id != 0 && attempt < 3 && rc != STORE_OK; attempt++)
+		rc = alerting
+		             ? finish_alerting(run, status, duration, error, error_type, items, err,
+		                               sizeof err)
+		             : store_run_finish(run->store, run->run_id, status, clock_wall(),
+		                                duration, run->exit_code, error, error_type, items);
+	if (run->run_id == 0)
+		log_error(
+		        RUNNER_LOGGER, "task_run_store_failed",
+		        LOG_STR("status", run_status_name(status)),
+		        LOG_ERR("the store refused the run's row; this run's events are its record",
+		                "store"));
+	else if (rc != STORE_OK)
 		log_error(RUNNER_LOGGER, "task_run_store_failed",
-		          LOG_ERR(store_errmsg(run->store), "store"));
+		          LOG_ERR(alerting ? err : store_errmsg(run->store), "store"));
 }
 
 run_status runner_execute(run_request *req, store *st, run_control *ctl)
@@ -273,7 +385,8 @@ run_status runner_execute(run_request *req, store *st, run_control *ctl)
 	run_status status = outcome_status(result, &run);
 
 	/* The row first: whoever sees the terminal event finds the row final. */
-	finish_row(&run, status, duration);
+	finish_row(&run, status, duration, req->queued_at);
+	req->run_id = run.run_id; /* a late-recorded row has its id only now */
 	metrics_run_finished(&run, status, duration);
 	log_terminal_event(&run, status, duration);
 	log_clear_context();

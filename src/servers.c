@@ -11,6 +11,9 @@
  *     meanwhile wins).
  *  3. Counters are written as the caller computed them with
  *     servers_debounce; this module never decides health.
+ *  4. Opening an incident adds a server_unreachable notification and
+ *     resolving one a server_recovered notification (notify_text.h) in the
+ *     same transaction: a failed outbox insert rolls the change back.
  */
 #include "servers.h"
 
@@ -19,6 +22,8 @@
 #include <string.h>
 
 #include <sqlite3.h>
+
+#include "notify_text.h"
 
 #define OPEN_INCIDENT "type = 'server_unreachable' AND resolved_at IS NULL AND status <> 'resolved'"
 
@@ -214,15 +219,50 @@ static void copy_text(sqlite3_stmt *st, int col, char *buf, size_t cap, const ch
 		snprintf(buf, cap, "%s", t ? (const char *)t : fallback);
 }
 
-static int open_locked(sqlite3 *db, int64_t server_id, double now, const char *correlation_id,
+/* The server_unreachable notification of a new incident; details is the
+ * caller's JSON (stage, error_type, error, failures), copied into fields. */
+static int note_unreachable(store *s, const char *handle, const char *ip, int64_t incident_id,
+                            const char *previous, const char *correlation_id, const char *details,
+                            double now, char *err, size_t errlen)
+{
+	notify_note n;
+	cJSON *d = details ? cJSON_Parse(details) : NULL;
+	const cJSON *error = cJSON_GetObjectItemCaseSensitive(d, "error");
+	const cJSON *stage = cJSON_GetObjectItemCaseSensitive(d, "stage");
+
+	notify_note_init(&n, NOTIFY_SERVER_UNREACHABLE, LOG_CRITICAL, correlation_id);
+	notify_note_title(&n, "Server %s is unreachable", handle);
+	notify_note_line(&n, "Incident %lld opened; the server was %s and is now in error.",
+	                 (long long)incident_id, previous && *previous ? previous : "unknown");
+	if (cJSON_IsString(stage))
+		notify_note_line(&n, "Failed at stage %s%s%s", stage->valuestring,
+		                 cJSON_IsString(error) ? ": " : "",
+		                 cJSON_IsString(error) ? error->valuestring : "");
+	notify_field_str(&n, "server_handle", handle);
+	notify_field_str(&n, "ip", ip);
+	notify_field_int(&n, "incident_id", incident_id);
+	notify_field_str(&n, "previous_status", previous);
+	for (const cJSON *it = d && cJSON_IsObject(d) ? d->child : NULL; it && n.fields;
+	     it = it->next)
+		if (!cJSON_HasObjectItem(n.fields, it->string))
+			cJSON_AddItemToObject(n.fields, it->string, cJSON_Duplicate(it, true));
+	int rc = notify_add(s, &n, now, NULL, err, errlen);
+	notify_note_free(&n);
+	cJSON_Delete(d);
+	return rc;
+}
+
+static int open_locked(store *s, int64_t server_id, double now, const char *correlation_id,
                        const char *details, int64_t *incident_id, bool *created, char *previous,
                        size_t cap, char *err, size_t errlen)
 {
+	sqlite3 *db = store_db(s);
 	sqlite3_stmt *st = NULL;
+	char handle[128], ip[64], before[32];
 	int rc = step_one(
 	        db, &st,
 	        "SELECT (SELECT max(id) FROM incidents WHERE server_id = ?1 AND " OPEN_INCIDENT
-	        "), status, previous_status FROM servers WHERE id = ?1",
+	        "), status, previous_status, handle, ip FROM servers WHERE id = ?1",
 	        server_id, 0);
 	if (rc != SQLITE_ROW) {
 		sqlite3_finalize(st);
@@ -237,6 +277,9 @@ static int open_locked(sqlite3 *db, int64_t server_id, double now, const char *c
 		return STORE_OK;
 	}
 	copy_text(st, 1, previous, cap, "");
+	copy_text(st, 1, before, sizeof before, "");
+	copy_text(st, 3, handle, sizeof handle, "");
+	copy_text(st, 4, ip, sizeof ip, "");
 	sqlite3_finalize(st);
 	rc = sqlite3_prepare_v2(db,
 	                        "INSERT INTO incidents (server_id, type, status, detected_at,"
@@ -260,7 +303,10 @@ static int open_locked(sqlite3 *db, int64_t server_id, double now, const char *c
 	              " updated_at = ?2 WHERE id = ?1 AND status <> 'error'",
 	              server_id, now);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? STORE_OK : fail(db, rc, "open incident", err, errlen);
+	if (rc != SQLITE_DONE)
+		return fail(db, rc, "open incident", err, errlen);
+	return note_unreachable(s, handle, ip[0] ? ip : NULL, *incident_id, before, correlation_id,
+	                        details, now, err, errlen);
 }
 
 int servers_incident_open(store *s, int64_t server_id, double now, const char *correlation_id,
@@ -273,8 +319,8 @@ int servers_incident_open(store *s, int64_t server_id, double now, const char *c
 	int rc = exec_sql(db, "BEGIN IMMEDIATE", err, errlen);
 	if (rc != STORE_OK)
 		return rc;
-	rc = open_locked(db, server_id, now, correlation_id, details, incident_id, created,
-	                 previous, cap, err, errlen);
+	rc = open_locked(s, server_id, now, correlation_id, details, incident_id, created, previous,
+	                 cap, err, errlen);
 	if (rc == STORE_OK)
 		rc = exec_sql(db, "COMMIT", err, errlen);
 	if (rc != STORE_OK) {
@@ -284,9 +330,50 @@ int servers_incident_open(store *s, int64_t server_id, double now, const char *c
 	return rc;
 }
 
-static int resolve_locked(sqlite3 *db, int64_t server_id, double now, int64_t *incident_id,
+/* The server_recovered notification of a resolved incident: read the
+ * incident and the server as they are now, inside the transaction. */
+static int note_recovered(store *s, int64_t server_id, int64_t incident_id, double now, char *err,
+                          size_t errlen)
+{
+	sqlite3 *db = store_db(s);
+	sqlite3_stmt *st = NULL;
+	char handle[128], ip[64], status[32], incident_cid[128];
+	int rc = step_one(db, &st,
+	                  "SELECT s.handle, s.ip, s.status, i.detected_at, i.correlation_id"
+	                  " FROM servers s JOIN incidents i ON i.server_id = s.id"
+	                  " WHERE s.id = ?1 AND i.id = ?2",
+	                  server_id, (double)incident_id);
+	if (rc != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return rc == SQLITE_DONE ? STORE_OK : fail(db, rc, "resolve incident", err, errlen);
+	}
+	copy_text(st, 0, handle, sizeof handle, "");
+	copy_text(st, 1, ip, sizeof ip, "");
+	copy_text(st, 2, status, sizeof status, "");
+	copy_text(st, 4, incident_cid, sizeof incident_cid, "");
+	double outage = now - sqlite3_column_double(st, 3);
+	sqlite3_finalize(st);
+
+	notify_note n;
+	notify_note_init(&n, NOTIFY_SERVER_RECOVERED, LOG_INFO, log_bound_str("correlation_id"));
+	notify_note_title(&n, "Server %s recovered", handle);
+	notify_note_line(&n, "Incident %lld resolved after %.0f s; the server is %s again.",
+	                 (long long)incident_id, outage, status);
+	notify_field_str(&n, "server_handle", handle);
+	notify_field_str(&n, "ip", ip[0] ? ip : NULL);
+	notify_field_int(&n, "incident_id", incident_id);
+	notify_field_str(&n, "status", status);
+	notify_field_int(&n, "outage_sec", (int64_t)(outage + 0.5));
+	notify_field_str(&n, "incident_correlation_id", incident_cid[0] ? incident_cid : NULL);
+	rc = notify_add(s, &n, now, NULL, err, errlen);
+	notify_note_free(&n);
+	return rc;
+}
+
+static int resolve_locked(store *s, int64_t server_id, double now, int64_t *incident_id,
                           char *restored, size_t cap, char *err, size_t errlen)
 {
+	sqlite3 *db = store_db(s);
 	sqlite3_stmt *st = NULL;
 	int rc = step_one(db, &st,
 	                  "SELECT max(id) FROM incidents WHERE server_id = ?1 AND " OPEN_INCIDENT,
@@ -320,7 +407,7 @@ static int resolve_locked(sqlite3 *db, int64_t server_id, double now, int64_t *i
 	rc = step_one(db, &st, "SELECT status FROM servers WHERE id = ?1", server_id, 0);
 	copy_text(rc == SQLITE_ROW ? st : NULL, 0, restored, cap, "");
 	sqlite3_finalize(st);
-	return STORE_OK;
+	return note_recovered(s, server_id, *incident_id, now, err, errlen);
 }
 
 int servers_incident_resolve(store *s, int64_t server_id, double now, int64_t *incident_id,
@@ -331,10 +418,12 @@ int servers_incident_resolve(store *s, int64_t server_id, double now, int64_t *i
 	int rc = exec_sql(db, "BEGIN IMMEDIATE", err, errlen);
 	if (rc != STORE_OK)
 		return rc;
-	rc = resolve_locked(db, server_id, now, incident_id, restored, cap, err, errlen);
+	rc = resolve_locked(s, server_id, now, incident_id, restored, cap, err, errlen);
 	if (rc == STORE_OK)
 		rc = exec_sql(db, "COMMIT", err, errlen);
-	if (rc != STORE_OK)
+	if (rc != STORE_OK) {
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		*incident_id = 0;
+	}
 	return rc;
 }

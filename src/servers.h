@@ -70,7 +70,9 @@ int servers_record_check(store *s, int64_t server_id, double now, double respons
                          const health_counters *c, char *err, size_t errlen);
 
 /* Open a server_unreachable incident unless one is open: the server's
- * status becomes error and its previous status is kept in previous_status.
+ * status becomes error and its previous status is kept in previous_status,
+ * and a server_unreachable notification (correlation_id; details, a JSON
+ * object, copied into its fields) is added in the same transaction.
  * *created says whether one was opened; *incident_id is the open one
  * either way; previous (may be NULL, cap bytes) gets the status before. */
 int servers_incident_open(store *s, int64_t server_id, double now, const char *correlation_id,
@@ -79,7 +81,9 @@ int servers_incident_open(store *s, int64_t server_id, double now, const char *c
 
 /* Resolve the open server_unreachable incident (resolved_at = now) and, if
  * the server is still in error, restore its previous status (ready when
- * none was kept). *incident_id is 0 if none was open; restored (may be
+ * none was kept); a server_recovered notification is added in the same
+ * transaction, with the correlation_id bound in the calling thread's log
+ * context (the run's, bound by the runner). *incident_id is 0 if none was open; restored (may be
  * NULL) gets the server's status afterwards. */
 int servers_incident_resolve(store *s, int64_t server_id, double now, int64_t *incident_id,
                              char *restored, size_t cap, char *err, size_t errlen);

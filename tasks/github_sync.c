@@ -19,8 +19,10 @@
  *  - Projects are matched by github_repo_id, then by name among rows not yet
  *    linked to a repository (project_linked_to_github).
  *  - A linked project absent from a complete listing counts one attempt
- *    (missing_count); at missing_threshold it becomes missing. Listed again,
- *    the count is reset and a missing project recovers.
+ *    (missing_count); at missing_threshold it becomes missing, with a
+ *    project_missing notification in the same transaction (a failed outbox
+ *    insert fails the listing like any store error). Listed again, the
+ *    count is reset and a missing project recovers.
  *  - The token is only handed to the HTTP client and libgit2's credential
  *    callback; it is never logged or put into an error.
  */
@@ -34,6 +36,7 @@
 #include "http.h"
 #include "log.h"
 #include "mirror.h"
+#include "notify_text.h"
 #include "sync_common.h"
 #include "task.h"
 
@@ -347,6 +350,28 @@ static int apply_repo(gh_sync *g, const github_repo *r)
 	return exec_stmt(g, SQL_UPDATE, r, p->id, status, 0);
 }
 
+static int notify_missing(gh_sync *g, const project *p, long attempt)
+{
+	notify_note n;
+	char err[256];
+
+	notify_note_init(&n, NOTIFY_PROJECT_MISSING, LOG_CRITICAL, g->run->correlation_id);
+	notify_note_title(&n, "Project %s is missing from GitHub", p->name ? p->name : "?");
+	notify_note_line(&n,
+	                 "Repository %s (id %lld) was absent from %ld complete listings"
+	                 " in a row; the project is marked missing.",
+	                 p->full_name ? p->full_name : (p->name ? p->name : "?"),
+	                 (long long)p->repo_id, attempt);
+	notify_field_str(&n, "project_name", p->name);
+	notify_field_str(&n, "full_name", p->full_name);
+	notify_field_int(&n, "github_repo_id", p->repo_id);
+	notify_field_int(&n, "missing_count", attempt);
+	notify_field_str(&n, "previous_status", p->status);
+	int rc = notify_add(g->run->store, &n, g->now, NULL, err, sizeof err);
+	notify_note_free(&n);
+	return rc == 0 ? 0 : -1;
+}
+
 static int apply_missing(gh_sync *g, project *p)
 {
 	const char *L = g->run->logger;
@@ -360,7 +385,10 @@ static int apply_missing(gh_sync *g, project *p)
 	if (marked)
 		log_warning(L, "project_marked_missing", LOG_STR("project_name", p->name),
 		            LOG_INT("github_repo_id", p->repo_id), LOG_INT("attempt", attempt));
-	return exec_stmt(g, SQL_MISSING, NULL, p->id, marked ? "missing" : p->status, attempt);
+	int rc = exec_stmt(g, SQL_MISSING, NULL, p->id, marked ? "missing" : p->status, attempt);
+	if (rc == 0 && marked)
+		rc = notify_missing(g, p, attempt);
+	return rc;
 }
 
 static int repo_cmp(const void *a, const void *b)

@@ -12,10 +12,12 @@
  *
  *   failures reach failure_threshold  -> incident opened (one per outage),
  *                                        status error, previous status kept,
+ *                                        a server_unreachable notification,
  *                                        server_unhealthy_incident_created,
  *                                        with auto_recover the recovery hook
  *   successes reach success_threshold -> incident resolved, previous status
- *                                        restored, server_recovered
+ *                                        restored, a server_recovered
+ *                                        notification, server_recovered
  *
  * Results are applied after the poll loop, so no store write ever delays a
  * running SSH attempt past its deadline. A cancelled run (timeout,
@@ -30,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <cjson/cJSON.h>
 
 #include "clock.h"
 #include "duration.h"
@@ -185,16 +189,30 @@ static void store_failed(task_run *run, const server_row *srv, const char *err)
 	          LOG_ERR(err, "store"));
 }
 
+/* The incident's details (also the notification's fields): stage,
+ * error_type, failures and the SSH error message, escaped by cJSON. */
+static void details_json(const hc_params *p, const ssh_result *res, char *buf, size_t cap)
+{
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "stage", ssh_stage_name(res->stage));
+	cJSON_AddStringToObject(d, "error_type", ssh_error_name(res->error));
+	cJSON_AddNumberToObject(d, "failures", (double)p->failure_threshold);
+	cJSON_AddStringToObject(d, "error", res->message);
+	if (d == NULL || !cJSON_PrintPreallocated(d, buf, (int)cap, false))
+		snprintf(buf, cap, "{\"stage\": \"%s\", \"error_type\": \"%s\", \"failures\": %ld}",
+		         ssh_stage_name(res->stage), ssh_error_name(res->error),
+		         p->failure_threshold);
+	cJSON_Delete(d);
+}
+
 static void became_unhealthy(task_run *run, const hc_params *p, const server_row *srv,
                              const ssh_result *res, double now)
 {
-	char err[256], previous[32] = "", details[512];
+	char err[256], previous[32] = "", details[1024];
 	int64_t incident = 0;
 	bool created = false;
 
-	snprintf(details, sizeof details,
-	         "{\"stage\": \"%s\", \"error_type\": \"%s\", \"failures\": %ld}",
-	         ssh_stage_name(res->stage), ssh_error_name(res->error), p->failure_threshold);
+	details_json(p, res, details, sizeof details);
 	if (servers_incident_open(run->store, srv->id, now, run->correlation_id, details, &incident,
 	                          &created, previous, sizeof previous, err, sizeof err) != 0) {
 		store_failed(run, srv, err);

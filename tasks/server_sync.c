@@ -5,11 +5,16 @@
  * One run, per configured provider: list its servers; only a complete
  * listing is applied, in one transaction:
  *
- *   new server            -> pending_setup, managed (managed_server_discovered)
+ *   new server            -> pending_setup, managed (managed_server_discovered,
+ *                            a server_discovered notification)
  *   new ghost server      -> reserved, not managed (ghost_server_discovered)
  *   listed, was missing   -> its status before it went missing (server_reappeared)
  *   listed, now a ghost   -> reserved, not managed
- *   not listed any more   -> missing, missing_since set (server_missing_from_provider)
+ *   not listed any more   -> missing, missing_since set (server_missing_from_provider;
+ *                            a server_missing notification if managed)
+ *
+ * Notifications are added in the listing's transaction (notify_text.h): a
+ * failed outbox insert rolls the whole listing back like any store error.
  *
  * A ghost is a server whose handle, provider name (domain) or address is
  * in the provider's ghost_servers list. Time4VPS details are refreshed
@@ -33,6 +38,7 @@
 #include "http.h"
 #include "inventory.h"
 #include "log.h"
+#include "notify_text.h"
 #include "providers.h"
 #include "sync_common.h"
 #include "task.h"
@@ -201,6 +207,34 @@ static const char SQL_MISSING[] =
         "UPDATE servers SET status = 'missing', previous_status = :previous,"
         " missing_since = :now, updated_at = :now WHERE id = :id";
 
+/* server_discovered / server_missing in the listing's transaction. */
+static int notify_server(srv_sync *s, const char *kind, const char *handle, const char *ip,
+                         const char *previous)
+{
+	bool missing = strcmp(kind, NOTIFY_SERVER_MISSING) == 0;
+	notify_note n;
+	char err[256];
+
+	notify_note_init(&n, kind, missing ? LOG_WARNING : LOG_INFO, s->run->correlation_id);
+	if (missing) {
+		notify_note_title(&n, "Server %s is missing from %s", handle, s->provider);
+		notify_note_line(&n, "The %s listing no longer has it; it was %s, now missing.",
+		                 s->provider, previous ? previous : "unknown");
+	} else {
+		notify_note_title(&n, "New managed server %s discovered", handle);
+		notify_note_line(&n, "Found in %s at %s; status pending_setup (provisioning next).",
+		                 s->provider, ip ? ip : "an unknown address");
+	}
+	notify_field_str(&n, "server_handle", handle);
+	notify_field_str(&n, "ip", ip);
+	notify_field_str(&n, "provider", s->provider);
+	notify_field_str(&n, missing ? "previous_status" : "status",
+	                 missing ? previous : "pending_setup");
+	int rc = notify_add(s->run->store, &n, s->now, NULL, err, sizeof err);
+	notify_note_free(&n);
+	return rc == 0 ? 0 : -1;
+}
+
 static int discover(srv_sync *s, const provider_server *p, bool ghost)
 {
 	const char *L = s->run->logger;
@@ -214,7 +248,11 @@ static int discover(srv_sync *s, const provider_server *p, bool ghost)
 		log_info(L, "managed_server_discovered", LOG_STR("server_handle", p->handle),
 		         LOG_STR("server_ip", p->ip), LOG_STR("status", "pending_setup"));
 	task_run_count(s->run, "servers_discovered", 1);
-	return exec_server(s, SQL_INSERT, p, 0, ghost ? "reserved" : "pending_setup", NULL, !ghost);
+	int rc = exec_server(s, SQL_INSERT, p, 0, ghost ? "reserved" : "pending_setup", NULL,
+	                     !ghost);
+	if (rc == 0 && !ghost)
+		rc = notify_server(s, NOTIFY_SERVER_DISCOVERED, p->handle, p->ip, NULL);
+	return rc;
 }
 
 static int update(srv_sync *s, srv_row *r, const provider_server *p, bool ghost)
@@ -249,7 +287,10 @@ static int mark_missing(srv_sync *s, srv_row *r)
 	            LOG_STR("server_handle", r->handle), LOG_STR("server_ip", r->ip),
 	            LOG_STR("previous_status", r->status), LOG_STR("provider", s->provider));
 	task_run_count(s->run, "servers_missing", 1);
-	return exec_server(s, SQL_MISSING, NULL, r->id, NULL, r->status, false);
+	int rc = exec_server(s, SQL_MISSING, NULL, r->id, NULL, r->status, false);
+	if (rc == 0 && r->managed)
+		rc = notify_server(s, NOTIFY_SERVER_MISSING, r->handle, r->ip, r->status);
+	return rc;
 }
 
 static int apply_listing(srv_sync *s, const provider_list *l)

@@ -87,3 +87,22 @@ def wait_rows(env, query, pred, *params, deadline=DEADLINE, what=None):
             return v
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what or query}: last {v}")
+
+
+def runs_go_ahead_unrecorded(d):
+    """While the store refuses writes, fires still run: task_run_unrecorded,
+    then the run's own events on stdout. Returns the runs' correlation ids."""
+    unrecorded = d.wait_for(lambda e: e.get("event") == "task_run_unrecorded", count=2,
+                            what="2 runs that went ahead without their row")
+    assert all(e["error_type"] == "store" and e["task"] == "t" for e in unrecorded)
+    cids = [e["correlation_id"] for e in unrecorded]
+    for cid in cids:
+        d.wait_for(lambda e, c=cid: e.get("event") == "t_complete"
+                   and e.get("correlation_id") == c, what=f"t_complete of {cid}")
+    return cids
+
+
+def spell_events_stored(env, cids):
+    for cid in cids:
+        env.wait_sql("SELECT count(*) FROM events WHERE correlation_id = ? AND event = 't_complete'",
+                     lambda r: r[0][0] == 1, cid)

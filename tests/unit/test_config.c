@@ -503,7 +503,7 @@ static void test_bad_enum_and_level(void **state)
 	assert_only_error("[github]\napi_url = api.github.com\n", 2,
 	                  "[github] api_url: expected an http:// or https:// URL, got "
 	                  "'api.github.com'");
-	assert_only_error("[notify.ops]\ntype = slack\nchat_ids = 1, x\n", 3,
+	assert_only_error("[notify.ops]\ntype = telegram\ntoken_env = T\nchat_ids = 1, x\n", 4,
 	                  "[notify.ops] chat_ids: expected a comma-separated list of integers, got "
 	                  "'1, x'");
 }

@@ -436,6 +436,141 @@ static void test_parent_death(void **state)
 	assert_gone_within(victim, 2000);
 }
 
+/* ---- no process of a run outlives the run or its daemon ---- */
+
+#define MAX_PIDS 8
+
+/* In the helper process: collect `want` lines (one pid each), hand them to
+ * the test, then wait to be killed. */
+typedef struct {
+	int fd;
+	int want, got;
+	char buf[256];
+	size_t len;
+} pid_relay;
+
+static void on_line_relay_then_pause(void *ctx, int stream, const char *line, size_t len)
+{
+	pid_relay *r = ctx;
+	(void)stream;
+	if (r->len + len + 1 < sizeof r->buf) {
+		memcpy(r->buf + r->len, line, len);
+		r->len += len;
+		r->buf[r->len++] = ' ';
+	}
+	if (++r->got < r->want)
+		return;
+	ssize_t n = write(r->fd, r->buf, r->len);
+	(void)n;
+	close(r->fd);
+	for (;;)
+		pause();
+}
+
+static int parse_pids(char *buf, pid_t *pids)
+{
+	int n = 0;
+	for (char *tok = strtok(buf, " "); tok && n < MAX_PIDS; tok = strtok(NULL, " "))
+		pids[n++] = (pid_t)atoi(tok);
+	return n;
+}
+
+/* A "daemon" (a forked helper) runs cmd, which prints `want` pids; the
+ * helper is SIGKILLed once it has them all: every one must die. */
+static void kill9_daemon_and_check(const char *cmd, int want)
+{
+	int p[2], status = -1;
+	char buf[256] = "";
+	pid_t pids[MAX_PIDS];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid_t helper = fork();
+	assert_true(helper >= 0);
+	if (helper == 0) {
+		const char *argv[] = {"sh", "-c", cmd, NULL};
+		pid_relay r = {.fd = p[1], .want = want};
+		proc_spec spec = {.argv = argv,
+		                  .cancel_fd = -1,
+		                  .on_line = on_line_relay_then_pause,
+		                  .ctx = &r};
+		proc_result res;
+		char err[128];
+		close(p[0]);
+		proc_run(&spec, &res, err, sizeof err);
+		_exit(2); /* never reached when the pids were printed */
+	}
+	close(p[1]);
+	size_t got = 0;
+	for (ssize_t n; (n = read(p[0], buf + got, sizeof buf - 1 - got)) > 0;)
+		got += (size_t)n;
+	close(p[0]);
+	buf[got] = '\0';
+	assert_int_equal(kill(helper, SIGKILL), 0);
+	assert_int_equal(waitpid(helper, &status, 0), helper);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(parse_pids(buf, pids), want);
+	for (int i = 0; i < want; i++) {
+		assert_true(pids[i] > 1);
+		assert_gone_within(pids[i], 5000);
+	}
+}
+
+/* Background grandchildren in the command's group die with the daemon. */
+static void test_daemon_kill9_kills_grandchildren(void **state)
+{
+	(void)state;
+	kill9_daemon_and_check("sleep 30 & echo $!; sleep 31 & echo $!; echo $$; wait", 3);
+}
+
+/* So do descendants that left the group (setsid) or were orphaned by a
+ * double fork: the supervisor is their subreaper. */
+static void test_daemon_kill9_kills_escaped_descendants(void **state)
+{
+	(void)state;
+	kill9_daemon_and_check("setsid sh -c 'echo $$; exec sleep 32' &"
+	                       " sh -c 'sleep 33 & echo $!'; echo $$; wait",
+	                       3);
+}
+
+/* A run that ended normally leaves nothing behind: processes that closed
+ * their output and went on (detached ones too) are killed at its end. */
+static void test_run_end_kills_leftovers(void **state)
+{
+	collector c;
+	proc_result res;
+	(void)state;
+	collector_init(&c);
+	run_sh("sleep 35 >/dev/null 2>&1 & echo $!;"
+	       " setsid sh -c 'sleep 34 >/dev/null 2>&1 & echo $!'; exit 6",
+	       &c, &res);
+	assert_int_equal(res.exit_code, 6);
+	assert_int_equal(c.count[PROC_STDOUT], 2);
+	for (int i = 0; i < 2; i++) {
+		pid_t pid = (pid_t)atoi(c.lines[PROC_STDOUT][i]);
+		assert_true(pid > 1);
+		assert_gone_within(pid, 2000);
+	}
+	collector_free(&c);
+}
+
+/* The supervisor is reaped and its command's status is what proc_run
+ * reports (exit codes and signals, including a core-dumping one). */
+static void test_status_through_supervisor(void **state)
+{
+	collector c;
+	proc_result res;
+	(void)state;
+	collector_init(&c);
+	run_sh("kill -SEGV $$", &c, &res);
+	assert_int_equal(res.term_signal, SIGSEGV);
+	assert_int_equal(res.exit_code, 128 + SIGSEGV);
+	run_sh("echo $$; exit 255", &c, &res);
+	assert_int_equal(res.exit_code, 255);
+	assert_int_equal(res.pid, atoi(c.lines[PROC_STDOUT][0])); /* the command's pid */
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);         /* no child left behind */
+	assert_int_equal(errno, ECHILD);
+	collector_free(&c);
+}
+
 /* ---- environment, directory, fds, signals ---- */
 
 static void test_env_add(void **state)
@@ -654,6 +789,10 @@ int main(void)
 	        cmocka_unit_test(test_grandchild_output_read),
 	        cmocka_unit_test(test_child_outlives_pipes),
 	        cmocka_unit_test(test_parent_death),
+	        cmocka_unit_test(test_daemon_kill9_kills_grandchildren),
+	        cmocka_unit_test(test_daemon_kill9_kills_escaped_descendants),
+	        cmocka_unit_test(test_run_end_kills_leftovers),
+	        cmocka_unit_test(test_status_through_supervisor),
 	        cmocka_unit_test(test_env_add),
 	        cmocka_unit_test(test_cwd),
 	        cmocka_unit_test(test_no_fd_leak),

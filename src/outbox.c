@@ -17,18 +17,7 @@
 
 static int fail(sqlite3 *db, int rc, const char *what, char *err, size_t errlen)
 {
-	snprintf(err, errlen, "%s: %s", what, sqlite3_errmsg(db));
-	switch (rc & 0xff) {
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return STORE_BUSY;
-	case SQLITE_FULL:
-		return STORE_FULL;
-	case SQLITE_READONLY:
-		return STORE_READONLY;
-	default:
-		return STORE_ERROR;
-	}
+	return store_sqlite_error(db, rc, what, err, errlen);
 }
 
 static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v)

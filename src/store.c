@@ -301,6 +301,13 @@ static int fail_msg(store *s, int code, const char *msg)
 	return code;
 }
 
+int store_sqlite_error(sqlite3 *db, int rc, const char *what, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "%s: %s", what, sqlite3_errmsg(db));
+	int code = map_code(db, rc);
+	return code == STORE_OK ? STORE_ERROR : code;
+}
+
 const char *store_errmsg(const store *s)
 {
 	return s ? s->errmsg : "no store";

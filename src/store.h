@@ -60,6 +60,9 @@ void store_close(store *s);
 const char *store_errmsg(const store *s);
 /* The connection, borrowed, for modules with queries of their own. */
 sqlite3 *store_db(store *s);
+/* For those modules: "<what>: <SQLite message of db>" into err, and the
+ * store_error for the SQLite result code rc. */
+int store_sqlite_error(sqlite3 *db, int rc, const char *what, char *err, size_t errlen);
 int store_schema_version(store *s);
 
 /* Migration up to a given version only; for tests of the migration path. */

@@ -16,6 +16,8 @@ command -v npm >/dev/null 2>&1 || test_pkgs+=(npm)
 test_pkgs+=(ansible ansible-lint sshpass git)
 # Robustness (issue 8): libFuzzer (clang + its runtime), valgrind, mount and nm.
 test_pkgs+=(clang libclang-rt-14-dev valgrind binutils mount)
+# Wall-clock jumps (tests/integration/test_clock_jumps.py): libfaketime preloaded.
+test_pkgs+=(faketime libfaketime)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = "test" ]; then

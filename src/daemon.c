@@ -141,14 +141,43 @@ static int arm_clock_watch(int fd)
 	return timerfd_settime(fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL);
 }
 
+/* Both ways of noticing a set clock end here: the cron deadlines are
+ * recomputed (daemon_tasks.c, invariant 3) and the offset becomes the new
+ * baseline of check_clock_step. */
+static void on_clock_change(daemon_state *d, const char *detected_by)
+{
+	int64_t offset = clock_wall_offset_ms();
+	log_info(DAEMON_LOGGER, "wall_clock_changed", LOG_STR("detected_by", detected_by),
+	         LOG_DBL("step_sec", (double)(offset - d->wall_offset_ms) / 1000.0));
+	d->wall_offset_ms = offset;
+	d->wall_checked_ms = clock_mono_ms();
+	daemon_slots_clock_changed(d);
+}
+
 static void handle_clock(daemon_state *d)
 {
 	uint64_t expirations;
-	if (read(d->clock_fd, &expirations, sizeof expirations) < 0 && errno == ECANCELED) {
-		log_info(DAEMON_LOGGER, "wall_clock_changed");
-		daemon_slots_clock_changed(d);
-	}
+	if (read(d->clock_fd, &expirations, sizeof expirations) < 0 && errno == ECANCELED)
+		on_clock_change(d, "timerfd");
 	arm_clock_watch(d->clock_fd);
+}
+
+/* At every wakeup: a step the timerfd did not report (a kernel or sandbox
+ * without TFD_TIMER_CANCEL_ON_SET, a faked clock such as libfaketime) shows
+ * as a jump of the wall-minus-monotonic offset. Slewing does not count. */
+static void check_clock_step(daemon_state *d)
+{
+	int64_t mono = clock_mono_ms();
+	int64_t offset = clock_wall_offset_ms();
+	if (d->wall_checked_ms == 0) {
+		d->wall_offset_ms = offset;
+	} else if (clock_offset_stepped(d->wall_offset_ms, offset, mono - d->wall_checked_ms)) {
+		on_clock_change(d, "offset");
+		return;
+	} else {
+		d->wall_offset_ms = offset;
+	}
+	d->wall_checked_ms = mono;
 }
 
 /* ---- start and stop ---- */
@@ -205,6 +234,7 @@ static int start_io(daemon_state *d, char *err, size_t errlen)
 		return -1;
 	}
 	arm_clock_watch(d->clock_fd);
+	check_clock_step(d); /* the baseline, before any cron deadline is computed */
 	if (pool_start(&d->pool, (unsigned)d->cfg->max_concurrent_tasks, d->cfg->db_path, err,
 	               errlen) != 0)
 		return -1;
@@ -254,6 +284,7 @@ static void stop_all(daemon_state *d)
 
 static void run_expired_timers(daemon_state *d)
 {
+	check_clock_step(d);
 	wheel_update(&d->w, (uint64_t)clock_mono_ms());
 	wheel_timer *t;
 	while ((t = wheel_get_expired(&d->w)) != NULL)

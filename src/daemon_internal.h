@@ -71,6 +71,8 @@ struct daemon_state {
 	looptimer stop_poll; /* while stopping with recoveries still running */
 	int64_t watchdog_ms;
 	double started_at;
+	int64_t wall_offset_ms;  /* wall minus monotonic clock at the last check */
+	int64_t wall_checked_ms; /* monotonic time of that check */
 };
 
 #define DAEMON_LOGGER "core.daemon"

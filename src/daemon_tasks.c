@@ -11,8 +11,9 @@
  *     that can fire, and the daemon is not stopping.
  *  3. Cron fire times are computed from the nominal time of the last fire
  *     and the current wall clock, whichever is later, so a jump forward gives
- *     at most one catch-up run and a jump back never repeats a fire time.
- *     Intervals follow the monotonic clock only.
+ *     at most one catch-up run (trigger catchup when over a minute late) and
+ *     a jump back never repeats a fire time. Intervals follow the monotonic
+ *     clock only. See docs/scheduling.md, "When the wall clock jumps".
  */
 #include <math.h>
 #include <stdio.h>
@@ -33,6 +34,10 @@ void daemon_format_time(double unix_time, char *buf, size_t cap)
 	}
 	log_format_timestamp(buf, cap, (int64_t)llround(unix_time * 1e6));
 }
+
+/* A cron fire later than this is a catch-up (see cron_fire_trigger). */
+#define CATCHUP_LATE_MS   (60 * 1000)
+#define CATCHUP_COUNT_MAX 100000
 
 static uint64_t random_below(uint64_t bound)
 {
@@ -118,7 +123,7 @@ void daemon_slots_clock_changed(daemon_state *d)
 			continue;
 		int64_t delay = s->next_wall * 1000 - now_wall_ms;
 		s->next_mono = now + (uint64_t)(delay > 0 ? delay : 0);
-		wheel_add(&d->w, &s->fire.wt, s->next_mono);
+		wheel_add(&d->w, &s->fire.wt, s->next_mono + s->jitter_ms);
 		announce_next(d, s, true);
 	}
 }
@@ -270,10 +275,42 @@ size_t daemon_jobs_running(const daemon_state *d)
 	return pool_outstanding(d->pool);
 }
 
+/* How many fire times from `first` up to `now` one catch-up run stands for
+ * (counted up to CATCHUP_COUNT_MAX). */
+static int64_t missed_fires(const task_config *tc, int64_t first, int64_t now)
+{
+	int64_t n = 0;
+	for (int64_t t = first; t >= 0 && t <= now && n < CATCHUP_COUNT_MAX; n++)
+		t = schedule_next(&tc->sched, tc->zone, t);
+	return n;
+}
+
+/* A cron fire dispatched more than CATCHUP_LATE_MS after its nominal time
+ * (the wall clock jumped forward, or the machine slept) is one catch-up run
+ * for every fire time missed; the schedule goes on from now. */
+static const char *cron_fire_trigger(daemon_state *d, task_slot *s, int64_t now_wall_ms)
+{
+	int64_t late_ms = now_wall_ms - s->next_wall * 1000 - (int64_t)s->jitter_ms;
+	if (late_ms <= CATCHUP_LATE_MS) {
+		s->last_fire_wall = s->next_wall;
+		store_task_last_fire_set(d->rt.st, s->name, (double)s->next_wall);
+		return "schedule";
+	}
+	char missed[40];
+	daemon_format_time((double)s->next_wall, missed, sizeof missed);
+	log_info(DAEMON_LOGGER, "task_catchup", LOG_STR("task", s->name),
+	         LOG_STR("missed_fire", missed), LOG_DBL("late_sec", (double)late_ms / 1000.0),
+	         LOG_INT("missed_fires", missed_fires(s->cfg, s->next_wall, now_wall_ms / 1000)));
+	s->last_fire_wall = now_wall_ms / 1000;
+	store_task_last_fire_set(d->rt.st, s->name, (double)now_wall_ms / 1000.0);
+	return "catchup";
+}
+
 static void slot_fire(looptimer *t)
 {
 	task_slot *s = (task_slot *)(void *)t;
 	daemon_state *d = s->d;
+	const char *trigger = "schedule";
 	bool queued;
 
 	if (s->cfg->sched.kind == SCHEDULE_CRON) {
@@ -281,15 +318,14 @@ static void slot_fire(looptimer *t)
 		if (now_wall_ms + 500 < s->next_wall * 1000) { /* early: the clock went back */
 			s->next_mono = (uint64_t)clock_mono_ms() +
 			               (uint64_t)(s->next_wall * 1000 - now_wall_ms);
-			wheel_add(&d->w, &s->fire.wt, s->next_mono);
+			wheel_add(&d->w, &s->fire.wt, s->next_mono + s->jitter_ms);
 			return;
 		}
-		s->last_fire_wall = s->next_wall;
+		trigger = cron_fire_trigger(d, s, now_wall_ms);
+	} else {
+		store_task_last_fire_set(d->rt.st, s->name, clock_wall());
 	}
-	store_task_last_fire_set(d->rt.st, s->name,
-	                         s->cfg->sched.kind == SCHEDULE_CRON ? (double)s->next_wall
-	                                                             : clock_wall());
-	daemon_dispatch(d, s, "schedule", &queued);
+	daemon_dispatch(d, s, trigger, &queued);
 	daemon_slot_arm(d, s, false);
 }
 

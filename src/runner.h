@@ -2,7 +2,8 @@
  * runner — the one path every task run goes through, whatever its type and
  * whoever asked for it (schedule, manual trigger, catch-up, start, CLI):
  *
- *   runner_prepare    correlation id + task_runs row (status running)
+ *   runner_prepare    correlation id + task_runs row (status running; when
+ *                     the store refuses it, the row is written at the end)
  *   runner_execute    bind correlation_id/task/run_id into the thread's log
  *                     context, <task>_start, the type's run(), then
  *                     <task>_complete (duration_sec + item counts) or
@@ -51,8 +52,10 @@ typedef struct {
 /* correlation id "run_<task>_<unix>_<4 hex>" */
 void runner_new_correlation_id(const char *task, double now, char *buf, size_t cap);
 
-/* Fill req (taking a reference on cfg) and insert the running row. On
- * failure (store error) nothing is kept and err says why. */
+/* Fill req (taking a reference on cfg) and insert the running row. When
+ * the store refuses the row, the run still goes ahead: run_id is 0,
+ * task_run_unrecorded is logged and runner_execute inserts the row at the
+ * end if it can. Returns 0; err is kept for callers that may fail later. */
 int runner_prepare(run_request *req, config *cfg, const task_config *task, const char *trigger,
                    store *st, char *err, size_t errlen);
 void run_request_release(run_request *req);

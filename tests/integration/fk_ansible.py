@@ -84,6 +84,16 @@ kill_grace = 2s
         con.commit()
         con.close()
 
+    def open_incident(self, handle, previous="in_use"):
+        """Server `handle` in error (previous status `previous`, may be None)
+        with a detected server_unreachable incident."""
+        now = time.time()
+        self.exec_sql("UPDATE servers SET status = 'error', previous_status = ? WHERE handle = ?",
+                      previous, handle)
+        self.exec_sql("INSERT INTO incidents(server_id, type, status, detected_at, updated_at)"
+                      " SELECT id, 'server_unreachable', 'detected', ?, ? FROM servers"
+                      " WHERE handle = ?", now, now, handle)
+
     def make_repo(self, name, port):
         """A bare repository with a service that serves HTTP on port."""
         work = self.tmp / "src" / name

@@ -354,10 +354,7 @@ def test_recovery_finished_with_failures(tmp_path):
                           f"file://{tmp_path}/repos/{name}.git", "--port", "1",
                           "--start", "true")
             assert r.returncode == 0, r.stderr
-        h.exec_sql("UPDATE servers SET status = 'error', previous_status = 'in_use'")
-        h.exec_sql("INSERT INTO incidents(server_id, type, status, detected_at, updated_at)"
-                   " SELECT id, 'server_unreachable', 'detected', ?, ? FROM servers",
-                   time.time(), time.time())
+        h.open_incident("vps-42")
         r = h.env.run("recover", "vps-42")
         assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
         assert r.returncode == 1, r.stdout[-3000:] + r.stderr
@@ -395,9 +392,7 @@ def test_recovery_outbox_failure_keeps_incidents_open(tmp_path):
     h = AnsibleHost(tmp_path)
     try:
         h.add_server("vps-7", status="error")
-        h.exec_sql("INSERT INTO incidents(server_id, type, status, detected_at, updated_at)"
-                   " SELECT id, 'server_unreachable', 'detected', ?, ? FROM servers",
-                   time.time(), time.time())
+        h.open_incident("vps-7", previous=None)
         h.exec_sql(FAIL_OUTBOX)
         r = h.env.run("recover", "vps-7")
         assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr

@@ -4,7 +4,6 @@ against the loopback sshd: in process, and through a running daemon with
 import os
 import socket
 import subprocess
-import time
 
 import pytest
 
@@ -12,14 +11,6 @@ from conftest import parse_lines, DEADLINE, BIN, base_env
 from fk_ansible import AnsibleHost, needs_ansible, free_port
 
 pytestmark = needs_ansible
-
-
-def open_incident(h, handle, previous="in_use"):
-    h.exec_sql("UPDATE servers SET status = 'error', previous_status = ? WHERE handle = ?",
-               previous, handle)
-    h.exec_sql("INSERT INTO incidents(server_id, type, status, detected_at, updated_at)"
-               " SELECT id, 'server_unreachable', 'detected', ?, ? FROM servers"
-               " WHERE handle = ?", time.time(), time.time(), handle)
 
 
 def add_service(h, server, name, repo, port):
@@ -48,7 +39,7 @@ def test_recover_in_process_two_good_one_broken(tmp_path):
         r = h.env.run("services", "list", "vps-42", "--json")
         assert [s["name"] for s in parse_lines(r.stdout)] == ["alpha", "beta", "broken"]
         assert "s3cr3t-env" not in r.stdout
-        open_incident(h, "vps-42")
+        h.open_incident("vps-42")
 
         r = h.env.run("recover", "vps-42")
         assert r.returncode == 1, r.stdout[-3000:] + r.stderr
@@ -82,7 +73,7 @@ def test_recover_follow_through_daemon(tmp_path, daemons):
         h.add_server("vps-7")
         p1 = free_port()
         add_service(h, "vps-7", "alpha", h.make_repo("alpha", p1), p1)
-        open_incident(h, "vps-7")
+        h.open_incident("vps-7")
         d = daemons(h.env)
         d.wait_for("scheduler_started")
         follower = subprocess.Popen([BIN, "-c", str(h.env.conf), "recover", "vps-7", "--follow"],

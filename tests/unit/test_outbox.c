@@ -16,12 +16,9 @@
 #include "notify_text.h"
 #include "outbox.h"
 #include "servers.h"
+#include "temp_store.h"
 
-typedef struct {
-	char dir[64];
-	char path[128];
-	store *st;
-} fixture;
+typedef temp_store fixture;
 
 static void exec_ok(store *st, const char *sql)
 {
@@ -43,12 +40,7 @@ static int64_t count_rows(store *st, const char *sql)
 static int setup(void **state)
 {
 	fixture *f = calloc(1, sizeof *f);
-	char err[256];
-	snprintf(f->dir, sizeof f->dir, "/tmp/fk_outbox_XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->path, sizeof f->path, "%s/state.db", f->dir);
-	if (store_open(&f->st, f->path, err, sizeof err) != STORE_OK)
+	if (f == NULL || temp_store_open(f, "outbox") != 0)
 		return -1;
 	exec_ok(f->st, "INSERT INTO servers (id, handle, ip, port, status, is_managed, created_at,"
 	               " updated_at) VALUES (1, 'web-1', '10.0.0.1', 22, 'in_use', 1, 0, 0)");
@@ -59,12 +51,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fixture *f = *state;
-	char cmd[128];
-	store_close(f->st);
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-	int rc = system(cmd);
+	int rc = temp_store_remove(f);
 	free(f);
-	return rc == 0 ? 0 : -1;
+	return rc;
 }
 
 /* Rows seen by a callback, copied. */

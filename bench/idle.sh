@@ -42,10 +42,14 @@ before=$(switches)
 sleep "$secs"
 after=$(switches)
 rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+# private memory; the rest of VmRSS is shared-library pages, whose count
+# follows the page cache (fault-around maps cached neighbours too)
+anon_kb=$(awk '/RssAnon/ {print $2}' /proc/$pid/status)
 threads=$(ls /proc/$pid/task | wc -l)
 wakeups=$((after - before))
 rate=$(awk -v w=$wakeups -v s=$secs 'BEGIN {printf "%.3f", w / s}')
 rss_mib=$(awk -v k=$rss_kb 'BEGIN {printf "%.2f", k / 1024}')
+anon_mib=$(awk -v k=$anon_kb 'BEGIN {printf "%.2f", k / 1024}')
 echo "idle wakeups: $wakeups in ${secs}s ($rate per second, all $threads threads)"
-echo "idle resident memory: $rss_mib MiB"
-echo "{\"bench\": \"idle\", \"seconds\": $secs, \"wakeups\": $wakeups, \"wakeups_per_sec\": $rate, \"rss_mib\": $rss_mib, \"threads\": $threads}"
+echo "idle resident memory: $rss_mib MiB ($anon_mib MiB private)"
+echo "{\"bench\": \"idle\", \"seconds\": $secs, \"wakeups\": $wakeups, \"wakeups_per_sec\": $rate, \"rss_mib\": $rss_mib, \"anon_mib\": $anon_mib, \"threads\": $threads}"

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Benchmark (c): an idle daemon whose next task is an hour away.
 # Counts the daemon's wakeups (context switches of all its threads) over
-# SECONDS (default 60) and reports its resident memory.
+# SECONDS (default 60) and reports its resident memory, next to its baseline
+# in the same run: bench/idle_floor, a program that only links the same
+# libraries and waits (what loading them costs before any of our code runs).
 #   bench/idle.sh BUILD_DIR [SECONDS]
 set -euo pipefail
 build=${1:-build-bench}
 secs=${2:-60}
 bin="$build/fleetkeeper"
 work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+floor_pid=
+trap 'kill $pid $floor_pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
 cat > "$work/fk.conf" <<CONF
 [daemon]
@@ -42,6 +45,11 @@ before=$(switches)
 sleep "$secs"
 after=$(switches)
 rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+"$build/bench/idle_floor" &
+floor_pid=$!
+sleep 2 # loaded and waiting in pause()
+floor_kb=$(awk '/VmRSS/ {print $2}' /proc/$floor_pid/status)
+floor_anon_kb=$(awk '/RssAnon/ {print $2}' /proc/$floor_pid/status)
 # private memory; the rest of VmRSS is shared-library pages, whose count
 # follows the page cache (fault-around maps cached neighbours too)
 anon_kb=$(awk '/RssAnon/ {print $2}' /proc/$pid/status)
@@ -50,6 +58,9 @@ wakeups=$((after - before))
 rate=$(awk -v w=$wakeups -v s=$secs 'BEGIN {printf "%.3f", w / s}')
 rss_mib=$(awk -v k=$rss_kb 'BEGIN {printf "%.2f", k / 1024}')
 anon_mib=$(awk -v k=$anon_kb 'BEGIN {printf "%.2f", k / 1024}')
+floor_mib=$(awk -v k=$floor_kb 'BEGIN {printf "%.2f", k / 1024}')
+floor_anon_mib=$(awk -v k=$floor_anon_kb 'BEGIN {printf "%.2f", k / 1024}')
 echo "idle wakeups: $wakeups in ${secs}s ($rate per second, all $threads threads)"
 echo "idle resident memory: $rss_mib MiB ($anon_mib MiB private)"
-echo "{\"bench\": \"idle\", \"seconds\": $secs, \"wakeups\": $wakeups, \"wakeups_per_sec\": $rate, \"rss_mib\": $rss_mib, \"anon_mib\": $anon_mib, \"threads\": $threads}"
+echo "floor (same libraries, no fleetkeeper code): $floor_mib MiB ($floor_anon_mib MiB private)"
+echo "{\"bench\": \"idle\", \"seconds\": $secs, \"wakeups\": $wakeups, \"wakeups_per_sec\": $rate, \"rss_mib\": $rss_mib, \"anon_mib\": $anon_mib, \"floor_rss_mib\": $floor_mib, \"floor_anon_mib\": $floor_anon_mib, \"threads\": $threads}"

@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,13 +44,18 @@ typedef struct {
 	bool too_big;
 } body_buf;
 
+/* curl_global_init is not thread-safe: tasks on different workers may
+ * create their first client at the same moment. */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_global_setup(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 http_client *http_client_new(const http_options *opts)
 {
-	static bool global_done;
-	if (!global_done) {
-		curl_global_init(CURL_GLOBAL_DEFAULT);
-		global_done = true;
-	}
+	pthread_once(&curl_once, curl_global_setup);
 	http_client *c = calloc(1, sizeof *c);
 	if (c == NULL)
 		return NULL;

@@ -93,6 +93,8 @@ void ansible_settings_load(const config *cfg, ansible_settings *out)
 		out->program = v;
 	out->timeout_ms = get_duration(sec, "playbook_timeout", ANSIBLE_DEFAULT_TIMEOUT_MS);
 	out->kill_grace_ms = get_duration(sec, "kill_grace", 5000);
+	if (sec && (v = config_get(sec, "pipelining")))
+		config_parse_bool(v, &out->pipelining); /* validated by the config */
 }
 
 bool ansible_result_ok(const ansible_result *r)
@@ -614,7 +616,8 @@ static void run_playbook(const ansible_spec *spec, run_ctx *rc, const char *dir,
 	                     "ANSIBLE_LOAD_CALLBACK_PLUGINS=1",
 	                     spec->policy == HOSTKEY_POLICY_OFF ? "ANSIBLE_HOST_KEY_CHECKING=False"
 	                                                        : "ANSIBLE_HOST_KEY_CHECKING=True",
-	                     "ANSIBLE_PIPELINING=True",
+	                     spec->pipelining ? "ANSIBLE_PIPELINING=True"
+	                                      : "ANSIBLE_PIPELINING=False",
 	                     "ANSIBLE_RETRY_FILES_ENABLED=False",
 	                     "ANSIBLE_NOCOLOR=1",
 	                     "ANSIBLE_DEPRECATION_WARNINGS=False",
@@ -782,6 +785,7 @@ int ansible_spec_for_server(ansible_spec *spec, const config *cfg, const ansible
 	        .timeout_ms = set->timeout_ms,
 	        .kill_grace_ms = set->kill_grace_ms,
 	        .cancel_fd = -1,
+	        .pipelining = set->pipelining,
 	};
 	return 0;
 }

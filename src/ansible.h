@@ -51,6 +51,7 @@ typedef struct {
 	const char *program;      /* default "ansible-playbook" */
 	int64_t timeout_ms;       /* playbook_timeout, default 30 min */
 	int64_t kill_grace_ms;    /* default 5 s */
+	bool pipelining;          /* default false: see ansible_spec.pipelining */
 } ansible_settings;
 
 void ansible_settings_load(const config *cfg, ansible_settings *out);
@@ -75,6 +76,11 @@ typedef struct {
 	int64_t timeout_ms;         /* <= 0: none */
 	int64_t kill_grace_ms;      /* <= 0: 5000 */
 	int cancel_fd;              /* -1: none */
+	/* false (default): modules run on a remote terminal (ssh -tt), so a run
+	 * killed at its timeout hangs up the terminal and the remote commands
+	 * die with it. true: faster (one SSH session per module), but a
+	 * remote command of a killed run keeps running until it ends. */
+	bool pipelining;
 } ansible_spec;
 
 typedef struct {

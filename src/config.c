@@ -193,6 +193,7 @@ static const key_spec ansible_keys[] = {
         {.name = "playbook_timeout", .kind = KV_DURATION},
         {.name = "kill_grace", .kind = KV_DURATION},
         {.name = "ansible_playbook", .kind = KV_STRING},
+        {.name = "pipelining", .kind = KV_BOOL},
         {.name = NULL},
 };
 

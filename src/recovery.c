@@ -13,11 +13,17 @@
  */
 #include "recovery.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "ansible.h"
 #include "clock.h"
@@ -322,21 +328,71 @@ int recovery_sequence(const config *cfg, store *st, const char *handle, int canc
 	return out->fail_count ? 1 : 0;
 }
 
-/* ---- one recovery per server (invariant 1) ---- */
+/* ---- one recovery per server (invariant 1) ----
+ * Within a process a table of running recoveries; across processes (a
+ * `recover` run in-process while another one, or a daemon that just
+ * started, recovers the same server) an flock on
+ * state_dir/recover-<handle>.lock, which holds the running correlation id. */
 
 typedef struct {
 	char handle[128];
 	char correlation_id[RUNNER_CORRELATION_MAX];
 	run_control *ctl; /* of the running recovery, NULL until it starts */
+	int lock_fd;      /* the flocked file, -1 when it could not be opened */
 	bool used;
 } active_slot;
 
 static pthread_mutex_t active_lock = PTHREAD_MUTEX_INITIALIZER;
 static active_slot active[MAX_ACTIVE];
 
+/* state_dir/recover-<handle>.lock, characters outside [A-Za-z0-9._-]
+ * replaced (two handles may then share a lock: only over-cautious). */
+static void lock_path(const config *cfg, const char *handle, char *out, size_t cap)
+{
+	char safe[101];
+	size_t n = 0;
+	for (; handle[n] && n < sizeof safe - 1; n++) {
+		char ch = handle[n];
+		bool keep = isalnum((unsigned char)ch) || ch == '-' || (ch == '.' && n > 0);
+		safe[n] = keep ? ch : '_';
+	}
+	safe[n] = '\0';
+	snprintf(out, cap, "%s/recover-%s.lock", cfg->state_dir, safe);
+}
+
+/* The file lock: fd >= 0 when held, -1 when another process holds it
+ * (running gets its correlation id), -2 when the file cannot be opened
+ * (the in-process table still guards; logged). */
+static int file_lock_take(const config *cfg, const char *handle, char *running, size_t cap)
+{
+	char path[PATH_MAX];
+	lock_path(cfg, handle, path, sizeof path);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		log_warning(RECOVERY_LOGGER, "recovery_lock_failed", LOG_STR("path", path),
+		            LOG_ERR(strerror(errno), "state_dir"));
+		return -2;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return fd;
+	ssize_t got = pread(fd, running, cap - 1, 0);
+	running[got > 0 ? got : 0] = '\0';
+	close(fd);
+	return -1;
+}
+
+static void file_lock_note(int fd, const char *cid)
+{
+	if (fd < 0)
+		return;
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, cid, strlen(cid), 0) < 0)
+		log_warning(RECOVERY_LOGGER, "recovery_lock_failed",
+		            LOG_ERR(strerror(errno), "state_dir"));
+}
+
 /* true when taken; otherwise running (cap bytes) gets the running one's
  * correlation id ("" when the table is full). */
-static bool active_take(const char *handle, char *running, size_t cap)
+static bool active_take(const config *cfg, const char *handle, char *running, size_t cap)
 {
 	bool taken = false;
 	active_slot *free_slot = NULL;
@@ -351,7 +407,10 @@ static bool active_take(const char *handle, char *running, size_t cap)
 			free_slot = &active[i];
 	}
 	if (free_slot) {
-		*free_slot = (active_slot){.used = true};
+		int fd = file_lock_take(cfg, handle, running, cap);
+		if (fd == -1)
+			goto out;
+		*free_slot = (active_slot){.used = true, .lock_fd = fd < 0 ? -1 : fd};
 		snprintf(free_slot->handle, sizeof free_slot->handle, "%s", handle);
 		taken = true;
 	}
@@ -394,11 +453,15 @@ static void active_set(const char *handle, const char *cid, bool release)
 	for (size_t i = 0; i < MAX_ACTIVE; i++) {
 		if (!active[i].used || strcmp(active[i].handle, handle) != 0)
 			continue;
-		if (release)
+		if (release) {
+			if (active[i].lock_fd >= 0)
+				close(active[i].lock_fd); /* releases the flock */
 			active[i].used = false;
-		else
+		} else {
 			snprintf(active[i].correlation_id, sizeof active[i].correlation_id, "%s",
 			         cid);
+			file_lock_note(active[i].lock_fd, cid);
+		}
 	}
 	pthread_mutex_unlock(&active_lock);
 }
@@ -481,8 +544,12 @@ int recovery_run_local(config *cfg, const char *handle, const char *trigger)
 	recovery_job *job = job_new(handle);
 	int rc = EXIT_FAILURE;
 
-	if (job == NULL || !active_take(handle, running, sizeof running)) {
-		free(job);
+	if (job == NULL)
+		return EXIT_FAILURE;
+	if (!active_take(cfg, handle, running, sizeof running)) {
+		fprintf(stderr, "fleetkeeper: already recovering %s (correlation_id %s)\n", handle,
+		        running[0] ? running : "unknown");
+		job_free(job);
 		return EXIT_FAILURE;
 	}
 	if (runtime_open(&rt, cfg, false, err, sizeof err) != 0) {
@@ -492,6 +559,7 @@ int recovery_run_local(config *cfg, const char *handle, const char *trigger)
 	if (runner_prepare(&job->req, cfg, &job->tc, trigger, rt.st, err, sizeof err) == 0) {
 		fprintf(stderr, "fleetkeeper: recovering %s (correlation_id %s)\n", handle,
 		        job->req.correlation_id);
+		active_set(handle, job->req.correlation_id, false);
 		run_status st = runner_execute(&job->req, rt.st, &job->ctl);
 		rc = st == RUN_SUCCESS ? EXIT_SUCCESS : EXIT_FAILURE;
 	} else {
@@ -572,7 +640,7 @@ char *recovery_control_request(config *cfg, store *st, const cJSON *request)
 	if (services_server_find(st, server->valuestring, &srv, NULL, err, sizeof err) != 0)
 		return control_error_reply(err);
 	server_list_free(&srv);
-	if (!active_take(server->valuestring, running, sizeof running))
+	if (!active_take(cfg, server->valuestring, running, sizeof running))
 		return reply_busy(server->valuestring, running);
 	recovery_job *job = job_new(server->valuestring);
 	const char *trigger = cJSON_IsString(trig) ? trig->valuestring : "manual";
@@ -610,7 +678,17 @@ void recovery_request_auto(task_run *run, int64_t incident_id, const char *handl
 	         LOG_STR("via", rc == 0 ? "daemon" : "inline"),
 	         LOG_RAW("reply", rc == 0 && reply && *reply == '{' ? reply : "null"));
 	free(reply);
-	if (rc == CONTROL_NO_DAEMON)
-		recovery_sequence(run->cfg, run->store, handle, run->cancel_fd, &c, err,
-		                  sizeof err);
+	if (rc != CONTROL_NO_DAEMON)
+		return;
+	char running[RUNNER_CORRELATION_MAX];
+	if (!active_take(run->cfg, handle, running, sizeof running)) {
+		log_info(run->logger, "incident_recovery_skipped", LOG_STR("server_handle", handle),
+		         LOG_STR("reason", "already_recovering"),
+		         LOG_STR("running_correlation_id", running));
+		return;
+	}
+	const char *cid = log_bound_str("correlation_id");
+	active_set(handle, cid ? cid : "", false);
+	recovery_sequence(run->cfg, run->store, handle, run->cancel_fd, &c, err, sizeof err);
+	active_set(handle, NULL, true);
 }

@@ -167,20 +167,6 @@ static int health_check_config_key(void **params, const char *key, const char *v
 
 /* ---- the recovery hook (issue 5) ---- */
 
-/*
- * health_check_request_recovery — called once per incident this run opened
- * when auto_recover = true. Incident recovery (the Ansible issue) does not
- * exist yet: this only announces the request. Issue 5 replaces the body
- * with starting the recovery of the incident (redeploying the server's
- * services) and keeps the event.
- */
-static void health_check_request_recovery(task_run *run, int64_t incident_id, const char *handle)
-{
-	/* Through the daemon's control socket (a recover run of its own), or
-	 * inline in this run without a daemon; logs incident_recovery_requested. */
-	recovery_request_auto(run, incident_id, handle);
-}
-
 /* ---- one result ---- */
 
 static void store_failed(task_run *run, const server_row *srv, const char *err)
@@ -226,8 +212,11 @@ static void became_unhealthy(task_run *run, const hc_params *p, const server_row
 	            LOG_STR("previous_status", previous),
 	            LOG_STR("stage", ssh_stage_name(res->stage)),
 	            LOG_ERR(res->message, ssh_error_name(res->error)));
+	/* auto_recover: the incident's recovery, through the daemon's control
+	 * socket (a recover run of its own) or inline in this run without a
+	 * daemon; logs incident_recovery_requested. */
 	if (p->auto_recover)
-		health_check_request_recovery(run, incident, srv->handle);
+		recovery_request_auto(run, incident, srv->handle);
 }
 
 static void became_healthy(task_run *run, const server_row *srv, double now)

@@ -7,13 +7,14 @@
  * Keys of [task.X] (type provision): provisioning_timeout (30m), cooldown
  * (5m); and the Ansible settings read by ansible_settings_load when there
  * is no [ansible] section: playbook_dir, deploy_root, vars_file,
- * playbook_timeout, kill_grace, ansible_playbook.
+ * playbook_timeout, kill_grace, ansible_playbook, pipelining.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
+#include "config.h"
 #include "duration.h"
 #include "provision.h"
 #include "task.h"
@@ -42,6 +43,13 @@ static int provision_config_key(void **params, const char *key, const char *valu
 		else if (strcmp(key, "cooldown") == 0)
 			p->cooldown_ms = ms;
 		return 0;
+	}
+	if (strcmp(key, "pipelining") == 0) {
+		bool on;
+		if (config_parse_bool(value, &on) == 0)
+			return 0; /* read by ansible_settings_load */
+		snprintf(err, errlen, "pipelining: expected true or false, got '%.64s'", value);
+		return -1;
 	}
 	if (strcmp(key, "playbook_dir") == 0 || strcmp(key, "deploy_root") == 0 ||
 	    strcmp(key, "vars_file") == 0 || strcmp(key, "ansible_playbook") == 0)

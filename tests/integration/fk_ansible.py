@@ -120,18 +120,21 @@ kill_grace = 2s
         self.sshd.stop()
 
 
-def ansible_procs(marker):
-    """Pids whose command line contains marker (excluding this process)."""
+def ansible_procs(marker, where=("cmdline",)):
+    """Pids whose command line (or another /proc/PID file of where, e.g.
+    environ) contains marker, excluding this process."""
     out = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit() or int(d.name) == os.getpid():
             continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmd:
-            out.append((int(d.name), cmd))
+        for name in where:
+            try:
+                text = (d / name).read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in text:
+                out.append((int(d.name), text))
+                break
     return out
 
 

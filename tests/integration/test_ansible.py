@@ -2,13 +2,14 @@
 loopback sshd with the real ansible-playbook (fk_ansible.py)."""
 import json
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import parse_lines, DEADLINE
+from conftest import BIN, DEADLINE, base_env, parse_lines, wait_until
 from fk_ansible import AnsibleHost, needs_ansible, ansible_procs
 
 pytestmark = needs_ansible
@@ -27,7 +28,7 @@ def host(tmp_path):
 
 def test_secrets_correlation_and_artifacts(host, tmp_path):
     """Password (inventory only) and a secret extra var never appear in an
-    event, an artifact or any /proc/*/cmdline while the run goes on."""
+    event, an artifact or any /proc/*/cmdline or environ while the run goes on."""
     out = tmp_path / "deploy" / "probe"
     pb = tmp_path / "probe.yml"
     pb.write_text(f"""---
@@ -50,7 +51,8 @@ def test_secrets_correlation_and_artifacts(host, tmp_path):
 
     def scan():
         while not stop.is_set():
-            for pid, cmd in ansible_procs(PASSWORD) + ansible_procs(SECRET):
+            for pid, cmd in (ansible_procs(PASSWORD, ("cmdline", "environ"))
+                             + ansible_procs(SECRET, ("cmdline", "environ"))):
                 leaks.append(cmd)
             time.sleep(0.05)
 
@@ -126,6 +128,42 @@ def test_playbook_timeout_kills_everything(tmp_path):
         h.close()
 
 
+def test_remote_command_of_a_timed_out_run_dies_with_it(tmp_path):
+    """The hanging command runs on the target (through sshd): the timeout
+    kills the local group and the terminal hang-up kills the remote one."""
+    h = AnsibleHost(tmp_path, playbook_timeout="4s")
+    h.add_server("vps-1")
+    marker = "sleep 3128"
+    try:
+        pb = tmp_path / "hang_remote.yml"
+        pb.write_text(f"""---
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: hang on the target
+      ansible.builtin.command: {marker}
+""")
+        proc = subprocess.Popen([BIN, "-c", str(h.env.conf), "ansible", str(pb),
+                                 "--server", "vps-1"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=base_env(),
+                                cwd=tmp_path)
+        try:
+            wait_until(lambda: ansible_procs(marker), what="the remote sleep to start")
+            out, err = proc.communicate(timeout=DEADLINE)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 1, out[-2000:] + err
+        names = [e["event"] for e in parse_lines(out)]
+        assert "ansible_playbook_timeout" in names
+        wait_until(lambda: not ansible_procs(marker), what="the remote sleep to die")
+        assert ansible_procs("hang_remote.yml") == []
+    finally:
+        for pid, _ in ansible_procs(marker):
+            os.kill(pid, 9)
+        h.close()
+
+
 def test_unknown_server_and_playbook(host):
     r = host.env.run("ansible", "health_check", "--server", "nope")
     assert r.returncode == 2 and "nope" in r.stderr
@@ -164,3 +202,62 @@ def test_provision_pending_server_to_ready(tmp_path):
         assert "provision_skipped" in [e["event"] for e in parse_lines(r.stdout)]
     finally:
         h.close()
+
+
+def test_stuck_provisioning_is_retried_and_the_cooldown_holds(tmp_path):
+    """provisioning_timeout: a server stuck in provisioning for longer is
+    retried, a younger one is left alone; cooldown: a pending_setup server
+    triggered moments ago is not triggered again."""
+    h = AnsibleHost(tmp_path)
+    h.env.conf.write_text(h.env.conf.read_text().replace(
+        "kill_grace = 2s", "kill_grace = 2s\nprovisioning_timeout = 60s\ncooldown = 60s"))
+    try:
+        now = time.time()
+        for handle, status, age in [("stuck-old", "provisioning", 120),
+                                    ("stuck-new", "provisioning", 10),
+                                    ("pend-cool", "pending_setup", 10),
+                                    ("pend-due", "pending_setup", 120)]:
+            h.add_server(handle, status=status)
+            h.exec_sql("UPDATE servers SET provisioning_started_at = ?,"
+                       " provisioning_attempts = 1 WHERE handle = ?", now - age, handle)
+        r = h.env.run("once", "provision")
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+        trig = sorted(e["server_handle"] for e in parse_lines(r.stdout)
+                      if e["event"] == "provisioner_trigger_received")
+        assert trig == ["pend-due", "stuck-old"]
+        rows = {handle: (status, attempts) for handle, status, attempts in
+                h.env.sql("SELECT handle, status, provisioning_attempts FROM servers")}
+        assert rows == {"stuck-old": ("ready", 2), "pend-due": ("ready", 2),
+                        "stuck-new": ("provisioning", 1), "pend-cool": ("pending_setup", 1)}
+    finally:
+        h.close()
+
+
+def test_services_add_list_rm(host):
+    r = host.env.run("services", "add", "vps-1", "web", "--repo", "file:///srv/web.git",
+                     "--ref", "v1", "--port", "8080", "--start", "./run")
+    assert r.returncode == 0, r.stderr
+    r = host.env.run("services", "add", "nope", "web", "--repo", "file:///srv/web.git")
+    assert r.returncode != 0 and "nope" in r.stderr
+    rows = parse_lines(host.env.run("services", "list", "--json").stdout)
+    assert [(s["server"], s["name"], s["ref"], s["port"]) for s in rows] == \
+        [("vps-1", "web", "v1", 8080)]
+    r = host.env.run("services", "rm", "vps-1", "web")
+    assert r.returncode == 0, r.stderr
+    assert parse_lines(host.env.run("services", "list", "--json").stdout) == []
+    r = host.env.run("services", "rm", "vps-1", "web")
+    assert r.returncode != 0 and "web" in r.stderr
+
+
+def test_artifacts_older_than_the_retention_are_pruned(host):
+    art = host.env.state / "artifacts"
+    old, recent = art / "1_run_old_0000", art / "2_run_recent_0000"
+    old.mkdir(parents=True)
+    (old / "rc").write_text("0\n")
+    recent.mkdir()
+    then = time.time() - 40 * 86400
+    os.utime(old, (then, then))
+    r = host.env.run("ansible", "health_check", "--server", "vps-1")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    assert not old.exists() and recent.exists()
+    assert len([p for p in art.iterdir() if p.name not in (recent.name,)]) == 1

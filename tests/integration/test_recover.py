@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import parse_lines, DEADLINE, BIN, base_env
+from conftest import parse_lines, DEADLINE, BIN, base_env, wait_until
 from fk_ansible import AnsibleHost, needs_ansible, free_port
 
 pytestmark = needs_ansible
@@ -101,5 +101,68 @@ def test_recover_follow_through_daemon(tmp_path, daemons):
         assert h.env.sql("SELECT status FROM incidents") == [("resolved",)]
         assert h.env.sql("SELECT status FROM servers") == [("in_use",)]
         assert_running(h, "alpha", p1)
+    finally:
+        h.close()
+
+
+def test_second_in_process_recover_of_the_same_server_is_refused(tmp_path):
+    """Without a daemon, two `recover` processes for one server: the second
+    is answered "already recovering" with the first one's correlation id
+    (a lock in the state directory), and only one recovery runs."""
+    h = AnsibleHost(tmp_path)
+    try:
+        h.add_server("vps-9")
+        p1 = free_port()
+        add_service(h, "vps-9", "alpha", h.make_repo("alpha", p1), p1)
+        h.open_incident("vps-9")
+        lock = h.env.state / "recover-vps-9.lock"
+        first = subprocess.Popen([BIN, "-c", str(h.env.conf), "recover", "vps-9"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=base_env(), cwd=tmp_path)
+        try:
+            wait_until(lambda: lock.exists() and lock.read_text().startswith("run_recover_"),
+                       what="the first recovery to hold the lock")
+            running = lock.read_text()
+            second = h.env.run("recover", "vps-9")
+            assert second.returncode == 1
+            assert f"already recovering vps-9 (correlation_id {running})" in second.stderr
+            assert "incident_recovery_start" not in second.stdout
+            out, err = first.communicate(timeout=DEADLINE * 3)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        assert first.returncode == 0, out[-3000:] + err
+        starts = [e for e in parse_lines(out) if e["event"] == "incident_recovery_start"]
+        assert [e["correlation_id"] for e in starts] == [running]
+        assert h.env.sql("SELECT task, status FROM task_runs") == [("recover", "success")]
+        assert h.env.sql("SELECT status FROM incidents") == [("resolved",)]
+        # released: a later recovery of the same server runs
+        h.open_incident("vps-9")
+        again = h.env.run("recover", "vps-9")
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr
+    finally:
+        h.close()
+
+
+def test_auto_recover_without_a_daemon_runs_the_recovery_inline(tmp_path):
+    """health_check with auto_recover and no daemon: the incident opened for
+    an unreachable server goes through the recovery right away (the server
+    stays down, so the reprovisioning fails and so does the incident)."""
+    h = AnsibleHost(tmp_path, extra_tasks="[task.health_check]\nfailure_threshold = 1\n"
+                                          "auto_recover = true\ncheck_timeout = 3s\n")
+    try:
+        h.add_server("vps-a", status="in_use")
+        h.sshd.stop()
+        r = h.env.run("once", "health_check")
+        events = parse_lines(r.stdout)
+        names = [e["event"] for e in events]
+        assert "server_unhealthy_incident_created" in names
+        (req,) = [e for e in events if e["event"] == "incident_recovery_requested"]
+        assert req["via"] == "inline" and req["server_handle"] == "vps-a"
+        (start,) = [e for e in events if e["event"] == "incident_recovery_start"]
+        assert start["server_handle"] == "vps-a"
+        assert "incident_recovery_complete" in names
+        assert h.env.sql("SELECT type, status FROM incidents WHERE type = 'server_unreachable'") \
+            == [("server_unreachable", "failed")]
     finally:
         h.close()

@@ -1,6 +1,7 @@
 """The Prometheus endpoint, the shipped Prometheus/Grafana/promtail files,
 checked against the real daemon and the real Prometheus (Debian's package).
 """
+import re
 import signal
 import socket
 import sqlite3
@@ -9,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import DEADLINE
-from prom import (DATASOURCES, PROM_CONFIG, PROM_RULES, Prometheus, all_panels, dashboard,
+from prom import (DATASOURCES, ETC, PROM_CONFIG, PROM_RULES, Prometheus, all_panels, dashboard,
                   dashboard_queries, free_port, http_get, parse_logql, rule_exprs, substitute)
 
 import yaml
@@ -110,6 +111,56 @@ def test_dashboard_is_consistent_and_logql_parses():
         assert res["ok"], f"LogQL does not parse: {res}"
     # The parser does report errors (so the check above means something).
     assert not parse_logql(['{service="x"} | json |'])[0]["ok"]
+
+
+def test_shipped_promtail_and_compose_files_fit_together(env):
+    """promtail: both jobs promote exactly service, level and task to labels
+    from the JSON line, the journal job keeps fleetkeeper's unit, the
+    container job's line filter keeps real fleetkeeper lines and drops
+    others. compose: every mounted file exists and the config paths the
+    services are started with are the mounted ones."""
+    promtail = yaml.safe_load((ETC / "promtail" / "promtail.yml").read_text())
+    jobs = {j["job_name"]: j for j in promtail["scrape_configs"]}
+    assert set(jobs) == {"fleetkeeper-journal", "fleetkeeper-containers"}
+    for job in jobs.values():
+        stages = job["pipeline_stages"]
+        (labels,) = [st["labels"] for st in stages if "labels" in st]
+        assert set(labels) == {"service", "level", "task"}
+        (extract,) = [st["json"]["expressions"] for st in stages if "json" in st]
+        assert {k: extract[k] for k in labels} == {k: k for k in labels}
+    keep = jobs["fleetkeeper-journal"]["relabel_configs"][0]
+    assert keep["action"] == "keep"
+    assert re.fullmatch(keep["regex"], "fleetkeeper.service")
+    assert re.fullmatch(keep["regex"], "fleetkeeper@prod.service")
+    assert not re.fullmatch(keep["regex"], "sshd.service")
+    (match,) = [st["match"] for st in jobs["fleetkeeper-containers"]["pipeline_stages"]
+                if "match" in st]
+    assert match["action"] == "drop" and parse_logql([match["selector"]])[0]["ok"]
+    drop_if = re.search(r'!~ "(.*)"$', match["selector"]).group(1).replace('\\"', '"')
+    env.write_config("[task.hello]\ntype = command\ncommand = echo hi\n")
+    lines = env.run("once", "hello").stdout.splitlines()
+    assert len(lines) >= 3
+    for line in lines:  # a real line is kept (the drop regex does not match it) ...
+        assert re.search(drop_if, line), line
+    assert not re.search(drop_if, '{"msg": "another program"}')  # ... others dropped
+
+    compose = yaml.safe_load((ETC / "docker-compose.observability.yml").read_text())
+    assert set(compose["services"]) == {"prometheus", "loki", "promtail", "grafana"}
+    for name, svc in compose["services"].items():
+        for vol in svc.get("volumes", []):
+            src, dst = vol.split(":")[:2]
+            if src.startswith("./"):
+                assert (ETC / src[2:]).exists(), f"{name}: {src} missing"
+    mounts = {name: {v.split(":")[1]: v.split(":")[0] for v in svc.get("volumes", [])}
+              for name, svc in compose["services"].items()}
+    assert "--config.file=/etc/prometheus/prometheus.yml" in compose["services"]["prometheus"]["command"]
+    assert mounts["prometheus"]["/etc/prometheus"] == "./prometheus"
+    assert compose["services"]["promtail"]["command"] == "-config.file=/etc/promtail/promtail.yml"
+    assert mounts["promtail"]["/etc/promtail"] == "./promtail"
+    provider = yaml.safe_load((ETC / "grafana" / "provisioning" / "dashboards" / "fleetkeeper.yml")
+                              .read_text())["providers"][0]
+    assert mounts["grafana"][provider["options"]["path"]] == "./grafana/dashboards"
+    assert mounts["grafana"]["/etc/grafana/provisioning"] == "./grafana/provisioning"
 
 
 def test_prometheus_evaluates_every_dashboard_and_alert_query(daemon, tmp_path):

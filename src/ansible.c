@@ -594,6 +594,7 @@ static void run_playbook(const ansible_spec *spec, run_ctx *rc, const char *dir,
                          const char *playbook_path, ansible_result *out)
 {
 	char inv[4200], vars[4200], args[8192], cid_env[160], tmp_env[4200], home_env[4200];
+	char tmpdir_env[4200];
 	char artifacts[4096], err[256];
 	const char *cid =
 	        spec->correlation_id ? spec->correlation_id : log_bound_str("correlation_id");
@@ -603,6 +604,9 @@ static void run_playbook(const ansible_spec *spec, run_ctx *rc, const char *dir,
 	fmt_into(vars, sizeof vars, "@%s/extra_vars.json", dir);
 	fmt_into(cid_env, sizeof cid_env, "FLEETKEEPER_CORRELATION_ID=%s", cid ? cid : "");
 	fmt_into(tmp_env, sizeof tmp_env, "ANSIBLE_LOCAL_TEMP=%s/tmp", dir);
+	/* what ansible leaves behind when it is killed (module payloads of
+	 * local tasks) goes with the private directory */
+	fmt_into(tmpdir_env, sizeof tmpdir_env, "TMPDIR=%s/tmp", dir);
 	fmt_into(home_env, sizeof home_env, "ANSIBLE_HOME=%s/home", dir);
 	ssh_args(spec, args, sizeof args);
 	const char *argv[] = {spec->program ? spec->program : "ansible-playbook",
@@ -625,6 +629,7 @@ static void run_playbook(const ansible_spec *spec, run_ctx *rc, const char *dir,
 	                     args,
 	                     cid_env,
 	                     tmp_env,
+	                     tmpdir_env,
 	                     home_env,
 	                     NULL};
 

@@ -42,6 +42,7 @@ class Env:
         self.conf = tmp / "fleetkeeper.conf"
         self.db = self.state / "state.db"
         self.sock = self.state / "fleetkeeper.sock"
+        self.extra_env = {}  # for every command and daemon of this test
 
     def write_config(self, tasks: str, daemon_extra: str = "", log_level: str = "info",
                      shutdown_grace: str = "10s", metrics_listen=""):
@@ -71,7 +72,7 @@ level = {log_level}
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=env or base_env(),
+            env=env or base_env(**self.extra_env),
             input=input,
             cwd=self.dir,
         )
@@ -112,7 +113,7 @@ class Daemon:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=base_env(**(extra_env or {})),
+            env=base_env(**{**env.extra_env, **(extra_env or {})}),
             cwd=env.dir,
             start_new_session=True,
         )

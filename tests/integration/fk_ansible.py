@@ -32,6 +32,12 @@ class AnsibleHost:
                  extra_tasks=""):
         self.tmp = tmp
         self.env = Env(tmp)
+        # ansible runs' private directories go here, so that a test sees its
+        # own (other tests may run ansible on the same machine)
+        self.private_tmp = tmp / "tmp"
+        self.private_tmp.mkdir()
+        self.env.extra_env["TMPDIR"] = str(self.private_tmp)
+        self.private_marker = f"{self.private_tmp}/fleetkeeper-ansible-"
         self.sshd = Sshd(tmp).start()
         self.deploy = tmp / "deploy"
         self.deploy.mkdir()

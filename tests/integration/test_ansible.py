@@ -95,7 +95,8 @@ def test_secrets_correlation_and_artifacts(host, tmp_path):
     rows = host.env.sql("SELECT line FROM events")
     assert rows and not any(PASSWORD in l or SECRET in l for (l,) in rows)
     # the private directory (inventory with the password) is gone
-    assert ansible_procs("fleetkeeper-ansible-") == []
+    assert ansible_procs(host.private_marker) == []
+    assert list(host.private_tmp.iterdir()) == []
 
 
 def test_playbook_timeout_kills_everything(tmp_path):
@@ -123,7 +124,8 @@ def test_playbook_timeout_kills_everything(tmp_path):
         assert done["exit_code"] != 0 and done["error_type"] == "timeout"
         assert took < 3 + 2 + DEADLINE / 2
         assert ansible_procs("sleep 3127") == []
-        assert ansible_procs("fleetkeeper-ansible-") == []
+        assert ansible_procs(h.private_marker) == []
+        assert [p.name for p in h.private_tmp.iterdir()] == []
     finally:
         h.close()
 

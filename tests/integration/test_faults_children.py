@@ -159,7 +159,7 @@ def test_kill9_during_ansible_run_no_local_process_survives(tmp_path, daemons):
         d.proc.kill()
         d.proc.wait(timeout=DEADLINE)
         wait_all_gone(tree, f"ansible-playbook, workers and ssh gone after kill -9: {names}")
-        assert ansible_procs("fleetkeeper-ansible-") == []
+        assert ansible_procs(h.private_marker) == []
         (books / "provision_access.yml").write_text(  # a re-provisioning ends at once
             "---\n- hosts: all\n  gather_facts: false\n  tasks: []\n")
         restart_and_check_recovery(h.env, daemons, "provision", caught_up="skipped")

@@ -62,6 +62,14 @@ static int read_digits(const char **p, int n, int *out)
 	return 0;
 }
 
+/* 2026-02-30 is no date (tz_days_from_civil would make it March 2nd). */
+static bool date_exists(int year, int month, int day)
+{
+	int y, m, d;
+	tz_civil_from_days(tz_days_from_civil(year, month, day), &y, &m, &d);
+	return d == day;
+}
+
 /* YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|±HH:MM|±HHMM]; without an offset the
  * time is civil time in zone. */
 static int parse_iso8601(const char *s, const tz *zone, int64_t *out)
@@ -96,7 +104,8 @@ static int parse_iso8601(const char *s, const tz *zone, int64_t *out)
 			return -1;
 	}
 	if (*p != '\0' || c.month < 1 || c.month > 12 || c.day < 1 || c.day > 31 || c.hour > 23 ||
-	    c.minute > 59 || c.second > 60 || oh > 23 || om > 59)
+	    c.minute > 59 || c.second > 60 || oh > 23 || om > 59 ||
+	    !date_exists(c.year, c.month, c.day))
 		return -1;
 	if (sign != 0) {
 		int64_t days = tz_days_from_civil(c.year, c.month, c.day);
@@ -175,6 +184,10 @@ int cli_cmd_next(const cli_ctx *ctx)
 		cli_usage_error("--from: expected an ISO 8601 time such as "
 		                "2026-03-29T01:30:00+01:00, got '%s'",
 		                a.from);
+		return EXIT_USAGE;
+	}
+	if (t < 0) { /* schedule_next cannot tell a fire time before 1970 from none */
+		cli_usage_error("--from: times before 1970 are not supported, got '%s'", a.from);
 		return EXIT_USAGE;
 	}
 	if (!schedule_can_fire(&s)) {

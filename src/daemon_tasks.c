@@ -64,7 +64,7 @@ double daemon_slot_next_run(const daemon_state *d, const task_slot *s)
 		return 0;
 	if (s->cfg && s->cfg->sched.kind == SCHEDULE_CRON)
 		return (double)s->next_wall + (double)s->jitter_ms / 1000.0;
-	double in_sec = ((double)s->next_mono - (double)clock_mono_ms()) / 1000.0;
+	double in_sec = ((double)(s->next_mono + s->jitter_ms) - (double)clock_mono_ms()) / 1000.0;
 	return clock_wall() + (in_sec > 0 ? in_sec : 0);
 	(void)d;
 }

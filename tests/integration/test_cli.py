@@ -3,6 +3,10 @@ import json
 import os
 import random
 import subprocess
+import time
+from datetime import datetime
+
+import pytest
 
 from conftest import BIN, ROOT, base_env, parse_lines
 
@@ -54,16 +58,29 @@ def test_missing_config_file(env):
 
 
 def test_garbage_config_never_crashes(env):
+    """Garbage is a configuration error: exit 2, and every line of stderr
+    names the file (`FILE:LINE: message`, or `FILE: message` for the whole
+    file), never a crash and never an accepted configuration."""
     rnd = random.Random(7)
     samples = [b"", b"\x00" * 100, b"[task.x]\nschedule =\n", b"[daemon]\nbogus = 1\n",
-               b"[\n", b"=\n", b"[task.]\n", b"\xff\xfe\xfd" * 50]
-    samples += [bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 400))) for _ in range(40)]
+               b"[\n", b"=\n", b"[task.]\n", b"\xff\xfe\xfd" * 50, b"abc\n", b"key = v\n",
+               b"[daemon]\n[daemon]\n", b"; only a comment\n", b"[task.x]\ntype = command\n",
+               b"[daemon]\nmax_concurrent_tasks = \xff\n", b"[task.x\x00]\n"]
+    samples += [bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 400))) for _ in range(60)]
+    # text-like garbage: printable lines, some of them section headers
+    alphabet = "abcdefghij_=[].;# \t0123456789*@"
+    for _ in range(40):
+        lines = ["".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 30)))
+                 for _ in range(rnd.randrange(1, 8))]
+        samples.append("\n".join(lines).encode())
+    name = str(env.conf)
     for blob in samples:
         env.conf.write_bytes(blob)
         r = env.run("check-config")
-        assert r.returncode in (0, 2), (blob, r.returncode, r.stderr)
-        if r.returncode == 2:
-            assert r.stderr.strip(), blob
+        assert r.returncode == 2, (blob, r.returncode, r.stdout, r.stderr)
+        lines = r.stderr.splitlines()
+        assert lines, blob
+        assert all(l.startswith(name + ":") for l in lines), (blob, r.stderr)
 
 
 def test_once_emits_events_stores_them_and_trace_replays(env):
@@ -163,3 +180,235 @@ def test_shipped_default_config_skips_tasks_without_credentials(tmp_path):
     assert skipped and skipped[0]["reason"] == "no_credentials"
     assert (tmp_path / "var" / "state.db").exists()
     os.remove(tmp_path / "var" / "state.db")
+
+
+# ---- fleetkeeper next (issue: scheduler core) ----
+
+def next_lines(*args, env=None, config=None):
+    """`fleetkeeper next ARGS`: (exit code, stdout lines, stderr)."""
+    cmd = [BIN] + (["-c", str(config)] if config else []) + ["next", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env or base_env(), timeout=60)
+    return r.returncode, r.stdout.splitlines(), r.stderr
+
+
+def assert_next(expr, tz, frm, want):
+    rc, out, err = next_lines(expr, "-n", str(len(want)), "--tz", tz, "--from", frm)
+    assert (rc, out, err) == (0, want, ""), (expr, tz, frm)
+
+
+def test_next_dst_europe_berlin():
+    b = "Europe/Berlin"
+    # 2026-03-29: 02:00 CET -> 03:00 CEST. A fixed time in the skipped hour
+    # fires once, at the jump; then at its wall time again.
+    assert_next("30 2 * * *", b, "2026-03-28T12:00:00+01:00",
+                ["2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00",
+                 "2026-03-31T02:30:00+02:00"])
+    assert_next("0 2 * * *", b, "2026-03-28T12:00:00Z",
+                ["2026-03-29T03:00:00+02:00", "2026-03-30T02:00:00+02:00"])
+    assert_next("0,30 2 * * *", b, "2026-03-28T12:00:00+01:00",
+                ["2026-03-29T03:00:00+02:00", "2026-03-30T02:00:00+02:00",
+                 "2026-03-30T02:30:00+02:00"])
+    # hour unrestricted: the skipped minutes do not occur
+    assert_next("0 * * * *", b, "2026-03-29T00:30:00+01:00",
+                ["2026-03-29T01:00:00+01:00", "2026-03-29T03:00:00+02:00",
+                 "2026-03-29T04:00:00+02:00"])
+    # --from without an offset is wall time in --tz: 01:59 CET, then 02:00 is skipped
+    assert_next("* * * * *", b, "2026-03-29T01:59",
+                ["2026-03-29T03:00:00+02:00", "2026-03-29T03:01:00+02:00"])
+    # 2026-10-25: 03:00 CEST -> 02:00 CET. A fixed time in the repeated hour
+    # fires once, at its first occurrence.
+    assert_next("30 2 * * *", b, "2026-10-24T12:00:00Z",
+                ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"])
+    assert_next("30 2 * * *", b, "2026-10-25T02:45:00+02:00", ["2026-10-26T02:30:00+01:00"])
+    # hourly (hour unrestricted) follows elapsed time: once every real hour,
+    # so the wall hour 02 occurs twice, once per offset (docs/scheduling.md)
+    assert_next("0 * * * *", b, "2026-10-25T00:30:00+02:00",
+                ["2026-10-25T01:00:00+02:00", "2026-10-25T02:00:00+02:00",
+                 "2026-10-25T02:00:00+01:00", "2026-10-25T03:00:00+01:00",
+                 "2026-10-25T04:00:00+01:00"])
+    assert_next("*/30 * * * *", b, "2026-10-25T01:45:00+02:00",
+                ["2026-10-25T02:00:00+02:00", "2026-10-25T02:30:00+02:00",
+                 "2026-10-25T02:00:00+01:00", "2026-10-25T02:30:00+01:00",
+                 "2026-10-25T03:00:00+01:00"])
+
+
+def test_next_dst_america_new_york():
+    ny = "America/New_York"
+    # 2026-03-08: 02:00 EST -> 03:00 EDT
+    assert_next("30 2 * * *", ny, "2026-03-07T12:00:00-05:00",
+                ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"])
+    assert_next("0 * * * *", ny, "2026-03-08T00:30:00-05:00",
+                ["2026-03-08T01:00:00-05:00", "2026-03-08T03:00:00-04:00"])
+    # 2026-11-01: 02:00 EDT -> 01:00 EST; 01:30 is the repeated time
+    assert_next("30 1 * * *", ny, "2026-10-31T12:00:00-04:00",
+                ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"])
+    assert_next("30 2 * * *", ny, "2026-10-31T12:00:00Z",
+                ["2026-11-01T02:30:00-05:00", "2026-11-02T02:30:00-05:00"])
+    assert_next("0 * * * *", ny, "2026-11-01T00:30:00-04:00",
+                ["2026-11-01T01:00:00-04:00", "2026-11-01T01:00:00-05:00",
+                 "2026-11-01T02:00:00-05:00"])
+
+
+def test_next_count_and_strictly_after_from():
+    # -n N gives exactly N lines, consecutive fire times
+    rc, out, _ = next_lines("*/10 * * * *", "-n", "7", "--tz", "UTC",
+                            "--from", "2026-01-01T00:00:00Z")
+    assert rc == 0 and out == ["2026-01-01T00:%02d:00+00:00" % m for m in (10, 20, 30, 40, 50)] + [
+        "2026-01-01T01:00:00+00:00", "2026-01-01T01:10:00+00:00"]
+    rc, out, _ = next_lines("@hourly", "--tz", "UTC", "--from", "2026-01-01T00:00:00Z")
+    assert rc == 0 and len(out) == 5  # the default
+    rc, out, _ = next_lines("* * * * *", "-n", "1000", "--tz", "UTC", "--from", "2026-01-01T00:00:00Z")
+    assert rc == 0 and len(out) == 1000 and out[-1] == "2026-01-01T16:40:00+00:00"
+    # a --from exactly on a fire time excludes it; a second before includes it
+    assert_next("0 * * * *", "UTC", "2026-01-01T05:00:00Z", ["2026-01-01T06:00:00+00:00"])
+    assert_next("0 * * * *", "UTC", "2026-01-01T04:59:59Z", ["2026-01-01T05:00:00+00:00"])
+    assert_next("0 * * * *", "UTC", "2026-01-01T05:00:00.5Z", ["2026-01-01T06:00:00+00:00"])
+    assert_next("0 5 * * *", "Europe/Berlin", "2026-01-01T05:00:00+01:00",
+                ["2026-01-02T05:00:00+01:00"])
+    # the same instant written with another offset; printed in --tz
+    assert_next("0 5 * * *", "Europe/Berlin", "2026-01-01T04:00:00Z", ["2026-01-02T05:00:00+01:00"])
+    # a date alone is midnight in the zone
+    assert_next("@daily", "Asia/Tokyo", "2026-01-01", ["2026-01-02T00:00:00+09:00"])
+
+
+def test_next_default_from_is_now():
+    before = time.time()
+    rc, out, _ = next_lines("* * * * *", "-n", "2", "--tz", "UTC")
+    after = time.time()
+    assert rc == 0 and len(out) == 2
+    first, second = (datetime.fromisoformat(x).timestamp() for x in out)
+    assert before < first <= after + 60 and first % 60 == 0
+    assert second == first + 60
+
+
+def test_next_intervals():
+    assert_next("@every 90s", "UTC", "2026-01-01T00:00:00Z",
+                ["2026-01-01T00:01:30+00:00", "2026-01-01T00:03:00+00:00",
+                 "2026-01-01T00:04:30+00:00"])
+    assert_next("@every 5m", "UTC", "2026-01-01T00:00:07Z",
+                ["2026-01-01T00:05:07+00:00", "2026-01-01T00:10:07+00:00"])
+    assert_next("@every 1h30m", "UTC", "2026-01-01T23:00:00Z",
+                ["2026-01-02T00:30:00+00:00", "2026-01-02T02:00:00+00:00"])
+    assert_next("@every 1500ms", "UTC", "2026-01-01T00:00:00Z",  # sub-second parts round up
+                ["2026-01-01T00:00:02+00:00", "2026-01-01T00:00:04+00:00"])
+    # elapsed time through DST: always 3600 s apart, whatever the wall clock says
+    assert_next("@every 1h", "Europe/Berlin", "2026-03-29T01:30:00+01:00",
+                ["2026-03-29T03:30:00+02:00", "2026-03-29T04:30:00+02:00"])
+    assert_next("@every 1h", "America/New_York", "2026-11-01T00:30:00-04:00",
+                ["2026-11-01T01:30:00-04:00", "2026-11-01T01:30:00-05:00",
+                 "2026-11-01T02:30:00-05:00"])
+
+
+def test_next_task_uses_its_own_zone(env):
+    env.write_config("[task.ny]\ntype = command\nschedule = 0 9 * * mon-fri\ntz = America/New_York\n"
+                     "command = true\n"
+                     "\n[task.local]\ntype = command\nschedule = 0 9 * * *\ncommand = true\n"
+                     "\n[task.every]\ntype = command\nschedule = @every 2m\ncommand = true\n"
+                     "\n[task.manual]\ntype = command\ncommand = true\n")
+    # Friday before the spring-forward, then Monday and Tuesday in EDT
+    rc, out, err = next_lines("ny", "-n", "3", "--from", "2026-03-06T00:00:00Z", config=env.conf)
+    assert (rc, err) == (0, "")
+    assert out == ["2026-03-06T09:00:00-05:00", "2026-03-09T09:00:00-04:00",
+                   "2026-03-10T09:00:00-04:00"]
+    # --tz overrides the task's zone
+    rc, out, _ = next_lines("ny", "-n", "1", "--tz", "UTC", "--from", "2026-03-06T00:00:00Z",
+                            config=env.conf)
+    assert (rc, out) == (0, ["2026-03-06T09:00:00+00:00"])
+    # a task without tz is computed in the local zone (TZ)
+    rc, out, _ = next_lines("local", "-n", "2", "--from", "2025-12-31T23:00:00Z", config=env.conf,
+                            env=base_env(TZ="Asia/Tokyo"))
+    assert (rc, out) == (0, ["2026-01-01T09:00:00+09:00", "2026-01-02T09:00:00+09:00"])
+    rc, out, _ = next_lines("every", "-n", "2", "--from", "2026-01-01T00:00:00Z", config=env.conf)
+    assert (rc, out) == (0, ["2026-01-01T00:02:00+00:00", "2026-01-01T00:04:00+00:00"])
+    rc, out, err = next_lines("manual", config=env.conf)
+    assert rc == 2 and out == [] and "task 'manual' has no schedule" in err
+    rc, out, err = next_lines("nosuchtask", config=env.conf)
+    assert rc == 2 and out == [] and "'nosuchtask' is neither a task" in err
+
+
+NEXT_ERRORS = [
+    ("61 * * * *", "minute: value 61 out of range 0-59"),
+    ("0 24 * * *", "hour: value 24 out of range 0-23"),
+    ("0 0 0 * *", "day-of-month: value 0 out of range 1-31"),
+    ("0 0 32 * *", "day-of-month: value 32 out of range 1-31"),
+    ("0 0 * 13 *", "month: value 13 out of range 1-12"),
+    ("0 0 * * 8", "day-of-week: value 8 out of range 0-7"),
+    ("*/0 * * * *", "minute: bad step '0'"),
+    ("0 0 * * fooday", "day-of-week: unknown name 'fooday'"),
+    ("0 0 * foo *", "month: unknown name 'foo'"),
+    ("5-3 * * * *", "minute: bad range 5-3 (start after end)"),
+    ("1,,2 * * * *", "minute: empty list element"),
+    ("* * * *", "expected 5 fields, got 4"),
+    ("* * * * * *", "expected 5 fields, got 6"),
+    ("@fortnightly", "unknown shorthand '@fortnightly'"),
+    ("@every 500ms", "@every: interval must be at least 1s"),
+    ("@every 5x", "@every: unknown unit 'x'"),
+    ("0 0 30 2 *", "can never fire"),
+    ("0 0 31 4,6 *", "can never fire"),
+]
+
+
+def test_next_invalid_expression_exits_2_naming_field_and_why():
+    for expr, why in NEXT_ERRORS:
+        rc, out, err = next_lines(expr, "--tz", "UTC")
+        assert rc == 2 and out == [], (expr, rc, out)
+        assert len(err.strip().splitlines()) == 1, (expr, err)
+        assert why in err and f"'{expr}'" in err, (expr, err)
+
+
+def test_next_bad_arguments_exit_2():
+    cases = [
+        (["-n", "0"], "-n: expected a number from 1 to 100000, got '0'"),
+        (["-n", "-1"], "got '-1'"),
+        (["-n", "x"], "got 'x'"),
+        (["-n", "100001"], "got '100001'"),
+        (["-n", "1e3"], "got '1e3'"),
+        (["-n"], "unexpected argument '-n'"),
+        (["--from", "yesterday"], "--from: expected an ISO 8601 time"),
+        (["--from", "2026-13-01T00:00:00Z"], "--from: expected an ISO 8601 time"),
+        (["--from", "2026-02-30T00:00:00Z"], "--from: expected an ISO 8601 time"),
+        (["--from", "2026-02-29"], "--from: expected an ISO 8601 time"),  # not a leap year
+        (["--from", "2026-04-31T10:00"], "--from: expected an ISO 8601 time"),
+        (["--from", "2026-01-01T24:00:00Z"], "--from: expected an ISO 8601 time"),
+        (["--from", "2026-01-01T10:00:00+1"], "--from: expected an ISO 8601 time"),
+        (["--from", "2026-01-01T10:00:00Zjunk"], "--from: expected an ISO 8601 time"),
+        (["--from", "1900-01-01T00:00:00Z"], "--from: times before 1970 are not supported"),
+        (["--from"], "unexpected argument '--from'"),
+        (["--tz", "Mars/Base"], "--tz: unknown time zone 'Mars/Base'"),
+        (["--tz", "../etc/passwd"], "--tz: invalid time zone name"),
+        (["--tz", "/etc/localtime"], "--tz: invalid time zone name"),
+        (["--bogus"], "unexpected argument '--bogus'"),
+        (["0 * * * *"], "unexpected argument '0 * * * *'"),  # a second target
+    ]
+    for args, why in cases:
+        rc, out, err = next_lines("@daily", *args)
+        assert rc == 2 and out == [], (args, rc, out)
+        assert len(err.strip().splitlines()) == 1 and why in err, (args, err)
+    rc, _, err = next_lines()
+    assert rc == 2 and "next needs a TASK or a schedule expression" in err
+    # a leap day is a date
+    assert_next("@daily", "UTC", "2028-02-29", ["2028-03-01T00:00:00+00:00"])
+
+
+# Typical expressions; croniter (Debian python3-croniter) agrees with cronie
+# on all of them (it differs on a day-of-month step plus a day-of-week,
+# docs/scheduling.md, which is left out here).
+ORACLE_EXPRS = [
+    "* * * * *", "*/5 * * * *", "*/15 * * * *", "0 * * * *", "30 */2 * * *",
+    "0 9-17 * * mon-fri", "15 14 1 * *", "0 0 * * 0", "0 0 * * 7", "0 22 * * 1-5",
+    "23 0-20/2 * * *", "5 4 * * sun", "0 0,12 1 */2 *", "0 4 8-14 * *", "0 0 1,15 * 3",
+    "0 12 * jan,jul *", "45 23 31 * *", "0 0 29 2 *", "10,20,30 8 * * tue,thu",
+    "59 23 * * 6", "0 0 13 * 5", "1-10/3 3 * * *", "@hourly", "@daily", "@weekly",
+    "@monthly", "@yearly",
+]
+
+
+def test_next_agrees_with_croniter_in_utc():
+    croniter = pytest.importorskip("croniter").croniter
+    for frm in ("2026-01-15T10:17:42Z", "2027-12-31T23:59:00Z", "2028-02-28T12:00:00Z"):
+        start = datetime.fromisoformat(frm.replace("Z", "+00:00"))
+        for expr in ORACLE_EXPRS:
+            rc, out, err = next_lines(expr, "-n", "5", "--tz", "UTC", "--from", frm)
+            it = croniter(expr, start)
+            want = [it.get_next(datetime).isoformat() for _ in range(5)]
+            assert (rc, out) == (0, want), (expr, frm, err)

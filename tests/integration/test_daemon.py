@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+from datetime import datetime, timezone
 
 from conftest import DEADLINE, Daemon, parse_lines, pid_alive, wait_until
 
@@ -108,25 +109,77 @@ def test_sighup_with_broken_config_keeps_old(env, daemons):
     d.wait_for("tock_complete")
 
 
+def wait_exit_timed(d, t0):
+    """Wait for the daemon's exit; (exit code, seconds since t0)."""
+    rc = d.proc.wait(timeout=DEADLINE)
+    elapsed = time.monotonic() - t0
+    d.wait_exit()
+    return rc, elapsed
+
+
+def event_time(e):
+    return datetime.fromisoformat(e["timestamp"]).timestamp()
+
+
+# What the daemon may add to the grace before it is gone on a loaded 2-core
+# machine (sanitizers too): cancelling the run, the child's exit, the last
+# rows and events, the exit itself. Much less than the default kill_grace
+# (5 s), so a daemon that waited for that would fail.
+EXIT_MARGIN = 2.5
+
+
 def test_sigterm_during_run_exits_0_with_run_interrupted(env, daemons):
+    # shutdown_grace 2 s; the command's kill_grace is the default 5 s, but a
+    # plain sleep dies on the SIGTERM that starts it: the daemon must exit
+    # right after the grace, not before and not a kill_grace later.
+    grace = 2.0
     env.write_config("[task.long]\ntype = command\ncommand = sleep 300\n",
-                     shutdown_grace="1s")
+                     shutdown_grace="2s")
     d = daemons(env)
     started(d)
     assert env.run("trigger", "long").returncode == 0
     d.wait_for("command_start")
     t0 = time.monotonic()
     d.signal(signal.SIGTERM)
-    assert d.wait_exit() == 0
-    assert time.monotonic() - t0 < 1 + 6  # grace + the command's kill grace at most
+    rc, elapsed = wait_exit_timed(d, t0)
+    assert rc == 0
+    assert grace - 0.02 <= elapsed <= grace + EXIT_MARGIN, elapsed
     names = [e["event"] for e in d.events]
-    assert "scheduler_shutdown_requested" in names
+    assert names.index("scheduler_shutdown_requested") < names.index(
+        "scheduler_shutdown_grace_expired") < names.index("long_failed")
     assert names[-1] == "scheduler_stopped"
+    # the daemon's own clock agrees: the run was given the whole grace
+    requested = d.named("scheduler_shutdown_requested")[0]
+    assert requested["running"] == 1 and requested["shutdown_grace_sec"] == grace
+    waited = event_time(d.named("scheduler_shutdown_grace_expired")[0]) - event_time(requested)
+    assert grace - 0.02 <= waited <= grace + EXIT_MARGIN, waited
     failed = d.named("long_failed")[0]
     assert failed["status"] == "interrupted"
     assert env.sql("SELECT status FROM task_runs WHERE task='long'") == [("interrupted",)]
     # the events up to scheduler_stopped are in the store
     assert env.sql("SELECT count(*) FROM events WHERE event='scheduler_stopped'") == [(1,)]
+    assert env.sql("SELECT count(*) FROM events WHERE event='long_failed'") == [(1,)]
+
+
+def test_sigterm_with_a_child_ignoring_sigterm_waits_grace_plus_kill_grace(env, daemons):
+    # After shutdown_grace the run is cancelled: SIGTERM to its process
+    # group, SIGKILL kill_grace later. A child that ignores SIGTERM therefore
+    # keeps the daemon for shutdown_grace + kill_grace.
+    env.write_config("[task.stubborn]\ntype = command\nkill_grace = 1s\n"
+                     "command = trap '' TERM; echo ready; sleep 300\n",
+                     shutdown_grace="1s")
+    d = daemons(env)
+    started(d)
+    assert env.run("trigger", "stubborn").returncode == 0
+    d.wait_for(lambda e: e.get("event") == "command_output" and e.get("line") == "ready")
+    t0 = time.monotonic()
+    d.signal(signal.SIGTERM)
+    rc, elapsed = wait_exit_timed(d, t0)
+    assert rc == 0
+    assert 2.0 - 0.02 <= elapsed <= 2.0 + EXIT_MARGIN, elapsed
+    assert d.named("stubborn_failed")[0]["status"] == "interrupted"
+    assert env.sql("SELECT status FROM task_runs") == [("interrupted",)]
+    assert d.events[-1]["event"] == "scheduler_stopped"
 
 
 def test_second_daemon_is_refused(env, daemons):
@@ -280,3 +333,126 @@ def test_sd_notify_ready_watchdog_stopping(env, daemons, tmp_path):
     expect("STOPPING=1")
     assert d.wait_exit() == 0
     sock.close()
+
+
+def set_workers(env, n):
+    """write_config's [daemon] has max_concurrent_tasks = 4; change it."""
+    text = env.conf.read_text()
+    assert "max_concurrent_tasks = 4\n" in text
+    env.conf.write_text(text.replace("max_concurrent_tasks = 4\n", f"max_concurrent_tasks = {n}\n"))
+
+
+def test_one_worker_runs_tasks_due_together_one_after_another(env, daemons):
+    # Three tasks due at the same moment (run_on_start: all dispatched in the
+    # same pass at start), one worker: they all run, never two at once.
+    names = ("a", "b", "c")
+    env.write_config("".join(f"[task.{n}]\ntype = command\nschedule = 0 0 1 1 *\nrun_on_start = true\n"
+                             f"command = sleep 1\n\n" for n in names))
+    set_workers(env, 1)
+    d = daemons(env)
+    assert started(d)["tasks"] == 3
+    assert d.named("scheduler_workers_configured")[0]["workers"] == 1
+    for n in names:
+        d.wait_for(f"{n}_complete")
+    spans = sorted((event_time(d.named(f"{n}_start")[0]), event_time(d.named(f"{n}_complete")[0]), n)
+                   for n in names)
+    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
+        assert start >= end, f"{second} started before {first} ended: {spans}"
+    for start, end, n in spans:
+        assert end - start >= 0.95, (n, spans)
+    assert spans[-1][1] - spans[0][0] >= 3 * 0.95
+    d.stop()
+    rows = env.sql("SELECT task, trigger, status FROM task_runs ORDER BY task")
+    assert rows == [(n, "start", "success") for n in names]
+
+
+def test_two_workers_run_two_at_a_time(env, daemons):
+    # The same with two workers: the first two overlap (so the test above
+    # can tell one worker from several), the third waits for a free worker.
+    names = ("a", "b", "c")
+    env.write_config("".join(f"[task.{n}]\ntype = command\nrun_on_start = true\ncommand = sleep 1\n\n"
+                             for n in names))
+    set_workers(env, 2)
+    d = daemons(env)
+    started(d)
+    for n in names:
+        d.wait_for(f"{n}_complete")
+    spans = sorted((event_time(d.named(f"{n}_start")[0]), event_time(d.named(f"{n}_complete")[0]))
+                   for n in names)
+    assert spans[1][0] < spans[0][1]  # two at once
+    assert spans[2][0] >= min(spans[0][1], spans[1][1])  # never three
+
+
+def test_run_on_start_runs_once_at_start_only(env, daemons):
+    env.write_config("[task.early]\ntype = command\nschedule = 0 0 1 1 *\nrun_on_start = true\n"
+                     "command = echo early\n"
+                     "\n[task.late]\ntype = command\nschedule = 0 0 1 1 *\ncommand = echo late\n"
+                     "\n[task.unscheduled]\ntype = command\nrun_on_start = true\ncommand = echo once\n")
+    d = daemons(env)
+    started(d)
+    done = d.wait_for("early_complete")
+    d.wait_for("unscheduled_complete")
+    # both scheduled tasks are armed for next year, after the start dispatch
+    scheduled = d.wait_for("task_scheduled", count=2)
+    year = str(time.gmtime().tm_year + 1)
+    assert sorted(e["task"] for e in scheduled) == ["early", "late"]
+    assert all(e["next_run"].startswith(year) for e in scheduled)
+    assert [e["trigger"] for e in d.named("early_start")] == ["start"]
+    # a reload is not a start
+    d.signal(signal.SIGHUP)
+    d.wait_for("config_reloaded")
+    st = json.loads(env.run("status", "--json").stdout)
+    assert {t["name"]: t["runs_started"] for t in st["tasks"]} == {"early": 1, "late": 0, "unscheduled": 1}
+    d.stop()
+    assert len(d.named("early_start")) == 1 and not d.named("late_start")
+    assert env.sql("SELECT task, trigger, status, correlation_id FROM task_runs ORDER BY id") == [
+        ("early", "start", "success", done[0]["correlation_id"]),
+        ("unscheduled", "start", "success", d.named("unscheduled_start")[0]["correlation_id"])]
+
+
+def test_jitter_delays_interval_fires_within_bound(env, daemons):
+    # @every 1s with jitter 500ms: fire i is dispatched at T0 + i s + j_i with
+    # j_i random in [0, 0.5 s]. Its offset (dispatch time - i s) moves around
+    # by up to the jitter (plus scheduling latency), where it would stay put
+    # without jitter. started_at is the dispatch time (the row is written
+    # when the run is handed to the pool, or the skip is recorded).
+    env.write_config("[task.j]\ntype = command\nschedule = @every 1s\njitter = 500ms\ncommand = true\n")
+    d = daemons(env)
+    started(d)
+    n = 10
+    rows = env.wait_sql("SELECT started_at, status FROM task_runs WHERE task = 'j' ORDER BY id",
+                        lambda r: len(r) >= n)
+    d.stop()
+    rows = rows[:n]
+    assert all(status in ("success", "running", "skipped") for _, status in rows), rows
+    offsets = [started_at - i for i, (started_at, _) in enumerate(rows)]
+    spread = max(offsets) - min(offsets)
+    # Loose on purpose: 10 uniform delays spread by less than 0.1 s with
+    # probability 5e-6; latency on a loaded machine only widens the spread.
+    assert 0.1 < spread < 0.5 + 1.0, (spread, offsets)
+    assert len({round(o, 2) for o in offsets}) >= 3, offsets
+
+
+def test_status_next_run_includes_the_jitter(env, daemons):
+    # jitter = 1h: the next run of an hourly interval task is 1 h to 2 h
+    # away, of a yearly cron task up to 1 h after its fire time; with four
+    # interval tasks at least one is more than 10 s beyond the hour (all four
+    # below: probability 6e-11), unless the jitter is left out.
+    tasks = "".join(f"[task.i{k}]\ntype = command\nschedule = @every 1h\njitter = 1h\ncommand = true\n\n"
+                    for k in range(4))
+    tasks += "[task.y]\ntype = command\nschedule = 0 0 1 1 *\njitter = 1h\ncommand = true\n"
+    env.write_config(tasks)
+    before = time.time()
+    d = daemons(env)
+    started(d)
+    st = json.loads(env.run("status", "--json").stdout)
+    after = time.time()
+    nxt = {t["name"]: datetime.fromisoformat(t["next_run"]).timestamp() for t in st["tasks"]}
+    beyond = [nxt[f"i{k}"] - before - 3600 for k in range(4)]
+    assert all(-1 <= b <= 3600 + (after - before) + 1 for b in beyond), beyond
+    assert max(beyond) > 10, beyond
+    new_year = datetime(time.gmtime().tm_year + 1, 1, 1, tzinfo=timezone.utc).timestamp()
+    assert new_year <= nxt["y"] <= new_year + 3600, (nxt["y"], new_year)
+    # the announced next runs are the same instants
+    for e in d.wait_for("task_scheduled", count=5):
+        assert abs(datetime.fromisoformat(e["next_run"]).timestamp() - nxt[e["task"]]) < 2, e

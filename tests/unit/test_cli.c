@@ -82,6 +82,27 @@ static void test_usage_errors(void **st)
 	assert_int_equal(run_cli(5, "-c", good, "once", "missing"), EXIT_USAGE);
 }
 
+static void test_next_usage_errors(void **st)
+{
+	(void)st;
+	assert_int_equal(run_cli(2, "next"), EXIT_USAGE);
+	assert_int_equal(run_cli(4, "next", "@daily", "-n"), EXIT_USAGE);
+	assert_int_equal(run_cli(5, "next", "@daily", "-n", "0"), EXIT_USAGE);
+	assert_int_equal(run_cli(5, "next", "@daily", "-n", "100001"), EXIT_USAGE);
+	assert_int_equal(run_cli(5, "next", "@daily", "--from", "soon"), EXIT_USAGE);
+	assert_int_equal(run_cli(5, "next", "@daily", "--from", "2026-02-30"), EXIT_USAGE);
+	assert_int_equal(run_cli(5, "next", "@daily", "--from", "1969-12-31T23:59:59Z"),
+	                 EXIT_USAGE);
+	assert_int_equal(run_cli(5, "next", "@daily", "--tz", "Mars/Base"), EXIT_USAGE);
+	assert_int_equal(run_cli(2, "next", "0 0 30 2 *"), EXIT_USAGE);
+	assert_int_equal(run_cli(2, "next", "@every 0s"), EXIT_USAGE);
+	assert_int_equal(run_cli(5, "-c", good, "next", "ok"), EXIT_USAGE); /* no schedule */
+	assert_int_equal(run_cli(7, "next", "@daily", "-n", "1", "--from", "2028-02-29"), EXIT_OK);
+	assert_int_equal(
+	        run_cli(7, "next", "@daily", "--from", "1970-01-01T00:00:00Z", "--tz", "UTC"),
+	        EXIT_OK);
+}
+
 static void test_config_errors(void **st)
 {
 	(void)st;
@@ -109,6 +130,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_usage_errors),
+	        cmocka_unit_test(test_next_usage_errors),
 	        cmocka_unit_test(test_config_errors),
 	        cmocka_unit_test(test_success_and_failure),
 	};

@@ -377,6 +377,47 @@ static void test_dst_new_york(void **state)
 	                 utc(2026, 11, 1, 6, 30));
 }
 
+/* The local wall-clock time of instant t, as HHMM. */
+static int local_hhmm(const tz *z, int64_t t)
+{
+	tz_civil c;
+	tz_to_civil(z, t, &c);
+	return c.hour * 100 + c.minute;
+}
+
+/* Intervals through New York's changes, as test_intervals does for Berlin:
+ * elapsed time, so chained fires stay exactly one interval apart while the
+ * wall clock jumps an hour forward (2026-03-08 07:00Z, 02:00 EST -> 03:00
+ * EDT) or back (2026-11-01 06:00Z, 02:00 EDT -> 01:00 EST) between them. */
+static void test_intervals_ny(void **state)
+{
+	(void)state;
+	const char *ny = "America/New_York";
+	const tz *z = zone(ny);
+	int64_t jump = utc(2026, 3, 8, 7, 0);
+
+	FIRES("@every 1h", ny, jump - 1800, jump + 1800, jump + 5400, jump + 9000);
+	assert_int_equal(local_hhmm(z, jump - 1800), 130);      /* 01:30 EST */
+	assert_int_equal(local_hhmm(z, jump + 1800), 330);      /* 03:30 EDT, one hour later */
+	FIRES("@every 1h", ny, jump - 3600, jump, jump + 3600); /* from 01:00: 03:00 EDT */
+	FIRES("@every 90s", ny, jump - 120, jump - 30, jump + 60, jump + 150, jump + 240);
+	assert_int_equal(local_hhmm(z, jump - 30), 159); /* 01:59:30 EST */
+	assert_int_equal(local_hhmm(z, jump + 60), 301); /* 03:01:00 EDT, 90 s later */
+	FIRES("@every 5m", ny, jump - 600, jump - 300, jump, jump + 300, jump + 600);
+	assert_int_equal(local_hhmm(z, jump - 300), 155);
+	assert_int_equal(local_hhmm(z, jump), 300);
+	FIRES("@every 90s", ny, jump + 17, jump + 107, jump + 197); /* off the minute: kept */
+
+	int64_t back = utc(2026, 11, 1, 6, 0); /* 02:00 EDT -> 01:00 EST */
+	FIRES("@every 5m", ny, back - 600, back - 300, back, back + 300);
+	assert_int_equal(local_hhmm(z, back - 300), 155); /* 01:55 EDT */
+	assert_int_equal(local_hhmm(z, back), 100);       /* 01:00 EST, 5 min later */
+	FIRES("@every 90s", ny, back - 60, back + 30, back + 120);
+	FIRES("@every 1h", ny, back - 3600, back, back + 3600);
+	assert_int_equal(local_hhmm(z, back - 3600), 100); /* 01:00 EDT */
+	assert_int_equal(local_hhmm(z, back), 100);        /* 01:00 EST: the same wall time */
+}
+
 /* ---- randomized cross-check ---- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -560,14 +601,14 @@ static void test_random_new_york(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_parse_forms),     cmocka_unit_test(test_parse_names),
-	        cmocka_unit_test(test_shorthands),      cmocka_unit_test(test_parse_errors),
-	        cmocka_unit_test(test_next_basic),      cmocka_unit_test(test_next_rollovers),
-	        cmocka_unit_test(test_leap_years),      cmocka_unit_test(test_impossible),
-	        cmocka_unit_test(test_day_rule),        cmocka_unit_test(test_intervals),
-	        cmocka_unit_test(test_dst_berlin),      cmocka_unit_test(test_dst_new_york),
-	        cmocka_unit_test(test_random_utc),      cmocka_unit_test(test_random_berlin),
-	        cmocka_unit_test(test_random_new_york),
+	        cmocka_unit_test(test_parse_forms),   cmocka_unit_test(test_parse_names),
+	        cmocka_unit_test(test_shorthands),    cmocka_unit_test(test_parse_errors),
+	        cmocka_unit_test(test_next_basic),    cmocka_unit_test(test_next_rollovers),
+	        cmocka_unit_test(test_leap_years),    cmocka_unit_test(test_impossible),
+	        cmocka_unit_test(test_day_rule),      cmocka_unit_test(test_intervals),
+	        cmocka_unit_test(test_dst_berlin),    cmocka_unit_test(test_dst_new_york),
+	        cmocka_unit_test(test_intervals_ny),  cmocka_unit_test(test_random_utc),
+	        cmocka_unit_test(test_random_berlin), cmocka_unit_test(test_random_new_york),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -122,6 +122,22 @@ int github_parse_page(const char *json, size_t len, github_repo_list *out, char 
 	return rc;
 }
 
+int github_parse_repo(const char *json, size_t len, github_repo_list *out, char *err, size_t errlen)
+{
+	cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;
+	int rc = -1;
+	if (root == NULL)
+		snprintf(err, errlen, "invalid JSON in repository");
+	else if (list_grow(out, 1) != 0)
+		snprintf(err, errlen, "out of memory");
+	else if (repo_from_json(root, &out->items[out->count], err, errlen) == 0)
+		rc = 0;
+	if (rc == 0)
+		out->count++;
+	cJSON_Delete(root);
+	return rc;
+}
+
 static void add_str(cJSON *o, const char *k, const char *v)
 {
 	if (v)

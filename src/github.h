@@ -40,6 +40,12 @@ void github_repo_list_free(github_repo_list *l);
 int github_parse_page(const char *json, size_t len, github_repo_list *out, char *err,
                       size_t errlen);
 
+/* Append the repository of a single-repository response (a JSON object:
+ * GET /repos/OWNER/NAME, /repositories/ID). On error (-1, message in err)
+ * out is unchanged. */
+int github_parse_repo(const char *json, size_t len, github_repo_list *out, char *err,
+                      size_t errlen);
+
 /* Compact form of out->items[from..] and next (may be NULL); malloc'd. */
 char *github_page_compact(const github_repo_list *l, size_t from, const char *next);
 /* Parse a compact form: appends to out, *next malloc'd or NULL. 0 or -1. */

@@ -12,6 +12,12 @@
  *     returns within one poll.
  *  4. A body larger than HTTP_MAX_BODY aborts the transfer (network error):
  *     a hostile server cannot exhaust memory.
+ *  5. http_get and http_get_many decide what follows an attempt in one
+ *     place (next_step), so both retry, wait and give up alike.
+ *  6. http_get_many: the multi handle lives for one call; an easy handle
+ *     belongs to one running transfer (xfer) and is released when that
+ *     attempt ends or the batch is cancelled, so nothing outlives the call
+ *     but the responses handed to the caller.
  */
 #include "http.h"
 
@@ -220,10 +226,9 @@ static int wait_ms(const http_client *c, int64_t ms)
 	}
 }
 
-static void setup_request(http_client *c, const char *url, struct curl_slist *hdrs, body_buf *b,
-                          http_response *r)
+static void setup_request(const http_client *c, CURL *h, const char *url, struct curl_slist *hdrs,
+                          body_buf *b, http_response *r)
 {
-	CURL *h = c->curl;
 	curl_easy_reset(h);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
@@ -248,21 +253,28 @@ static void setup_request(http_client *c, const char *url, struct curl_slist *hd
 	}
 }
 
+/* The header list of a GET: the client's own, or a copy of it plus
+ * If-None-Match in *extra (the caller frees *extra after the transfer). */
+static struct curl_slist *get_headers(const http_client *c, const char *if_none_match,
+                                      struct curl_slist **extra)
+{
+	char line[512];
+	*extra = NULL;
+	if (if_none_match == NULL || *if_none_match == '\0')
+		return c->headers;
+	snprintf(line, sizeof line, "If-None-Match: %s", if_none_match);
+	for (struct curl_slist *i = c->headers; i; i = i->next)
+		*extra = curl_slist_append(*extra, i->data);
+	*extra = curl_slist_append(*extra, line);
+	return *extra;
+}
+
 /* One attempt: CURLE_* result; r and b filled. */
 static CURLcode attempt(http_client *c, const char *url, const char *if_none_match,
                         http_response *r, body_buf *b)
 {
-	struct curl_slist *extra = NULL, *hdrs = c->headers;
-	char line[512];
-
-	if (if_none_match && *if_none_match) {
-		snprintf(line, sizeof line, "If-None-Match: %s", if_none_match);
-		for (struct curl_slist *i = c->headers; i; i = i->next)
-			extra = curl_slist_append(extra, i->data);
-		extra = curl_slist_append(extra, line);
-		hdrs = extra;
-	}
-	setup_request(c, url, hdrs, b, r);
+	struct curl_slist *extra;
+	setup_request(c, c->curl, url, get_headers(c, if_none_match, &extra), b, r);
 	c->stats.requests++;
 	r->attempts++;
 	CURLcode rc = curl_easy_perform(c->curl);
@@ -272,22 +284,39 @@ static CURLcode attempt(http_client *c, const char *url, const char *if_none_mat
 	return rc;
 }
 
-static bool rate_limited(const http_response *r)
+/* Does the start of body mention needle (ASCII, any case)? */
+static bool body_mentions(const char *body, size_t len, const char *needle)
 {
-	if (r->status == 429)
-		return true;
-	return r->status == 403 && (r->rl_remaining == 0 || r->retry_after >= 0);
+	size_t n = strlen(needle);
+	if (body == NULL)
+		return false;
+	if (len > 8192)
+		len = 8192; /* a rate-limit message comes first */
+	for (size_t i = 0; i + n <= len; i++)
+		if (strncasecmp(body + i, needle, n) == 0)
+			return true;
+	return false;
 }
 
-/* Milliseconds until a rate limit lifts (at least 1 s). */
-static int64_t rate_wait(const http_response *r)
+int64_t http_rate_limit_wait_ms(const http_response *r, int64_t now)
 {
+	if (r->status != 403 && r->status != 429)
+		return -1;
+	const int64_t week = 7 * 86400; /* a hostile header cannot overflow the ms */
 	if (r->retry_after >= 0)
-		return (r->retry_after ? r->retry_after : 1) * 1000;
-	int64_t now = (int64_t)time(NULL);
-	if (r->rl_reset > now)
-		return (r->rl_reset - now + 1) * 1000;
-	return 1000;
+		return (r->retry_after < 1      ? 1
+		        : r->retry_after > week ? week
+		                                : r->retry_after) *
+		       1000;
+	if (r->rl_remaining == 0 && r->rl_reset > 0) {
+		int64_t s = r->rl_reset > now ? r->rl_reset - now + 1 : 1;
+		return (s > week ? week : s) * 1000;
+	}
+	if (r->status == 429 || r->rl_remaining == 0 ||
+	    body_mentions(r->body, r->len, "rate limit") ||
+	    body_mentions(r->body, r->len, "abuse detection"))
+		return HTTP_SECONDARY_WAIT_MS;
+	return -1;
 }
 
 static void take_body(http_response *r, body_buf *b)
@@ -296,6 +325,47 @@ static void take_body(http_response *r, body_buf *b)
 	r->body = b->buf ? b->buf : strdup("");
 	r->len = b->len;
 	*b = (body_buf){0};
+}
+
+typedef enum {
+	STEP_DONE,  /* *code is the result */
+	STEP_RETRY, /* a network error or 5xx: back off, then again */
+	STEP_WAIT,  /* a short rate limit: wait *wait ms, then again */
+} step;
+
+/* What follows one attempt (curl result cc, response r). Shared by
+ * http_get and http_get_many so that both follow the same rules. */
+static step next_step(http_client *c, const char *url, CURLcode cc, bool too_big, int retries,
+                      http_response *r, int *code, int64_t *wait, char *err, size_t errlen)
+{
+	if (cc != CURLE_OK || r->status >= 500) {
+		if (cc != CURLE_OK)
+			snprintf(err, errlen, "GET %s: %s", url,
+			         too_big ? "response too large" : curl_easy_strerror(cc));
+		else
+			snprintf(err, errlen, "GET %s: HTTP %ld", url, r->status);
+		*code = cc != CURLE_OK ? HTTP_ERR_NETWORK : HTTP_ERR_SERVER;
+		return retries >= c->opts.max_retries ? STEP_DONE : STEP_RETRY;
+	}
+	int64_t now = (int64_t)time(NULL);
+	int64_t ms = http_rate_limit_wait_ms(r, now);
+	if (ms >= 0) {
+		snprintf(err, errlen, "GET %s: rate limited (HTTP %ld) for %lld s", url, r->status,
+		         (long long)(ms / 1000));
+		if (r->rl_reset <= now)
+			r->rl_reset = now + (ms + 999) / 1000;
+		if (ms > c->opts.max_rate_wait_ms) {
+			*code = HTTP_ERR_RATE_LIMITED;
+			return STEP_DONE;
+		}
+		c->stats.rate_waits++;
+		*wait = ms;
+		return STEP_WAIT;
+	}
+	if (r->status == 304)
+		c->stats.not_modified++;
+	*code = HTTP_OK;
+	return STEP_DONE;
 }
 
 int http_get(http_client *c, const char *url, const char *if_none_match, http_response *out,
@@ -308,43 +378,254 @@ int http_get(http_client *c, const char *url, const char *if_none_match, http_re
 	for (;;) {
 		body_buf b = {0};
 		response_reset(out);
-		CURLcode rc = attempt(c, url, if_none_match, out, &b);
+		CURLcode cc = attempt(c, url, if_none_match, out, &b);
+		bool too_big = b.too_big;
 		take_body(out, &b);
-		int code;
-		if (rc != CURLE_OK) {
-			snprintf(err, errlen, "GET %s: %s", url,
-			         b.too_big ? "response too large" : curl_easy_strerror(rc));
-			code = HTTP_ERR_NETWORK;
-		} else if (out->status >= 500) {
-			snprintf(err, errlen, "GET %s: HTTP %ld", url, out->status);
-			code = HTTP_ERR_SERVER;
-		} else if (rate_limited(out)) {
-			int64_t ms = rate_wait(out);
-			snprintf(err, errlen, "GET %s: rate limited (HTTP %ld) for %lld s", url,
-			         out->status, (long long)(ms / 1000));
-			if (out->rl_reset == 0)
-				out->rl_reset = (int64_t)time(NULL) + ms / 1000;
-			if (ms > c->opts.max_rate_wait_ms)
-				return HTTP_ERR_RATE_LIMITED;
-			c->stats.rate_waits++;
-			if (wait_ms(c, ms) != 0)
-				return HTTP_ERR_CANCELLED;
-			continue;
-		} else {
-			if (out->status == 304)
-				c->stats.not_modified++;
-			return HTTP_OK;
-		}
-		if (retries >= c->opts.max_retries)
+		int code = HTTP_ERR_INTERNAL;
+		int64_t ms = 0;
+		step s = next_step(c, url, cc, too_big, retries, out, &code, &ms, err, errlen);
+		if (s == STEP_DONE)
 			return code;
-		retries++;
-		c->stats.retries++;
-		if (wait_ms(c, backoff) != 0) {
+		if (s == STEP_RETRY) {
+			retries++;
+			c->stats.retries++;
+			ms = backoff;
+			backoff *= 2;
+		}
+		if (wait_ms(c, ms) != 0) {
 			snprintf(err, errlen, "GET %s: cancelled", url);
 			return HTTP_ERR_CANCELLED;
 		}
-		backoff *= 2;
 	}
+}
+
+/* ---- several GETs at once (curl multi) ---- */
+
+enum { XFER_PENDING, XFER_RUNNING, XFER_DONE };
+
+/* The state of one request of http_get_many. While running it owns an easy
+ * handle, its extra header list and the body buffer. */
+typedef struct {
+	http_request *req;
+	CURL *h;
+	struct curl_slist *extra;
+	body_buf body;
+	int state;
+	int retries;
+	int64_t backoff;
+	int64_t wake; /* monotonic ms: not started before */
+} xfer;
+
+typedef struct {
+	http_client *c;
+	CURLM *multi;
+	xfer *x;
+	size_t n, done, running, max_parallel;
+	int64_t paused_until; /* monotonic ms: a rate-limit wait holds back every start */
+	bool limited;         /* a long rate limit: nothing more is sent */
+	int64_t limit_reset;
+} batch;
+
+static int64_t mono_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void xfer_finish(batch *b, xfer *x, int code)
+{
+	x->req->rc = code;
+	if (code == HTTP_OK)
+		x->req->err[0] = '\0';
+	x->state = XFER_DONE;
+	b->done++;
+}
+
+/* Drop the easy handle and buffers of a running transfer. */
+static void xfer_release(batch *b, xfer *x)
+{
+	curl_multi_remove_handle(b->multi, x->h);
+	curl_easy_cleanup(x->h);
+	curl_slist_free_all(x->extra);
+	free(x->body.buf);
+	x->h = NULL;
+	x->extra = NULL;
+	x->body = (body_buf){0};
+	b->running--;
+}
+
+static void xfer_start(batch *b, xfer *x)
+{
+	http_request *q = x->req;
+	x->h = curl_easy_init();
+	if (x->h == NULL) {
+		snprintf(q->err, sizeof q->err, "GET %s: out of memory", q->url);
+		xfer_finish(b, x, HTTP_ERR_INTERNAL);
+		return;
+	}
+	response_reset(&q->resp);
+	setup_request(b->c, x->h, q->url, get_headers(b->c, q->if_none_match, &x->extra), &x->body,
+	              &q->resp);
+	curl_easy_setopt(x->h, CURLOPT_PRIVATE, (void *)x);
+	if (curl_multi_add_handle(b->multi, x->h) != CURLM_OK) {
+		curl_easy_cleanup(x->h);
+		curl_slist_free_all(x->extra);
+		x->h = NULL;
+		x->extra = NULL;
+		snprintf(q->err, sizeof q->err, "GET %s: cannot start the transfer", q->url);
+		xfer_finish(b, x, HTTP_ERR_INTERNAL);
+		return;
+	}
+	b->c->stats.requests++;
+	q->resp.attempts++;
+	x->state = XFER_RUNNING;
+	b->running++;
+}
+
+/* Start what is due, in order, up to max_parallel; after a long rate limit
+ * end the pending requests unsent. */
+static void start_due(batch *b)
+{
+	int64_t now = mono_ms();
+	for (size_t i = 0; i < b->n; i++) {
+		xfer *x = &b->x[i];
+		if (x->state != XFER_PENDING)
+			continue;
+		if (b->limited) {
+			x->req->resp.rl_reset = b->limit_reset;
+			snprintf(x->req->err, sizeof x->req->err,
+			         "GET %s: not sent, rate limited until %lld", x->req->url,
+			         (long long)b->limit_reset);
+			xfer_finish(b, x, HTTP_ERR_RATE_LIMITED);
+		} else if (b->running < b->max_parallel && x->wake <= now &&
+		           b->paused_until <= now) {
+			xfer_start(b, x);
+		}
+	}
+}
+
+/* A transfer ended (curl result cc): done, or pending again after a wait. */
+static void xfer_ended(batch *b, xfer *x, CURLcode cc)
+{
+	http_request *q = x->req;
+	if (cc == CURLE_OK)
+		curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &q->resp.status);
+	bool too_big = x->body.too_big;
+	take_body(&q->resp, &x->body);
+	xfer_release(b, x);
+
+	int code = HTTP_ERR_INTERNAL;
+	int64_t ms = 0;
+	step s = next_step(b->c, q->url, cc, too_big, x->retries, &q->resp, &code, &ms, q->err,
+	                   sizeof q->err);
+	if (s == STEP_DONE) {
+		xfer_finish(b, x, code);
+		if (code == HTTP_ERR_RATE_LIMITED && !b->limited) {
+			b->limited = true;
+			b->limit_reset = q->resp.rl_reset;
+		}
+		return;
+	}
+	if (s == STEP_RETRY) {
+		x->retries++;
+		b->c->stats.retries++;
+		ms = x->backoff;
+		x->backoff *= 2;
+	}
+	x->state = XFER_PENDING;
+	x->wake = mono_ms() + ms;
+	if (s == STEP_WAIT && x->wake > b->paused_until)
+		b->paused_until = x->wake;
+}
+
+static void collect_ended(batch *b)
+{
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(b->multi, &left)) != NULL) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		xfer *x = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		CURLcode cc = m->data.result; /* m is invalid after remove_handle */
+		if (x != NULL)
+			xfer_ended(b, x, cc);
+	}
+}
+
+static bool cancel_ready(const http_client *c)
+{
+	struct pollfd p = {.fd = c->opts.cancel_fd, .events = POLLIN};
+	return c->opts.cancel_fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
+static void cancel_all(batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		xfer *x = &b->x[i];
+		if (x->state == XFER_DONE)
+			continue;
+		if (x->state == XFER_RUNNING)
+			xfer_release(b, x);
+		snprintf(x->req->err, sizeof x->req->err, "GET %s: cancelled", x->req->url);
+		xfer_finish(b, x, HTTP_ERR_CANCELLED);
+	}
+}
+
+/* Wait for socket activity, the next due start (at most 1 s) or cancel_fd. */
+static void wait_activity(batch *b)
+{
+	struct curl_waitfd w = {.fd = b->c->opts.cancel_fd, .events = CURL_WAIT_POLLIN};
+	int64_t timeout = 1000, now = mono_ms();
+	for (size_t i = 0; b->running < b->max_parallel && i < b->n; i++) {
+		const xfer *x = &b->x[i];
+		if (x->state != XFER_PENDING)
+			continue;
+		int64_t due = (x->wake > b->paused_until ? x->wake : b->paused_until) - now;
+		if (due < timeout)
+			timeout = due < 0 ? 0 : due;
+	}
+	curl_multi_poll(b->multi, b->c->opts.cancel_fd >= 0 ? &w : NULL,
+	                b->c->opts.cancel_fd >= 0 ? 1u : 0u, (int)timeout, NULL);
+}
+
+int http_get_many(http_client *c, http_request *reqs, size_t n, int max_parallel)
+{
+	batch b = {.c = c, .n = n, .max_parallel = max_parallel < 1 ? 1 : (size_t)max_parallel};
+	for (size_t i = 0; i < n; i++) {
+		reqs[i].rc = HTTP_ERR_INTERNAL;
+		reqs[i].resp = (http_response){.rl_remaining = -1, .retry_after = -1};
+		snprintf(reqs[i].err, sizeof reqs[i].err, "GET %s: out of memory", reqs[i].url);
+	}
+	b.x = n ? calloc(n, sizeof *b.x) : NULL;
+	b.multi = n ? curl_multi_init() : NULL;
+	if (n && (b.x == NULL || b.multi == NULL)) {
+		free(b.x);
+		curl_multi_cleanup(b.multi);
+		return HTTP_ERR_INTERNAL;
+	}
+	for (size_t i = 0; i < n; i++)
+		b.x[i] = (xfer){.req = &reqs[i], .backoff = c->opts.backoff_ms};
+	int rc = HTTP_OK;
+	while (b.done < b.n) {
+		if (cancel_ready(c)) {
+			cancel_all(&b);
+			rc = HTTP_ERR_CANCELLED;
+			break;
+		}
+		start_due(&b);
+		if (b.done == b.n)
+			break;
+		wait_activity(&b);
+		int still;
+		curl_multi_perform(b.multi, &still);
+		collect_ended(&b);
+	}
+	free(b.x);
+	if (b.multi)
+		curl_multi_cleanup(b.multi);
+	return rc;
 }
 
 char *http_link_next(const char *link)

@@ -3,10 +3,11 @@
  *
  * One http_client is one curl easy handle (connection reuse), used by one
  * thread. http_get does one logical GET: it retries network errors and 5xx
- * responses with exponential backoff, waits out short rate limits (403/429
- * with X-RateLimit-Remaining: 0 or Retry-After) and follows redirects. The
- * Authorization header and basic-auth password given in http_options are
- * sent but never copied into err, the response or any log.
+ * responses with exponential backoff, waits out short rate limits (see
+ * http_rate_limit_wait_ms) and follows redirects. http_get_many does several
+ * such GETs at once over the curl multi interface, with the same rules per
+ * request. The Authorization header and basic-auth password given in
+ * http_options are sent but never copied into err, the response or any log.
  *
  * Conditional requests: the ETag of each URL and the body it stood for are
  * kept in the http_cache table (http_cache_get / http_cache_put); a caller
@@ -77,6 +78,44 @@ const http_stats *http_client_stats(const http_client *c);
 int http_get(http_client *c, const char *url, const char *if_none_match, http_response *out,
              char *err, size_t errlen);
 void http_response_free(http_response *r);
+
+/* Milliseconds to wait before retrying r if it is a rate limit, else -1.
+ * Pure (now: unix seconds), GitHub's documented rules for a 403 or 429:
+ * Retry-After present: that long (at least 1 s); X-RateLimit-Remaining: 0
+ * with a reset: until X-RateLimit-Reset + 1 s (1 s if the reset is past);
+ * otherwise a 429, a 403 with remaining 0, or a 403 whose body (its first
+ * 8 KiB) speaks of a rate limit ("secondary rate limit", "API rate limit
+ * exceeded", "abuse detection"): HTTP_SECONDARY_WAIT_MS. Any other 403 is
+ * a final response, not a rate limit.
+ * HTTP_SECONDARY_WAIT_MS is GitHub's "at least one minute" plus the 1 s
+ * margin of reset waits: longer than the default max_rate_wait_ms (60 s),
+ * so with the defaults a secondary limit stops the request instead of
+ * retrying it blindly after a minute. */
+#define HTTP_SECONDARY_WAIT_MS 61000
+int64_t http_rate_limit_wait_ms(const http_response *r, int64_t now);
+
+/* One GET of http_get_many. The caller owns the array and the strings it
+ * points to; http_get_many owns nothing after it returns except what it
+ * put into resp, which the caller frees with http_response_free. */
+typedef struct {
+	const char *url;           /* in */
+	const char *if_none_match; /* in, may be NULL */
+	int rc;                    /* out: as http_get's return value */
+	http_response resp;        /* out: as http_get's out */
+	char err[512];             /* out: as http_get's err; empty when rc is HTTP_OK */
+} http_request;
+
+/* GET every reqs[i].url, at most max_parallel (< 1: 1) in flight at once
+ * over one curl multi handle, each with http_get's rules: the client's
+ * headers and timeouts, retries with backoff, redirects, rate limits. A
+ * rate-limit wait of one request holds back the start of every other; a
+ * limit longer than max_rate_wait_ms ends the requests not yet sent with
+ * HTTP_ERR_RATE_LIMITED (and that rl_reset) instead of sending them. A
+ * readable cancel_fd ends every unfinished request with
+ * HTTP_ERR_CANCELLED. Returns HTTP_OK when every request has its rc,
+ * HTTP_ERR_CANCELLED, or HTTP_ERR_INTERNAL (out of memory: every rc is
+ * HTTP_ERR_INTERNAL). The client's stats count every attempt. */
+int http_get_many(http_client *c, http_request *reqs, size_t n, int max_parallel);
 
 /* POST body (Content-Type: application/json) to url, ONE attempt: no
  * retries, no redirects, no rate-limit waits (the notification sender owns

@@ -9,6 +9,7 @@
 #include "providers.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,19 +171,44 @@ int providers_time4vps_list(http_client *c, const char *api_url, provider_list *
 	return rc;
 }
 
-int providers_time4vps_details(http_client *c, const char *api_url, const char *id, double now,
-                               char **details, char *err, size_t errlen)
+static void details_of(const http_request *q, double now, t4v_details *it)
 {
-	char url[1024];
-	http_response r;
-	*details = NULL;
-	snprintf(url, sizeof url, "%s/server/%s", api_url, id);
-	int rc = get_json(c, url, &r, err, errlen);
-	if (rc == 0) {
-		*details = providers_time4vps_parse_details(r.body, r.len, now, err, errlen);
-		rc = *details ? 0 : -1;
+	if (q->rc != HTTP_OK)
+		snprintf(it->err, sizeof it->err, "%s", q->err);
+	else if (q->resp.status != 200)
+		snprintf(it->err, sizeof it->err, "GET %s: HTTP %ld", q->url, q->resp.status);
+	else
+		it->details = providers_time4vps_parse_details(q->resp.body, q->resp.len, now,
+		                                               it->err, sizeof it->err);
+}
+
+int providers_time4vps_details_many(http_client *c, const char *api_url, t4v_details *items,
+                                    size_t n, double now)
+{
+	http_request *q = n ? calloc(n, sizeof *q) : NULL;
+	int rc = n && q == NULL ? -1 : 0;
+	char *url;
+
+	for (size_t i = 0; i < n; i++) {
+		items[i].details = NULL;
+		snprintf(items[i].err, sizeof items[i].err, "out of memory");
+		if (rc == 0 && asprintf(&url, "%s/server/%s", api_url, items[i].id) >= 0)
+			q[i].url = url;
+		else
+			rc = -1;
 	}
-	http_response_free(&r);
+	bool sent = rc == 0;
+	if (sent && http_get_many(c, q, n, T4V_DETAILS_PARALLEL) != HTTP_OK)
+		rc = -1;
+	for (size_t i = 0; q && i < n; i++) {
+		if (sent) {
+			items[i].err[0] = '\0';
+			details_of(&q[i], now, &items[i]);
+		}
+		http_response_free(&q[i].resp);
+		free((char *)q[i].url);
+	}
+	free(q);
 	return rc;
 }
 

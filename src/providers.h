@@ -2,6 +2,8 @@
  * providers — where servers come from: the record every provider yields,
  * and the Time4VPS API (GET {api_url}/server, GET {api_url}/server/{id},
  * basic auth from a JSON credentials file {"username": ..., "password": ...}).
+ * The details of several servers are fetched concurrently
+ * (T4V_DETAILS_PARALLEL in flight, http_get_many).
  *
  * Parsing is all or nothing: a listing with one malformed item is an error
  * (an incomplete listing must never make servers look vanished).
@@ -43,8 +45,25 @@ double providers_details_fetched_at(const char *details);
 
 int providers_time4vps_list(http_client *c, const char *api_url, provider_list *out, char *err,
                             size_t errlen);
-int providers_time4vps_details(http_client *c, const char *api_url, const char *id, double now,
-                               char **details, char *err, size_t errlen);
+
+/* Time4VPS detail requests in flight at once: a few, to stay polite to the
+ * provider's API while a fleet's details do not take n round trips. */
+#define T4V_DETAILS_PARALLEL 4
+
+/* One server of providers_time4vps_details_many. The caller owns id and
+ * must free details. */
+typedef struct {
+	const char *id; /* in: the provider id (digits) */
+	char *details;  /* out: as providers_time4vps_parse_details, NULL on failure */
+	char err[512];  /* out: why details is NULL */
+} t4v_details;
+
+/* GET {api_url}/server/{id} for every item, T4V_DETAILS_PARALLEL at a time,
+ * each with http_get's retries and rate-limit rules; a non-200 status or a
+ * body that is no JSON object fails that item only. 0, or -1 when the run
+ * was cancelled or memory ran out (unanswered items have err set). */
+int providers_time4vps_details_many(http_client *c, const char *api_url, t4v_details *items,
+                                    size_t n, double now);
 
 /* {"username": ..., "password": ...} from path; both malloc'd (wipe the
  * password when done). 0, or -1 with err (never the content). */

@@ -17,7 +17,11 @@
  *    unchanged organization (all 304) writes nothing (last_synced_at is the
  *    time of the last change).
  *  - Projects are matched by github_repo_id, then by name among rows not yet
- *    linked to a repository (project_linked_to_github).
+ *    linked to a repository (project_linked_to_github). An unlinked row
+ *    whose name is not listed is looked up by name (GET /repos/OWNER/NAME,
+ *    at most MAX_LOOKUPS per run): a repository renamed since answers 301
+ *    to /repositories/ID, and if that id is listed the row is linked to it
+ *    and renamed rather than a duplicate discovered.
  *  - A linked project absent from a complete listing counts one attempt
  *    (missing_count); at missing_threshold it becomes missing, with a
  *    project_missing notification in the same transaction (a failed outbox
@@ -40,7 +44,8 @@
 #include "sync_common.h"
 #include "task.h"
 
-#define MAX_PAGES 100000
+#define MAX_PAGES   100000
+#define MAX_LOOKUPS 50 /* unlinked projects looked up by name per run */
 
 static const char *const github_sync_items[] = {"repos_synced", "repos_discovered", "repos_missing",
                                                 "repos_fetched", NULL};
@@ -53,6 +58,13 @@ typedef struct {
 	bool seen;
 } project;
 
+/* An unlinked project whose name GitHub now serves as a listed repository
+ * under another name (a rename: GET /repos/OWNER/OLD answered 301). */
+typedef struct {
+	char *name; /* the project's (old) name, owned */
+	int64_t repo_id;
+} rename_alias;
+
 typedef struct {
 	task_run *run;
 	const config_section *gh;
@@ -62,6 +74,8 @@ typedef struct {
 	char *token;
 	http_client *http;
 	github_repo_list repos;
+	rename_alias *aliases;
+	size_t naliases;
 	project *projects;
 	size_t nprojects;
 	double now;
@@ -164,6 +178,129 @@ static int fetch_listing(gh_sync *g, const char *path)
 		url = next;
 	}
 	free(url);
+	return rc;
+}
+
+/* ---- renamed repositories ---- */
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool repo_listed(const gh_sync *g, int64_t id)
+{
+	for (size_t i = 0; i < g->repos.count; i++)
+		if (g->repos.items[i].id == id)
+			return true;
+	return false;
+}
+
+static const char *alias_of(const gh_sync *g, int64_t repo_id)
+{
+	for (size_t i = 0; i < g->naliases; i++)
+		if (g->aliases[i].repo_id == repo_id)
+			return g->aliases[i].name;
+	return NULL;
+}
+
+/* Into names (malloc'd, up to MAX_LOOKUPS): the unlinked projects whose
+ * name no listed repository has and could be a repository name. 0 or -1. */
+static int unlinked_unlisted(gh_sync *g, char **names, size_t *n)
+{
+	const char **listed = malloc((g->repos.count + 1) * sizeof *listed);
+	sqlite3_stmt *st = NULL;
+	long skipped = 0;
+	int rc = listed ? SQLITE_OK : SQLITE_NOMEM;
+
+	*n = 0;
+	for (size_t i = 0; listed && i < g->repos.count; i++)
+		listed[i] = g->repos.items[i].name;
+	if (listed)
+		qsort(listed, g->repos.count, sizeof *listed, cmp_str);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(store_db(g->run->store),
+		                        "SELECT name FROM projects WHERE github_repo_id IS NULL"
+		                        " ORDER BY id",
+		                        -1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		rc = SQLITE_OK;
+		if (!mirror_name_ok(name) ||
+		    bsearch(&name, listed, g->repos.count, sizeof *listed, cmp_str))
+			continue;
+		if (*n == MAX_LOOKUPS)
+			skipped++;
+		else if ((names[*n] = strdup(name)) != NULL)
+			(*n)++;
+	}
+	sqlite3_finalize(st);
+	free(listed);
+	if (skipped)
+		log_info(g->run->logger, "github_rename_lookups_limited",
+		         LOG_INT("looked_up", MAX_LOOKUPS), LOG_INT("skipped", skipped));
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* GET {api_url}/repos/OWNER/NAME; a renamed repository answers 301 to
+ * /repositories/ID, which http_get follows. *id: the repository's id, 0 if
+ * there is none (404 and any other final 4xx). TASK_OK or a failed run. */
+static int lookup_repo(gh_sync *g, const char *owner, const char *name, int64_t *id)
+{
+	char url[1024], err[512];
+	http_response r;
+	github_repo_list one = {0};
+	int result = TASK_OK;
+
+	*id = 0;
+	snprintf(url, sizeof url, "%s/repos/%s/%s", g->api_url, owner, name);
+	int rc = http_get(g->http, url, NULL, &r, err, sizeof err);
+	if (rc == HTTP_ERR_RATE_LIMITED)
+		result = rate_limited(g, &r, err);
+	else if (rc == HTTP_ERR_CANCELLED)
+		result = task_run_fail(g->run, "cancelled", "github_sync cancelled");
+	else if (rc != HTTP_OK)
+		result = task_run_fail(g->run, "github_incomplete_listing", "looking up %s: %s",
+		                       name, err);
+	else if (r.status == 200 && github_parse_repo(r.body, r.len, &one, err, sizeof err) != 0)
+		result = task_run_fail(g->run, "github_incomplete_listing", "%s: %s", url, err);
+	else if (r.status == 200)
+		*id = one.items[0].id;
+	http_response_free(&r);
+	github_repo_list_free(&one);
+	return result;
+}
+
+/* A project linked by name (github_repo_id NULL) whose repository was
+ * renamed before it was linked is not in the listing under that name:
+ * GitHub answers the old name with a 301 to the repository. When that
+ * repository is listed, the project will be linked to it (and take its new
+ * name) instead of a duplicate project being discovered. A failed lookup
+ * fails the run before anything is applied. */
+static int resolve_renames(gh_sync *g)
+{
+	const char *owners[] = {sync_key_str(g->gh, "org", NULL),
+	                        sync_key_str(g->gh, "user", NULL)};
+	char *names[MAX_LOOKUPS];
+	size_t n = 0;
+	int rc = TASK_OK;
+
+	if (unlinked_unlisted(g, names, &n) != 0)
+		rc = task_run_fail(g->run, "store_error", "projects: %s",
+		                   sqlite3_errmsg(store_db(g->run->store)));
+	g->aliases = n ? calloc(n, sizeof *g->aliases) : NULL;
+	for (size_t i = 0; i < n && g->aliases && rc == TASK_OK; i++) {
+		int64_t id = 0;
+		for (size_t o = 0; o < 2 && id == 0 && rc == TASK_OK; o++)
+			if (owners[o] && mirror_name_ok(owners[o]))
+				rc = lookup_repo(g, owners[o], names[i], &id);
+		if (rc == TASK_OK && id && repo_listed(g, id) && alias_of(g, id) == NULL) {
+			g->aliases[g->naliases++] = (rename_alias){.name = names[i], .repo_id = id};
+			names[i] = NULL;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
 	return rc;
 }
 
@@ -331,6 +468,10 @@ static int apply_repo(gh_sync *g, const github_repo *r)
 	if (p == NULL && (p = project_unlinked_by_name(g, r->name)) != NULL)
 		log_info(L, "project_linked_to_github", LOG_STR("project_name", r->name),
 		         LOG_INT("github_repo_id", r->id));
+	const char *old = p == NULL ? alias_of(g, r->id) : NULL;
+	if (old && (p = project_unlinked_by_name(g, old)) != NULL)
+		log_info(L, "project_linked_to_github", LOG_STR("project_name", r->name),
+		         LOG_INT("github_repo_id", r->id), LOG_STR("previous_name", old));
 	if (p == NULL) {
 		log_info(L, "github_project_discovered", LOG_STR("project_name", r->name),
 		         LOG_INT("github_repo_id", r->id), LOG_BOOL("archived", r->archived));
@@ -526,6 +667,8 @@ static task_result github_sync_run(task_run *run)
 		goto out;
 	}
 	res = sync_listings(&g);
+	if (res == TASK_OK)
+		res = resolve_renames(&g);
 	const http_stats *hs = http_client_stats(g.http);
 	log_info(run->logger, "github_listing_fetched", LOG_BOOL("complete", res == TASK_OK),
 	         LOG_INT("repos", g.repos.count), LOG_INT("requests", hs->requests),
@@ -543,6 +686,9 @@ static task_result github_sync_run(task_run *run)
 	res = TASK_OK;
 out:
 	projects_free(&g);
+	for (size_t i = 0; i < g.naliases; i++)
+		free(g.aliases[i].name);
+	free(g.aliases);
 	github_repo_list_free(&g.repos);
 	http_client_free(g.http);
 	sync_secret_free(g.token);

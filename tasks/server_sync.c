@@ -18,8 +18,9 @@
  *
  * A ghost is a server whose handle, provider name (domain) or address is
  * in the provider's ghost_servers list. Time4VPS details are refreshed
- * when older than details_interval (default 6h); a failed detail request is
- * logged, not fatal. Finally every managed server in pending_setup or
+ * when older than details_interval (default 6h), T4V_DETAILS_PARALLEL
+ * requests in flight at once; a failed detail request is logged, not
+ * fatal. Finally every managed server in pending_setup or
  * force_rebuild is published as a provisioning trigger
  * (provisioning_trigger_published); the provisioning task picks such
  * servers from the store by status.
@@ -341,28 +342,48 @@ static int store_details(srv_sync *s, const char *handle, const char *details)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static void refresh_details(srv_sync *s, http_client *c, const char *api, const provider_list *l)
+/* The listed servers whose details are older than details_interval. */
+static t4v_details *details_due(srv_sync *s, const provider_list *l, provider_server **srv,
+                                size_t *n)
 {
 	double interval =
 	        (double)sync_key_duration_ms(s->sec, "details_interval", 6 * 3600000) / 1000;
-	char err[512];
+	t4v_details *items = l->count ? calloc(l->count, sizeof *items) : NULL;
 
-	for (size_t i = 0; i < l->count && !task_run_cancelled(s->run); i++) {
-		const provider_server *p = &l->items[i];
-		srv_row *r = row_find(s, p->handle);
-		char *details = NULL;
+	*n = 0;
+	for (size_t i = 0; items && i < l->count; i++) {
+		const srv_row *r = row_find(s, l->items[i].handle);
 		if (r && s->now - providers_details_fetched_at(r->details) < interval)
 			continue;
-		if (providers_time4vps_details(c, api, p->provider_id, s->now, &details, err,
-		                               sizeof err) != 0) {
-			log_warning(s->run->logger, "server_details_failed",
-			            LOG_STR("server_handle", p->handle), LOG_STR("error", err));
-			continue;
-		}
-		if (store_details(s, p->handle, details) == 0)
-			task_run_count(s->run, "details_updated", 1);
-		free(details);
+		srv[*n] = &l->items[i];
+		items[(*n)++].id = l->items[i].provider_id;
 	}
+	return items;
+}
+
+/* Details of the due servers, T4V_DETAILS_PARALLEL requests at a time; a
+ * failed request is logged per server and not fatal. */
+static void refresh_details(srv_sync *s, http_client *c, const char *api, const provider_list *l)
+{
+	provider_server **srv = l->count ? calloc(l->count, sizeof *srv) : NULL;
+	size_t n = 0;
+	t4v_details *items = srv ? details_due(s, l, srv, &n) : NULL;
+
+	bool cancelled = n > 0 && providers_time4vps_details_many(c, api, items, n, s->now) != 0 &&
+	                 task_run_cancelled(s->run);
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].details == NULL) {
+			if (!cancelled)
+				log_warning(s->run->logger, "server_details_failed",
+				            LOG_STR("server_handle", srv[i]->handle),
+				            LOG_STR("error", items[i].err));
+		} else if (store_details(s, srv[i]->handle, items[i].details) == 0) {
+			task_run_count(s->run, "details_updated", 1);
+		}
+		free(items[i].details);
+	}
+	free(items);
+	free(srv);
 }
 
 /* 0 if the listing was complete (and applied), -1 otherwise (err set). */

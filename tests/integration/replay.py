@@ -9,20 +9,30 @@ rel="last" and an ETag per page (a matching If-None-Match gets a 304).
 
 Scripted faults, consumed in order per path prefix (`fault(path, kind,
 times)`): "502" (a bad gateway), "ratelimit:N" (403 with
-X-RateLimit-Remaining: 0 and a reset N seconds ahead), "truncate" (a
-complete response whose JSON body is cut in half). A renamed organization
-(`rename_org(old)`) answers 301 with the new location, as GitHub does for
-renamed repositories and organizations.
+X-RateLimit-Remaining: 0 and a reset N seconds ahead), "secondary:403" and
+"secondary:429" (GitHub's secondary rate limit: no Retry-After, the usual
+non-zero X-RateLimit-Remaining, a body that says "secondary rate limit"),
+"truncate" (a complete response whose JSON body is cut in half). A renamed
+organization (`rename_org(old)`) answers 301 with the new location.
+
+Single repositories: GET /repos/<org>/<name> answers the repository; a
+renamed one (`rename_repo(old, id)`) answers with the recorded exchange of
+rename-repository.json: 301 with Location /repositories/<id> (rewritten to
+this server), then GET /repositories/<id> the recorded 200 with the
+repository's current fields.
 
 Time4VPS: GET /t4v/server (list) and /t4v/server/<id> (details), with basic
-auth recorded. Every request is recorded (method, path, headers) so tests
-can assert e.g. the Authorization header.
+auth recorded; `details_delay` seconds before each details response, and
+`t4v_max_in_flight` the most details requests seen at once. Every request is
+recorded (method, path, headers) so tests can assert e.g. the Authorization
+header.
 """
 import copy
 import hashlib
 import json
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -56,9 +66,16 @@ class Replay:
         self.requests = []
         self.faults = []  # [prefix, kind, remaining]
         self.renamed = {}
+        self.renamed_repos = {}  # old name -> repository id
+        rename = _load("rename-repository.json")
+        self.rename_301 = next(e for e in rename if e["method"] == "get" and e["status"] == 301)
+        self.rename_200 = next(e for e in rename if e["method"] == "get" and e["status"] == 200)
         self.rate_remaining = 4999
         self.servers = []   # time4vps list items
         self.details = {}   # id -> details dict
+        self.details_delay = 0.0
+        self.t4v_in_flight = 0
+        self.t4v_max_in_flight = 0
         self._pages = {}
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
@@ -66,8 +83,8 @@ class Replay:
 
     # ---- setup ----
 
-    def make_repo(self, rid, name, archived=False, clone_url=None):
-        r = copy.deepcopy(self.template)
+    def make_repo(self, rid, name, archived=False, clone_url=None, template=None):
+        r = copy.deepcopy(template or self.template)
         full = "%s/%s" % (self.org, name)
         r.update(id=rid, node_id="R_%d" % rid, name=name, full_name=full,
                  html_url="https://github.com/" + full,
@@ -75,6 +92,8 @@ class Replay:
                  clone_url=clone_url or "https://github.com/%s.git" % full,
                  archived=archived, default_branch="main")
         r["owner"]["login"] = self.org
+        if "organization" in r:
+            r["organization"]["login"] = self.org
         return r
 
     def changed(self):
@@ -87,6 +106,10 @@ class Replay:
 
     def rename_org(self, old):
         self.renamed[old] = self.org
+
+    def rename_repo(self, old, rid):
+        """GET /repos/<org>/<old> now redirects to /repositories/<rid>."""
+        self.renamed_repos[old] = rid
 
     def start(self):
         self.thread.start()
@@ -161,9 +184,15 @@ class Replay:
         fault = self._take_fault(u.path)
         if fault == "502":
             return self._send(h, 502, b'{"message": "Bad Gateway"}')
+        if fault and fault.startswith("secondary:"):
+            return self._send(h, int(fault.split(":")[1]), json.dumps({
+                "message": "You have exceeded a secondary rate limit. Please wait a few minutes"
+                           " before you try again. If you reach out to GitHub Support for help,"
+                           " please include the request ID 0000:00000:0000000:0000000:00000000.",
+                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-"
+                                     "the-rest-api#about-secondary-rate-limits"}).encode())
         if fault and fault.startswith("ratelimit:"):
             secs = int(fault.split(":")[1])
-            import time
             return self._send(h, 403, json.dumps({
                 "message": "API rate limit exceeded",
                 "documentation_url": "https://docs.github.com/rest/rate-limit"}).encode(),
@@ -171,6 +200,10 @@ class Replay:
                  "X-RateLimit-Reset": str(int(time.time()) + secs)})
         if len(parts) == 3 and parts[0] in ("orgs", "users") and parts[2] == "repos":
             return self._repos(h, u, parts, fault)
+        if len(parts) == 3 and parts[0] == "repos":
+            return self._repo(h, parts[1], parts[2])
+        if len(parts) == 2 and parts[0] == "repositories":
+            return self._repository(h, parts[1])
         if parts[0] == "t4v":
             return self._t4v(h, parts)
         return self._send(h, 404, json.dumps(self.not_found).encode())
@@ -204,9 +237,43 @@ class Replay:
             return self._send(h, 304, b"", hdrs)
         return self._send(h, 200, body, hdrs)
 
+    @staticmethod
+    def _recorded_headers(exchange):
+        return {k: str(v) for k, v in exchange["headers"].items() if k.lower() not in SKIP_HEADERS}
+
+    def _repo(self, h, owner, name):
+        if owner == self.org and name in self.renamed_repos:
+            e = self.rename_301
+            loc = "%s/repositories/%d" % (self.url, self.renamed_repos[name])
+            body = dict(e["response"], url=loc)
+            return self._send(h, e["status"], json.dumps(body).encode(),
+                              dict(self._recorded_headers(e), Location=loc))
+        repo = next((r for r in self.repos if r["name"] == name), None) \
+            if owner == self.org else None
+        if repo is None:
+            return self._send(h, 404, json.dumps(self.not_found).encode())
+        return self._send(h, 200, json.dumps(repo).encode())
+
+    def _repository(self, h, rid):
+        repo = next((r for r in self.repos if str(r["id"]) == rid), None)
+        if repo is None:
+            return self._send(h, 404, json.dumps(self.not_found).encode())
+        e = self.rename_200
+        body = self.make_repo(repo["id"], repo["name"], repo["archived"], repo["clone_url"],
+                              template=e["response"])
+        return self._send(h, e["status"], json.dumps(body).encode(), self._recorded_headers(e))
+
     def _t4v(self, h, parts):
         if len(parts) == 2 and parts[1] == "server":
             return self._send(h, 200, json.dumps(self.servers).encode())
         if len(parts) == 3 and parts[1] == "server" and parts[2] in self.details:
-            return self._send(h, 200, json.dumps(self.details[parts[2]]).encode())
+            with self.lock:
+                self.t4v_in_flight += 1
+                self.t4v_max_in_flight = max(self.t4v_max_in_flight, self.t4v_in_flight)
+            try:
+                time.sleep(self.details_delay)  # a slow provider API, not synchronisation
+                return self._send(h, 200, json.dumps(self.details[parts[2]]).encode())
+            finally:
+                with self.lock:
+                    self.t4v_in_flight -= 1
         return self._send(h, 404, b'{"error": "not found"}')

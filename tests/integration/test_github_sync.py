@@ -1,6 +1,8 @@
 """github_sync against the replay server (issue 6): every page, the token sent
-but never printed, ETag 304s, retries, rate limits, truncated pages, missing
-after the threshold, recovery, renames, and libgit2 mirrors."""
+but never printed, ETag 304s, retries, rate limits (primary and secondary),
+truncated pages, missing after the threshold, recovery, renames (an
+organization's, a repository's 301 for a project linked by name), and
+libgit2 mirrors."""
 import json
 import sqlite3
 import subprocess
@@ -124,6 +126,30 @@ def test_long_rate_limit_stops_the_run(env, replay):
     assert env.sql("SELECT count(*) FROM projects") == [(0,)]
 
 
+@pytest.mark.parametrize("status", ["403", "429"])
+def test_secondary_rate_limit_stops_the_run(env, replay, status):
+    # GitHub's secondary limit: no Retry-After, X-RateLimit-Remaining not 0,
+    # a body that says so. The rule is to wait at least a minute: longer than
+    # the longest wait, so the run stops and the next run tries again.
+    configure(env, replay)
+    assert once(env)[0].returncode == 0
+    del replay.repos[10:20]  # would be "missing" if the listing were complete
+    replay.changed()
+    replay.fault("/orgs/acme/repos", "secondary:" + status, times=1)
+    n = len(replay.requests_to("/orgs/acme/repos"))
+    t0 = time.time()
+    r, ev = once(env)
+    assert r.returncode == 1, r.stderr
+    (rl,) = named(ev, "github_rate_limited")
+    assert t0 + 55 <= rl["reset_at"] <= time.time() + 65
+    (f,) = named(ev, "github_sync_failed")
+    assert f["error_type"] == "github_rate_limited"
+    assert "rate limited (HTTP %s)" % status in f["error"]
+    assert len(replay.requests_to("/orgs/acme/repos")) == n + 1  # not retried
+    assert not named(ev, "project_missing_from_github")
+    assert all(v[1] == "active" and v[2] == 0 for v in projects(env).values())
+
+
 def test_truncated_page_fails_without_marking_missing(env, replay):
     configure(env, replay)
     assert once(env)[0].returncode == 0
@@ -196,6 +222,68 @@ def test_renamed_org_301_is_followed(env, replay):
     assert complete(ev)["repos_synced"] == 250
     first = replay.requests_to("/orgs/acme/repos")[0]
     assert first["headers"]["Authorization"] == "Bearer " + TOKEN
+
+
+def insert_unlinked(env, *names):
+    con = sqlite3.connect(env.db)
+    with con:
+        for n in names:
+            con.execute("INSERT INTO projects(name, created_at, updated_at) VALUES (?, 0, 0)", (n,))
+    ids = dict(con.execute("SELECT name, id FROM projects WHERE github_repo_id IS NULL"))
+    con.close()
+    return ids
+
+
+def test_renamed_repository_links_the_project_linked_by_name(env, replay):
+    # A project known only by name ("old-name") whose repository was renamed
+    # to "new-name" before it was ever linked: the listing only has the new
+    # name, and GET /repos/acme/old-name answers the recorded 301 to
+    # /repositories/<id> (rename-repository.json).
+    configure(env, replay)
+    assert once(env)[0].returncode == 0
+    ids = insert_unlinked(env, "old-name", "local-only")
+    replay.repos.append(replay.make_repo(99999, "new-name"))
+    replay.rename_repo("old-name", 99999)
+    replay.changed()
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    (old,) = replay.requests_to("/repos/acme/old-name")
+    (moved,) = replay.requests_to("/repositories/99999")
+    assert moved["headers"]["Authorization"] == "Bearer " + TOKEN
+    assert len(replay.requests_to("/repos/acme/local-only")) == 1  # 404: stays unlinked
+    (link,) = named(ev, "project_linked_to_github")
+    assert link == {**link, "project_name": "new-name", "previous_name": "old-name",
+                    "github_repo_id": 99999}
+    assert not named(ev, "github_project_discovered")
+    assert complete(ev)["repos_discovered"] == 0
+    rows = {n: (i, rid) for i, n, rid in env.sql("SELECT id, name, github_repo_id FROM projects")}
+    assert rows["new-name"] == (ids["old-name"], 99999)  # the same row, linked and renamed
+    assert "old-name" not in rows
+    assert rows["local-only"] == (ids["local-only"], None)
+    # Linked now: no more lookups of the old name.
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert len(replay.requests_to("/repos/acme/old-name")) == 1
+    assert not named(ev, "project_linked_to_github")
+
+
+def test_failed_rename_lookup_changes_nothing(env, replay):
+    configure(env, replay)
+    assert once(env)[0].returncode == 0
+    insert_unlinked(env, "old-name")
+    replay.repos.append(replay.make_repo(99999, "new-name"))
+    replay.rename_repo("old-name", 99999)
+    del replay.repos[10:20]
+    replay.changed()
+    replay.fault("/repos/acme/old-name", "502", times=-1)
+    r, ev = once(env)
+    assert r.returncode == 1
+    (f,) = named(ev, "github_sync_failed")
+    assert f["error_type"] == "github_incomplete_listing" and "old-name" in f["error"]
+    assert not named(ev, "github_project_discovered")
+    assert not named(ev, "project_missing_from_github")
+    assert env.sql("SELECT github_repo_id FROM projects WHERE name = 'old-name'") == [(None,)]
+    assert env.sql("SELECT count(*) FROM projects WHERE name = 'new-name'") == [(0,)]
 
 
 def test_no_token_is_skipped(env, replay):

@@ -1,6 +1,7 @@
 """server_sync (issue 6): Time4VPS-shaped API on the replay server, an Ansible
 inventory of five hosts with groups, ghosts, vanished and reappearing
-servers, details refresh and provisioning triggers."""
+servers, details refresh (concurrent requests, per-server failures) and
+provisioning triggers."""
 import base64
 import json
 import shutil
@@ -110,6 +111,52 @@ def test_time4vps_discovery_ghost_missing_reappeared(env, replay):
     (re_,) = named(ev, "server_reappeared")
     assert re_["server_handle"] == "vps-102"
     assert rows(env)["vps-102"][1] == "ready"
+
+
+def many_servers(replay, n, delay):
+    replay.servers = [{"server_id": 200 + i, "domain": "s%d.example" % i, "ip": "10.0.1.%d" % i,
+                       "status": "Active"} for i in range(n)]
+    replay.details = {str(200 + i): {"cpu_cores": i + 1, "ram_limit": 2048, "disk_limit": 40,
+                                     "ram_used": 512, "disk_usage": 5, "os": "debian-12"}
+                      for i in range(n)}
+    replay.details_delay = delay
+
+
+def test_time4vps_details_fetched_concurrently(env, replay):
+    n, delay = 10, 0.5
+    many_servers(replay, n, delay)
+    t4v_config(env, replay)
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    c = complete(ev)
+    assert c["servers_discovered"] == n and c["details_updated"] == n
+    assert not named(ev, "server_details_failed")
+    # 4 in flight at once (T4V_DETAILS_PARALLEL): 3 rounds, not 10.
+    assert 2 <= replay.t4v_max_in_flight <= 4
+    assert c["duration_sec"] < 0.6 * n * delay, c
+    got = {h: json.loads(d) for h, d in env.sql("SELECT handle, details FROM servers")}
+    assert len(got) == n
+    for i in range(n):
+        d = got["vps-%d" % (200 + i)]
+        assert d["cpu_cores"] == i + 1 and d["os"] == "debian-12" and d["fetched_at"] > 0
+    assert len(replay.requests_to("/t4v/server/")) == n
+
+
+def test_time4vps_details_failure_is_per_server(env, replay):
+    many_servers(replay, 5, 0)
+    replay.fault("/t4v/server/202", "502", times=-1)
+    del replay.details["204"]  # 404
+    t4v_config(env, replay)
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert complete(ev)["details_updated"] == 3
+    failed = {e["server_handle"]: e["error"] for e in named(ev, "server_details_failed")}
+    assert set(failed) == {"vps-202", "vps-204"}
+    assert "HTTP 502" in failed["vps-202"] and "HTTP 404" in failed["vps-204"]
+    assert len(replay.requests_to("/t4v/server/202")) == 4  # 3 retries
+    assert PASSWORD not in json.dumps(failed)
+    stored = dict(env.sql("SELECT handle, details IS NOT NULL FROM servers"))
+    assert stored == {"vps-200": 1, "vps-201": 1, "vps-202": 0, "vps-203": 1, "vps-204": 0}
 
 
 def test_time4vps_failure_changes_nothing(env, replay):

@@ -1,5 +1,7 @@
 /* Unit tests: Time4VPS lists and details (src/providers.c) and Ansible
- * inventory JSON (src/inventory.c). */
+ * inventory JSON (src/inventory.c). The concurrent details requests are
+ * covered here for their failures; test_http covers http_get_many and the
+ * server_sync integration test the concurrency. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -53,6 +55,30 @@ static void test_t4v_details(void **state)
 	assert_true(providers_details_fetched_at("{\"fetched_at\": \"x\"}") == 0);
 }
 
+static void test_t4v_details_many_failures(void **state)
+{
+	(void)state;
+	http_options o = {.user_agent = "t",
+	                  .connect_timeout_ms = 2000,
+	                  .timeout_ms = 2000,
+	                  .backoff_ms = 1,
+	                  .cancel_fd = -1};
+	http_client *c = http_client_new(&o);
+	assert_non_null(c);
+	assert_int_equal(providers_time4vps_details_many(c, "http://127.0.0.1:1", NULL, 0, 1), 0);
+	/* Port 1 on loopback: refused. Each item fails on its own, with a message. */
+	t4v_details items[] = {{.id = "7"}, {.id = "8"}};
+	assert_int_equal(providers_time4vps_details_many(c, "http://127.0.0.1:1/api", items, 2, 1),
+	                 0);
+	for (size_t i = 0; i < 2; i++) {
+		assert_null(items[i].details);
+		assert_non_null(strstr(items[i].err, "http://127.0.0.1:1/api/server/"));
+	}
+	assert_non_null(strstr(items[1].err, "/server/8"));
+	assert_int_equal(http_client_stats(c)->requests, 2);
+	http_client_free(c);
+}
+
 static void test_inventory(void **state)
 {
 	(void)state;
@@ -86,6 +112,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_t4v_list),
 	        cmocka_unit_test(test_t4v_details),
+	        cmocka_unit_test(test_t4v_details_many_failures),
 	        cmocka_unit_test(test_inventory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /*
  * fuzz_github — a GitHub repository list page: parsed or rejected; what
- * parsed survives the compact round trip with the same count.
+ * parsed survives the compact round trip with the same count. The same bytes
+ * as a single repository: appended (one more item) or rejected (unchanged).
  */
 #include <assert.h>
 #include <stdint.h>
@@ -28,6 +29,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(compact);
 	}
 	github_repo_list_free(&l);
+	github_repo_list one = {0};
+	int rc = github_parse_repo((const char *)data, size, &one, err, sizeof err);
+	assert(rc == 0 ? one.count == 1 : one.count == 0);
+	github_repo_list_free(&one);
 	char *s = fuzz_cstr(data, size);
 	free(github_json_string(s, "message"));
 	free(s);

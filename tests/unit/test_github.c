@@ -114,12 +114,46 @@ static void test_fixture(void **state)
 	free(page);
 }
 
+/* One repository (GET /repos/OWNER/NAME or /repositories/ID, e.g. after a
+ * rename's 301): appended to the list; anything else leaves it unchanged. */
+static void test_single_repository(void **state)
+{
+	(void)state;
+	static const char repo[] = "{\"id\": 1000, \"name\": \"rename-repository-newname\","
+	                           " \"full_name\": \"o/rename-repository-newname\","
+	                           " \"archived\": false, \"default_branch\": \"main\"}";
+	github_repo_list l = {0};
+	char err[256];
+	assert_int_equal(github_parse_page(PAGE, strlen(PAGE), &l, err, sizeof err), 0);
+	assert_int_equal(github_parse_repo(repo, strlen(repo), &l, err, sizeof err), 0);
+	assert_int_equal(l.count, 3);
+	assert_int_equal(l.items[2].id, 1000);
+	assert_string_equal(l.items[2].name, "rename-repository-newname");
+	static const char *const bad[] = {"",
+	                                  "[]",
+	                                  "null",
+	                                  "{\"id\": 5}",
+	                                  "{\"name\": \"a\"}",
+	                                  "{\"id\": -1, \"name\": \"a\"}",
+	                                  "{\"id\": 1, \"name\": 3}",
+	                                  "{\"id\": 1, \"name\": \"a\""};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		err[0] = '\0';
+		assert_int_equal(github_parse_repo(bad[i], strlen(bad[i]), &l, err, sizeof err),
+		                 -1);
+		assert_true(err[0] != '\0');
+		assert_int_equal(l.count, 3);
+	}
+	github_repo_list_free(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_page),
 	        cmocka_unit_test(test_malformed),
 	        cmocka_unit_test(test_fixture),
+	        cmocka_unit_test(test_single_repository),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,8 +2,9 @@
 # Benchmark (c): an idle daemon whose next task is an hour away.
 # Counts the daemon's wakeups (context switches of all its threads) over
 # SECONDS (default 60) and reports its resident memory, next to its baseline
-# in the same run: bench/idle_floor, a program that only links the same
-# libraries and waits (what loading them costs before any of our code runs).
+# in the same run: bench/idle_floor, a program that only links every library
+# fleetkeeper uses and waits (what loading them all at start costs; the
+# daemon loads the network libraries only when a task needs them).
 #   bench/idle.sh BUILD_DIR [SECONDS]
 set -euo pipefail
 build=${1:-build-bench}
@@ -62,5 +63,5 @@ floor_mib=$(awk -v k=$floor_kb 'BEGIN {printf "%.2f", k / 1024}')
 floor_anon_mib=$(awk -v k=$floor_anon_kb 'BEGIN {printf "%.2f", k / 1024}')
 echo "idle wakeups: $wakeups in ${secs}s ($rate per second, all $threads threads)"
 echo "idle resident memory: $rss_mib MiB ($anon_mib MiB private)"
-echo "floor (same libraries, no fleetkeeper code): $floor_mib MiB ($floor_anon_mib MiB private)"
+echo "baseline (all the libraries linked, no code): $floor_mib MiB ($floor_anon_mib MiB private)"
 echo "{\"bench\": \"idle\", \"seconds\": $secs, \"wakeups\": $wakeups, \"wakeups_per_sec\": $rate, \"rss_mib\": $rss_mib, \"anon_mib\": $anon_mib, \"floor_rss_mib\": $floor_mib, \"floor_anon_mib\": $floor_anon_mib, \"threads\": $threads}"

@@ -45,30 +45,6 @@ static const struct {
 };
 #define KEY_TYPE_COUNT (sizeof key_types / sizeof key_types[0])
 
-static const char *const policy_names[] = {
-        [HOSTKEY_POLICY_STRICT] = "strict",
-        [HOSTKEY_POLICY_ACCEPT_NEW] = "accept-new",
-        [HOSTKEY_POLICY_OFF] = "off",
-};
-
-int hostkey_policy_parse(const char *name, hostkey_policy *out)
-{
-	for (size_t i = 0; name && i < sizeof policy_names / sizeof policy_names[0]; i++) {
-		if (strcmp(name, policy_names[i]) == 0) {
-			*out = (hostkey_policy)i;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-const char *hostkey_policy_name(hostkey_policy p)
-{
-	if ((unsigned)p >= sizeof policy_names / sizeof policy_names[0])
-		return "unknown";
-	return policy_names[p];
-}
-
 void known_hosts_name(char *buf, size_t cap, const char *host, int port)
 {
 	if (port <= 0 || port == 22)

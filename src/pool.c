@@ -63,10 +63,6 @@ static void *worker_main(void *arg)
 	store *st = NULL;
 	char err[256];
 
-	/* A worker without a connection still runs work: tasks see the open
-	 * failure through their store calls, and the loop keeps going. */
-	if (store_open(&st, p->db_path, err, sizeof err) != 0)
-		st = NULL;
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		work *w = list_pop(&p->queue);
@@ -77,6 +73,12 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&p->lock);
+		/* Opened at the first run, so an idle worker holds no connection
+		 * (nor its cache); retried at the next run if it fails. A worker
+		 * without a connection still runs work: tasks see the failure
+		 * through their store calls, and the loop keeps going. */
+		if (st == NULL && store_open(&st, p->db_path, err, sizeof err) != 0)
+			st = NULL;
 		w->fn(w->arg, st);
 		pthread_mutex_lock(&p->lock);
 		list_push(&p->done, w);

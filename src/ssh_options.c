@@ -1,0 +1,126 @@
+/*
+ * ssh_options — the pure half of the SSH tester (ssh.h): stage and error
+ * names, host key policy names, and the options from [ssh]. Kept apart from ssh.c, which needs
+ * libssh2, so that reading a configuration or naming a result never loads
+ * the network module (docs/architecture.md).
+ */
+#include "ssh.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duration.h"
+
+static const char *const stage_names[] = {
+        [SSH_STAGE_RESOLVE] = "resolve",     [SSH_STAGE_CONNECT] = "connect",
+        [SSH_STAGE_HANDSHAKE] = "handshake", [SSH_STAGE_HOSTKEY] = "hostkey",
+        [SSH_STAGE_AUTH] = "auth",           [SSH_STAGE_EXEC] = "exec",
+};
+
+static const char *const error_names[] = {
+        [SSH_OK] = NULL,
+        [SSH_ERR_RESOLVE] = "resolve_failed",
+        [SSH_ERR_CONNECT_REFUSED] = "connect_refused",
+        [SSH_ERR_CONNECT_TIMEOUT] = "connect_timeout",
+        [SSH_ERR_CONNECT] = "connect_failed",
+        [SSH_ERR_TIMEOUT] = "timeout",
+        [SSH_ERR_HANDSHAKE] = "handshake_failed",
+        [SSH_ERR_HOSTKEY_UNKNOWN] = "hostkey_unknown",
+        [SSH_ERR_HOSTKEY_MISMATCH] = "hostkey_mismatch",
+        [SSH_ERR_KNOWN_HOSTS] = "known_hosts_failed",
+        [SSH_ERR_CREDENTIALS] = "credentials_unreadable",
+        [SSH_ERR_AUTH] = "auth_failed",
+        [SSH_ERR_EXEC] = "exec_failed",
+        [SSH_ERR_COMMAND] = "command_failed",
+        [SSH_ERR_CANCELLED] = "cancelled",
+        [SSH_ERR_INTERNAL] = "internal",
+};
+
+const char *ssh_stage_name(ssh_stage stage)
+{
+	if ((unsigned)stage >= sizeof stage_names / sizeof stage_names[0])
+		return "unknown";
+	return stage_names[stage];
+}
+
+const char *ssh_error_name(ssh_error err)
+{
+	if ((unsigned)err >= sizeof error_names / sizeof error_names[0])
+		return "internal";
+	return error_names[err];
+}
+
+/* ---- options ---- */
+
+void ssh_options_default(ssh_options *opt)
+{
+	*opt = (ssh_options){
+	        .port = 22,
+	        .user = "root",
+	        .policy = HOSTKEY_POLICY_ACCEPT_NEW,
+	        .timeout_ms = SSH_DEFAULT_TIMEOUT_MS,
+	        .command = SSH_DEFAULT_COMMAND,
+	};
+}
+
+int ssh_options_from_config(ssh_options *opt, const config_section *sec, char *err, size_t errlen)
+{
+	const char *v;
+	long n;
+	bool agent_set = false;
+
+	if (sec == NULL)
+		goto agent;
+	if ((v = config_get(sec, "user")) && *v)
+		opt->user = v;
+	if ((v = config_get(sec, "port")) && config_parse_int(v, 1, 65535, &n) == 0)
+		opt->port = (int)n;
+	if ((v = config_get(sec, "key_file")) && *v)
+		opt->key_file = v;
+	if ((v = config_get(sec, "passphrase_file")) && *v)
+		opt->passphrase_file = v;
+	if ((v = config_get(sec, "password_file")) && *v)
+		opt->password_file = v;
+	if ((v = config_get(sec, "known_hosts")) && *v)
+		opt->known_hosts = v;
+	if ((v = config_get(sec, "use_agent")) && config_parse_bool(v, &opt->use_agent) == 0)
+		agent_set = true;
+	if ((v = config_get(sec, "host_key_policy")) && hostkey_policy_parse(v, &opt->policy)) {
+		snprintf(err, errlen, "[ssh] host_key_policy: unknown policy '%s'", v);
+		return -1;
+	}
+	if ((v = config_get(sec, "timeout")) &&
+	    duration_parse(v, &opt->timeout_ms, err, errlen) != 0)
+		return -1;
+agent:
+	if (!agent_set && opt->key_file == NULL && opt->password_file == NULL)
+		opt->use_agent = getenv("SSH_AUTH_SOCK") != NULL;
+	return 0;
+}
+
+/* ---- host key policies (known_hosts.h) ---- */
+
+static const char *const policy_names[] = {
+        [HOSTKEY_POLICY_STRICT] = "strict",
+        [HOSTKEY_POLICY_ACCEPT_NEW] = "accept-new",
+        [HOSTKEY_POLICY_OFF] = "off",
+};
+
+int hostkey_policy_parse(const char *name, hostkey_policy *out)
+{
+	for (size_t i = 0; name && i < sizeof policy_names / sizeof policy_names[0]; i++) {
+		if (strcmp(name, policy_names[i]) == 0) {
+			*out = (hostkey_policy)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *hostkey_policy_name(hostkey_policy p)
+{
+	if ((unsigned)p >= sizeof policy_names / sizeof policy_names[0])
+		return "unknown";
+	return policy_names[p];
+}

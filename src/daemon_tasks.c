@@ -141,6 +141,13 @@ void daemon_slots_stop_timers(daemon_state *d)
 static void job_work(void *arg, store *st)
 {
 	job *j = arg;
+	if (st == NULL) { /* the worker could not open the store at start */
+		log_error(DAEMON_LOGGER, "task_dispatch_failed", LOG_STR("task", j->slot->name),
+		          LOG_STR("correlation_id", j->req.correlation_id),
+		          LOG_ERR("this worker has no store connection", "store"));
+		j->status = RUN_FAILED;
+		return;
+	}
 	j->status = runner_execute(&j->req, st, &j->ctl);
 }
 

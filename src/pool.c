@@ -63,6 +63,12 @@ static void *worker_main(void *arg)
 	store *st = NULL;
 	char err[256];
 
+	/* Opened at the start, while the daemon has just opened the store
+	 * itself: a connection opened lazily at the first run could meet a
+	 * store gone read-only or full, and task code needs a connection to
+	 * report even that (runs go ahead when the store refuses writes). */
+	if (store_open(&st, p->db_path, err, sizeof err) != 0)
+		st = NULL;
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		work *w = list_pop(&p->queue);
@@ -73,12 +79,6 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&p->lock);
-		/* Opened at the first run, so an idle worker holds no connection
-		 * (nor its cache); retried at the next run if it fails. A worker
-		 * without a connection still runs work: tasks see the failure
-		 * through their store calls, and the loop keeps going. */
-		if (st == NULL && store_open(&st, p->db_path, err, sizeof err) != 0)
-			st = NULL;
 		w->fn(w->arg, st);
 		pthread_mutex_lock(&p->lock);
 		list_push(&p->done, w);

@@ -14,7 +14,7 @@
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static const fk_net_api *loaded;
-static char load_error[512];
+static char load_error[640]; /* fits the message and both errors */
 
 /* Beside the executable (a build directory, or a relocated install). */
 static bool beside_executable(char *out, size_t cap)

@@ -13,13 +13,9 @@
  *  4. A body larger than HTTP_MAX_BODY aborts the transfer (network error):
  *     a hostile server cannot exhaust memory.
  *  5. http_get and http_get_many decide what follows an attempt in one
- *     place (next_step), so both retry, wait and give up alike.
- *  6. http_get_many: the multi handle lives for one call; an easy handle
- *     belongs to one running transfer (xfer) and is released when that
- *     attempt ends or the batch is cancelled, so nothing outlives the call
- *     but the responses handed to the caller.
+ *     place (http_next_step), so both retry, wait and give up alike.
  */
-#include "http.h"
+#include "http_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -32,23 +28,6 @@
 #include <time.h>
 
 #include <curl/curl.h>
-#include <sqlite3.h>
-
-#define HTTP_MAX_BODY (64u * 1024u * 1024u)
-
-struct http_client {
-	CURL *curl;
-	struct curl_slist *headers;
-	http_options opts;
-	http_stats stats;
-	char ua[256];
-};
-
-typedef struct {
-	char *buf;
-	size_t len, cap;
-	bool too_big;
-} body_buf;
 
 /* curl_global_init is not thread-safe: tasks on different workers may
  * create their first client at the same moment. */
@@ -119,7 +98,7 @@ void http_response_free(http_response *r)
 	r->body = r->etag = r->last_modified = r->next_url = NULL;
 }
 
-static void response_reset(http_response *r)
+void http_response_reset(http_response *r)
 {
 	http_response_free(r);
 	int attempts = r->attempts;
@@ -193,7 +172,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 	char name[64];
 
 	if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
-		response_reset(r);
+		http_response_reset(r);
 		return n;
 	}
 	const char *colon = memchr(ptr, ':', n);
@@ -206,7 +185,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 }
 
 /* Sleep ms, or less if cancel_fd fires: 0, or -1 when cancelled. */
-static int wait_ms(const http_client *c, int64_t ms)
+int http_wait_ms(const http_client *c, int64_t ms)
 {
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
@@ -226,8 +205,8 @@ static int wait_ms(const http_client *c, int64_t ms)
 	}
 }
 
-static void setup_request(const http_client *c, CURL *h, const char *url, struct curl_slist *hdrs,
-                          body_buf *b, http_response *r)
+void http_setup_get(const http_client *c, CURL *h, const char *url, struct curl_slist *hdrs,
+                    body_buf *b, http_response *r)
 {
 	curl_easy_reset(h);
 	curl_easy_setopt(h, CURLOPT_URL, url);
@@ -255,8 +234,8 @@ static void setup_request(const http_client *c, CURL *h, const char *url, struct
 
 /* The header list of a GET: the client's own, or a copy of it plus
  * If-None-Match in *extra (the caller frees *extra after the transfer). */
-static struct curl_slist *get_headers(const http_client *c, const char *if_none_match,
-                                      struct curl_slist **extra)
+struct curl_slist *http_get_headers(const http_client *c, const char *if_none_match,
+                                    struct curl_slist **extra)
 {
 	char line[512];
 	*extra = NULL;
@@ -274,7 +253,7 @@ static CURLcode attempt(http_client *c, const char *url, const char *if_none_mat
                         http_response *r, body_buf *b)
 {
 	struct curl_slist *extra;
-	setup_request(c, c->curl, url, get_headers(c, if_none_match, &extra), b, r);
+	http_setup_get(c, c->curl, url, http_get_headers(c, if_none_match, &extra), b, r);
 	c->stats.requests++;
 	r->attempts++;
 	CURLcode rc = curl_easy_perform(c->curl);
@@ -319,7 +298,7 @@ int64_t http_rate_limit_wait_ms(const http_response *r, int64_t now)
 	return -1;
 }
 
-static void take_body(http_response *r, body_buf *b)
+void http_take_body(http_response *r, body_buf *b)
 {
 	free(r->body);
 	r->body = b->buf ? b->buf : strdup("");
@@ -327,16 +306,10 @@ static void take_body(http_response *r, body_buf *b)
 	*b = (body_buf){0};
 }
 
-typedef enum {
-	STEP_DONE,  /* *code is the result */
-	STEP_RETRY, /* a network error or 5xx: back off, then again */
-	STEP_WAIT,  /* a short rate limit: wait *wait ms, then again */
-} step;
-
 /* What follows one attempt (curl result cc, response r). Shared by
  * http_get and http_get_many so that both follow the same rules. */
-static step next_step(http_client *c, const char *url, CURLcode cc, bool too_big, int retries,
-                      http_response *r, int *code, int64_t *wait, char *err, size_t errlen)
+http_step http_next_step(http_client *c, const char *url, CURLcode cc, bool too_big, int retries,
+                         http_response *r, int *code, int64_t *wait, char *err, size_t errlen)
 {
 	if (cc != CURLE_OK || r->status >= 500) {
 		if (cc != CURLE_OK)
@@ -345,7 +318,7 @@ static step next_step(http_client *c, const char *url, CURLcode cc, bool too_big
 		else
 			snprintf(err, errlen, "GET %s: HTTP %ld", url, r->status);
 		*code = cc != CURLE_OK ? HTTP_ERR_NETWORK : HTTP_ERR_SERVER;
-		return retries >= c->opts.max_retries ? STEP_DONE : STEP_RETRY;
+		return retries >= c->opts.max_retries ? HTTP_STEP_DONE : HTTP_STEP_RETRY;
 	}
 	int64_t now = (int64_t)time(NULL);
 	int64_t ms = http_rate_limit_wait_ms(r, now);
@@ -356,16 +329,16 @@ static step next_step(http_client *c, const char *url, CURLcode cc, bool too_big
 			r->rl_reset = now + (ms + 999) / 1000;
 		if (ms > c->opts.max_rate_wait_ms) {
 			*code = HTTP_ERR_RATE_LIMITED;
-			return STEP_DONE;
+			return HTTP_STEP_DONE;
 		}
 		c->stats.rate_waits++;
 		*wait = ms;
-		return STEP_WAIT;
+		return HTTP_STEP_WAIT;
 	}
 	if (r->status == 304)
 		c->stats.not_modified++;
 	*code = HTTP_OK;
-	return STEP_DONE;
+	return HTTP_STEP_DONE;
 }
 
 int http_get(http_client *c, const char *url, const char *if_none_match, http_response *out,
@@ -377,255 +350,27 @@ int http_get(http_client *c, const char *url, const char *if_none_match, http_re
 	*out = (http_response){.rl_remaining = -1, .retry_after = -1};
 	for (;;) {
 		body_buf b = {0};
-		response_reset(out);
+		http_response_reset(out);
 		CURLcode cc = attempt(c, url, if_none_match, out, &b);
 		bool too_big = b.too_big;
-		take_body(out, &b);
+		http_take_body(out, &b);
 		int code = HTTP_ERR_INTERNAL;
 		int64_t ms = 0;
-		step s = next_step(c, url, cc, too_big, retries, out, &code, &ms, err, errlen);
-		if (s == STEP_DONE)
+		http_step s =
+		        http_next_step(c, url, cc, too_big, retries, out, &code, &ms, err, errlen);
+		if (s == HTTP_STEP_DONE)
 			return code;
-		if (s == STEP_RETRY) {
+		if (s == HTTP_STEP_RETRY) {
 			retries++;
 			c->stats.retries++;
 			ms = backoff;
 			backoff *= 2;
 		}
-		if (wait_ms(c, ms) != 0) {
+		if (http_wait_ms(c, ms) != 0) {
 			snprintf(err, errlen, "GET %s: cancelled", url);
 			return HTTP_ERR_CANCELLED;
 		}
 	}
-}
-
-/* ---- several GETs at once (curl multi) ---- */
-
-enum { XFER_PENDING, XFER_RUNNING, XFER_DONE };
-
-/* The state of one request of http_get_many. While running it owns an easy
- * handle, its extra header list and the body buffer. */
-typedef struct {
-	http_request *req;
-	CURL *h;
-	struct curl_slist *extra;
-	body_buf body;
-	int state;
-	int retries;
-	int64_t backoff;
-	int64_t wake; /* monotonic ms: not started before */
-} xfer;
-
-typedef struct {
-	http_client *c;
-	CURLM *multi;
-	xfer *x;
-	size_t n, done, running, max_parallel;
-	int64_t paused_until; /* monotonic ms: a rate-limit wait holds back every start */
-	bool limited;         /* a long rate limit: nothing more is sent */
-	int64_t limit_reset;
-} batch;
-
-static int64_t mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static void xfer_finish(batch *b, xfer *x, int code)
-{
-	x->req->rc = code;
-	if (code == HTTP_OK)
-		x->req->err[0] = '\0';
-	x->state = XFER_DONE;
-	b->done++;
-}
-
-/* Drop the easy handle and buffers of a running transfer. */
-static void xfer_release(batch *b, xfer *x)
-{
-	curl_multi_remove_handle(b->multi, x->h);
-	curl_easy_cleanup(x->h);
-	curl_slist_free_all(x->extra);
-	free(x->body.buf);
-	x->h = NULL;
-	x->extra = NULL;
-	x->body = (body_buf){0};
-	b->running--;
-}
-
-static void xfer_start(batch *b, xfer *x)
-{
-	http_request *q = x->req;
-	x->h = curl_easy_init();
-	if (x->h == NULL) {
-		snprintf(q->err, sizeof q->err, "GET %s: out of memory", q->url);
-		xfer_finish(b, x, HTTP_ERR_INTERNAL);
-		return;
-	}
-	response_reset(&q->resp);
-	setup_request(b->c, x->h, q->url, get_headers(b->c, q->if_none_match, &x->extra), &x->body,
-	              &q->resp);
-	curl_easy_setopt(x->h, CURLOPT_PRIVATE, (void *)x);
-	if (curl_multi_add_handle(b->multi, x->h) != CURLM_OK) {
-		curl_easy_cleanup(x->h);
-		curl_slist_free_all(x->extra);
-		x->h = NULL;
-		x->extra = NULL;
-		snprintf(q->err, sizeof q->err, "GET %s: cannot start the transfer", q->url);
-		xfer_finish(b, x, HTTP_ERR_INTERNAL);
-		return;
-	}
-	b->c->stats.requests++;
-	q->resp.attempts++;
-	x->state = XFER_RUNNING;
-	b->running++;
-}
-
-/* Start what is due, in order, up to max_parallel; after a long rate limit
- * end the pending requests unsent. */
-static void start_due(batch *b)
-{
-	int64_t now = mono_ms();
-	for (size_t i = 0; i < b->n; i++) {
-		xfer *x = &b->x[i];
-		if (x->state != XFER_PENDING)
-			continue;
-		if (b->limited) {
-			x->req->resp.rl_reset = b->limit_reset;
-			snprintf(x->req->err, sizeof x->req->err,
-			         "GET %s: not sent, rate limited until %lld", x->req->url,
-			         (long long)b->limit_reset);
-			xfer_finish(b, x, HTTP_ERR_RATE_LIMITED);
-		} else if (b->running < b->max_parallel && x->wake <= now &&
-		           b->paused_until <= now) {
-			xfer_start(b, x);
-		}
-	}
-}
-
-/* A transfer ended (curl result cc): done, or pending again after a wait. */
-static void xfer_ended(batch *b, xfer *x, CURLcode cc)
-{
-	http_request *q = x->req;
-	if (cc == CURLE_OK)
-		curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &q->resp.status);
-	bool too_big = x->body.too_big;
-	take_body(&q->resp, &x->body);
-	xfer_release(b, x);
-
-	int code = HTTP_ERR_INTERNAL;
-	int64_t ms = 0;
-	step s = next_step(b->c, q->url, cc, too_big, x->retries, &q->resp, &code, &ms, q->err,
-	                   sizeof q->err);
-	if (s == STEP_DONE) {
-		xfer_finish(b, x, code);
-		if (code == HTTP_ERR_RATE_LIMITED && !b->limited) {
-			b->limited = true;
-			b->limit_reset = q->resp.rl_reset;
-		}
-		return;
-	}
-	if (s == STEP_RETRY) {
-		x->retries++;
-		b->c->stats.retries++;
-		ms = x->backoff;
-		x->backoff *= 2;
-	}
-	x->state = XFER_PENDING;
-	x->wake = mono_ms() + ms;
-	if (s == STEP_WAIT && x->wake > b->paused_until)
-		b->paused_until = x->wake;
-}
-
-static void collect_ended(batch *b)
-{
-	CURLMsg *m;
-	int left;
-	while ((m = curl_multi_info_read(b->multi, &left)) != NULL) {
-		if (m->msg != CURLMSG_DONE)
-			continue;
-		xfer *x = NULL;
-		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-		CURLcode cc = m->data.result; /* m is invalid after remove_handle */
-		if (x != NULL)
-			xfer_ended(b, x, cc);
-	}
-}
-
-static bool cancel_ready(const http_client *c)
-{
-	struct pollfd p = {.fd = c->opts.cancel_fd, .events = POLLIN};
-	return c->opts.cancel_fd >= 0 && poll(&p, 1, 0) > 0;
-}
-
-static void cancel_all(batch *b)
-{
-	for (size_t i = 0; i < b->n; i++) {
-		xfer *x = &b->x[i];
-		if (x->state == XFER_DONE)
-			continue;
-		if (x->state == XFER_RUNNING)
-			xfer_release(b, x);
-		snprintf(x->req->err, sizeof x->req->err, "GET %s: cancelled", x->req->url);
-		xfer_finish(b, x, HTTP_ERR_CANCELLED);
-	}
-}
-
-/* Wait for socket activity, the next due start (at most 1 s) or cancel_fd. */
-static void wait_activity(batch *b)
-{
-	struct curl_waitfd w = {.fd = b->c->opts.cancel_fd, .events = CURL_WAIT_POLLIN};
-	int64_t timeout = 1000, now = mono_ms();
-	for (size_t i = 0; b->running < b->max_parallel && i < b->n; i++) {
-		const xfer *x = &b->x[i];
-		if (x->state != XFER_PENDING)
-			continue;
-		int64_t due = (x->wake > b->paused_until ? x->wake : b->paused_until) - now;
-		if (due < timeout)
-			timeout = due < 0 ? 0 : due;
-	}
-	curl_multi_poll(b->multi, b->c->opts.cancel_fd >= 0 ? &w : NULL,
-	                b->c->opts.cancel_fd >= 0 ? 1u : 0u, (int)timeout, NULL);
-}
-
-int http_get_many(http_client *c, http_request *reqs, size_t n, int max_parallel)
-{
-	batch b = {.c = c, .n = n, .max_parallel = max_parallel < 1 ? 1 : (size_t)max_parallel};
-	for (size_t i = 0; i < n; i++) {
-		reqs[i].rc = HTTP_ERR_INTERNAL;
-		reqs[i].resp = (http_response){.rl_remaining = -1, .retry_after = -1};
-		snprintf(reqs[i].err, sizeof reqs[i].err, "GET %s: out of memory", reqs[i].url);
-	}
-	b.x = n ? calloc(n, sizeof *b.x) : NULL;
-	b.multi = n ? curl_multi_init() : NULL;
-	if (n && (b.x == NULL || b.multi == NULL)) {
-		free(b.x);
-		curl_multi_cleanup(b.multi);
-		return HTTP_ERR_INTERNAL;
-	}
-	for (size_t i = 0; i < n; i++)
-		b.x[i] = (xfer){.req = &reqs[i], .backoff = c->opts.backoff_ms};
-	int rc = HTTP_OK;
-	while (b.done < b.n) {
-		if (cancel_ready(c)) {
-			cancel_all(&b);
-			rc = HTTP_ERR_CANCELLED;
-			break;
-		}
-		start_due(&b);
-		if (b.done == b.n)
-			break;
-		wait_activity(&b);
-		int still;
-		curl_multi_perform(b.multi, &still);
-		collect_ended(&b);
-	}
-	free(b.x);
-	if (b.multi)
-		curl_multi_cleanup(b.multi);
-	return rc;
 }
 
 char *http_link_next(const char *link)
@@ -648,47 +393,6 @@ char *http_link_next(const char *link)
 		p = end ? end + 1 : NULL;
 	}
 	return NULL;
-}
-
-static char *column_dup(sqlite3_stmt *st, int col)
-{
-	const unsigned char *v = sqlite3_column_text(st, col);
-	return v ? strdup((const char *)v) : NULL;
-}
-
-int http_cache_get(store *s, const char *url, char **etag, char **body)
-{
-	sqlite3_stmt *st = NULL;
-	*etag = *body = NULL;
-	if (sqlite3_prepare_v2(store_db(s), "SELECT etag, body FROM http_cache WHERE url = ?", -1,
-	                       &st, NULL) != SQLITE_OK)
-		return STORE_ERROR;
-	sqlite3_bind_text(st, 1, url, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*etag = column_dup(st, 0);
-		*body = column_dup(st, 1);
-	}
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : STORE_ERROR;
-}
-
-int http_cache_put(store *s, const char *url, const char *etag, const char *last_modified,
-                   const char *body)
-{
-	sqlite3_stmt *st = NULL;
-	const char *sql =
-	        "INSERT OR REPLACE INTO http_cache(url, etag, last_modified, body, updated_at)"
-	        " VALUES (?, ?, ?, ?, (julianday('now') - 2440587.5) * 86400.0)";
-	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
-		return STORE_ERROR;
-	sqlite3_bind_text(st, 1, url, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, etag, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, last_modified, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, body, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? STORE_OK : STORE_ERROR;
 }
 
 /* ---- POST (notifications) ---- */
@@ -754,7 +458,7 @@ int http_post(http_client *c, const char *url, const char *const *headers, const
 	curl_easy_reset(c->curl);
 	curl_slist_free_all(hdrs);
 	bool too_big = b.too_big;
-	take_body(out, &b);
+	http_take_body(out, &b);
 	if (rc == CURLE_ABORTED_BY_CALLBACK) {
 		snprintf(err, errlen, "POST: cancelled");
 		return HTTP_ERR_CANCELLED;

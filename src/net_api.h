@@ -1,8 +1,8 @@
 /*
  * net_api — the table of entry points of the network module
- * (fleetkeeper-net.so): the functions of ssh.c, mirror.c, http.c and
- * notify_sign.c, the only code that needs libssh2, libgit2, libcurl and
- * libcrypto. The daemon loads the module the first time one of them is
+ * (fleetkeeper-net.so): the functions of ssh.c, mirror.c, http.c,
+ * http_multi.c and notify_sign.c, the only code that needs libssh2,
+ * libgit2, libcurl and libcrypto. The daemon loads the module the first time one of them is
  * called (netmod.h), so a daemon that has not run a network task yet never
  * maps those libraries (bench/idle.sh).
  *
@@ -37,8 +37,6 @@ typedef struct {
 	__typeof__(http_get_many) *http_get_many;
 	__typeof__(http_response_free) *http_response_free;
 	__typeof__(http_post) *http_post;
-	__typeof__(http_cache_get) *http_cache_get;
-	__typeof__(http_cache_put) *http_cache_put;
 } fk_net_api;
 
 /* Defined by the module (its only exported symbol). */

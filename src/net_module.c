@@ -23,8 +23,6 @@ static const fk_net_api api = {
         .http_get_many = http_get_many,
         .http_response_free = http_response_free,
         .http_post = http_post,
-        .http_cache_get = http_cache_get,
-        .http_cache_put = http_cache_put,
 };
 
 __attribute__((visibility("default"))) const fk_net_api *fk_net_api_get(void)

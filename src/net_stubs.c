@@ -146,16 +146,3 @@ int http_post(http_client *c, const char *url, const char *const *headers, const
 	snprintf(err, errlen, "%s", netmod_error());
 	return HTTP_ERR_INTERNAL;
 }
-
-int http_cache_get(store *s, const char *url, char **etag, char **body)
-{
-	const fk_net_api *net = netmod_get();
-	return net ? net->http_cache_get(s, url, etag, body) : -1;
-}
-
-int http_cache_put(store *s, const char *url, const char *etag, const char *last_modified,
-                   const char *body)
-{
-	const fk_net_api *net = netmod_get();
-	return net ? net->http_cache_put(s, url, etag, last_modified, body) : -1;
-}

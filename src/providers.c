@@ -132,7 +132,10 @@ char *providers_time4vps_parse_details(const char *json, size_t len, double now,
 		snprintf(err, errlen, "server details are not a JSON object");
 		return NULL;
 	}
-	cJSON_DeleteItemFromObjectCaseSensitive(root, "fetched_at");
+	/* every copy: with a duplicate key left behind, the first one would be
+	 * read back as the time of the fetch (found by fuzz_time4vps) */
+	while (cJSON_GetObjectItemCaseSensitive(root, "fetched_at"))
+		cJSON_DeleteItemFromObjectCaseSensitive(root, "fetched_at");
 	cJSON_AddNumberToObject(root, "fetched_at", now);
 	char *s = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);

@@ -50,6 +50,12 @@ static void test_t4v_details(void **state)
 	assert_non_null(out);
 	assert_true(providers_details_fetched_at(out) == 1234.5);
 	free(out);
+	/* a provider's duplicate keys: every copy replaced, none read back */
+	const char *dup = "{\"in\": 2, \"fetched_at\": 2, \"fetched_at\": 5}";
+	out = providers_time4vps_parse_details(dup, strlen(dup), 1234.5, err, sizeof err);
+	assert_non_null(out);
+	assert_true(providers_details_fetched_at(out) == 1234.5);
+	free(out);
 	assert_null(providers_time4vps_parse_details("[]", 2, 1, err, sizeof err));
 	assert_true(providers_details_fetched_at(NULL) == 0);
 	assert_true(providers_details_fetched_at("{\"fetched_at\": \"x\"}") == 0);

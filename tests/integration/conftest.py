@@ -77,6 +77,17 @@ level = {log_level}
             cwd=self.dir,
         )
 
+    def start(self, *args):
+        """Like run, in the background: the Popen (text pipes) of the command."""
+        return subprocess.Popen(
+            [BIN, "-c", str(self.conf), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=base_env(**self.extra_env),
+            cwd=self.dir,
+        )
+
     def sql(self, query, *params):
         con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
         try:

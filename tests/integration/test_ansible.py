@@ -2,14 +2,13 @@
 loopback sshd with the real ansible-playbook (fk_ansible.py)."""
 import json
 import os
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, DEADLINE, base_env, parse_lines, wait_until
+from conftest import DEADLINE, parse_lines, wait_until
 from fk_ansible import AnsibleHost, needs_ansible, ansible_procs
 
 pytestmark = needs_ansible
@@ -145,10 +144,7 @@ def test_remote_command_of_a_timed_out_run_dies_with_it(tmp_path):
     - name: hang on the target
       ansible.builtin.command: {marker}
 """)
-        proc = subprocess.Popen([BIN, "-c", str(h.env.conf), "ansible", str(pb),
-                                 "--server", "vps-1"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=base_env(),
-                                cwd=tmp_path)
+        proc = h.env.start("ansible", str(pb), "--server", "vps-1")
         try:
             wait_until(lambda: ansible_procs(marker), what="the remote sleep to start")
             out, err = proc.communicate(timeout=DEADLINE)

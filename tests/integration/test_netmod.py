@@ -2,13 +2,13 @@
 maps libcurl, libgit2, libssh2 and libcrypto only once a task needs them,
 and without the module it says so and keeps running everything else."""
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import BIN, DEADLINE, base_env, parse_lines
+from prom import free_port  # a port nothing listens on
 
 NET_LIBS = ("libcurl", "libssh2", "libgit2", "libcrypto", "fleetkeeper-net.so")
 
@@ -18,14 +18,8 @@ def mapped(pid):
     return sorted({lib for lib in NET_LIBS if lib in maps})
 
 
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_idle_daemon_maps_no_network_library_until_a_task_needs_one(env, daemons):
-    port = closed_port()  # nothing listens: the sync fails, after loading the module
+    port = free_port()  # nothing listens: the sync fails, after loading the module
     env.write_config(f"""[github]
 api_url = http://127.0.0.1:{port}
 org = acme
@@ -59,7 +53,7 @@ def test_without_the_module_network_tasks_fail_clearly_and_the_rest_runs(env, tm
         return subprocess.run([str(lone), "-c", str(env.conf), *args], capture_output=True,
                               text=True, timeout=DEADLINE, env=base_env(), cwd=tmp_path)
 
-    probe = run("ssh-test", "127.0.0.1:%d" % closed_port(), "--timeout", "2")
+    probe = run("ssh-test", "127.0.0.1:%d" % free_port(), "--timeout", "2")
     events = parse_lines(probe.stdout)
     failed = [e for e in events if e["event"] == "network_module_failed"]
     if not failed:  # found in the install directory (meson install was run here)

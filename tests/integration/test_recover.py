@@ -3,11 +3,10 @@ against the loopback sshd: in process, and through a running daemon with
 --follow."""
 import os
 import socket
-import subprocess
 
 import pytest
 
-from conftest import parse_lines, DEADLINE, BIN, base_env, wait_until
+from conftest import parse_lines, DEADLINE, wait_until
 from fk_ansible import AnsibleHost, needs_ansible, free_port
 
 pytestmark = needs_ansible
@@ -76,9 +75,7 @@ def test_recover_follow_through_daemon(tmp_path, daemons):
         h.open_incident("vps-7")
         d = daemons(h.env)
         d.wait_for("scheduler_started")
-        follower = subprocess.Popen([BIN, "-c", str(h.env.conf), "recover", "vps-7", "--follow"],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    env=base_env(), cwd=tmp_path)
+        follower = h.env.start("recover", "vps-7", "--follow")
         d.wait_for("incident_recovery_start")
         second = h.env.run("recover", "vps-7")
         assert second.returncode == 1 and "already recovering" in second.stderr
@@ -116,9 +113,7 @@ def test_second_in_process_recover_of_the_same_server_is_refused(tmp_path):
         add_service(h, "vps-9", "alpha", h.make_repo("alpha", p1), p1)
         h.open_incident("vps-9")
         lock = h.env.state / "recover-vps-9.lock"
-        first = subprocess.Popen([BIN, "-c", str(h.env.conf), "recover", "vps-9"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env=base_env(), cwd=tmp_path)
+        first = h.env.start("recover", "vps-9")
         try:
             wait_until(lambda: lock.exists() and lock.read_text().startswith("run_recover_"),
                        what="the first recovery to hold the lock")

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh build
 [ -d build ] || meson setup build --buildtype=release
-meson compile -C build fleetkeeper fleetkeeper-net
+meson compile -C build fleetkeeper
 exec build/fleetkeeper -c "${FLEETKEEPER_CONFIG:-etc/fleetkeeper.conf}" run

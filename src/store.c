@@ -224,9 +224,26 @@ static const char *const query_sql[Q_COUNT] = {
                        " last_fire_at = excluded.last_fire_at, updated_at = excluded.updated_at",
 };
 
+struct store_stmt {
+	store *s;
+	sqlite3_stmt *st;
+	const char *sql;
+	int bind_rc; /* first failed bind, reported by the next step */
+};
+
+/* Prepared statements by the address of their SQL text (open addressing). */
+struct stmt_cache {
+	store_stmt **slots;
+	size_t cap; /* a power of two, or 0 */
+	size_t used;
+};
+
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[Q_COUNT];
+	struct stmt_cache cache;
+	int tx_depth;    /* store_tx_begin nesting */
+	bool tx_doomed;  /* an inner transaction rolled back */
 	char errmsg[512];
 };
 
@@ -316,6 +333,285 @@ const char *store_errmsg(const store *s)
 sqlite3 *store_db(store *s)
 {
 	return s->db;
+}
+
+int store_fail(store *s, int code, const char *what, char *err, size_t errlen)
+{
+	if (what)
+		snprintf(err, errlen, "%s: %s", what, store_errmsg(s));
+	else
+		snprintf(err, errlen, "%s", store_errmsg(s));
+	return code;
+}
+
+/* ---- statements ---- */
+
+static size_t cache_index(const struct stmt_cache *c, const char *sql)
+{
+	uintptr_t h = (uintptr_t)sql;
+	h ^= h >> 17;
+	h *= 0x9E3779B97F4A7C15ull;
+	return (size_t)(h >> 7) & (c->cap - 1);
+}
+
+static int cache_grow(struct stmt_cache *c)
+{
+	size_t cap = c->cap ? c->cap * 2 : 64;
+	store_stmt **slots = calloc(cap, sizeof *slots);
+	if (!slots)
+		return -1;
+	struct stmt_cache next = {slots, cap, c->used};
+	for (size_t i = 0; i < c->cap; i++) {
+		store_stmt *e = c->slots[i];
+		if (!e)
+			continue;
+		size_t j = cache_index(&next, e->sql);
+		while (slots[j])
+			j = (j + 1) & (cap - 1);
+		slots[j] = e;
+	}
+	free(c->slots);
+	*c = next;
+	return 0;
+}
+
+static store_stmt **cache_slot(struct stmt_cache *c, const char *sql)
+{
+	if ((c->used + 1) * 2 > c->cap && cache_grow(c) != 0)
+		return NULL;
+	size_t j = cache_index(c, sql);
+	while (c->slots[j] && c->slots[j]->sql != sql)
+		j = (j + 1) & (c->cap - 1);
+	return &c->slots[j];
+}
+
+static void cache_free(struct stmt_cache *c)
+{
+	for (size_t i = 0; i < c->cap; i++) {
+		if (c->slots[i]) {
+			sqlite3_finalize(c->slots[i]->st);
+			free(c->slots[i]);
+		}
+	}
+	free(c->slots);
+	*c = (struct stmt_cache){0};
+}
+
+/* The leading words of a statement, for error messages. */
+static void statement_head(const char *sql, char *buf, size_t cap)
+{
+	size_t n = 0, words = 0;
+	while (sql[n] && n + 1 < cap && n < 40) {
+		if (sql[n] == ' ' && ++words == 3)
+			break;
+		n++;
+	}
+	snprintf(buf, cap, "%.*s", (int)n, sql);
+}
+
+static int stmt_fail(store_stmt *st, int rc)
+{
+	char head[48];
+	statement_head(st->sql, head, sizeof head);
+	return fail(st->s, rc, head);
+}
+
+int store_prepare(store *s, const char *sql, store_stmt **out)
+{
+	*out = NULL;
+	store_stmt **slot = cache_slot(&s->cache, sql);
+	if (!slot)
+		return fail_msg(s, STORE_ERROR, "prepare: out of memory");
+	if (*slot) {
+		*out = *slot;
+		return STORE_OK;
+	}
+	store_stmt *st = calloc(1, sizeof *st);
+	if (!st)
+		return fail_msg(s, STORE_ERROR, "prepare: out of memory");
+	*st = (store_stmt){.s = s, .sql = sql};
+	int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->st, NULL);
+	if (rc != SQLITE_OK) {
+		int code = stmt_fail(st, rc);
+		free(st);
+		return code;
+	}
+	*slot = *out = st;
+	s->cache.used++;
+	return STORE_OK;
+}
+
+static void note_bind(store_stmt *st, int rc)
+{
+	if (rc != SQLITE_OK && st->bind_rc == SQLITE_OK)
+		st->bind_rc = rc;
+}
+
+void store_bind_text(store_stmt *st, int i, const char *v)
+{
+	note_bind(st, v ? sqlite3_bind_text(st->st, i, v, -1, SQLITE_TRANSIENT)
+	                : sqlite3_bind_null(st->st, i));
+}
+
+void store_bind_int64(store_stmt *st, int i, int64_t v)
+{
+	note_bind(st, sqlite3_bind_int64(st->st, i, v));
+}
+
+void store_bind_double(store_stmt *st, int i, double v)
+{
+	note_bind(st, sqlite3_bind_double(st->st, i, v));
+}
+
+void store_bind_null(store_stmt *st, int i)
+{
+	note_bind(st, sqlite3_bind_null(st->st, i));
+}
+
+int store_step(store_stmt *st)
+{
+	if (st->bind_rc != SQLITE_OK)
+		return stmt_fail(st, st->bind_rc);
+	int rc = sqlite3_step(st->st);
+	if (rc == SQLITE_ROW)
+		return STORE_ROW;
+	if (rc == SQLITE_DONE)
+		return STORE_DONE;
+	return stmt_fail(st, rc);
+}
+
+int store_step_done(store_stmt *st)
+{
+	int rc = store_step(st);
+	return rc == STORE_ROW ? STORE_OK : rc;
+}
+
+void store_stmt_done(store_stmt *st)
+{
+	if (!st)
+		return;
+	sqlite3_reset(st->st);
+	sqlite3_clear_bindings(st->st);
+	st->bind_rc = SQLITE_OK;
+}
+
+bool store_col_null(store_stmt *st, int i)
+{
+	return sqlite3_column_type(st->st, i) == SQLITE_NULL;
+}
+
+const char *store_col_text(store_stmt *st, int i)
+{
+	return (const char *)sqlite3_column_text(st->st, i);
+}
+
+char *store_col_dup(store_stmt *st, int i)
+{
+	const char *t = store_col_text(st, i);
+	return t ? strdup(t) : NULL;
+}
+
+int64_t store_col_int64(store_stmt *st, int i)
+{
+	return sqlite3_column_int64(st->st, i);
+}
+
+int store_col_int(store_stmt *st, int i)
+{
+	return sqlite3_column_int(st->st, i);
+}
+
+double store_col_double(store_stmt *st, int i, double if_null)
+{
+	return store_col_null(st, i) ? if_null : sqlite3_column_double(st->st, i);
+}
+
+int64_t store_changes(store *s)
+{
+	return sqlite3_changes64(s->db);
+}
+
+int store_exec(store *s, const char *sql)
+{
+	store_stmt *st;
+	int code = store_prepare(s, sql, &st);
+	if (code == STORE_OK)
+		code = store_step_done(st);
+	store_stmt_done(st);
+	return code;
+}
+
+/* ---- transactions ---- */
+
+int store_tx_begin(store *s)
+{
+	if (s->tx_depth > 0) {
+		s->tx_depth++;
+		return STORE_OK;
+	}
+	int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return fail(s, rc, "begin transaction");
+	s->tx_depth = 1;
+	s->tx_doomed = false;
+	return STORE_OK;
+}
+
+static void tx_end_rollback(store *s)
+{
+	if (!sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	s->tx_depth = 0;
+	s->tx_doomed = false;
+}
+
+int store_tx_commit(store *s)
+{
+	if (s->tx_depth == 0)
+		return fail_msg(s, STORE_ERROR, "commit: no transaction");
+	if (--s->tx_depth > 0)
+		return STORE_OK;
+	if (s->tx_doomed) {
+		tx_end_rollback(s);
+		return fail_msg(s, STORE_ERROR, "commit: an inner transaction was rolled back");
+	}
+	int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		return STORE_OK;
+	int code = fail(s, rc, "commit");
+	tx_end_rollback(s);
+	return code;
+}
+
+void store_tx_rollback(store *s)
+{
+	if (s->tx_depth > 1) {
+		s->tx_depth--;
+		s->tx_doomed = true;
+		return;
+	}
+	tx_end_rollback(s);
+}
+
+int store_tx(store *s, int (*fn)(store *s, void *arg), void *arg)
+{
+	int code = store_tx_begin(s);
+	if (code != STORE_OK)
+		return code;
+	code = fn(s, arg);
+	if (code != 0) {
+		store_tx_rollback(s);
+		return code;
+	}
+	return store_tx_commit(s);
+}
+
+int store_write_probe(store *s)
+{
+	int code = store_tx_begin(s);
+	if (code == STORE_OK)
+		store_tx_rollback(s);
+	return code;
 }
 
 /* ---- small helpers ---- */
@@ -555,6 +851,7 @@ void store_close(store *s)
 		return;
 	for (int i = 0; i < Q_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
+	cache_free(&s->cache);
 	sqlite3_close(s->db);
 	free(s);
 }

@@ -22,7 +22,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct sqlite3 sqlite3;
 typedef struct store store;
 
 typedef enum {
@@ -58,12 +57,81 @@ int store_open_readonly(store **out, const char *path, char *err, size_t errlen)
 void store_close(store *s);
 
 const char *store_errmsg(const store *s);
-/* The connection, borrowed, for modules with queries of their own. */
-sqlite3 *store_db(store *s);
-/* For those modules: "<what>: <SQLite message of db>" into err, and the
- * store_error for the SQLite result code rc. */
-int store_sqlite_error(sqlite3 *db, int rc, const char *what, char *err, size_t errlen);
+/* "<what>: <store_errmsg(s)>" into err (what may be NULL: the message
+ * alone); returns code, so a caller can write return store_fail(...). */
+int store_fail(store *s, int code, const char *what, char *err, size_t errlen);
 int store_schema_version(store *s);
+
+/* ---- statements: the one way any module runs SQL ----
+ *
+ * Every domain module (servers.c, incidents.c, outbox.c, ...) keeps its SQL
+ * as static strings and runs it through these calls; no other file includes
+ * <sqlite3.h>. Statements are written so that they can run on PostgreSQL
+ * too: numbered parameters ?1..?N, ON CONFLICT, RETURNING, no SQLite-only
+ * syntax where a portable form exists. SQL text is never built at run time:
+ * values are always bound.
+ *
+ * store_prepare hands out the connection's cached statement for sql (cached
+ * by the string's address, so sql must have static storage), reset and with
+ * no bindings. Bind calls never fail by themselves: a failed bind is
+ * reported by the next store_step. store_step returns STORE_ROW while there
+ * are rows, STORE_DONE at the end, or a negative store_error with
+ * "<first words of the statement>: <message>" in store_errmsg(). Column
+ * text is borrowed until the next step or store_stmt_done. Every prepared
+ * statement is given back with store_stmt_done (NULL is fine), which resets
+ * it so that no statement keeps a read transaction open. */
+typedef struct store_stmt store_stmt;
+
+#define STORE_DONE 0
+#define STORE_ROW  1
+
+int store_prepare(store *s, const char *sql, store_stmt **out);
+void store_bind_text(store_stmt *st, int i, const char *v); /* copied; NULL binds NULL */
+void store_bind_int64(store_stmt *st, int i, int64_t v);
+void store_bind_double(store_stmt *st, int i, double v);
+void store_bind_null(store_stmt *st, int i);
+int store_step(store_stmt *st);
+/* Step a statement that returns no rows (STORE_ROW counts as done). */
+int store_step_done(store_stmt *st);
+void store_stmt_done(store_stmt *st);
+
+bool store_col_null(store_stmt *st, int i);
+const char *store_col_text(store_stmt *st, int i); /* NULL for NULL */
+char *store_col_dup(store_stmt *st, int i);        /* malloc'd copy; NULL for NULL */
+int64_t store_col_int64(store_stmt *st, int i);
+int store_col_int(store_stmt *st, int i);
+double store_col_double(store_stmt *st, int i, double if_null);
+
+/* Rows inserted, updated or deleted by the last statement. */
+int64_t store_changes(store *s);
+
+/* prepare + bind nothing + step_done + done: for statements without
+ * parameters. */
+int store_exec(store *s, const char *sql);
+
+/* ---- transactions ----
+ *
+ * store_tx_begin starts a write transaction (the write lock is taken at
+ * once, so a transaction that reads and then writes never deadlocks with
+ * another process). Transactions nest: an inner begin/commit pair only
+ * counts; an inner rollback makes the outermost commit roll back and fail.
+ * store_tx_commit rolls back by itself when the commit fails.
+ * store_tx_rollback is a no-op outside a transaction, so error paths can
+ * call it unconditionally. store_tx runs fn(s, arg) in one transaction:
+ * committed if fn returns 0, else rolled back and fn's value returned. */
+int store_tx_begin(store *s);
+int store_tx_commit(store *s);
+void store_tx_rollback(store *s);
+int store_tx(store *s, int (*fn)(store *s, void *arg), void *arg);
+/* Take and release the write lock: STORE_OK if this connection can write
+ * now, else why not (busy, read-only, full...). For health probes. */
+int store_write_probe(store *s);
+
+/* TRANSITIONAL, removed once every module runs its SQL through the calls
+ * above: the raw connection and its error mapping. */
+typedef struct sqlite3 sqlite3;
+sqlite3 *store_db(store *s);
+int store_sqlite_error(sqlite3 *db, int rc, const char *what, char *err, size_t errlen);
 
 /* Migration up to a given version only; for tests of the migration path. */
 int store_open_at_version(store **out, const char *path, int version, char *err, size_t errlen);

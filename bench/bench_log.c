@@ -5,12 +5,22 @@
  * RUNS runs, median ns/event. Then the structlog baseline
  * (bench/structlog_baseline.py, run with /usr/bin/python3) and the ratio.
  *
+ * bench_log_scalar is the same program with src/log.c compiled with
+ * -DLOG_CLASSIFY_SCALAR (the byte classifier's scalar path instead of SSE2,
+ * src/log_classify.h): bench/run.sh runs both, so that whether the SSE2 path
+ * pays is measured in the same run. It skips the structlog baseline.
+ * bench_log itself also times the two classifier paths alone on the strings
+ * of the benchmark's event (min of CLASSIFY_RUNS runs), the figure least
+ * moved by other work on the machine.
+ *
  * Usage: bench_log [SOURCE_ROOT]   (else $FK_SOURCE_ROOT, else ".")
  */
 #include "bench_util.h"
 #include "log.h"
+#include "log_classify.h"
 
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +30,14 @@
 
 #define N    200000
 #define RUNS 7
+
+#ifdef LOG_CLASSIFY_SCALAR
+#define BENCH_NAME     "log_scalar"
+#define BENCH_BASELINE 0 /* bench_log runs structlog */
+#else
+#define BENCH_NAME     "log"
+#define BENCH_BASELINE 1
+#endif
 
 static void emit_one(void)
 {
@@ -62,6 +80,68 @@ static double bench_write_floor(int fd, size_t len)
 	for (int i = 0; i < RUNS; i++)
 		r[i] = write_floor_once(fd, line, len);
 	return bench_median(r, RUNS);
+}
+
+#define CLASSIFY_RUNS 50
+#define CLASSIFY_N    20000
+
+/* The strings one event of emit_one and bind_context classifies. */
+static const char *const event_strings[] = {
+        "tasks.health_check",
+        "server_health_check",
+        "server_handle",
+        "srv-eu-01",
+        "server_ip",
+        "10.0.3.17",
+        "status",
+        "healthy",
+        "stage",
+        "http",
+        "response_time_ms",
+        "attempt",
+        "http_status",
+        "duration_sec",
+        "load_avg",
+        "is_ghost",
+        "correlation_id",
+        "run_health_check_1735167345_a1b2",
+        "task",
+        "health_check",
+        "run_id",
+        "info",
+};
+#define NSTRINGS (sizeof event_strings / sizeof event_strings[0])
+
+/* ns per event of one classifier path (scalar or not), min of the runs. */
+static double bench_classify_path(bool scalar)
+{
+	size_t len[NSTRINGS];
+	volatile unsigned sink = 0;
+	double best = -1;
+	for (size_t i = 0; i < NSTRINGS; i++)
+		len[i] = strlen(event_strings[i]);
+	for (int r = 0; r < CLASSIFY_RUNS; r++) {
+		unsigned acc = 0;
+		double t0 = bench_now_ns();
+		for (int k = 0; k < CLASSIFY_N; k++) {
+			for (size_t i = 0; i < NSTRINGS; i++) {
+				const char *str = event_strings[i];
+				__asm__ volatile("" : "+r"(str)); /* no hoisting out of the loop */
+#if defined(__SSE2__)
+				acc += scalar ? log_classify_scalar(str, len[i])
+				              : log_classify_sse2(str, len[i]);
+#else
+				acc += log_classify_scalar(str, len[i]);
+#endif
+			}
+		}
+		double ns = (bench_now_ns() - t0) / CLASSIFY_N;
+		sink = acc;
+		if (best < 0 || ns < best)
+			best = ns;
+	}
+	(void)sink;
+	return best;
 }
 
 static void bind_context(void)
@@ -161,16 +241,20 @@ int main(int argc, char **argv)
 	log_shutdown();
 	close(fd);
 	printf("log_ns_per_event: %.1f ns\n", ours);
+	double cls_vec = bench_classify_path(false), cls_scalar = bench_classify_path(true);
+	printf("classify_ns_per_event: %.1f ns (SSE2 path), %.1f ns (scalar path), %zu strings\n",
+	       cls_vec, cls_scalar, NSTRINGS);
 	printf("write_floor_ns: %.1f ns (one bare write(2) of the same %zu-byte line)\n", floor_ns,
 	       line_len);
 
 	double lean = -1;
-	double base = bench_structlog(root, &lean);
+	double base = BENCH_BASELINE ? bench_structlog(root, &lean) : -1;
 	if (base < 0) {
-		printf("structlog baseline: skipped (python3 or structlog unavailable)\n");
-		printf("{\"bench\":\"log\",\"ns_per_event\":%.1f,\"structlog_ns_per_event\":null,"
-		       "\"ratio\":null,\"write_floor_ns\":%.1f}\n",
-		       ours, floor_ns);
+		printf("structlog baseline: skipped\n");
+		printf("{\"bench\":\"" BENCH_NAME "\",\"ns_per_event\":%.1f,"
+		       "\"structlog_ns_per_event\":null,\"ratio\":null,\"write_floor_ns\":%.1f,"
+		       "\"classify_sse2_ns\":%.1f,\"classify_scalar_ns\":%.1f}\n",
+		       ours, floor_ns, cls_vec, cls_scalar);
 		return 0;
 	}
 	double ratio = base / ours;
@@ -184,7 +268,9 @@ int main(int argc, char **argv)
 	printf("ratio_print: %.1f x\n", lean > 0 ? lean / ours : 0.0);
 	printf("{\"bench\":\"log\",\"ns_per_event\":%.1f,\"structlog_ns_per_event\":%.0f,"
 	       "\"ratio\":%.1f,\"structlog_print_ns_per_event\":%.0f,\"ratio_print\":%.1f,"
-	       "\"write_floor_ns\":%.1f,\"floor_ratio\":%.1f}\n",
-	       ours, base, ratio, lean, lean > 0 ? lean / ours : 0.0, floor_ns, base / floor_ns);
+	       "\"write_floor_ns\":%.1f,\"floor_ratio\":%.1f,\"classify_sse2_ns\":%.1f,"
+	       "\"classify_scalar_ns\":%.1f}\n",
+	       ours, base, ratio, lean, lean > 0 ? lean / ours : 0.0, floor_ns, base / floor_ns,
+	       cls_vec, cls_scalar);
 	return 0;
 }

@@ -1,10 +1,9 @@
 /*
  * idle_floor — the baseline of bench/idle.sh: a program that does nothing
- * but link every library fleetkeeper uses (SQLite, cJSON, inih,
- * libmicrohttpd, and the network module's libssh2, libgit2, libcurl,
- * libcrypto) and wait for a signal. Its resident memory is what loading
- * them all at start costs before any code runs — the floor of a daemon that
- * links them all, as fleetkeeper did before the network module.
+ * but link every library fleetkeeper links (SQLite, cJSON, inih,
+ * libmicrohttpd, libssh2, libgit2, libcurl, libcrypto) and wait for a
+ * signal. Its PSS and private dirty memory are what loading them costs
+ * before any code runs: the floor under the idle daemon.
  *
  * Usage: idle_floor            waits until killed
  *        idle_floor --versions prints the libraries' versions and exits

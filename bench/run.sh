@@ -15,7 +15,7 @@ out=bench/results/latest.jsonl
 export FK_SOURCE_ROOT="$PWD"
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
-for b in log wheel next spawn; do
+for b in log log_scalar wheel next spawn; do
 	echo "== bench_$b"
 	build-bench/bench/bench_$b "$PWD" > "$tmp"
 	cat "$tmp"

@@ -34,7 +34,7 @@
 #include <cjson/cJSON.h>
 
 #include "config.h"
-#include "known_hosts.h"
+#include "ssh_options.h"
 #include "servers.h"
 
 #define ANSIBLE_LOGGER             "ansible"

@@ -22,21 +22,37 @@
  * the file as a whole); a config is only returned when there are none; a
  * returned config is never modified again, so it may be read from any
  * thread while it holds a reference. Out of memory aborts (xmalloc style).
+ *
+ * Bounds: only a regular file is opened (checked before and after open,
+ * which is non-blocking so a FIFO swapped in cannot block it) and at most
+ * CONFIG_MAX_BYTES are read. Every lookup made per line or per section is a
+ * hash lookup (name_index) or a binary search, so loading is linear: the
+ * arrays grow by doubling (grow_pow2).
+ *
+ * Environment (see config.h): a successful load moves the values of the
+ * variables named by `*_env` keys into `kept` and out of environ.
  */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "duration.h"
 #include "log.h"
+#include "proc.h"
 #include "task.h"
 #include "tz.h"
+
+extern char **environ;
 
 #define CONFIG_MAX_ERRORS 100
 #define CONFIG_LINE_CAP   4096 /* bytes of one physical line that are kept */
@@ -50,6 +66,26 @@ typedef struct {
 	char *msg;
 } load_error;
 
+/* name -> value, open addressing with linear probing. The names are
+ * borrowed from the config (malloc'd strings that never move). */
+typedef struct {
+	const char *name; /* NULL: a free slot */
+	size_t value;
+} name_slot;
+
+typedef struct {
+	name_slot *slots;
+	size_t cap; /* 0 or a power of two; at most half full */
+	size_t count;
+} name_index;
+
+#define NAME_INDEX_MIN 16
+
+struct config_index {
+	name_index sections; /* name -> index into cfg->sections */
+	name_index tasks;    /* name -> index into cfg->tasks */
+};
+
 typedef struct {
 	const char *path;
 	FILE *fp;
@@ -58,8 +94,11 @@ typedef struct {
 	config *cfg;
 	load_error *errs;
 	size_t nerrs;
-	int *headers; /* the line of every "[...]" line, valid or not */
+	int *headers; /* the line of every "[...]" line, valid or not; ascending */
 	size_t nheaders;
+	name_index keys; /* the current section's: key -> entry index */
+	size_t bytes;       /* read so far */
+	bool too_big;       /* more than CONFIG_MAX_BYTES */
 	bool too_many;
 	char buf[CONFIG_LINE_CAP];
 } loader;
@@ -75,6 +114,7 @@ typedef enum {
 	KV_URL,        /* http:// or https:// */
 	KV_LISTEN,     /* host:port */
 	KV_INT_LIST,   /* "1, -2, 3" */
+	KV_ENV_LIST,   /* "NAME, PREFIX_*" */
 } key_kind;
 
 typedef struct {
@@ -93,6 +133,7 @@ static const key_spec daemon_keys[] = {
         {.name = "max_concurrent_tasks", .kind = KV_INT, .min = 1, .max = 1024},
         {.name = "shutdown_grace", .kind = KV_DURATION},
         {.name = "retention_days", .kind = KV_INT, .min = 1, .max = 36500},
+        {.name = "pass_env", .kind = KV_ENV_LIST, .empty_ok = true},
         {.name = NULL},
 };
 
@@ -230,6 +271,99 @@ static char *xstrdup(const char *s)
 {
 	size_t n = strlen(s) + 1;
 	return memcpy(xrealloc(NULL, n), s, n);
+}
+
+/* Room for element n of an array of n elements whose capacity is implied:
+ * 4, then the next power of two; so appending is amortised O(1). */
+static void *grow_pow2(void *p, size_t n, size_t size)
+{
+	if (n == 0)
+		return xrealloc(p, 4 * size);
+	if (n >= 4 && (n & (n - 1)) == 0)
+		return xrealloc(p, 2 * n * size);
+	return p;
+}
+
+/* ---- name index ---- */
+
+/* FNV-1a, then a full avalanche (FNV's low bits alone cluster under
+ * linear probing). */
+static size_t name_hash(const char *name)
+{
+	uint64_t h = 14695981039346656037ULL;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return (size_t)h;
+}
+
+static void name_slot_insert(name_index *ix, name_slot slot)
+{
+	size_t mask = ix->cap - 1;
+	size_t i = name_hash(slot.name) & mask;
+	while (ix->slots[i].name)
+		i = (i + 1) & mask;
+	ix->slots[i] = slot;
+	ix->count++;
+}
+
+/* Add a name that is not in ix yet. */
+static void name_index_put(name_index *ix, const char *name, size_t value)
+{
+	if ((ix->count + 1) * 2 > ix->cap) {
+		name_index bigger = {.cap = ix->cap ? ix->cap * 2 : NAME_INDEX_MIN};
+		bigger.slots = xrealloc(NULL, bigger.cap * sizeof *bigger.slots);
+		memset(bigger.slots, 0, bigger.cap * sizeof *bigger.slots);
+		for (size_t i = 0; i < ix->cap; i++)
+			if (ix->slots[i].name)
+				name_slot_insert(&bigger, ix->slots[i]);
+		free(ix->slots);
+		*ix = bigger;
+	}
+	name_slot_insert(ix, (name_slot){.name = name, .value = value});
+}
+
+static bool name_index_get(const name_index *ix, const char *name, size_t *value)
+{
+	if (ix->cap == 0)
+		return false;
+	size_t mask = ix->cap - 1;
+	for (size_t i = name_hash(name) & mask; ix->slots[i].name; i = (i + 1) & mask) {
+		const name_slot *s = &ix->slots[i];
+		if (strcmp(s->name, name) == 0) {
+			*value = s->value;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void name_index_free(name_index *ix)
+{
+	free(ix->slots);
+	*ix = (name_index){0};
+}
+
+/* Empty, in O(the size it grew to since the last reset): a big table is
+ * dropped, a small one wiped. */
+static void name_index_reset(name_index *ix)
+{
+	if (ix->cap > NAME_INDEX_MIN)
+		name_index_free(ix);
+	else if (ix->count > 0)
+		memset(ix->slots, 0, ix->cap * sizeof *ix->slots);
+	ix->count = 0;
+}
+
+static void names_free(char **names)
+{
+	for (size_t i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
 }
 
 /* ---- errors ---- */
@@ -509,6 +643,49 @@ static bool int_list_valid(const char *v)
 	}
 }
 
+/* A variable name; with prefix_ok also "PREFIX*" (and "*"). */
+static bool env_name_valid(const char *s, size_t len, bool prefix_ok)
+{
+	if (prefix_ok && len > 0 && s[len - 1] == '*')
+		len--;
+	else if (len == 0)
+		return false;
+	if (len > 0 && isdigit((unsigned char)s[0]))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+			return false;
+	return true;
+}
+
+/* "A, B_*" (commas and/or blanks) into a NULL-terminated array; NULL if an
+ * item is not a name. */
+static char **env_list_parse(const char *v)
+{
+	size_t n = 0;
+	char **out = xrealloc(NULL, sizeof *out);
+
+	for (const char *p = v; *p;) {
+		size_t len = strcspn(p, ", \t");
+		if (len == 0) {
+			p++;
+			continue;
+		}
+		if (!env_name_valid(p, len, true)) {
+			out[n] = NULL;
+			names_free(out);
+			return NULL;
+		}
+		out = xrealloc(out, (n + 2) * sizeof *out);
+		out[n] = xrealloc(NULL, len + 1);
+		memcpy(out[n], p, len);
+		out[n++][len] = '\0';
+		p += len;
+	}
+	out[n] = NULL;
+	return out;
+}
+
 /* ---- pass 1: reading ---- */
 
 static config_section *section_cur(loader *ld)
@@ -527,8 +704,10 @@ static void section_open(loader *ld, const char *name)
 		ld->cur = SECTION_SKIP;
 		return;
 	}
-	cfg->sections = xrealloc(cfg->sections, (cfg->nsections + 1) * sizeof *cfg->sections);
+	cfg->sections = grow_pow2(cfg->sections, cfg->nsections, sizeof *cfg->sections);
 	cfg->sections[cfg->nsections] = (config_section){.name = xstrdup(name), .line = ld->lineno};
+	name_index_put(&cfg->index->sections, cfg->sections[cfg->nsections].name,
+	               cfg->nsections);
 	ld->cur = (long)cfg->nsections++;
 }
 
@@ -539,8 +718,9 @@ static void header_parse(loader *ld, char *start)
 	char *end = strchr(start, ']');
 	char *rest, *name = start + 1;
 
-	ld->headers = xrealloc(ld->headers, (ld->nheaders + 1) * sizeof *ld->headers);
+	ld->headers = grow_pow2(ld->headers, ld->nheaders, sizeof *ld->headers);
 	ld->headers[ld->nheaders++] = ld->lineno;
+	name_index_reset(&ld->keys); /* a section's keys all come before the next header */
 	if (end == NULL) {
 		load_error_add(ld, ld->lineno, "syntax error: section header without ']'");
 		ld->cur = SECTION_SKIP;
@@ -589,12 +769,20 @@ static int line_fetch(loader *ld, size_t *len, size_t *bad_at)
 
 	*bad_at = (size_t)-1;
 	while ((c = getc(ld->fp)) != EOF && c != '\n') {
+		if (++ld->bytes > CONFIG_MAX_BYTES) {
+			ld->too_big = true; /* it grew after the size check */
+			return -1;
+		}
 		if (n < CONFIG_LINE_CAP - 1) {
 			ld->buf[n] = (char)c;
 			if (*bad_at == (size_t)-1 && ((c < 0x20 && c != '\t') || c == 0x7f))
 				*bad_at = n;
 		}
 		n++;
+	}
+	if (c == '\n' && ++ld->bytes > CONFIG_MAX_BYTES) {
+		ld->too_big = true;
+		return -1;
 	}
 	if (c == EOF && n == 0)
 		return -1;
@@ -675,7 +863,7 @@ static int config_handle_key(void *user, const char *section, const char *name, 
 {
 	loader *ld = user;
 	config_section *sec = section_cur(ld);
-	const config_entry *prev;
+	size_t prev;
 
 	(void)section; /* inih's copy is truncated at 50 bytes; ours is not */
 	if (ld->cur == SECTION_SKIP)
@@ -688,15 +876,16 @@ static int config_handle_key(void *user, const char *section, const char *name, 
 		load_error_add(ld, ld->lineno, "[%s] syntax error: empty key name", sec->name);
 		return 1;
 	}
-	prev = config_entry_find(sec, name);
-	if (prev) {
+	if (name_index_get(&ld->keys, name, &prev)) {
 		load_error_add(ld, ld->lineno, "[%s] duplicate key '%s' (first at line %d)",
-		               sec->name, name, prev->line);
+		               sec->name, name, sec->entries[prev].line);
 		return 1;
 	}
-	sec->entries = xrealloc(sec->entries, (sec->nentries + 1) * sizeof *sec->entries);
-	sec->entries[sec->nentries++] =
+	sec->entries = grow_pow2(sec->entries, sec->nentries, sizeof *sec->entries);
+	sec->entries[sec->nentries] =
 	        (config_entry){.key = xstrdup(name), .value = xstrdup(value), .line = ld->lineno};
+	name_index_put(&ld->keys, sec->entries[sec->nentries].key, sec->nentries);
+	sec->nentries++;
 	return 1;
 }
 
@@ -704,7 +893,10 @@ static void config_read(loader *ld)
 {
 	int rc = ini_parse_stream(config_read_line, ld, config_handle_key, ld);
 
-	if (ferror(ld->fp))
+	if (ld->too_big)
+		load_error_add(ld, 0, "cannot read: the file grew past %d MiB while being read",
+		               CONFIG_MAX_BYTES >> 20);
+	else if (ferror(ld->fp))
 		load_error_add(ld, 0, "cannot read: %s", strerror(errno));
 	else if (rc > 0 && !load_error_at(ld, rc))
 		load_error_add(ld, rc, "syntax error");
@@ -811,6 +1003,17 @@ static int value_check(const key_spec *spec, const char *v, char *why, size_t wh
 			return 0;
 		snprintf(why, whylen, "expected a comma-separated list of integers, got '%s'", v);
 		return -1;
+	case KV_ENV_LIST: {
+		char **names = env_list_parse(v);
+		names_free(names);
+		if (names)
+			return 0;
+		snprintf(why, whylen,
+		         "expected a comma-separated list of variable names (NAME or PREFIX*), "
+		         "got '%s'",
+		         v);
+		return -1;
+	}
 	}
 	return 0;
 }
@@ -884,6 +1087,11 @@ static void daemon_apply(config *cfg, const config_section *sec)
 	if (config_get(sec, "shutdown_grace") &&
 	    duration_parse(config_get(sec, "shutdown_grace"), &ms, err, sizeof err) == 0)
 		cfg->shutdown_grace_ms = ms;
+	char **pass = config_get(sec, "pass_env") ? env_list_parse(config_get(sec, "pass_env")) : NULL;
+	if (pass) {
+		names_free(cfg->pass_env);
+		cfg->pass_env = pass;
+	}
 }
 
 static void log_apply(config *cfg, const config_section *sec)
@@ -1054,10 +1262,11 @@ static int task_common_set(loader *ld, task_config *t, const config_section *sec
 static int task_type_key(loader *ld, task_config *t, const config_section *sec,
                          const config_entry *e)
 {
-	const char *hint = suggest_key(e->key, task_keys);
+	const char *hint = NULL;
 	char err[512];
 
 	if (t->type->config_key == NULL) {
+		hint = suggest_key(e->key, task_keys);
 		load_error_add(ld, e->line, "[%s] unknown key '%s'%s%s%s", sec->name, e->key,
 		               hint ? "; did you mean '" : "", hint ? hint : "", hint ? "'?" : "");
 		return -1;
@@ -1069,8 +1278,8 @@ static int task_type_key(loader *ld, task_config *t, const config_section *sec,
 	snprintf(err, sizeof err, "invalid value");
 	if (t->type->config_key(&t->params, e->key, e->value, err, sizeof err) == 0)
 		return 0;
-	if (strncmp(err, "unknown key", 11) != 0)
-		hint = NULL;
+	if (strncmp(err, "unknown key", 11) == 0)
+		hint = suggest_key(e->key, task_keys);
 	load_error_add(ld, e->line, "[%s] %s: %s%s%s%s", sec->name, e->key, err,
 	               hint ? "; did you mean '" : "", hint ? hint : "", hint ? "'?" : "");
 	return -1;
@@ -1099,14 +1308,18 @@ static void task_keys_apply(loader *ld, task_config *t, const config_section *se
 static bool section_has_errors(const loader *ld, const config_section *sec)
 {
 	int end = 0x7fffffff;
+	size_t lo = 0, hi = ld->nheaders; /* the first header after sec's */
 
-	for (size_t i = 0; i < ld->nheaders; i++) {
-		if (ld->headers[i] > sec->line) {
-			end = ld->headers[i];
-			break;
-		}
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (ld->headers[mid] > sec->line)
+			hi = mid;
+		else
+			lo = mid + 1;
 	}
-	for (size_t i = 0; i < ld->nerrs; i++)
+	if (lo < ld->nheaders)
+		end = ld->headers[lo];
+	for (size_t i = 0; i < ld->nerrs; i++) /* at most CONFIG_MAX_ERRORS */
 		if (ld->errs[i].line >= sec->line && ld->errs[i].line < end)
 			return true;
 	return false;
@@ -1187,6 +1400,46 @@ static void section_validate(loader *ld, const config_section *sec)
 		unknown_section_error(ld, sec);
 }
 
+/* token_env = NAME: a key naming the variable that holds a secret. */
+static bool key_names_env(const char *key)
+{
+	size_t n = strlen(key);
+	return n > 4 && strcmp(key + n - 4, "_env") == 0 && strcmp(key, "pass_env") != 0;
+}
+
+static bool names_contain(char *const *names, const char *name)
+{
+	for (size_t i = 0; names && names[i]; i++)
+		if (strcmp(names[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* A `*_env` key names the variable holding a secret: a plain name, not one
+ * of the names every child inherits (a load removes it from the
+ * environment, which would take PATH or HOME away from every child) and
+ * not a pass_env name (a contradiction). A pass_env prefix that matches it
+ * is fine: the variable is gone from the environment before any child. */
+static void env_keys_check(loader *ld, const config_section *sec)
+{
+	for (size_t i = 0; i < sec->nentries; i++) {
+		const config_entry *e = &sec->entries[i];
+		const char *v = e->value;
+
+		if (!key_names_env(e->key) || v[0] == '\0' || load_error_at(ld, e->line))
+			continue;
+		if (!env_name_valid(v, strlen(v), false))
+			load_error_add(ld, e->line,
+			               "[%s] %s: '%s' is not an environment variable name",
+			               sec->name, e->key, v);
+		else if (proc_env_inherited(v, NULL) || names_contain(ld->cfg->pass_env, v))
+			load_error_add(ld, e->line,
+			               "[%s] %s: %s is passed to every child process (the fixed list "
+			               "or [daemon] pass_env); keep the secret in a variable of its own",
+			               sec->name, e->key, v);
+	}
+}
+
 static void config_validate(loader *ld)
 {
 	config *cfg = ld->cfg;
@@ -1197,9 +1450,76 @@ static void config_validate(loader *ld)
 	cfg->tasks = xrealloc(NULL, ntasks * sizeof *cfg->tasks);
 	for (size_t i = 0; i < cfg->nsections; i++)
 		section_validate(ld, &cfg->sections[i]);
+	for (size_t i = 0; i < cfg->ntasks; i++)
+		name_index_put(&cfg->index->tasks, cfg->tasks[i].name, i);
 	daemon_apply(cfg, config_section_find(cfg, "daemon"));
 	log_apply(cfg, config_section_find(cfg, "log"));
 	defaults_finish(cfg);
+	for (size_t i = 0; i < cfg->nsections; i++)
+		env_keys_check(ld, &cfg->sections[i]);
+}
+
+/* ---- the environment (process-wide) ---- */
+
+typedef struct {
+	char *name;
+	char *value;
+} kept_env;
+
+/* Append-only: a kept value is never freed, so what config_env returned
+ * stays valid; a later take of the same name is found first. */
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+static kept_env *kept;
+static size_t nkept;
+
+/* Move the variable out of the environment: keep its value (the first, as
+ * getenv does), wipe the bytes of every NAME=... string (the original block
+ * is what /proc/PID/environ shows, also in forked children) and unsetenv. */
+static void env_take(const char *name)
+{
+	size_t n = strlen(name);
+	char *value = NULL;
+
+	for (char **e = environ; e && *e; e++) {
+		if (strncmp(*e, name, n) != 0 || (*e)[n] != '=')
+			continue;
+		if (value == NULL)
+			value = xstrdup(*e + n + 1);
+		explicit_bzero(*e + n + 1, strlen(*e + n + 1));
+	}
+	if (value == NULL)
+		return; /* not set, or taken by an earlier load */
+	unsetenv(name);
+	pthread_mutex_lock(&kept_lock);
+	kept = xrealloc(kept, (nkept + 1) * sizeof *kept);
+	kept[nkept++] = (kept_env){.name = xstrdup(name), .value = value};
+	pthread_mutex_unlock(&kept_lock);
+}
+
+static void config_env_apply(const config *cfg)
+{
+	for (size_t i = 0; i < cfg->nsections; i++) {
+		const config_section *sec = &cfg->sections[i];
+		for (size_t j = 0; j < sec->nentries; j++)
+			if (key_names_env(sec->entries[j].key) && sec->entries[j].value[0])
+				env_take(sec->entries[j].value);
+	}
+	if (proc_env_pass((const char *const *)cfg->pass_env) != 0)
+		abort(); /* out of memory */
+}
+
+const char *config_env(const char *name)
+{
+	const char *v = NULL;
+
+	if (name == NULL)
+		return NULL;
+	pthread_mutex_lock(&kept_lock);
+	for (size_t i = nkept; v == NULL && i-- > 0;)
+		if (strcmp(kept[i].name, name) == 0)
+			v = kept[i].value;
+	pthread_mutex_unlock(&kept_lock);
+	return v ? v : getenv(name);
 }
 
 /* ---- lifecycle ---- */
@@ -1224,6 +1544,10 @@ static void config_free(config *cfg)
 		free(s->name);
 	}
 	free(cfg->sections);
+	name_index_free(&cfg->index->sections);
+	name_index_free(&cfg->index->tasks);
+	free(cfg->index);
+	names_free(cfg->pass_env);
 	free(cfg->path);
 	free(cfg->state_dir);
 	free(cfg->control_socket);
@@ -1239,12 +1563,75 @@ static config *config_new(const char *path)
 	config *cfg = xrealloc(NULL, sizeof *cfg);
 	*cfg = (config){
 	        .path = xstrdup(path),
+	        .index = xrealloc(NULL, sizeof *cfg->index),
+	        .pass_env = xrealloc(NULL, sizeof *cfg->pass_env),
 	        .max_concurrent_tasks = 4,
 	        .shutdown_grace_ms = 30000,
 	        .retention_days = 30,
 	        .refs = 1,
 	};
+	memset(cfg->index, 0, sizeof *cfg->index);
+	cfg->pass_env[0] = NULL;
 	return cfg;
+}
+
+/* Why st is not a file config_load reads, or NULL. */
+static const char *file_refused(const struct stat *st, char *why, size_t cap)
+{
+	if (S_ISDIR(st->st_mode))
+		return strerror(EISDIR);
+	if (!S_ISREG(st->st_mode)) {
+		snprintf(why, cap, "not a regular file (%s)",
+		         S_ISFIFO(st->st_mode)  ? "a FIFO"
+		         : S_ISCHR(st->st_mode) ? "a character device"
+		         : S_ISBLK(st->st_mode) ? "a block device"
+		         : S_ISSOCK(st->st_mode) ? "a socket"
+		                                 : "of an unknown kind");
+		return why;
+	}
+	if (st->st_size > CONFIG_MAX_BYTES) {
+		snprintf(why, cap, "file too large (%lld bytes; at most %d MiB)",
+		         (long long)st->st_size, CONFIG_MAX_BYTES >> 20);
+		return why;
+	}
+	return NULL;
+}
+
+/* Open path for reading if it is a regular file of a bounded size. stat
+ * first (a device is never opened), then a non-blocking open (a FIFO
+ * swapped in meanwhile cannot block) and fstat of what was opened. */
+static FILE *config_open(loader *ld, const char *path)
+{
+	struct stat st;
+	char why[128];
+	const char *bad;
+	int fd;
+
+	if (stat(path, &st) != 0) {
+		load_error_add(ld, 0, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	if ((bad = file_refused(&st, why, sizeof why)) != NULL) {
+		load_error_add(ld, 0, "cannot read: %s", bad);
+		return NULL;
+	}
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		load_error_add(ld, 0, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 || (bad = file_refused(&st, why, sizeof why)) != NULL ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+		load_error_add(ld, 0, "cannot read: %s", bad ? bad : strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	FILE *fp = fdopen(fd, "r");
+	if (fp == NULL) {
+		load_error_add(ld, 0, "cannot open: %s", strerror(errno));
+		close(fd);
+	}
+	return fp;
 }
 
 int config_load(config **out, const char *path, config_errors *errs)
@@ -1255,15 +1642,14 @@ int config_load(config **out, const char *path, config_errors *errs)
 	*out = NULL;
 	ld = xrealloc(NULL, sizeof *ld);
 	*ld = (loader){.path = path, .cur = SECTION_NONE};
-	ld->fp = fopen(path, "r");
-	if (ld->fp == NULL) {
-		load_error_add(ld, 0, "cannot open: %s", strerror(errno));
+	ld->fp = config_open(ld, path);
+	if (ld->fp == NULL)
 		goto done;
-	}
 	ld->cfg = config_new(path);
 	config_read(ld);
 	fclose(ld->fp);
-	if (!ld->too_many)
+	name_index_free(&ld->keys);
+	if (!ld->too_many && !ld->too_big)
 		config_validate(ld);
 done:
 	if (ld->nerrs > 0 || ld->too_many) {
@@ -1271,6 +1657,7 @@ done:
 		if (ld->cfg)
 			config_free(ld->cfg);
 	} else {
+		config_env_apply(ld->cfg);
 		*out = ld->cfg;
 	}
 	load_errors_flush(ld, errs);
@@ -1296,22 +1683,18 @@ void config_unref(config *cfg)
 
 const task_config *config_task(const config *cfg, const char *name)
 {
-	if (cfg == NULL || name == NULL)
+	size_t i;
+	if (cfg == NULL || name == NULL || !name_index_get(&cfg->index->tasks, name, &i))
 		return NULL;
-	for (size_t i = 0; i < cfg->ntasks; i++)
-		if (strcmp(cfg->tasks[i].name, name) == 0)
-			return &cfg->tasks[i];
-	return NULL;
+	return &cfg->tasks[i];
 }
 
 const config_section *config_section_find(const config *cfg, const char *name)
 {
-	if (cfg == NULL || name == NULL)
+	size_t i;
+	if (cfg == NULL || name == NULL || !name_index_get(&cfg->index->sections, name, &i))
 		return NULL;
-	for (size_t i = 0; i < cfg->nsections; i++)
-		if (strcmp(cfg->sections[i].name, name) == 0)
-			return &cfg->sections[i];
-	return NULL;
+	return &cfg->sections[i];
 }
 
 const config_entry *config_entry_find(const config_section *sec, const char *key)

@@ -10,6 +10,23 @@
  * Sections not owned by this module's typed fields (ssh, github, provider.*,
  * notify.*, metrics) are validated against their known keys here and kept as
  * key/value lists; the modules that use them read them with config_get.
+ *
+ * Only a regular file (symlinks followed) of at most CONFIG_MAX_BYTES is
+ * read: a FIFO, a device (/dev/zero) or a file that grows past the limit is
+ * refused at once with "FILE: cannot read: ...", so a load is bounded in
+ * time and memory (a SIGHUP reload runs on the daemon's loop thread).
+ * Loading is linear in the size of the file (names are hashed).
+ *
+ * Secrets named by `*_env` keys (token_env = FK_TG_TOKEN): a successful load
+ * reads each such variable, keeps its value in this module (config_env) and
+ * removes it from the process environment (unsetenv, the bytes of the
+ * original string wiped), so no child process and no /proc/PID/environ shows
+ * it; a later load (SIGHUP) still finds the value kept. A successful load
+ * also hands [daemon] pass_env to proc (proc_env_pass). These two effects
+ * are the only process-wide state of this module.
+ *
+ * Threads: config_load from one thread at a time (it changes the process
+ * environment); a loaded config and config_env from any thread.
  */
 #ifndef FK_CONFIG_H
 #define FK_CONFIG_H
@@ -21,6 +38,9 @@
 #include "schedule.h"
 
 struct task_type;
+struct config_index;
+
+#define CONFIG_MAX_BYTES (16 * 1024 * 1024) /* the largest file config_load reads */
 
 typedef enum { OVERLAP_SKIP, OVERLAP_QUEUE } overlap_policy;
 
@@ -64,6 +84,7 @@ typedef struct config {
 	int max_concurrent_tasks;
 	int64_t shutdown_grace_ms;
 	int retention_days;
+	char **pass_env; /* NULL-terminated, never NULL: names children inherit */
 	/* [log] (the environment wins over these; NULL if not set) */
 	char *log_level;
 	char *log_format;
@@ -73,7 +94,8 @@ typedef struct config {
 	size_t nsections;
 	task_config *tasks;
 	size_t ntasks;
-	int refs; /* atomic */
+	struct config_index *index; /* private: sections and tasks by name */
+	int refs;                   /* atomic */
 } config;
 
 /* Diagnostics collected while loading. */
@@ -85,7 +107,8 @@ typedef struct {
 void config_errors_free(config_errors *errs);
 
 /* Load and validate path. On success *out holds a config with one
- * reference. On failure *out is NULL and errs has at least one line.
+ * reference (and the environment effects above are applied). On failure
+ * *out is NULL, the environment is untouched and errs has at least one line.
  * Relative paths in the file (state_dir, ...) are kept as written: they are
  * relative to the working directory, like the shipped defaults. */
 int config_load(config **out, const char *path, config_errors *errs);
@@ -98,6 +121,11 @@ const config_section *config_section_find(const config *cfg, const char *name);
 /* The value of key in section, or NULL. Borrowed from the config. */
 const char *config_get(const config_section *sec, const char *key);
 const config_entry *config_entry_find(const config_section *sec, const char *key);
+
+/* The value the variable `name` had when a config naming it in a `*_env`
+ * key was loaded (it is no longer in the environment), else getenv(name).
+ * Borrowed, valid for the life of the process; NULL if unset. */
+const char *config_env(const char *name);
 
 /* Helpers for task types validating their own keys. */
 int config_parse_bool(const char *value, bool *out);

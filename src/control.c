@@ -1,12 +1,20 @@
 /*
  * control — see control.h.
  *
- * Server invariants: each client has one input buffer (never above
- * CONTROL_MAX_REQUEST), one pending output buffer (not read into while more
- * than CONTROL_MAX_REQUEST of replies are pending, so a client that never
- * reads cannot grow it without bound), and one idle timer on the
- * loop's wheel; a client is freed in exactly one place (client_close), which
- * also cancels its timer and removes its fd from the epoll set.
+ * Server invariants:
+ *  1. Each client has one input buffer (never above CONTROL_MAX_REQUEST),
+ *     one pending output buffer and one idle timer on the loop's wheel.
+ *  2. No request is answered while the client's pending replies are over
+ *     CONTROL_MAX_PENDING, and nothing more is read from it while a complete
+ *     line waits: a client that never reads costs at most one input buffer
+ *     plus CONTROL_MAX_PENDING plus one reply.
+ *  3. One wakeup of a client does at most one recv and answers at most
+ *     CONTROL_BATCH requests; lines left over are answered at later wakeups
+ *     (EPOLLOUT, level-triggered), so the loop's timers run in between.
+ *  4. Every reply is valid UTF-8 (ill-formed bytes become U+FFFD), and a
+ *     request that is not valid UTF-8 or holds a NUL is refused unread.
+ *  5. A client is freed in exactly one place (client_close), which also
+ *     cancels its timer and removes its fd from the epoll set.
  */
 #include "control.h"
 
@@ -20,6 +28,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -35,6 +44,7 @@ typedef struct client {
 	size_t in_len;
 	char *out;
 	size_t out_len, out_off;
+	bool eof;     /* the client sent EOF: answer what is complete, then close */
 	bool closing; /* close once out is written */
 } client;
 
@@ -60,9 +70,100 @@ char *control_error_reply(const char *msg)
 	return s;
 }
 
+/* ---- text checks: replies must be valid JSON, and cJSON prints bytes raw ---- */
+
+/* Length of the well-formed UTF-8 sequence at p (1..4), 0 if ill-formed. */
+static size_t utf8_seq_len(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return 1;
+	size_t n = p[0] >= 0xf5 ? 0 : p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0; /* also stops at the terminating NUL */
+	if ((n == 3 && p[0] == 0xe0 && p[1] < 0xa0) || (n == 3 && p[0] == 0xed && p[1] >= 0xa0) ||
+	    (n == 4 && p[0] == 0xf0 && p[1] < 0x90) || (n == 4 && p[0] == 0xf4 && p[1] >= 0x90))
+		return 0; /* overlong, surrogate, above U+10FFFF */
+	return n;
+}
+
+static bool utf8_valid(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = utf8_seq_len(p);
+		if (n == 0)
+			return false;
+		p += n;
+	}
+	return true;
+}
+
+/* s (taken) with every ill-formed byte replaced by U+FFFD; malloc'd, NULL
+ * if s is NULL or memory runs out. Bytes >= 0x80 are never JSON syntax, so
+ * a JSON text stays JSON. */
+static char *utf8_sanitize(char *s)
+{
+	if (s == NULL || utf8_valid(s))
+		return s;
+	size_t len = strlen(s);
+	char *out = malloc(3 * len + 1);
+	char *o = out;
+	for (const unsigned char *p = (const unsigned char *)s; out && *p;) {
+		size_t n = utf8_seq_len(p);
+		if (n == 0) {
+			memcpy(o, "\xef\xbf\xbd", 3);
+			o += 3;
+			p++;
+			continue;
+		}
+		memcpy(o, p, n);
+		o += n;
+		p += n;
+	}
+	if (out)
+		*o = '\0';
+	free(s);
+	return out;
+}
+
+/* A \u0000 escape inside a JSON string of text: cJSON would decode it into
+ * a NUL that ends the C string early ("status\u0000x" would read "status"). */
+static bool json_has_nul_escape(const char *text)
+{
+	bool in_string = false;
+	for (const char *p = text; *p; p++) {
+		if (*p == '"') {
+			in_string = !in_string;
+		} else if (in_string && *p == '\\') {
+			if (p[1] == 'u' && strncmp(p + 2, "0000", 4) == 0)
+				return true;
+			if (p[1] != '\0')
+				p++; /* skip the escaped character (\" or \\) */
+		}
+	}
+	return false;
+}
+
+size_t control_utf8_prefix(const char *s, size_t max)
+{
+	size_t len = 0;
+	const unsigned char *p = (const unsigned char *)s;
+	while (p[len]) {
+		size_t n = utf8_seq_len(p + len);
+		if (n == 0)
+			n = 1;
+		if (len + n > max)
+			break;
+		len += n;
+	}
+	return len;
+}
+
 /* ---- client side ---- */
 
-static int connect_unix(const char *path, char *err, size_t errlen)
+/* A blocking connect that gives up at deadline: a unix connect waits while
+ * the listener's backlog is full (a stopped daemon), for SO_SNDTIMEO. */
+static int connect_unix(const char *path, int64_t deadline, char *err, size_t errlen)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof addr.sun_path) {
@@ -75,26 +176,35 @@ static int connect_unix(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -1;
 	}
+	int64_t left = deadline - clock_mono_ms();
+	struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
 		int e = errno;
-		snprintf(err, errlen, "control socket %s: %s", path, strerror(e));
+		if (e == EAGAIN || e == EWOULDBLOCK)
+			snprintf(err, errlen,
+			         "control socket %s: no connection accepted within %d s "
+			         "(its backlog is full)",
+			         path, CONTROL_REPLY_TIMEOUT_MS / 1000);
+		else
+			snprintf(err, errlen, "control socket %s: %s", path, strerror(e));
 		close(fd);
 		return (e == ENOENT || e == ECONNREFUSED) ? CONTROL_NO_DAEMON : -1;
 	}
 	return fd;
 }
 
-static int read_reply_line(int fd, char **reply, char *err, size_t errlen)
+static int read_reply_line(int fd, int64_t deadline, char **reply, char *err, size_t errlen)
 {
 	size_t cap = 4096, len = 0;
 	char *buf = malloc(cap);
-	int64_t deadline = clock_mono_ms() + 10000;
 
 	while (buf) {
 		struct pollfd p = {fd, POLLIN, 0};
 		int64_t left = deadline - clock_mono_ms();
 		if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
-			snprintf(err, errlen, "no reply from the daemon within 10 s");
+			snprintf(err, errlen, "no reply from the daemon within %d s",
+			         CONTROL_REPLY_TIMEOUT_MS / 1000);
 			break;
 		}
 		if (len + 1 >= cap) {
@@ -124,7 +234,8 @@ static int read_reply_line(int fd, char **reply, char *err, size_t errlen)
 int control_request(const char *path, const char *request, char **reply, char *err, size_t errlen)
 {
 	*reply = NULL;
-	int fd = connect_unix(path, err, errlen);
+	int64_t deadline = clock_mono_ms() + CONTROL_REPLY_TIMEOUT_MS;
+	int fd = connect_unix(path, deadline, err, errlen);
 	if (fd < 0)
 		return fd;
 	size_t len = strlen(request);
@@ -133,10 +244,13 @@ int control_request(const char *path, const char *request, char **reply, char *e
 	if (line) {
 		memcpy(line, request, len);
 		line[len] = '\n';
-		if (send(fd, line, len + 1, MSG_NOSIGNAL) == (ssize_t)(len + 1))
-			rc = read_reply_line(fd, reply, err, errlen);
-		else
-			snprintf(err, errlen, "cannot send to the daemon: %s", strerror(errno));
+		bool sent = send(fd, line, len + 1, MSG_NOSIGNAL) == (ssize_t)(len + 1);
+		int send_errno = errno;
+		/* Refused at once ("too many clients"): the reason may be
+		 * waiting even though the send failed. */
+		rc = read_reply_line(fd, deadline, reply, err, errlen);
+		if (!sent && rc != 0)
+			snprintf(err, errlen, "cannot send to the daemon: %s", strerror(send_errno));
 	}
 	free(line);
 	close(fd);
@@ -144,6 +258,17 @@ int control_request(const char *path, const char *request, char **reply, char *e
 }
 
 /* ---- server side ---- */
+
+static size_t client_pending(const client *cl)
+{
+	return cl->out_len - cl->out_off;
+}
+
+/* A complete request line is waiting in the input buffer. */
+static bool client_has_line(const client *cl)
+{
+	return cl->in_len > 0 && memchr(cl->in, '\n', cl->in_len) != NULL;
+}
 
 static void client_close(client *cl)
 {
@@ -168,62 +293,85 @@ static void client_idle_expired(looptimer *t)
 	client_close((client *)(void *)t);
 }
 
+/* Called on progress (bytes in or out): idle means no progress. */
 static void client_touch(client *cl)
 {
 	wheel_add(cl->owner->w, &cl->idle.wt, cl->owner->now + CONTROL_IDLE_MS);
 }
 
-/* Write what is pending; close when done and closing. */
-static void client_flush(client *cl)
+/* Write what the socket takes. False when the client was closed. */
+static bool client_flush(client *cl)
 {
 	while (cl->out_off < cl->out_len) {
 		ssize_t n = send(cl->fd, cl->out + cl->out_off, cl->out_len - cl->out_off,
 		                 MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			/* Backpressure: a client that does not read its replies
-			 * is not read from either once they pile up. */
-			uint32_t want = cl->out_len - cl->out_off > CONTROL_MAX_REQUEST
-			                        ? EPOLLOUT
-			                        : EPOLLIN | EPOLLOUT;
-			struct epoll_event ev = {.events = want, .data.ptr = cl};
-			epoll_ctl(cl->owner->epoll_fd, EPOLL_CTL_MOD, cl->fd, &ev);
-			return;
-		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return true;
 		if (n <= 0) {
 			client_close(cl);
-			return;
+			return false;
 		}
 		cl->out_off += (size_t)n;
+		client_touch(cl);
 	}
 	cl->out_len = cl->out_off = 0;
 	if (cl->closing) {
 		client_close(cl);
-		return;
+		return false;
 	}
-	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = cl};
+	return true;
+}
+
+/* Watch for what lets the client make progress: EPOLLIN only while its
+ * input is needed (no complete line waits and its replies are under the
+ * cap), EPOLLOUT while replies are pending or lines wait (level-triggered:
+ * a waiting line is answered at the next wakeup once the socket takes
+ * output). */
+static void client_arm(client *cl)
+{
+	bool backlog = client_has_line(cl);
+	uint32_t want = 0;
+	if (client_pending(cl) > 0 || backlog)
+		want |= EPOLLOUT;
+	if (!backlog && !cl->eof && client_pending(cl) <= CONTROL_MAX_PENDING)
+		want |= EPOLLIN;
+	struct epoll_event ev = {.events = want, .data.ptr = cl};
 	epoll_ctl(cl->owner->epoll_fd, EPOLL_CTL_MOD, cl->fd, &ev);
 }
 
 static void client_queue_reply(client *cl, char *reply)
 {
-	size_t len = reply ? strlen(reply) : 0;
-	char *out = realloc(cl->out, cl->out_len + len + 1);
+	if (cl->out_off > 0 && cl->out_off >= client_pending(cl)) {
+		/* Drop what was sent, so a client that reads slowly but never
+		 * drains fully does not grow the buffer (amortised: the sent
+		 * part is at least as long as what is moved). */
+		memmove(cl->out, cl->out + cl->out_off, client_pending(cl));
+		cl->out_len -= cl->out_off;
+		cl->out_off = 0;
+	}
+	char *clean = utf8_sanitize(reply);
+	size_t len = clean ? strlen(clean) : 0;
+	char *out = clean ? realloc(cl->out, cl->out_len + len + 1) : NULL;
 	if (out == NULL) {
-		free(reply);
+		free(clean);
 		cl->closing = true;
 		return;
 	}
 	cl->out = out;
-	memcpy(cl->out + cl->out_len, reply, len);
+	memcpy(cl->out + cl->out_len, clean, len);
 	cl->out[cl->out_len + len] = '\n';
 	cl->out_len += len + 1;
-	free(reply);
+	free(clean);
 }
 
 static char *answer(control *c, const char *line)
 {
+	if (!utf8_valid(line))
+		return control_error_reply("malformed request: invalid UTF-8");
+	if (json_has_nul_escape(line))
+		return control_error_reply("malformed request: NUL character (\\u0000)");
 	cJSON *req = cJSON_Parse(line);
 	char *reply;
 	if (req == NULL || !cJSON_IsObject(req)) {
@@ -241,12 +389,16 @@ static char *answer(control *c, const char *line)
 	return reply;
 }
 
-/* Answer every complete line in the input buffer. */
-static void client_process_lines(client *cl)
+/* Answer at most CONTROL_BATCH complete lines, and none while the pending
+ * replies are over CONTROL_MAX_PENDING: the rest waits in the buffer. */
+static void client_answer_lines(client *cl)
 {
 	char *start = cl->in;
 	char *nl;
-	while (!cl->closing && (nl = memchr(start, '\n', cl->in_len - (size_t)(start - cl->in)))) {
+	for (int done = 0; done < CONTROL_BATCH && !cl->closing &&
+	                   client_pending(cl) <= CONTROL_MAX_PENDING &&
+	                   (nl = memchr(start, '\n', cl->in_len - (size_t)(start - cl->in)));
+	     done++) {
 		char *end = nl > start && nl[-1] == '\r' ? nl - 1 : nl;
 		*end = '\0';
 		/* A NUL inside the line would hide the rest of it from the parser. */
@@ -260,34 +412,43 @@ static void client_process_lines(client *cl)
 	memmove(cl->in, start, cl->in_len);
 }
 
-static void client_readable(client *cl)
+/* One recv into the input buffer (never more per wakeup). */
+static void client_read(client *cl)
 {
-	for (;;) {
-		if (cl->out_len - cl->out_off > CONTROL_MAX_REQUEST)
-			break; /* replies pending: see client_flush */
-		size_t room = CONTROL_MAX_REQUEST - cl->in_len;
-		if (room == 0) {
-			client_queue_reply(
-			        cl, control_error_reply("request too large (limit 65536 bytes)"));
-			cl->closing = true;
-			break;
-		}
-		ssize_t n = recv(cl->fd, cl->in + cl->in_len, room, MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (n <= 0) {
-			cl->closing = true;
-			break;
-		}
-		cl->in_len += (size_t)n;
-		client_process_lines(cl);
-		if (cl->closing)
-			break;
+	size_t room = CONTROL_MAX_REQUEST - cl->in_len;
+	if (room == 0) {
+		client_queue_reply(cl, control_error_reply("request too large (limit 65536 bytes)"));
+		cl->closing = true;
+		return;
 	}
+	ssize_t n;
+	do
+		n = recv(cl->fd, cl->in + cl->in_len, room, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (n <= 0) {
+		cl->eof = true; /* answer what is complete, then close */
+		return;
+	}
+	cl->in_len += (size_t)n;
 	client_touch(cl);
-	client_flush(cl);
+}
+
+/* Whatever woke the client: write, read once if its input is needed, answer
+ * a bounded batch, write again, re-arm. Bounded work per wakeup. */
+static void client_service(client *cl)
+{
+	if (!client_flush(cl))
+		return;
+	if (!cl->eof && !cl->closing && !client_has_line(cl) &&
+	    client_pending(cl) <= CONTROL_MAX_PENDING)
+		client_read(cl);
+	client_answer_lines(cl);
+	if (cl->eof && !client_has_line(cl))
+		cl->closing = true;
+	if (client_flush(cl))
+		client_arm(cl);
 }
 
 static void accept_clients(control *c)
@@ -381,10 +542,7 @@ void control_dispatch(control *c, uint64_t now)
 			alive |= it == cl;
 		if (!alive)
 			continue;
-		if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-			client_readable(cl);
-		else if (evs[i].events & EPOLLOUT)
-			client_flush(cl);
+		client_service(cl);
 	}
 }
 

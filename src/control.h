@@ -4,12 +4,19 @@
  *
  * Requests: {"cmd": "ping"}, {"cmd": "status"}, {"cmd": "trigger", "task":
  * "NAME"}. Every reply has "ok": true|false and, when false, "error". A
- * malformed request gets an error reply; a request line over
+ * malformed request gets an error reply (so does one that is not valid
+ * UTF-8 or holds a NUL, raw or as \u0000); a request line over
  * CONTROL_MAX_REQUEST bytes gets an error reply and the connection is closed;
- * a client idle for CONTROL_IDLE_MS is disconnected; at most
- * CONTROL_MAX_CLIENTS at once. Nothing a client sends can stop the daemon.
+ * a client that makes no progress (reads nothing, sends nothing) for
+ * CONTROL_IDLE_MS is disconnected; at most CONTROL_MAX_CLIENTS at once.
+ * Replies are always valid UTF-8 JSON. Nothing a client sends can stop the
+ * daemon or delay its timers: a client whose replies pile up past
+ * CONTROL_MAX_PENDING is not answered until it reads, and one wakeup answers
+ * at most CONTROL_BATCH of its requests.
  *
- * Threads: the server side belongs to the loop thread.
+ * Threads: the server side belongs to the loop thread; control_request is
+ * for any thread. Errors: 0 or a negative code with a message in err.
+ * Ownership: replies (both sides) are malloc'd and belong to the receiver.
  */
 #ifndef FK_CONTROL_H
 #define FK_CONTROL_H
@@ -23,14 +30,23 @@
 #define CONTROL_MAX_REQUEST 65536
 #define CONTROL_MAX_CLIENTS 64
 #define CONTROL_IDLE_MS     30000
+#define CONTROL_MAX_PENDING 65536 /* unread reply bytes before a client is paused */
+#define CONTROL_BATCH       8     /* requests answered per client per wakeup */
+#define CONTROL_REPLY_TIMEOUT_MS 10000 /* control_request: connect + reply */
 
 enum { CONTROL_NO_DAEMON = -2 };
 
 /* ---- client ---- */
 
 /* Send one request line and read one reply line (malloc'd into *reply, to
- * free). CONTROL_NO_DAEMON when nothing listens on path (err says why). */
+ * free), all within CONTROL_REPLY_TIMEOUT_MS (a stopped daemon with a full
+ * backlog included). CONTROL_NO_DAEMON when nothing listens on path, -1 for
+ * any other failure (err says why: permission, timeout, closed). */
 int control_request(const char *path, const char *request, char **reply, char *err, size_t errlen);
+
+/* The longest prefix of s, at most max bytes, that does not cut a UTF-8
+ * character: for "%.*s" in messages that quote a request. */
+size_t control_utf8_prefix(const char *s, size_t max);
 
 /* ---- server ---- */
 

@@ -34,6 +34,8 @@
 #include "notify_sender.h"
 #include "recovery.h"
 #include "sdnotify.h"
+#include "events.h"
+#include "runs.h"
 
 enum { FD_SIGNAL = 1, FD_POOL, FD_CONTROL, FD_CLOCK, FD_METRICS };
 
@@ -63,12 +65,26 @@ static void watchdog_tick(looptimer *t)
 	wheel_add(&d->w, &t->wt, (uint64_t)clock_mono_ms() + (uint64_t)d->watchdog_ms / 2);
 }
 
+/* Events and finished runs older than cutoff, in one transaction. */
+static int prune_events_and_runs(store *st, double cutoff, int64_t *events, int64_t *runs)
+{
+	int code = store_tx_begin(st);
+	if (code == STORE_OK)
+		code = events_prune(st, cutoff, events);
+	if (code == STORE_OK)
+		code = runs_prune(st, cutoff, runs);
+	if (code == STORE_OK)
+		return store_tx_commit(st);
+	store_tx_rollback(st);
+	return code;
+}
+
 static void prune_tick(looptimer *t)
 {
 	daemon_state *d = wheel_container_of(t, daemon_state, prune);
 	int64_t events = 0, runs = 0;
 	double cutoff = clock_wall() - (double)d->cfg->retention_days * 86400.0;
-	if (store_prune(d->rt.st, cutoff, &events, &runs) != STORE_OK)
+	if (prune_events_and_runs(d->rt.st, cutoff, &events, &runs) != STORE_OK)
 		log_error(DAEMON_LOGGER, "store_prune_failed",
 		          LOG_ERR(store_errmsg(d->rt.st), "store"));
 	else if (events || runs)
@@ -372,7 +388,7 @@ static void stdout_nonblocking(void)
 int daemon_run(config *cfg)
 {
 	daemon_state d;
-	char err[1024];
+	char err[1024] = "";
 
 	memset(&d, 0, sizeof d);
 	d.epoll_fd = d.signal_fd = d.clock_fd = -1;
@@ -401,7 +417,7 @@ int daemon_run(config *cfg)
 		config_unref(d.cfg);
 		return EXIT_FAILURE;
 	}
-	if (start_io(&d, err, sizeof err) != 0 || daemon_slots_create(&d) != 0) {
+	if (start_io(&d, err, sizeof err) != 0 || daemon_slots_create(&d, err, sizeof err) != 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", err);
 		log_error(DAEMON_LOGGER, "scheduler_start_failed", LOG_ERR(err, "startup"));
 		stop_all(&d);

@@ -1,7 +1,8 @@
 /*
  * daemon_control — the daemon's answers to control-socket requests: ping,
  * status (live state of every task) and trigger (run a task now). Runs on
- * the loop thread, so it reads the slots directly.
+ * the loop thread, so it reads the slots directly. Messages that quote a
+ * request cut it on a UTF-8 boundary (control.c checks every reply too).
  */
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "daemon_internal.h"
 #include "log.h"
 #include "recovery.h"
+#include "runs.h"
 
 static void add_time(cJSON *obj, const char *key, double unix_time)
 {
@@ -99,7 +101,8 @@ static char *trigger_reply(daemon_state *d, const cJSON *request)
 		return control_error_reply("trigger needs \"task\"");
 	task_slot *s = daemon_slot_find(d, name->valuestring);
 	if (s == NULL) {
-		snprintf(msg, sizeof msg, "unknown task '%.128s'", name->valuestring);
+		snprintf(msg, sizeof msg, "unknown task '%.*s'",
+		         (int)control_utf8_prefix(name->valuestring, 128), name->valuestring);
 		return control_error_reply(msg);
 	}
 	if (d->stopping)
@@ -148,7 +151,7 @@ char *daemon_control_handle(void *ctx, const cJSON *request)
 		return trigger_reply(d, request);
 	if (strcmp(cmd, "recover") == 0)
 		return recovery_control_request(d->cfg, d->rt.st, request);
-	snprintf(msg, sizeof msg, "unknown cmd '%.64s' (known: ping, status, trigger, recover)",
-	         cmd);
+	snprintf(msg, sizeof msg, "unknown cmd '%.*s' (known: ping, status, trigger, recover)",
+	         (int)control_utf8_prefix(cmd, 64), cmd);
 	return control_error_reply(msg);
 }

@@ -8,6 +8,7 @@
 #define FK_DAEMON_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -18,6 +19,7 @@
 #include "runner.h"
 #include "runtime.h"
 #include "wheel.h"
+#include "runs.h"
 
 typedef struct daemon_state daemon_state;
 typedef struct task_slot task_slot;
@@ -78,7 +80,8 @@ struct daemon_state {
 #define DAEMON_LOGGER "core.daemon"
 
 /* daemon_tasks.c */
-int daemon_slots_create(daemon_state *d);
+/* One slot per configured task. 0, or -1 with a message in err. */
+int daemon_slots_create(daemon_state *d, char *err, size_t errlen);
 void daemon_slots_free(daemon_state *d);
 void daemon_slots_start(daemon_state *d); /* catch-up, run_on_start, arm */
 void daemon_slot_arm(daemon_state *d, task_slot *s, bool announce);

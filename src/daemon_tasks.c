@@ -15,6 +15,7 @@
  *     a jump back never repeats a fire time. Intervals follow the monotonic
  *     clock only. See docs/scheduling.md, "When the wall clock jumps".
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include "clock.h"
 #include "daemon_internal.h"
 #include "log.h"
+#include "runs.h"
 
 void daemon_format_time(double unix_time, char *buf, size_t cap)
 {
@@ -189,7 +191,7 @@ static job *job_start(daemon_state *d, task_slot *s, const char *trigger)
 		          LOG_ERR("out of memory", "resources"));
 		/* The row exists: finish it through the runner path later is not
 		 * possible, so mark it failed right here. */
-		store_run_finish(d->rt.st, j->req.run_id, RUN_FAILED, clock_wall(), 0, -1,
+		runs_finish(d->rt.st, j->req.run_id, RUN_FAILED, clock_wall(), 0, -1,
 		                 "could not queue the run", "resources", NULL);
 		wheel_cancel(&d->w, &j->timeout.wt);
 		run_request_release(&j->req);
@@ -300,7 +302,7 @@ static const char *cron_fire_trigger(daemon_state *d, task_slot *s, int64_t now_
 	int64_t late_ms = now_wall_ms - s->next_wall * 1000 - (int64_t)s->jitter_ms;
 	if (late_ms <= CATCHUP_LATE_MS) {
 		s->last_fire_wall = s->next_wall;
-		store_task_last_fire_set(d->rt.st, s->name, (double)s->next_wall);
+		runs_last_fire_set(d->rt.st, s->name, (double)s->next_wall);
 		return "schedule";
 	}
 	char missed[40];
@@ -309,7 +311,7 @@ static const char *cron_fire_trigger(daemon_state *d, task_slot *s, int64_t now_
 	         LOG_STR("missed_fire", missed), LOG_DBL("late_sec", (double)late_ms / 1000.0),
 	         LOG_INT("missed_fires", missed_fires(s->cfg, s->next_wall, now_wall_ms / 1000)));
 	s->last_fire_wall = now_wall_ms / 1000;
-	store_task_last_fire_set(d->rt.st, s->name, (double)now_wall_ms / 1000.0);
+	runs_last_fire_set(d->rt.st, s->name, (double)now_wall_ms / 1000.0);
 	return "catchup";
 }
 
@@ -330,7 +332,7 @@ static void slot_fire(looptimer *t)
 		}
 		trigger = cron_fire_trigger(d, s, now_wall_ms);
 	} else {
-		store_task_last_fire_set(d->rt.st, s->name, clock_wall());
+		runs_last_fire_set(d->rt.st, s->name, clock_wall());
 	}
 	daemon_dispatch(d, s, trigger, &queued);
 	daemon_slot_arm(d, s, false);
@@ -361,12 +363,16 @@ task_slot *daemon_slot_find(daemon_state *d, const char *name)
 	return NULL;
 }
 
-int daemon_slots_create(daemon_state *d)
+int daemon_slots_create(daemon_state *d, char *err, size_t errlen)
 {
 	/* Reverse order so that the list ends up in file order. */
-	for (size_t i = d->cfg->ntasks; i-- > 0;)
-		if (slot_new(d, &d->cfg->tasks[i]) == NULL)
+	for (size_t i = d->cfg->ntasks; i-- > 0;) {
+		if (slot_new(d, &d->cfg->tasks[i]) == NULL) {
+			snprintf(err, errlen, "cannot set up task %s: %s", d->cfg->tasks[i].name,
+			         strerror(ENOMEM));
 			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -385,7 +391,7 @@ static bool missed_fire(daemon_state *d, task_slot *s)
 	double last = 0;
 	const task_config *tc = s->cfg;
 	if (!tc->persistent || !tc->schedule_expr ||
-	    store_task_last_fire_get(d->rt.st, s->name, &last) != STORE_OK || last <= 0)
+	    runs_last_fire_get(d->rt.st, s->name, &last) != STORE_OK || last <= 0)
 		return false;
 	s->last_fire_wall = (int64_t)last;
 	int64_t next = schedule_next(&tc->sched, tc->zone, (int64_t)last);
@@ -400,7 +406,7 @@ void daemon_slots_start(daemon_state *d)
 			continue;
 		if (missed_fire(d, s)) {
 			log_info(DAEMON_LOGGER, "task_catchup", LOG_STR("task", s->name));
-			store_task_last_fire_set(d->rt.st, s->name, clock_wall());
+			runs_last_fire_set(d->rt.st, s->name, clock_wall());
 			s->last_fire_wall = (int64_t)clock_wall();
 			daemon_dispatch(d, s, "catchup", &queued);
 		} else if (s->cfg->run_on_start) {
@@ -449,6 +455,9 @@ static void warn_restart_needed(const config *old, const config *nc)
 /* Point every slot at the new configuration; returns counts via out args. */
 static void apply_tasks(daemon_state *d, config *nc, int *added, int *removed, int *changed)
 {
+	/* has_slot[i]: nc->tasks[i] got a slot below (a name lookup per task
+	 * would make a reload quadratic: 7 s for 50k tasks) */
+	bool *has_slot = calloc(nc->ntasks ? nc->ntasks : 1, sizeof *has_slot);
 	for (task_slot *s = d->slots, *next; s; s = next) {
 		next = s->next;
 		const task_config *ntc = config_task(nc, s->name);
@@ -463,6 +472,8 @@ static void apply_tasks(daemon_state *d, config *nc, int *added, int *removed, i
 			}
 			continue;
 		}
+		if (has_slot)
+			has_slot[ntc - nc->tasks] = true;
 		bool resched = schedule_changed(s->cfg, ntc);
 		s->cfg = ntc;
 		if (resched) {
@@ -472,7 +483,7 @@ static void apply_tasks(daemon_state *d, config *nc, int *added, int *removed, i
 		}
 	}
 	for (size_t i = 0; i < nc->ntasks; i++) {
-		if (daemon_slot_find(d, nc->tasks[i].name))
+		if (has_slot ? has_slot[i] : daemon_slot_find(d, nc->tasks[i].name) != NULL)
 			continue;
 		task_slot *s = slot_new(d, &nc->tasks[i]);
 		if (s) {
@@ -480,6 +491,7 @@ static void apply_tasks(daemon_state *d, config *nc, int *added, int *removed, i
 			daemon_slot_arm(d, s, true);
 		}
 	}
+	free(has_slot);
 }
 
 void daemon_reload(daemon_state *d)

@@ -23,6 +23,13 @@ static int unit_ms(const char *unit, size_t len, int64_t *ms)
 	return -1;
 }
 
+static int too_large(const char *text, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "duration '%s' is too large (at most %dd, about 10 years)", text,
+	         DURATION_MAX_DAYS);
+	return -1;
+}
+
 int duration_parse(const char *text, int64_t *out_ms, char *err, size_t errlen)
 {
 	const char *p = text;
@@ -43,10 +50,8 @@ int duration_parse(const char *text, int64_t *out_ms, char *err, size_t errlen)
 		}
 		int64_t n = 0;
 		while (isdigit((unsigned char)*p)) {
-			if (n > (INT64_MAX - 9) / 10) {
-				snprintf(err, errlen, "duration '%s' is too large", text);
-				return -1;
-			}
+			if (n > DURATION_MAX_MS)
+				return too_large(text, err, errlen);
 			n = n * 10 + (*p++ - '0');
 		}
 		const char *unit = p;
@@ -63,10 +68,8 @@ int duration_parse(const char *text, int64_t *out_ms, char *err, size_t errlen)
 			snprintf(err, errlen, "bad duration '%s': number without unit", text);
 			return -1;
 		}
-		if (n > 0 && mult > (INT64_MAX - total) / n) {
-			snprintf(err, errlen, "duration '%s' is too large", text);
-			return -1;
-		}
+		if (n > 0 && mult > (DURATION_MAX_MS - total) / n)
+			return too_large(text, err, errlen);
 		total += n * mult;
 		parts++;
 		if (p == unit)

@@ -39,6 +39,7 @@
 #include "clock.h"
 #include "metrics.h"
 #include "store.h"
+#include "events.h"
 
 #define DEFAULT_MAX_QUEUED 100000
 #define DEFAULT_FLUSH_MS   250
@@ -53,7 +54,7 @@ typedef struct ev_node {
 	struct ev_node *next;
 	uint64_t seq;
 	int64_t enq_ms; /* monotonic */
-	store_event ev; /* strings point into data */
+	event_record ev; /* strings point into data */
 	char data[];
 } ev_node;
 
@@ -86,7 +87,7 @@ struct eventsink {
 	uint64_t dropped_unreported;
 
 	/* Writer thread only. */
-	store_event *events; /* BATCH_MAX, reused */
+	event_record *events; /* BATCH_MAX, reused */
 	int64_t backoff_ms;
 	int64_t retry_at_ms;
 	int64_t last_report_ms;
@@ -210,18 +211,18 @@ static void write_all(int fd, const char *buf, size_t len)
 	}
 }
 
-/* Render one event as a JSON line; with rec non-NULL also fill a store_event
+/* Render one event as a JSON line; with rec non-NULL also fill a event_record
  * whose strings point into buf and ts. Returns the length, 0 if too long. */
 static size_t render_report(char *buf, size_t cap, char *ts, size_t tscap, log_level level,
                             const char *event, const log_field *fields, size_t nfields,
-                            store_event *ev)
+                            event_record *ev)
 {
 	int64_t now = clock_wall_usec();
 	size_t len = log_render_json(buf, cap - 1, now, level, "store", event, fields, nfields);
 	if (len >= cap - 1)
 		return 0;
 	log_format_timestamp(ts, tscap, now);
-	*ev = (store_event){.unix_time = (double)now / 1e6,
+	*ev = (event_record){.unix_time = (double)now / 1e6,
 	                    .timestamp = ts,
 	                    .level = log_level_name(level),
 	                    .logger = "store",
@@ -254,7 +255,7 @@ static const char *error_type_of(int code)
 static void report_failure(eventsink *k, int code, size_t queued)
 {
 	char buf[2048], ts[40];
-	store_event ev;
+	event_record ev;
 	log_field f[] = {LOG_ERR(store_errmsg(k->st), error_type_of(code)),
 	                 LOG_INT("queued", queued)};
 	size_t len = render_report(buf, sizeof buf, ts, sizeof ts, LOG_ERROR, "store_write_failed",
@@ -267,7 +268,7 @@ static void report_failure(eventsink *k, int code, size_t queued)
 static int report_dropped(eventsink *k, uint64_t count, bool store_it)
 {
 	char buf[512], ts[40];
-	store_event ev;
+	event_record ev;
 	log_field f[] = {LOG_INT("count", count),
 	                 LOG_STR("reason", "event queue full or store unavailable")};
 	size_t len = render_report(buf, sizeof buf, ts, sizeof ts, LOG_WARNING, "events_dropped", f,
@@ -275,7 +276,7 @@ static int report_dropped(eventsink *k, uint64_t count, bool store_it)
 	if (len == 0)
 		return 0;
 	emit_line(buf, len);
-	if (!store_it || store_events_insert(k->st, &ev, 1) != STORE_OK)
+	if (!store_it || events_insert(k->st, &ev, 1) != STORE_OK)
 		return -1;
 	return 0;
 }
@@ -357,7 +358,7 @@ static int write_batch(eventsink *k, const ev_batch *b)
 	size_t i = 0;
 	for (ev_node *n = b->head; n; n = n->next)
 		k->events[i++] = n->ev;
-	return store_events_insert(k->st, k->events, b->n);
+	return events_insert(k->st, k->events, b->n);
 }
 
 /* mu is held on entry and exit. committed_seq moves only after the

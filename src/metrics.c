@@ -25,10 +25,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "clock.h"
+#include "incidents.h"
 #include "schedule.h"
+#include "runs.h"
 
 /* ---- the text buffer ---- */
 
@@ -490,7 +490,7 @@ static int render_servers_by_status(metrics_buf *b, store *st)
 {
 	status_counts c;
 	memset(&c, 0, sizeof c);
-	int rc = store_servers_count_by_status(st, count_status, &c);
+	int rc = servers_count_by_status(st, count_status, &c);
 	if (rc != STORE_OK)
 		return rc;
 	render_header(b, "fleetkeeper_servers", "Servers in the state store, by status.", "gauge");
@@ -501,39 +501,40 @@ static int render_servers_by_status(metrics_buf *b, store *st)
 }
 
 /* Servers checked at least once: up = the last check succeeded. Two
- * families from one query, so the second is buffered apart. */
+ * families from one query, so the second is buffered apart. (The servers
+ * domain's SQL: moves into servers.c.) */
 static int render_server_health(metrics_buf *b, store *st)
 {
 	static const char sql[] = "SELECT handle, consecutive_failures, response_time_ms"
 	                          " FROM servers WHERE last_health_check IS NOT NULL"
 	                          " AND status <> 'decommissioned' ORDER BY handle";
-	sqlite3_stmt *q = NULL;
+	store_stmt *q;
 	metrics_buf rt = {0};
-	int rc = sqlite3_prepare_v2(store_db(st), sql, -1, &q, NULL);
-	if (rc != SQLITE_OK)
-		return STORE_ERROR;
+	int rc = store_prepare(st, sql, &q);
+	if (rc != STORE_OK)
+		return rc;
 	render_header(b, "fleetkeeper_server_up",
 	              "1 if the last health check of the server succeeded.", "gauge");
 	render_header(&rt, "fleetkeeper_server_response_time_seconds",
 	              "Duration of the last health check of the server.", "gauge");
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		const char *handle = (const char *)sqlite3_column_text(q, 0);
+	while ((rc = store_step(q)) == STORE_ROW) {
+		const char *handle = store_col_text(q, 0);
 		metrics_buf_printf(b, "fleetkeeper_server_up{server_handle=\"");
 		metrics_buf_label(b, handle);
-		metrics_buf_printf(b, "\"} %d\n", sqlite3_column_int(q, 1) == 0 ? 1 : 0);
-		if (sqlite3_column_type(q, 2) == SQLITE_NULL)
+		metrics_buf_printf(b, "\"} %d\n", store_col_int(q, 1) == 0 ? 1 : 0);
+		if (store_col_null(q, 2))
 			continue;
 		metrics_buf_printf(&rt,
 		                   "fleetkeeper_server_response_time_seconds{server_handle=\"");
 		metrics_buf_label(&rt, handle);
 		metrics_buf_printf(&rt, "\"}");
-		buf_value(&rt, sqlite3_column_double(q, 2) / 1000.0);
+		buf_value(&rt, store_col_double(q, 2, 0) / 1000.0);
 	}
-	sqlite3_finalize(q);
+	store_stmt_done(q);
 	if (rt.data)
 		metrics_buf_printf(b, "%s", rt.data);
 	metrics_buf_free(&rt);
-	return rc == SQLITE_DONE ? STORE_OK : STORE_ERROR;
+	return rc;
 }
 
 int metrics_render_store(metrics_buf *out, store *st)
@@ -543,7 +544,7 @@ int metrics_render_store(metrics_buf *out, store *st)
 	if (rc == STORE_OK)
 		rc = render_server_health(out, st);
 	if (rc == STORE_OK)
-		rc = store_incidents_open_count(st, &open);
+		rc = incidents_open_count(st, &open);
 	if (rc == STORE_OK)
 		render_gauge(out, "fleetkeeper_incidents_open",
 		             "Incidents open (detected or recovering).", "gauge", (double)open);

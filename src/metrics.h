@@ -21,6 +21,7 @@
 #include "config.h"
 #include "log.h"
 #include "store.h"
+#include "runs.h"
 #include "task.h"
 
 /* A growing text buffer; on allocation failure it stays truncated and

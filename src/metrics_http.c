@@ -4,7 +4,7 @@
  * The listening socket is bound here (so that "address in use" comes back
  * as a clear error) and handed to libmicrohttpd, which serves it from one
  * internal polling thread: requests are handled one at a time on that
- * thread, so the two SQLite connections need no lock.
+ * thread, so its two store connections need no lock.
  *
  * The liveness probe: the HTTP thread bumps `asked` and writes 1 to the
  * eventfd; the loop, woken by it, drains the eventfd and copies `asked`
@@ -29,14 +29,16 @@
 #include <unistd.h>
 
 #include <microhttpd.h>
-#include <sqlite3.h>
 
+#include "clock.h"
 #include "metrics.h"
 #include "store.h"
 
-#define PROBE_LOOP_MS  1000
-#define PROBE_STORE_MS 500
-#define CONTENT_TYPE   "text/plain; version=0.0.4; charset=utf-8"
+#define PROBE_LOOP_MS 1000
+/* The write probe's busy timeout, set on its own connection: the store's
+ * 5 s default would hold /healthz that long. */
+#define PROBE_BUSY_TIMEOUT_MS 500
+#define CONTENT_TYPE       "text/plain; version=0.0.4; charset=utf-8"
 
 struct metrics_http {
 	struct MHD_Daemon *mhd;
@@ -51,8 +53,8 @@ struct metrics_http {
 	uint64_t answered; /* guarded by mu */
 
 	/* HTTP thread only. */
-	store *ro;
-	sqlite3 *rw;
+	store *ro; /* the gauges */
+	store *rw; /* the write probe */
 };
 
 const char *metrics_listen_address(const config *cfg)
@@ -133,17 +135,12 @@ static int bind_listen(const char *listen, char *err, size_t errlen)
 
 static bool loop_answers(metrics_http *h)
 {
-	struct timespec until;
+	int64_t until_ms = clock_mono_ms() + PROBE_LOOP_MS; /* cv waits on CLOCK_MONOTONIC */
+	struct timespec until = {.tv_sec = until_ms / 1000,
+	                         .tv_nsec = (long)(until_ms % 1000) * 1000000L};
 	uint64_t one = 1;
 	bool ok;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += PROBE_LOOP_MS / 1000;
-	until.tv_nsec += (long)(PROBE_LOOP_MS % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&h->mu);
 	uint64_t want = ++h->asked;
 	ssize_t n = write(h->probe_fd, &one, sizeof one);
@@ -169,42 +166,47 @@ void metrics_http_probe_ack(metrics_http *h)
 	pthread_mutex_unlock(&h->mu);
 }
 
-/* Take the write lock and give it back: fails when another connection
- * holds it past PROBE_STORE_MS, or the file or directory is read-only. */
-static bool store_writable(metrics_http *h, const char **why)
+/* Take the write lock and give it back (store_write_probe) on the HTTP
+ * thread's own read-write connection: fails when another connection holds
+ * it past 500 ms, or the file or directory is read-only. why gets the
+ * store's message. */
+static bool store_writable(metrics_http *h, char *why, size_t whylen)
 {
 	if (!h->rw) {
-		if (sqlite3_open_v2(h->db_path, &h->rw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-		                    NULL) != SQLITE_OK) {
-			*why = h->rw ? sqlite3_errmsg(h->rw) : "cannot open the state store";
-			sqlite3_close(h->rw);
+		int code = store_open(&h->rw, h->db_path, why, whylen);
+		if (code != STORE_OK) {
+			store_close(h->rw);
 			h->rw = NULL;
 			return false;
 		}
-		sqlite3_busy_timeout(h->rw, PROBE_STORE_MS);
+		store_set_busy_timeout(h->rw, PROBE_BUSY_TIMEOUT_MS);
 	}
-	int rc = sqlite3_exec(h->rw, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	if (rc != SQLITE_OK) {
-		*why = sqlite3_errstr(rc);
+	if (store_file_replaced(h->rw)) {
+		store_fail(h->rw, STORE_ERROR, NULL, why, whylen);
 		return false;
 	}
-	sqlite3_exec(h->rw, "ROLLBACK", NULL, NULL, NULL);
-	return true;
+	int code = store_write_probe(h->rw);
+	if (code != STORE_OK)
+		store_fail(h->rw, code, NULL, why, whylen);
+	return code == STORE_OK;
 }
 
 static char *health_body(metrics_http *h, unsigned *status)
 {
-	const char *why = NULL;
+	char why[512] = "";
 	bool loop_ok = loop_answers(h);
-	bool store_ok = store_writable(h, &why);
+	bool store_ok = store_writable(h, why, sizeof why);
 	metrics_buf b = {0};
 
 	*status = loop_ok && store_ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
 	metrics_buf_printf(&b, "{\"status\": \"%s\", \"loop\": %s, \"store\": %s",
 	                   *status == MHD_HTTP_OK ? "ok" : "unavailable",
 	                   loop_ok ? "true" : "false", store_ok ? "true" : "false");
-	if (!store_ok) /* an SQLite message: no quotes or backslashes */
-		metrics_buf_printf(&b, ", \"store_error\": \"%s\"", why);
+	if (!store_ok) { /* the message may hold the path: escaped */
+		metrics_buf_printf(&b, ", \"store_error\": \"");
+		metrics_buf_label(&b, why);
+		metrics_buf_printf(&b, "\"");
+	}
 	metrics_buf_printf(&b, "}\n");
 	return b.data;
 }
@@ -329,6 +331,14 @@ int metrics_http_start(metrics_http **out, const char *listen, const char *db_pa
 	if (h->listen_fd < 0)
 		goto fail;
 	bound_address(h);
+	/* The probe connection is opened now, so that it knows the file the
+	 * daemon opened: a file deleted or replaced later is noticed
+	 * (store_file_replaced). Failing here is left to the first probe. */
+	char why[256];
+	if (store_open(&h->rw, h->db_path, why, sizeof why) == STORE_OK)
+		store_set_busy_timeout(h->rw, PROBE_BUSY_TIMEOUT_MS);
+	else
+		h->rw = NULL;
 	h->mhd = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
 	                          handle, h, MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
 	                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
@@ -355,7 +365,7 @@ void metrics_http_stop(metrics_http *h)
 	if (h->probe_fd >= 0)
 		close(h->probe_fd);
 	store_close(h->ro);
-	sqlite3_close(h->rw);
+	store_close(h->rw);
 	pthread_cond_destroy(&h->cv);
 	pthread_mutex_destroy(&h->mu);
 	free(h->db_path);

@@ -8,14 +8,19 @@
  *                  within 1 s and the store takes a write lock within 500 ms;
  *                  503 with the failing check otherwise
  *
- * The HTTP thread owns two SQLite connections of its own, opened on first
- * use: a read-only store for the gauges and a read-write one for the
- * write-lock probe (BEGIN IMMEDIATE; ROLLBACK). Serving never touches the
- * loop's structures: the liveness probe is an eventfd the loop watches
- * (metrics_http_probe_fd) and answers with metrics_http_probe_ack.
+ * The HTTP thread owns two store connections of its own, opened on first
+ * use: a read-only one for the gauges and a read-write one for the
+ * write-lock probe (store_write_probe, 500 ms busy timeout). Serving never
+ * touches the loop's structures: the liveness probe is an eventfd the loop
+ * watches (metrics_http_probe_fd) and answers with metrics_http_probe_ack.
  *
  * Threads: start, stop and probe_ack on the loop thread; everything else
  * runs on the HTTP thread.
+ * Errors: start returns 0 or -1 with err set. Nothing is logged: a store
+ * that cannot be read shows as fleetkeeper_store_scrape_error, one that
+ * cannot be written as a 503 naming the store's error.
+ * Ownership: the handle from start is freed by stop; the address string is
+ * borrowed from the handle.
  */
 #ifndef FK_METRICS_HTTP_H
 #define FK_METRICS_HTTP_H

@@ -41,8 +41,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "clock.h"
 #include "log.h"
 #include "notifiers.h"
@@ -52,7 +50,6 @@
 #define POLL_SEC      1.0 /* rows written by other processes are seen this fast */
 #define ADOPT_BATCH   200
 #define RETRY_HORIZON 3600.0 /* seconds; a later next_attempt_at is a clock step back */
-#define PENDING_STATE "('queued','sending','failed')"
 
 typedef struct {
 	notifier nf;
@@ -74,71 +71,24 @@ typedef struct {
 
 static sender *running; /* the loop thread's; NULL when no thread runs */
 
-/* ---- small SQL helpers ---- */
-
-static int exec_sql(store *st, const char *sql)
-{
-	return sqlite3_exec(store_db(st), sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
-}
-
-static sqlite3_stmt *prep(store *st, const char *sql)
-{
-	sqlite3_stmt *q = NULL;
-	if (sqlite3_prepare_v2(store_db(st), sql, -1, &q, NULL) != SQLITE_OK) {
-		sqlite3_finalize(q);
-		return NULL;
-	}
-	return q;
-}
-
-/* Step a statement that returns no rows, and finalize it. 0 or -1. */
-static int step_done(sqlite3_stmt *q)
-{
-	int rc = q ? sqlite3_step(q) : SQLITE_ERROR;
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
 static void log_store_error(sender *s, const char *what, const char *name)
 {
 	log_error(LOGGER, "notify_store_failed", LOG_STR("notifier", name),
-	          LOG_STR("operation", what), LOG_ERR(sqlite3_errmsg(store_db(s->st)), "store"));
+	          LOG_STR("operation", what), LOG_ERR(store_errmsg(s->st), "store"));
 }
 
 /* ---- start of a notifier: cursor and rate window ---- */
 
-static int cursor_init(sender *s, nstate *ns)
+static int rate_note(void *ctx, double at)
 {
-	sqlite3_stmt *q = prep(s->st, "INSERT OR IGNORE INTO notifier_cursor (notifier, last_id)"
-	                              " SELECT ?, coalesce(max(id), 0) FROM notifications");
-	if (q)
-		sqlite3_bind_text(q, 1, ns->nf.name, -1, SQLITE_STATIC);
-	if (step_done(q) != 0)
-		return -1;
-	q = prep(s->st, "SELECT last_id FROM notifier_cursor WHERE notifier = ?");
-	if (q == NULL)
-		return -1;
-	sqlite3_bind_text(q, 1, ns->nf.name, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(q);
-	if (rc == SQLITE_ROW)
-		ns->cursor = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
-	return rc == SQLITE_ROW ? 0 : -1;
+	notify_rate_note(ctx, at);
+	return 0;
 }
 
 /* Sends of the last minute count against the limit after a restart too. */
 static void rate_restore(sender *s, nstate *ns, double now)
 {
-	sqlite3_stmt *q = prep(s->st, "SELECT updated_at FROM notification_deliveries"
-	                              " WHERE notifier = ? AND state = 'sent' AND updated_at > ?"
-	                              " ORDER BY updated_at");
-	if (q == NULL)
-		return;
-	sqlite3_bind_text(q, 1, ns->nf.name, -1, SQLITE_STATIC);
-	sqlite3_bind_double(q, 2, now - 60.0);
-	while (sqlite3_step(q) == SQLITE_ROW)
-		notify_rate_note(&ns->rate, sqlite3_column_double(q, 0));
-	sqlite3_finalize(q);
+	outbox_sent_since(s->st, ns->nf.name, now - 60.0, rate_note, &ns->rate);
 }
 
 /* ---- adoption ---- */
@@ -146,7 +96,6 @@ static void rate_restore(sender *s, nstate *ns, double now)
 typedef struct {
 	sender *s;
 	nstate *ns;
-	sqlite3_stmt *ins;
 	int64_t last;
 	int seen;
 	double now;
@@ -159,29 +108,16 @@ static int adopt_row(void *ctx, const outbox_row *row)
 	a->seen++;
 	if (!notifier_wants(&a->ns->nf, row->kind, row->level))
 		return 0;
-	sqlite3_reset(a->ins);
-	sqlite3_bind_int64(a->ins, 2, row->id);
-	return sqlite3_step(a->ins) == SQLITE_DONE ? 0 : -1;
+	return outbox_delivery_add(a->s->st, a->ns->nf.name, row->id, a->now);
 }
 
-static void announce_queued(sender *s, nstate *ns, int64_t from, int64_t to)
+static int announce_one(void *ctx, const outbox_row *row)
 {
-	sqlite3_stmt *q = prep(s->st, "SELECT n.id, n.kind, n.correlation_id FROM"
-	                              " notification_deliveries d JOIN notifications n"
-	                              " ON n.id = d.notification_id WHERE d.notifier = ?"
-	                              " AND d.notification_id > ? AND d.notification_id <= ?"
-	                              " ORDER BY n.id");
-	if (q == NULL)
-		return;
-	sqlite3_bind_text(q, 1, ns->nf.name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 2, from);
-	sqlite3_bind_int64(q, 3, to);
-	while (sqlite3_step(q) == SQLITE_ROW)
-		log_info(LOGGER, "notification_queued", LOG_STR("notifier", ns->nf.name),
-		         LOG_STR("kind", (const char *)sqlite3_column_text(q, 1)),
-		         LOG_INT("notification_id", sqlite3_column_int64(q, 0)),
-		         LOG_STR("correlation_id", (const char *)sqlite3_column_text(q, 2)));
-	sqlite3_finalize(q);
+	nstate *ns = ctx;
+	log_info(LOGGER, "notification_queued", LOG_STR("notifier", ns->nf.name),
+	         LOG_STR("kind", row->kind), LOG_INT("notification_id", row->id),
+	         LOG_STR("correlation_id", row->correlation_id));
+	return 0;
 }
 
 /* One batch: delivery rows and the cursor in one transaction. Returns the
@@ -190,34 +126,22 @@ static int adopt_batch(sender *s, nstate *ns, double now)
 {
 	char err[256];
 	adopt_ctx a = {.s = s, .ns = ns, .last = ns->cursor, .now = now};
-	if (exec_sql(s->st, "BEGIN IMMEDIATE") != 0)
-		return -1;
-	a.ins = prep(s->st, "INSERT OR IGNORE INTO notification_deliveries (notifier,"
-	                    " notification_id, state, updated_at) VALUES (?, ?, 'queued', ?)");
-	sqlite3_stmt *cur =
-	        prep(s->st, "UPDATE notifier_cursor SET last_id = ? WHERE notifier = ?");
-	int rc = a.ins && cur ? 0 : -1;
-	if (rc == 0) {
-		sqlite3_bind_text(a.ins, 1, ns->nf.name, -1, SQLITE_STATIC);
-		sqlite3_bind_double(a.ins, 3, now);
+	int rc = store_tx_begin(s->st);
+	if (rc == STORE_OK)
 		rc = outbox_list_after(s->st, ns->cursor, ADOPT_BATCH, adopt_row, &a, err,
 		                       sizeof err);
-	}
-	if (rc == 0 && a.seen > 0) {
-		sqlite3_bind_int64(cur, 1, a.last);
-		sqlite3_bind_text(cur, 2, ns->nf.name, -1, SQLITE_STATIC);
-		rc = sqlite3_step(cur) == SQLITE_DONE ? 0 : -1;
-	}
-	sqlite3_finalize(a.ins);
-	sqlite3_finalize(cur);
-	if (rc != 0 || exec_sql(s->st, "COMMIT") != 0) {
-		exec_sql(s->st, "ROLLBACK");
+	if (rc == STORE_OK && a.seen > 0)
+		rc = outbox_cursor_set(s->st, ns->nf.name, a.last);
+	if (rc == STORE_OK)
+		rc = store_tx_commit(s->st);
+	else
+		store_tx_rollback(s->st);
+	if (rc != STORE_OK)
 		return -1;
-	}
 	int64_t from = ns->cursor;
 	ns->cursor = a.last;
 	if (a.seen > 0)
-		announce_queued(s, ns, from, a.last);
+		outbox_deliveries_between(s->st, ns->nf.name, from, a.last, announce_one, ns);
 	return a.seen;
 }
 
@@ -232,70 +156,30 @@ static void adopt(sender *s, nstate *ns, double now)
 
 /* ---- dropping what is too old ---- */
 
+typedef struct {
+	nstate *ns;
+	double now;
+} drop_ctx;
+
+static int log_dropped(void *ctx, const outbox_row *row)
+{
+	drop_ctx *d = ctx;
+	log_warning(LOGGER, "notification_dropped", LOG_STR("notifier", d->ns->nf.name),
+	            LOG_DBL("age_sec", d->now - row->created_at),
+	            LOG_INT("notification_id", row->id), LOG_STR("kind", row->kind),
+	            LOG_STR("correlation_id", row->correlation_id));
+	return 0;
+}
+
+/* A store failure here shows again in the head query that follows, which
+ * reports it. */
 static void drop_expired(sender *s, nstate *ns, double now)
 {
-	sqlite3_stmt *q = prep(s->st, "SELECT n.id, n.created_at, n.kind, n.correlation_id FROM"
-	                              " notification_deliveries d JOIN notifications n"
-	                              " ON n.id = d.notification_id WHERE d.notifier = ?"
-	                              " AND d.state IN " PENDING_STATE " AND n.created_at < ?"
-	                              " ORDER BY n.id");
-	sqlite3_stmt *u = prep(s->st, "UPDATE notification_deliveries SET state = 'dropped',"
-	                              " updated_at = ? WHERE notifier = ? AND notification_id = ?");
-	if (q == NULL || u == NULL)
-		goto out;
-	sqlite3_bind_text(q, 1, ns->nf.name, -1, SQLITE_STATIC);
-	sqlite3_bind_double(q, 2, now - ns->nf.max_age);
-	sqlite3_bind_double(u, 1, now);
-	sqlite3_bind_text(u, 2, ns->nf.name, -1, SQLITE_STATIC);
-	while (sqlite3_step(q) == SQLITE_ROW) {
-		int64_t id = sqlite3_column_int64(q, 0);
-		sqlite3_reset(u);
-		sqlite3_bind_int64(u, 3, id);
-		if (sqlite3_step(u) != SQLITE_DONE)
-			break;
-		log_warning(LOGGER, "notification_dropped", LOG_STR("notifier", ns->nf.name),
-		            LOG_DBL("age_sec", now - sqlite3_column_double(q, 1)),
-		            LOG_INT("notification_id", id),
-		            LOG_STR("kind", (const char *)sqlite3_column_text(q, 2)),
-		            LOG_STR("correlation_id", (const char *)sqlite3_column_text(q, 3)));
-	}
-out:
-	sqlite3_finalize(q);
-	sqlite3_finalize(u);
+	drop_ctx d = {.ns = ns, .now = now};
+	outbox_drop_older(s->st, ns->nf.name, now - ns->nf.max_age, now, log_dropped, &d);
 }
 
 /* ---- the pending rows ---- */
-
-typedef struct {
-	int64_t id;
-	int attempts;
-	int progress;
-	double next_attempt_at;
-} head_row;
-
-/* The head (lowest pending) and how many are pending: 1 found, 0 none, -1. */
-static int pending_head(sender *s, nstate *ns, head_row *h, int *count)
-{
-	sqlite3_stmt *q =
-	        prep(s->st, "SELECT notification_id, attempts, progress, next_attempt_at,"
-	                    " (SELECT count(*) FROM notification_deliveries WHERE"
-	                    " notifier = ?1 AND state IN " PENDING_STATE ")"
-	                    " FROM notification_deliveries WHERE notifier = ?1"
-	                    " AND state IN " PENDING_STATE " ORDER BY notification_id LIMIT 1");
-	if (q == NULL)
-		return -1;
-	sqlite3_bind_text(q, 1, ns->nf.name, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(q);
-	if (rc == SQLITE_ROW) {
-		h->id = sqlite3_column_int64(q, 0);
-		h->attempts = sqlite3_column_int(q, 1);
-		h->progress = sqlite3_column_int(q, 2);
-		h->next_attempt_at = sqlite3_column_double(q, 3);
-		*count = sqlite3_column_int(q, 4);
-	}
-	sqlite3_finalize(q);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-}
 
 /* An outbox row with its strings owned. */
 typedef struct {
@@ -357,17 +241,7 @@ static int row_list_cb(void *ctx, const outbox_row *row)
 
 static int pending_rows(sender *s, nstate *ns, row_list *l)
 {
-	sqlite3_stmt *q = prep(s->st, "SELECT notification_id FROM notification_deliveries"
-	                              " WHERE notifier = ? AND state IN " PENDING_STATE
-	                              " ORDER BY notification_id");
-	char err[256];
-	int rc = q ? 0 : -1;
-	if (q)
-		sqlite3_bind_text(q, 1, ns->nf.name, -1, SQLITE_STATIC);
-	while (rc == 0 && sqlite3_step(q) == SQLITE_ROW)
-		rc = outbox_get(s->st, sqlite3_column_int64(q, 0), row_list_cb, l, err, sizeof err);
-	sqlite3_finalize(q);
-	return rc;
+	return outbox_pending_list(s->st, ns->nf.name, row_list_cb, l);
 }
 
 static int fold_write(sender *s, nstate *ns, const row_list *l, double now, int64_t *sum_id)
@@ -386,37 +260,19 @@ static int fold_write(sender *s, nstate *ns, const row_list *l, double now, int6
 	                    .title = title,
 	                    .body = body,
 	                    .fields_json = fields};
-	sqlite3_stmt *u = NULL, *ins = NULL;
-	int rc = title && body && fields && exec_sql(s->st, "BEGIN IMMEDIATE") == 0 ? 0 : -2;
-	if (rc == 0) {
-		u = prep(s->st,
-		         "UPDATE notification_deliveries SET state = 'folded', updated_at = ?"
-		         " WHERE notifier = ? AND state IN " PENDING_STATE
-		         " AND notification_id <= ?");
-		ins = prep(s->st, "INSERT INTO notification_deliveries (notifier, notification_id,"
-		                  " state, updated_at) VALUES (?, ?, 'queued', ?)");
-		rc = u && ins ? 0 : -1;
-	}
-	if (rc == 0) {
-		sqlite3_bind_double(u, 1, now);
-		sqlite3_bind_text(u, 2, ns->nf.name, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(u, 3, l->rows[l->n - 1].id);
-		rc = sqlite3_step(u) == SQLITE_DONE ? 0 : -1;
-	}
-	if (rc == 0)
+	/* The pending rows become folded and the summary gets its row and its
+	 * delivery, all at once. */
+	int rc = title && body && fields ? store_tx_begin(s->st) : -2;
+	if (rc == STORE_OK)
+		rc = outbox_fold_upto(s->st, ns->nf.name, l->rows[l->n - 1].id, now, NULL);
+	if (rc == STORE_OK)
 		rc = outbox_add(s->st, &m, now, sum_id, err, sizeof err);
-	if (rc == 0) {
-		sqlite3_bind_text(ins, 1, ns->nf.name, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(ins, 2, *sum_id);
-		sqlite3_bind_double(ins, 3, now);
-		rc = sqlite3_step(ins) == SQLITE_DONE ? 0 : -1;
-	}
-	sqlite3_finalize(u);
-	sqlite3_finalize(ins);
-	if (rc == 0 && exec_sql(s->st, "COMMIT") != 0)
-		rc = -1;
-	if (rc == -1)
-		exec_sql(s->st, "ROLLBACK");
+	if (rc == STORE_OK)
+		rc = outbox_delivery_add(s->st, ns->nf.name, *sum_id, now);
+	if (rc == STORE_OK)
+		rc = store_tx_commit(s->st);
+	else
+		store_tx_rollback(s->st);
 	free(title);
 	free(body);
 	free(fields);
@@ -443,32 +299,6 @@ static int fold(sender *s, nstate *ns, double now)
 
 /* ---- one delivery ---- */
 
-static int mark(sender *s, nstate *ns, int64_t id, const char *sql, double a, const char *text)
-{
-	sqlite3_stmt *q = prep(s->st, sql);
-	if (q == NULL)
-		return -1;
-	sqlite3_bind_text(q, 1, ns->nf.name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 2, id);
-	sqlite3_bind_double(q, 3, clock_wall());
-	/* Statements without ?4 or ?5 just refuse those binds (SQLITE_RANGE). */
-	sqlite3_bind_double(q, 4, a);
-	sqlite3_bind_text(q, 5, text, -1, SQLITE_STATIC);
-	return step_done(q);
-}
-
-#define WHERE_ROW " WHERE notifier = ?1 AND notification_id = ?2"
-#define SQL_ATTEMPT                                                                                \
-	"UPDATE notification_deliveries SET state = 'sending', attempts = attempts + 1,"           \
-	" updated_at = ?3" WHERE_ROW
-#define SQL_PROGRESS "UPDATE notification_deliveries SET progress = ?4, updated_at = ?3" WHERE_ROW
-#define SQL_SENT                                                                                   \
-	"UPDATE notification_deliveries SET state = 'sent', last_error = NULL,"                    \
-	" updated_at = ?3" WHERE_ROW
-#define SQL_FAILED                                                                                 \
-	"UPDATE notification_deliveries SET state = 'failed', next_attempt_at = ?4,"               \
-	" last_error = ?5, updated_at = ?3" WHERE_ROW
-
 /* Send every remaining step; 0 sent, -1 failed (err, res), -2 stopping. */
 static int send_steps(sender *s, nstate *ns, const outbox_row *row, const char *text, int progress,
                       notify_result *res, char *err, size_t errlen)
@@ -478,7 +308,8 @@ static int send_steps(sender *s, nstate *ns, const outbox_row *row, const char *
 		if (notifier_send_step(&ns->nf, s->http, row, text, i, clock_wall(), res, err,
 		                       errlen) != 0)
 			return atomic_load(&s->stop) ? -2 : -1;
-		if (mark(s, ns, row->id, SQL_PROGRESS, (double)(i + 1), NULL) != 0)
+		if (outbox_mark_progress(s->st, ns->nf.name, row->id, (int)i + 1, clock_wall()) !=
+		    0)
 			log_store_error(s, "progress", ns->nf.name);
 	}
 	return 0;
@@ -491,7 +322,7 @@ static void delivery_failed(sender *s, nstate *ns, const outbox_row *row, int at
 	double delay = res->retry_after >= 0 ? (double)res->retry_after : notify_backoff(attempt);
 	if (delay < 1.0 && res->retry_after < 0)
 		delay = 1.0;
-	if (mark(s, ns, row->id, SQL_FAILED, now + delay, err) != 0)
+	if (outbox_mark_failed(s->st, ns->nf.name, row->id, now + delay, err, now) != 0)
 		log_store_error(s, "failed", ns->nf.name);
 	if (now + delay < *next)
 		*next = now + delay;
@@ -503,7 +334,7 @@ static void delivery_failed(sender *s, nstate *ns, const outbox_row *row, int at
 }
 
 /* Deliver the head. 0 sent, -1 not sent (retry later: *next updated). */
-static int deliver(sender *s, nstate *ns, const head_row *h, double *next)
+static int deliver(sender *s, nstate *ns, const outbox_head *h, double *next)
 {
 	char err[512] = "";
 	row_copy c = {0};
@@ -515,7 +346,7 @@ static int deliver(sender *s, nstate *ns, const head_row *h, double *next)
 	char *text = notify_text(&c.r);
 	int attempt = h->attempts + 1;
 	int rc = text ? 0 : -1;
-	if (rc == 0 && mark(s, ns, h->id, SQL_ATTEMPT, 0, NULL) != 0) {
+	if (rc == 0 && outbox_mark_attempt(s->st, ns->nf.name, h->id, clock_wall()) != 0) {
 		log_store_error(s, "attempt", ns->nf.name);
 		rc = -1;
 	}
@@ -523,7 +354,7 @@ static int deliver(sender *s, nstate *ns, const head_row *h, double *next)
 		rc = send_steps(s, ns, &c.r, text, h->progress, &res, err, sizeof err);
 	if (rc == 0) {
 		notify_rate_note(&ns->rate, clock_wall());
-		if (mark(s, ns, h->id, SQL_SENT, 0, NULL) != 0)
+		if (outbox_mark_sent(s->st, ns->nf.name, h->id, clock_wall()) != 0)
 			log_store_error(s, "sent", ns->nf.name);
 		log_info(LOGGER, "notification_sent", LOG_STR("notifier", ns->nf.name),
 		         LOG_INT("attempt", attempt), LOG_INT("notification_id", h->id),
@@ -541,12 +372,11 @@ static void deliver_due(sender *s, nstate *ns, double *next)
 {
 	while (!atomic_load(&s->stop)) {
 		double now = clock_wall();
-		head_row h;
-		int pending = 0;
+		outbox_head h;
 		drop_expired(s, ns, now);
-		int found = pending_head(s, ns, &h, &pending);
-		if (found <= 0) {
-			if (found < 0)
+		int rc = outbox_pending_head(s->st, ns->nf.name, &h);
+		if (rc != STORE_OK) {
+			if (rc != STORE_NOTFOUND)
 				log_store_error(s, "pending", ns->nf.name);
 			return;
 		}
@@ -560,7 +390,7 @@ static void deliver_due(sender *s, nstate *ns, double *next)
 			return;
 		}
 		int decision =
-		        notify_fold_decision(pending, notify_rate_free_slots(&ns->rate, now));
+		        notify_fold_decision(h.pending, notify_rate_free_slots(&ns->rate, now));
 		if (decision < 0) {
 			double t = notify_rate_next_free(&ns->rate, now);
 			if (t < *next)
@@ -589,7 +419,7 @@ static void *sender_main(void *arg)
 	double now = clock_wall();
 	for (size_t i = 0; i < s->n; i++) {
 		nstate *ns = &s->ns[i];
-		if (cursor_init(s, ns) != 0) {
+		if (outbox_cursor_init(s->st, ns->nf.name, &ns->cursor) != STORE_OK) {
 			log_store_error(s, "cursor", ns->nf.name);
 			ns->broken = true;
 		}
@@ -738,17 +568,6 @@ void notify_sender_reload(config *cfg)
 
 int notify_prune(store *s, double cutoff, int64_t *deleted, char *err, size_t errlen)
 {
-	sqlite3_stmt *q = prep(s, "DELETE FROM notifications WHERE created_at < ?"
-	                          " AND id < (SELECT max(id) FROM notifications)");
-	int rc = SQLITE_ERROR;
-	if (q) {
-		sqlite3_bind_double(q, 1, cutoff);
-		rc = sqlite3_step(q);
-	}
-	if (deleted)
-		*deleted = rc == SQLITE_DONE ? sqlite3_changes(store_db(s)) : 0;
-	if (rc != SQLITE_DONE)
-		snprintf(err, errlen, "notifications prune: %s", sqlite3_errmsg(store_db(s)));
-	sqlite3_finalize(q);
-	return rc == SQLITE_DONE ? STORE_OK : STORE_ERROR;
+	int code = outbox_prune(s, cutoff, deleted);
+	return code == STORE_OK ? code : store_fail(s, code, "notifications prune", err, errlen);
 }

@@ -37,6 +37,10 @@
  * "\r\n" loses the '\r'. out->killed means the grace expired and SIGKILL was
  * sent to the group.
  *
+ * The child's environment is built from environ filtered by the allowlist
+ * (env_fixed and the proc_env_pass list) plus env_add, so a secret in the
+ * daemon's environment reaches no child unless it is listed.
+ *
  * Caveats: nobody else in the process may reap with waitpid(-1) or set
  * SIGCHLD to SIG_IGN. The environment is read from environ, so no thread may
  * call setenv while a run is being started. PATH is searched in the parent
@@ -45,7 +49,8 @@
  * (SIGKILL to it alone) takes only the command with it (PDEATHSIG); the
  * run then ends without signalling its group again.
  *
- * Thread-safe: no global state; any number of threads may call proc_run.
+ * Thread-safe: any number of threads may call proc_run. The one global is
+ * the pass_env list, replaced whole under pass_lock and read under it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -122,6 +127,69 @@ static void set_errno_err(char *err, size_t errlen, const char *what, const char
 		set_err(err, errlen, "%s: %s", what, msg);
 }
 
+/* ---- the child's environment ---- */
+
+/* The daemon's variables every child inherits; "X*" is a prefix. */
+static const char *const env_fixed[] = {
+        "PATH",  "HOME",   "LANG",          "LC_*",
+        "TZ",    "USER",   "LOGNAME",       "SHELL",
+        "TMPDIR", "SSH_AUTH_SOCK", "FLEETKEEPER_CORRELATION_ID", NULL,
+};
+
+static pthread_mutex_t pass_lock = PTHREAD_MUTEX_INITIALIZER;
+static char **pass_names; /* NULL-terminated, or NULL: none */
+
+static bool env_pattern_match(const char *pattern, const char *key, size_t keylen)
+{
+	size_t n = strlen(pattern);
+	if (n > 0 && pattern[n - 1] == '*')
+		return keylen >= n - 1 && memcmp(key, pattern, n - 1) == 0;
+	return n == keylen && memcmp(key, pattern, n) == 0;
+}
+
+static bool env_listed(const char *const *list, const char *key, size_t keylen)
+{
+	for (size_t i = 0; list && list[i]; i++)
+		if (env_pattern_match(list[i], key, keylen))
+			return true;
+	return false;
+}
+
+bool proc_env_inherited(const char *name, const char *const *pass)
+{
+	size_t n = strlen(name);
+	return env_listed(env_fixed, name, n) || env_listed(pass, name, n);
+}
+
+static void names_free(char **names)
+{
+	for (size_t i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
+}
+
+int proc_env_pass(const char *const *names)
+{
+	size_t n = 0;
+	while (names && names[n])
+		n++;
+	char **copy = n ? calloc(n + 1, sizeof *copy) : NULL;
+	if (n && copy == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if ((copy[i] = strdup(names[i])) == NULL) {
+			names_free(copy);
+			return -1;
+		}
+	}
+	pthread_mutex_lock(&pass_lock);
+	char **old = pass_names;
+	pass_names = copy;
+	pthread_mutex_unlock(&pass_lock);
+	names_free(old);
+	return 0;
+}
+
 /* ---- in the parent, before fork ---- */
 
 static size_t env_key_len(const char *entry)
@@ -144,8 +212,19 @@ static bool env_overridden(const char *entry, const char *const *add, size_t fro
 	return false;
 }
 
-/* environ with env_add applied (an added key replaces an inherited one; the
- * last of duplicate added keys wins). The strings are borrowed. */
+/* Whether the daemon's entry "KEY=VALUE" goes to the child: listed, and
+ * not replaced by env_add. Called with pass_lock held. */
+static bool env_inherit(const char *entry, const char *const *add)
+{
+	size_t n = env_key_len(entry);
+	if (!env_listed(env_fixed, entry, n) && !env_listed((const char *const *)pass_names, entry, n))
+		return false;
+	return !env_overridden(entry, add, 0);
+}
+
+/* The allowlisted part of environ with env_add applied (an added key
+ * replaces an inherited one; the last of duplicate added keys wins). The
+ * strings are borrowed. */
 static char **env_build(const char *const *add, char *err, size_t errlen)
 {
 	size_t n = 0, m = 0, k = 0;
@@ -162,9 +241,11 @@ static char **env_build(const char *const *add, char *err, size_t errlen)
 		set_errno_err(err, errlen, "cannot build the environment", NULL, ENOMEM);
 		return NULL;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!env_overridden(environ[i], add, 0))
+	pthread_mutex_lock(&pass_lock);
+	for (size_t i = 0; i < n && environ[i]; i++) /* an unsetenv may shrink it */
+		if (env_inherit(environ[i], add))
 			envp[k++] = environ[i];
+	pthread_mutex_unlock(&pass_lock);
 	for (size_t i = 0; i < m; i++)
 		if (!env_overridden(add[i], add, i + 1))
 			envp[k++] = (char *)add[i];

@@ -12,6 +12,17 @@
  * closed (or the group is killed). When the run ends, whatever it left
  * behind (background processes, daemonized ones) is SIGKILLed; when the
  * daemon dies, even by SIGKILL, the supervisor kills every descendant.
+ *
+ * The command gets a built environment, never the daemon's whole one: of
+ * the daemon's variables only PATH, HOME, LANG, LC_*, TZ, USER, LOGNAME,
+ * SHELL, TMPDIR, SSH_AUTH_SOCK, FLEETKEEPER_CORRELATION_ID and the names
+ * given to proc_env_pass ([daemon] pass_env), then spec->env_add on top
+ * (the task's own env keys, ANSIBLE_* set by the runner). Secrets named by
+ * `*_env` keys are in none of these (config.h).
+ *
+ * Threads: proc_run from any number of threads; proc_env_pass from any
+ * thread (the list is copied and swapped under a lock). Errors: 0 or -1
+ * with a message in err.
  */
 #ifndef FK_PROC_H
 #define FK_PROC_H
@@ -30,7 +41,7 @@ typedef void (*proc_line_fn)(void *ctx, int stream, const char *line, size_t len
 typedef struct {
 	const char *const *argv; /* argv[0] is the program (execvp) */
 	const char *const
-	        *env_add; /* "KEY=VALUE" added to the environment, NULL-terminated, may be NULL */
+	        *env_add; /* "KEY=VALUE" set for the child (wins), NULL-terminated, may be NULL */
 	const char *cwd;  /* NULL: inherit */
 	int cancel_fd;    /* -1: never cancelled */
 	int64_t kill_grace_ms; /* SIGTERM -> SIGKILL; default 5000 when 0 */
@@ -45,6 +56,16 @@ typedef struct {
 	bool cancelled;  /* cancel_fd fired */
 	bool killed;     /* needed SIGKILL after the grace */
 } proc_result;
+
+/* The extra variables every later child inherits from the daemon's
+ * environment: names, or prefixes ending in '*' ("ANSIBLE_*"; "*" alone
+ * passes everything). Copied; replaces the previous list; NULL or an empty
+ * list: none. 0, or -1 out of memory (the previous list stays). */
+int proc_env_pass(const char *const *names);
+
+/* True if a child would inherit the daemon's variable `name`, with pass as
+ * the pass_env list (NULL: none). */
+bool proc_env_inherited(const char *name, const char *const *pass);
 
 /* 0 once the child ran and was reaped (whatever its status); -1 if it could
  * not be started (err says why: fork, pipe, exec of a missing program). */

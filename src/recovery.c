@@ -6,10 +6,12 @@
  *    given back when the run's thread ends, under one mutex.
  * 2. Incidents move detected/failed -> recovering at the start and
  *    recovering -> resolved | failed at the end, in that order, so a crash
- *    in between leaves them open (recovering), never resolved.
+ *    in between leaves them open (recovering), never resolved
+ *    (incidents_begin_recovery, incidents_end_recovery).
  * 3. The end (incidents, server status) and its recovery_finished
  *    notification are one transaction: a failed outbox insert rolls the
- *    end back (the incidents stay recovering) and the sequence fails.
+ *    end back (the incidents stay recovering) and the sequence returns the
+ *    store error, which only the run that ends reports.
  */
 #include "recovery.h"
 
@@ -18,7 +20,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +30,14 @@
 #include "clock.h"
 #include "control.h"
 #include "log.h"
+#include "incidents.h"
 #include "notify_text.h"
-#include "provision.h"
+#include "provisioner.h"
 #include "runner.h"
 #include "runtime.h"
 #include "services.h"
 #include "ssh.h"
+#include "runs.h"
 
 #define MAX_ACTIVE    64
 #define MAX_INCIDENTS 32
@@ -50,87 +53,6 @@ static void errors_add(error_list *e, const char *service, const char *error)
 {
 	if (e->n < MAX_ERRORS)
 		snprintf(e->text[e->n++], sizeof e->text[0], "%s: %s", service, error);
-}
-
-/* ---- incidents and server status ---- */
-
-static size_t incidents_begin(store *st, int64_t server_id, int64_t *ids, size_t cap)
-{
-	sqlite3 *db = store_db(st);
-	sqlite3_stmt *q = NULL;
-	size_t n = 0;
-	if (sqlite3_prepare_v2(
-	            db,
-	            "SELECT id FROM incidents WHERE server_id = ?1 AND resolved_at IS NULL"
-	            " AND status != 'resolved' ORDER BY id",
-	            -1, &q, NULL) != SQLITE_OK)
-		return 0;
-	sqlite3_bind_int64(q, 1, server_id);
-	while (n < cap && sqlite3_step(q) == SQLITE_ROW)
-		ids[n++] = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
-	for (size_t i = 0; i < n; i++) {
-		char sql[160];
-		snprintf(sql, sizeof sql,
-		         "UPDATE incidents SET status = 'recovering', updated_at = %.6f WHERE id = "
-		         "%lld",
-		         clock_wall(), (long long)ids[i]);
-		sqlite3_exec(db, sql, NULL, NULL, NULL);
-	}
-	return n;
-}
-
-/* 0, or -1 with err set and nothing changed (rolled back). */
-static int incidents_end(store *st, int64_t server_id, const int64_t *ids, size_t n, bool ok,
-                         int services, const notify_note *note, char *err, size_t errlen)
-{
-	sqlite3 *db = store_db(st);
-	char sql[512];
-	double now = clock_wall();
-	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-
-	for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
-		if (ok)
-			snprintf(sql, sizeof sql,
-			         "UPDATE incidents SET status = 'resolved', resolved_at = %.6f,"
-			         " updated_at = %.6f WHERE id = %lld",
-			         now, now, (long long)ids[i]);
-		else
-			snprintf(sql, sizeof sql,
-			         "UPDATE incidents SET status = 'failed', updated_at = %.6f WHERE "
-			         "id = %lld",
-			         now, (long long)ids[i]);
-		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-	}
-	if (ok)
-		snprintf(sql, sizeof sql,
-		         "UPDATE servers SET status = CASE WHEN previous_status IN ('ready', "
-		         "'in_use')"
-		         " THEN previous_status WHEN %d > 0 THEN 'in_use' ELSE 'ready' END,"
-		         " consecutive_failures = 0, updated_at = %.6f WHERE id = %lld"
-		         " AND status IN ('error', 'provisioning', 'ready')",
-		         services, now, (long long)server_id);
-	else
-		snprintf(sql, sizeof sql,
-		         "UPDATE servers SET status = 'error', updated_at = %.6f WHERE id = %lld "
-		         "AND %zu > 0",
-		         now, (long long)server_id, n);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-	if (rc == SQLITE_OK && notify_add(st, note, now, NULL, err, errlen) != 0)
-		rc = SQLITE_ERROR;
-	else if (rc != SQLITE_OK)
-		snprintf(err, errlen, "store: %s", sqlite3_errmsg(db));
-	if (rc == SQLITE_OK && (rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
-		snprintf(err, errlen, "store: %s", sqlite3_errmsg(db));
-	if (rc != SQLITE_OK) {
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-		log_error(RECOVERY_LOGGER, "recovery_store_failed", LOG_ERR(err, "store"));
-		return -1;
-	}
-	for (size_t i = 0; ok && i < n; i++)
-		log_info(RECOVERY_LOGGER, "incident_resolved", LOG_INT("incident_id", ids[i]));
-	return 0;
 }
 
 /* recovery_finished: info when every service was redeployed, warning
@@ -289,43 +211,61 @@ static void redeploy_all(const config *cfg, store *st, const server_row *srv, bo
 	}
 }
 
+/* The end (invariant 3): incidents, server status and recovery_finished
+ * in one transaction; incident_resolved for each once it is committed. */
+static int end_recovery(store *st, const server_row *srv, const int64_t *ids, size_t n,
+                        const recovery_counts *c, const error_list *errs, char *err,
+                        size_t errlen)
+{
+	notify_note note;
+	bool ok = c->fail_count == 0;
+
+	note_finished(&note, srv, c, errs, n);
+	int rc = incidents_end_recovery(st, srv->id, ids, n, ok, c->services_count, clock_wall(),
+	                                &note, err, errlen);
+	notify_note_free(&note);
+	for (size_t i = 0; rc == STORE_OK && ok && i < n; i++)
+		log_info(RECOVERY_LOGGER, "incident_resolved", LOG_INT("incident_id", ids[i]));
+	return rc;
+}
+
 int recovery_sequence(const config *cfg, store *st, const char *handle, int cancel_fd,
                       recovery_counts *out, char *err, size_t errlen)
 {
 	server_list srv = {0};
 	service_list svcs = {0};
 	int64_t ids[MAX_INCIDENTS];
+	size_t nids = 0;
 	bool managed = true;
 	int64_t started = clock_mono_ms();
 	error_list errs = {.n = 0};
-	notify_note note;
 
 	memset(out, 0, sizeof *out);
-	if (services_server_find(st, handle, &srv, &managed, err, errlen) != 0)
-		return -1;
-	if (services_list(st, handle, &svcs, err, errlen) != 0) {
-		server_list_free(&srv);
-		return -1;
-	}
+	int rc = servers_find(st, handle, &srv, &managed, err, errlen);
+	if (rc != STORE_OK)
+		return rc;
+	rc = services_list(st, handle, &svcs, err, errlen);
+	if (rc == STORE_OK)
+		rc = incidents_begin_recovery(st, srv.rows[0].id, clock_wall(), ids, MAX_INCIDENTS,
+		                              &nids, err, errlen);
+	if (rc != STORE_OK)
+		goto out;
 	out->services_count = (int)svcs.count;
 	log_info(RECOVERY_LOGGER, "incident_recovery_start", LOG_STR("server_handle", handle),
 	         LOG_INT("services_count", out->services_count));
-	size_t nids = incidents_begin(st, srv.rows[0].id, ids, MAX_INCIDENTS);
 	redeploy_all(cfg, st, &srv.rows[0], managed, &svcs, cancel_fd, out, &errs);
 	log_emit(out->fail_count ? LOG_ERROR : LOG_INFO, RECOVERY_LOGGER,
 	         "incident_recovery_complete", LOG_STR("server_handle", handle),
 	         LOG_INT("success_count", out->success_count),
 	         LOG_INT("fail_count", out->fail_count),
 	         LOG_DBL("duration_sec", (double)(clock_mono_ms() - started) / 1000.0), LOG_END);
-	note_finished(&note, &srv.rows[0], out, &errs, nids);
-	int rc = incidents_end(st, srv.rows[0].id, ids, nids, out->fail_count == 0,
-	                       out->services_count, &note, err, errlen);
-	notify_note_free(&note);
+	rc = end_recovery(st, &srv.rows[0], ids, nids, out, &errs, err, errlen);
+	if (rc == STORE_OK)
+		rc = out->fail_count ? 1 : 0;
+out:
 	server_list_free(&srv);
 	service_list_free(&svcs);
-	if (rc != 0)
-		return -1;
-	return out->fail_count ? 1 : 0;
+	return rc;
 }
 
 /* ---- one recovery per server (invariant 1) ----
@@ -466,62 +406,27 @@ static void active_set(const char *handle, const char *cid, bool release)
 	pthread_mutex_unlock(&active_lock);
 }
 
-/* ---- the synthetic "recover" task ---- */
+/* ---- one recovery run ----
+ * A run of the synthetic "recover" task type (tasks/recover.c), whose
+ * params are the job's target. */
 
 typedef struct {
 	task_config tc;
-	char handle[128];
+	recovery_target target;
 	run_request req;
 	run_control ctl;
 } recovery_job;
-
-static const char *const recover_items[] = {"success_count", "fail_count", NULL};
-
-static size_t recover_start_fields(task_run *run, log_field *out, size_t cap)
-{
-	const recovery_job *job = run->task->params;
-	if (cap < 1)
-		return 0;
-	out[0] = LOG_STR("server_handle", job->handle);
-	return 1;
-}
-
-static task_result recover_run(task_run *run)
-{
-	const recovery_job *job = run->task->params;
-	recovery_counts c;
-	char err[512];
-
-	int rc = recovery_sequence(run->cfg, run->store, job->handle, run->cancel_fd, &c, err,
-	                           sizeof err);
-	if (rc < 0)
-		return task_run_fail(run, "not_found", "%s", err);
-	task_run_count(run, "success_count", c.success_count);
-	task_run_count(run, "fail_count", c.fail_count);
-	if (rc > 0)
-		return task_run_fail(run, "redeploy_failed", "%d of %d services not redeployed",
-		                     c.fail_count, c.services_count);
-	return TASK_OK;
-}
-
-static const task_type recover_type = {
-        .name = "recover",
-        .logger = RECOVERY_LOGGER,
-        .items = recover_items,
-        .start_fields = recover_start_fields,
-        .run = recover_run,
-};
 
 static recovery_job *job_new(const char *handle)
 {
 	recovery_job *job = calloc(1, sizeof *job);
 	if (job == NULL)
 		return NULL;
-	snprintf(job->handle, sizeof job->handle, "%s", handle);
+	snprintf(job->target.handle, sizeof job->target.handle, "%s", handle);
 	job->tc.name = (char *)"recover";
-	job->tc.type = &recover_type;
+	job->tc.type = &task_type_recover;
 	job->tc.enabled = true;
-	job->tc.params = job;
+	job->tc.params = &job->target;
 	job->ctl.cancel_fd = -1;
 	if (run_control_init(&job->ctl) != 0) {
 		free(job);
@@ -580,14 +485,14 @@ static void *daemon_job_thread(void *arg)
 	store *st = NULL;
 	char err[512];
 
-	active_set_control(job->handle, &job->ctl);
+	active_set_control(job->target.handle, &job->ctl);
 	if (store_open(&st, job->req.cfg->db_path, err, sizeof err) == 0) {
 		runner_execute(&job->req, st, &job->ctl);
 		store_close(st);
 	} else {
 		log_error(RECOVERY_LOGGER, "recovery_store_failed", LOG_ERR(err, "store"));
 	}
-	active_set(job->handle, NULL, true);
+	active_set(job->target.handle, NULL, true);
 	job_free(job);
 	return NULL;
 }
@@ -620,7 +525,7 @@ static char *start_thread(recovery_job *job)
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddTrueToObject(r, "ok");
 	cJSON_AddStringToObject(r, "task", "recover");
-	cJSON_AddStringToObject(r, "server", job->handle);
+	cJSON_AddStringToObject(r, "server", job->target.handle);
 	cJSON_AddNumberToObject(r, "run_id", (double)job->req.run_id);
 	cJSON_AddStringToObject(r, "correlation_id", job->req.correlation_id);
 	char *out = cJSON_PrintUnformatted(r);
@@ -637,7 +542,7 @@ char *recovery_control_request(config *cfg, store *st, const cJSON *request)
 
 	if (!cJSON_IsString(server) || !*server->valuestring)
 		return control_error_reply("recover needs \"server\"");
-	if (services_server_find(st, server->valuestring, &srv, NULL, err, sizeof err) != 0)
+	if (servers_find(st, server->valuestring, &srv, NULL, err, sizeof err) != 0)
 		return control_error_reply(err);
 	server_list_free(&srv);
 	if (!active_take(cfg, server->valuestring, running, sizeof running))
@@ -645,11 +550,11 @@ char *recovery_control_request(config *cfg, store *st, const cJSON *request)
 	recovery_job *job = job_new(server->valuestring);
 	const char *trigger = cJSON_IsString(trig) ? trig->valuestring : "manual";
 	if (job && runner_prepare(&job->req, cfg, &job->tc, trigger, st, err, sizeof err) == 0) {
-		active_set(job->handle, job->req.correlation_id, false);
+		active_set(job->target.handle, job->req.correlation_id, false);
 		char *reply = start_thread(job);
 		if (reply)
 			return reply;
-		store_run_finish(st, job->req.run_id, RUN_FAILED, clock_wall(), 0, -1,
+		runs_finish(st, job->req.run_id, RUN_FAILED, clock_wall(), 0, -1,
 		                 "could not start a thread", "resources", NULL);
 	}
 	active_set(server->valuestring, NULL, true);
@@ -660,35 +565,40 @@ char *recovery_control_request(config *cfg, store *st, const cJSON *request)
 
 /* ---- auto_recover ---- */
 
-void recovery_request_auto(task_run *run, int64_t incident_id, const char *handle)
+int recovery_request_auto(task_run *run, int64_t incident_id, const char *handle,
+                          recovery_counts *counts, char *err, size_t errlen)
 {
-	char request[320], err[256];
+	char request[320];
 	char *reply = NULL;
-	recovery_counts c;
 
+	memset(counts, 0, sizeof *counts);
 	cJSON *req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "cmd", "recover");
 	cJSON_AddStringToObject(req, "server", handle);
 	cJSON_AddStringToObject(req, "trigger", "auto");
 	cJSON_PrintPreallocated(req, request, sizeof request, false);
 	cJSON_Delete(req);
-	int rc = control_request(run->cfg->control_socket, request, &reply, err, sizeof err);
+	int rc = control_request(run->cfg->control_socket, request, &reply, err, errlen);
 	log_info(run->logger, "incident_recovery_requested", LOG_INT("incident_id", incident_id),
 	         LOG_STR("server_handle", handle), LOG_STR("reason", "auto_recover"),
 	         LOG_STR("via", rc == 0 ? "daemon" : "inline"),
 	         LOG_RAW("reply", rc == 0 && reply && *reply == '{' ? reply : "null"));
 	free(reply);
 	if (rc != CONTROL_NO_DAEMON)
-		return;
+		return 0; /* the daemon's run reports how it went */
 	char running[RUNNER_CORRELATION_MAX];
 	if (!active_take(run->cfg, handle, running, sizeof running)) {
 		log_info(run->logger, "incident_recovery_skipped", LOG_STR("server_handle", handle),
 		         LOG_STR("reason", "already_recovering"),
 		         LOG_STR("running_correlation_id", running));
-		return;
+		return 0;
 	}
 	const char *cid = log_bound_str("correlation_id");
 	active_set(handle, cid ? cid : "", false);
-	recovery_sequence(run->cfg, run->store, handle, run->cancel_fd, &c, err, sizeof err);
+	rc = recovery_sequence(run->cfg, run->store, handle, run->cancel_fd, counts, err, errlen);
 	active_set(handle, NULL, true);
+	if (rc == 1)
+		snprintf(err, errlen, "recovery of %s: %d of %d services not redeployed", handle,
+		         counts->fail_count, counts->services_count);
+	return rc;
 }

@@ -18,8 +18,16 @@
  * recovery per server runs in a process at a time: a second request is
  * answered "already recovering" with the running correlation_id.
  *
+ * The incidents' transitions and their SQL are incidents.c's; the server
+ * lookup is servers.c's. This module holds no SQL.
+ *
  * Threads: recovery_control_request on the daemon's loop thread (it starts
  * a thread of its own per recovery); the others on any thread.
+ *
+ * Errors: a store failure is returned (a negative store_error, err set)
+ * and logged once, by whoever ends the run: the recover run's
+ * recover_failed (error_type store, or not_found for an unknown server),
+ * or the health_check run that recovered inline.
  */
 #ifndef FK_RECOVERY_H
 #define FK_RECOVERY_H
@@ -42,9 +50,21 @@ typedef struct {
 	int fail_count;
 } recovery_counts;
 
+/* The params of a recover run: the server to recover. */
+typedef struct {
+	char handle[128];
+} recovery_target;
+
+/* The synthetic `recover` task type (tasks/recover.c). It is not in the
+ * registry (tasks/registry.c) nor in task_type_names: it cannot be
+ * configured as [task.X] (its server is given per request), only started
+ * by this module for one server. */
+extern const task_type task_type_recover;
+
 /* The sequence in the calling thread and log context. 0: every service
- * redeployed; 1: some failed; -1: could not run (err: unknown server,
- * store error). */
+ * redeployed; 1: some failed; a negative store_error when it could not run
+ * or its end could not be stored (STORE_NOTFOUND: no such server), with
+ * err set and nothing logged. */
 int recovery_sequence(const config *cfg, store *st, const char *handle, int cancel_fd,
                       recovery_counts *out, char *err, size_t errlen);
 
@@ -58,8 +78,14 @@ int recovery_run_local(config *cfg, const char *handle, const char *trigger);
 char *recovery_control_request(config *cfg, store *st, const cJSON *request);
 
 /* health_check's auto_recover: ask the daemon (its control socket) to
- * recover handle; without a daemon, run the sequence inline in run. */
-void recovery_request_auto(task_run *run, int64_t incident_id, const char *handle);
+ * recover handle; without a daemon, run the sequence inline in run.
+ * Returns 0 when the daemon took the request (its run reports the
+ * outcome), when another recovery of handle is running, or when the inline
+ * recovery redeployed everything; else recovery_sequence's 1 or negative
+ * store_error, with err set and *counts filled. Logs
+ * incident_recovery_requested, never the failure (the caller does). */
+int recovery_request_auto(task_run *run, int64_t incident_id, const char *handle,
+                          recovery_counts *counts, char *err, size_t errlen);
 
 /* The daemon's shutdown: cancel every recovery running in this process
  * (they end as interrupted), and how many still run. Any thread. */

@@ -23,12 +23,11 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify_text.h"
+#include "runs.h"
 
 #define RUNNER_LOGGER "core.runner"
 
@@ -122,7 +121,7 @@ int runner_prepare(run_request *req, config *cfg, const task_config *task, const
 	runner_new_correlation_id(task->name, req->queued_at, req->correlation_id,
 	                          sizeof req->correlation_id);
 	(void)err, (void)errlen;
-	int rc = store_run_start(st, task->name, req->trigger, req->correlation_id, req->queued_at,
+	int rc = runs_start(st, task->name, req->trigger, req->correlation_id, req->queued_at,
 	                         &req->run_id);
 	if (rc != STORE_OK) {
 		/* The store is a dependency like any other: the run goes ahead and
@@ -155,7 +154,7 @@ void runner_record_skip(config *cfg, const task_config *task, const char *trigge
 
 	(void)cfg;
 	runner_new_correlation_id(task->name, now, cid, sizeof cid);
-	int rc = store_run_skipped(st, task->name, trigger, cid, now, reason, &run_id);
+	int rc = runs_skipped(st, task->name, trigger, cid, now, reason, &run_id);
 	metrics_run_skipped(task->name);
 	log_info(RUNNER_LOGGER, "task_skipped", LOG_STR("task", task->name),
 	         LOG_STR("reason", reason), LOG_STR("trigger", trigger),
@@ -227,25 +226,7 @@ static void log_terminal_event(const task_run *run, run_status status, double du
 	          run->logger, event, fields, n);
 }
 
-/* The length of the task's current failure streak, counting at most
- * limit runs; -1 on a store error. */
-static int failure_streak(store *st, const char *task, int limit)
-{
-	sqlite3_stmt *q = NULL;
-	int n = 0, rc;
-	if (sqlite3_prepare_v2(store_db(st),
-	                       "SELECT status IN ('failed', 'timeout') FROM task_runs"
-	                       " WHERE task = ?1 AND status IN ('success', 'failed', 'timeout')"
-	                       " ORDER BY finished_at DESC, id DESC LIMIT ?2",
-	                       -1, &q, NULL) != SQLITE_OK)
-		return -1;
-	sqlite3_bind_text(q, 1, task, -1, SQLITE_STATIC);
-	sqlite3_bind_int(q, 2, limit);
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW && sqlite3_column_int(q, 0))
-		n++;
-	sqlite3_finalize(q);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? n : -1;
-}
+/* ---- task_failing ---- */
 
 static int note_failing(const task_run *run, run_status status, int streak, const char *error,
                         const char *error_type, double now, char *err, size_t errlen)
@@ -271,31 +252,26 @@ static int finish_alerting(const task_run *run, run_status status, double durati
                            const char *error, const char *error_type, const char *items, char *err,
                            size_t errlen)
 {
-	sqlite3 *db = store_db(run->store);
+	store *st = run->store;
 	int alert_after = run->task->failure_alert_after;
 	double now = clock_wall();
-	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? STORE_OK
-	                                                                            : STORE_BUSY;
+	int streak = 0;
+	int rc = store_tx_begin(st);
 	if (rc == STORE_OK)
-		rc = store_run_finish(run->store, run->run_id, status, now, duration,
-		                      run->exit_code, error, error_type, items);
+		rc = runs_finish(st, run->run_id, status, now, duration, run->exit_code, error,
+		                 error_type, items);
+	if (rc == STORE_OK)
+		rc = runs_failure_streak(st, run->task->name, alert_after + 1, &streak);
 	if (rc != STORE_OK)
-		snprintf(err, errlen, "%s", store_errmsg(run->store));
-	int streak =
-	        rc == STORE_OK ? failure_streak(run->store, run->task->name, alert_after + 1) : 0;
-	if (streak < 0) {
-		rc = STORE_ERROR;
-		snprintf(err, errlen, "failure streak: %s", sqlite3_errmsg(db));
-	}
-	if (rc == STORE_OK && streak == alert_after)
+		store_fail(st, rc, NULL, err, errlen);
+	else if (streak == alert_after)
 		rc = note_failing(run, status, streak, error, error_type, now, err, errlen);
-	if (rc == STORE_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		rc = STORE_BUSY;
-		snprintf(err, errlen, "commit: %s", sqlite3_errmsg(db));
+	if (rc != STORE_OK) {
+		store_tx_rollback(st);
+		return rc;
 	}
-	if (rc != STORE_OK)
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	return rc;
+	rc = store_tx_commit(st);
+	return rc == STORE_OK ? rc : store_fail(st, rc, NULL, err, errlen);
 }
 
 /* A run that started without its row (the store refused it): insert the
@@ -304,7 +280,7 @@ static void record_late(task_run *run, double started_at)
 {
 	int rc = STORE_ERROR;
 	for (int attempt = 0; attempt < 3 && rc != STORE_OK; attempt++)
-		rc = store_run_start(run->store, run->task->name, run->trigger, run->correlation_id,
+		rc = runs_start(run->store, run->task->name, run->trigger, run->correlation_id,
 		                     started_at, &run->run_id);
 	if (rc != STORE_OK)
 		run->run_id = 0;
@@ -332,7 +308,7 @@ static void finish_row(task_run *run, run_status status, double duration, double
 		rc = alerting
 		             ? finish_alerting(run, status, duration, error, error_type, items, err,
 		                               sizeof err)
-		             : store_run_finish(run->store, run->run_id, status, clock_wall(),
+		             : runs_finish(run->store, run->run_id, status, clock_wall(),
 		                                duration, run->exit_code, error, error_type, items);
 	if (run->run_id == 0)
 		log_error(

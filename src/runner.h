@@ -26,6 +26,7 @@
 
 #include "config.h"
 #include "store.h"
+#include "runs.h"
 #include "task.h"
 
 typedef struct {

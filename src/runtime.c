@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "runs.h"
 
 int runtime_mkdirs(const char *path)
 {
@@ -77,7 +78,7 @@ static int take_runs_lock(runtime *rt, char *err, size_t errlen)
 	rt->runs_lock_fd = fd;
 	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
 		int count = 0;
-		if (store_runs_mark_interrupted(rt->st, clock_wall(), &count) == STORE_OK &&
+		if (runs_mark_interrupted(rt->st, clock_wall(), &count) == STORE_OK &&
 		    count > 0)
 			log_warning("core.store", "runs_interrupted", LOG_INT("count", count),
 			            LOG_STR("reason", "left running by a process that stopped"));
@@ -88,6 +89,50 @@ static int take_runs_lock(runtime *rt, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+/* Take away what others may do with path: mode &= ~drop. Said once, as a
+ * warning, for each file it changes. */
+static void tighten(const char *path, mode_t drop)
+{
+	struct stat sb;
+	if (stat(path, &sb) != 0 || (sb.st_mode & drop) == 0)
+		return;
+	mode_t mode = sb.st_mode & 07777 & ~drop;
+	if (chmod(path, mode) != 0)
+		log_warning("core.store", "state_permissions_not_tightened", LOG_STR("path", path),
+		            LOG_ERR(strerror(errno), "permission"));
+	else
+		log_warning("core.store", "state_permissions_tightened", LOG_STR("path", path),
+		            LOG_INT("old_mode", (int64_t)(sb.st_mode & 07777)),
+		            LOG_INT("new_mode", (int64_t)mode));
+}
+
+/* The state directory keeps what tasks printed: nobody but the daemon's
+ * user may read it (group read is left, for an operators' group) and its
+ * database files are 0600. */
+static void tighten_state(const config *cfg)
+{
+	static const char *const suffixes[] = {"", "-wal", "-shm"};
+	char path[4200];
+	tighten(cfg->state_dir, S_IWGRP | S_IRWXO);
+	for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+		snprintf(path, sizeof path, "%s%s", cfg->db_path, suffixes[i]);
+		tighten(path, S_IRWXG | S_IRWXO);
+	}
+}
+
+/* A damaged file is refused at start, with how to recover. */
+static int check_store(runtime *rt, char *err, size_t errlen)
+{
+	if (store_quick_check(rt->st) == STORE_OK)
+		return 0;
+	snprintf(err, errlen,
+	         "%s: the state store is damaged (%s); run `fleetkeeper store check` for"
+	         " details, then with the daemon stopped restore a copy made by `fleetkeeper"
+	         " store backup FILE` over it, or move it away to start with an empty store",
+	         rt->cfg->db_path, store_errmsg(rt->st));
+	return -1;
 }
 
 int runtime_open(runtime *rt, config *cfg, bool as_daemon, char *err, size_t errlen)
@@ -105,7 +150,10 @@ int runtime_open(runtime *rt, config *cfg, bool as_daemon, char *err, size_t err
 		if (rc != 0)
 			return rc;
 	}
+	tighten_state(cfg);
 	if (store_open(&rt->st, cfg->db_path, err, errlen) != 0)
+		goto fail;
+	if (check_store(rt, err, errlen) != 0)
 		goto fail;
 	if (eventsink_start(&rt->sink, cfg->db_path, NULL, err, errlen) != 0)
 		goto fail;

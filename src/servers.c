@@ -1,19 +1,20 @@
 /*
- * servers — health check bookkeeping and server_unreachable incidents; see
- * servers.h.
+ * servers — the servers table: lookups, health check bookkeeping, the
+ * provisioning claim and the status changes of the server's side of an
+ * incident; see servers.h.
  *
  * Invariants:
- *  1. At most one open server_unreachable incident per server: the check
- *     and the insert happen in one BEGIN IMMEDIATE transaction.
- *  2. Opening an incident moves the server to error and keeps the status it
- *     had in previous_status, in the same transaction; resolving restores
- *     it only while the server is still in error (an operator who moved it
- *     meanwhile wins).
- *  3. Counters are written as the caller computed them with
+ *  1. Counters are written as the caller computed them with
  *     servers_debounce; this module never decides health.
- *  4. Opening an incident adds a server_unreachable notification and
- *     resolving one a server_recovered notification (notify_text.h) in the
- *     same transaction: a failed outbox insert rolls the change back.
+ *  2. The status changes (servers_mark_unreachable, servers_restore_previous,
+ *     servers_end_recovery, servers_set_status) never begin a transaction:
+ *     they are steps of the caller's (incidents.c, provisioner.c), which
+ *     writes the incident and its notification with them.
+ *  3. Opening an incident keeps the status the server had in
+ *     previous_status; restoring it happens only while the server is still
+ *     in error (an operator who moved it meanwhile wins).
+ *  4. A server is claimed for provisioning by one guarded UPDATE, so two
+ *     runs (or processes) never both claim it.
  */
 #include "servers.h"
 
@@ -21,57 +22,86 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
+#include <cjson/cJSON.h>
 
-#include "notify_text.h"
+#include "incidents.h"
 
-#define OPEN_INCIDENT "type = 'server_unreachable' AND resolved_at IS NULL AND status <> 'resolved'"
-
-static int fail(sqlite3 *db, int rc, const char *what, char *err, size_t errlen)
+void server_row_free(server_row *r)
 {
-	return store_sqlite_error(db, rc, what, err, errlen);
-}
-
-static char *dup_col(sqlite3_stmt *st, int col)
-{
-	const unsigned char *t = sqlite3_column_text(st, col);
-	return t ? strdup((const char *)t) : NULL;
+	free(r->handle);
+	free(r->ip);
+	free(r->ssh_user);
+	free(r->status);
+	free(r->previous_status);
+	*r = (server_row){0};
 }
 
 void server_list_free(server_list *list)
 {
-	for (size_t i = 0; i < list->count; i++) {
-		free(list->rows[i].handle);
-		free(list->rows[i].ip);
-		free(list->rows[i].ssh_user);
-		free(list->rows[i].status);
-	}
+	for (size_t i = 0; i < list->count; i++)
+		server_row_free(&list->rows[i]);
 	free(list->rows);
 	list->rows = NULL;
 	list->count = 0;
 }
 
-static int append_row(server_list *out, sqlite3_stmt *st)
+/* Columns id, handle, ip, port, ssh_user, status from column 0 on. */
+static int read_row(store_stmt *q, server_row *r)
 {
-	server_row *rows = realloc(out->rows, (out->count + 1) * sizeof *rows);
-	if (rows == NULL)
-		return -1;
-	out->rows = rows;
-	server_row *r = &rows[out->count++];
 	*r = (server_row){
-	        .id = sqlite3_column_int64(st, 0),
-	        .handle = dup_col(st, 1),
-	        .ip = dup_col(st, 2),
-	        .port = sqlite3_column_type(st, 3) == SQLITE_NULL ? 22 : sqlite3_column_int(st, 3),
-	        .ssh_user = dup_col(st, 4),
-	        .status = dup_col(st, 5),
-	        .consecutive_failures = sqlite3_column_int(st, 6),
-	        .consecutive_successes = sqlite3_column_int(st, 7),
-	        .open_incident = sqlite3_column_int64(st, 8),
+	        .id = store_col_int64(q, 0),
+	        .handle = store_col_dup(q, 1),
+	        .ip = store_col_dup(q, 2),
+	        .port = store_col_null(q, 3) ? 22 : store_col_int(q, 3),
+	        .ssh_user = store_col_dup(q, 4),
+	        .status = store_col_dup(q, 5),
 	};
 	if (r->port <= 0)
 		r->port = 22;
 	return r->handle && r->status ? 0 : -1;
+}
+
+/* Append the row read_row reads; extra columns are the caller's. */
+static server_row *append_row(server_list *out, store_stmt *q)
+{
+	server_row *rows = realloc(out->rows, (out->count + 1) * sizeof *rows);
+	if (rows == NULL)
+		return NULL;
+	out->rows = rows;
+	server_row *r = &rows[out->count++];
+	if (read_row(q, r) != 0)
+		return NULL; /* the row is freed with the list */
+	return r;
+}
+
+/* Step q to the end, appending each row; fn (may be NULL) reads the
+ * columns after status. Frees out on failure. */
+static int collect_rows(store *s, store_stmt *q, server_list *out,
+                        void (*fn)(store_stmt *q, server_row *r), const char *what, char *err,
+                        size_t errlen)
+{
+	int rc;
+	while ((rc = store_step(q)) == STORE_ROW) {
+		server_row *r = append_row(out, q);
+		if (r == NULL) {
+			rc = store_set_error(s, STORE_ERROR, "out of memory");
+			break;
+		}
+		if (fn)
+			fn(q, r);
+	}
+	store_stmt_done(q);
+	if (rc == STORE_DONE)
+		return STORE_OK;
+	server_list_free(out);
+	return store_fail(s, rc, what, err, errlen);
+}
+
+static void read_check_columns(store_stmt *q, server_row *r)
+{
+	r->consecutive_failures = store_col_int(q, 6);
+	r->consecutive_successes = store_col_int(q, 7);
+	r->open_incident = store_col_int64(q, 8);
 }
 
 int servers_list_for_check(store *s, const char *const *statuses, server_list *out, char *err,
@@ -80,46 +110,110 @@ int servers_list_for_check(store *s, const char *const *statuses, server_list *o
 	static const char sql[] =
 	        "SELECT s.id, s.handle, s.ip, s.port, s.ssh_user, s.status,"
 	        " s.consecutive_failures, s.consecutive_successes,"
-	        " (SELECT max(i.id) FROM incidents i WHERE i.server_id = s.id AND " OPEN_INCIDENT
-	        ")"
+	        " (SELECT max(i.id) FROM incidents i WHERE i.server_id = s.id AND "
+	        INCIDENTS_OPEN_UNREACHABLE ")"
 	        " FROM servers s WHERE s.is_managed = 1 AND (s.status IN (SELECT value FROM"
 	        " json_each(?1)) OR EXISTS (SELECT 1 FROM incidents i WHERE i.server_id = s.id"
-	        " AND " OPEN_INCIDENT ")) ORDER BY s.handle";
-	sqlite3 *db = store_db(s);
-	sqlite3_stmt *st = NULL;
-	char list[1024] = "[";
-	size_t used = 1;
+	        " AND " INCIDENTS_OPEN_UNREACHABLE ")) ORDER BY s.handle";
+	store_stmt *q = NULL;
+	cJSON *list = cJSON_CreateArray();
+	char *json = NULL;
 	int rc;
 
 	*out = (server_list){0};
-	for (size_t i = 0; statuses && statuses[i]; i++)
-		used += (size_t)snprintf(list + used, used < sizeof list ? sizeof list - used : 0,
-		                         "%s\"%s\"", i ? "," : "", statuses[i]);
-	if (used + 2 > sizeof list) {
-		snprintf(err, errlen, "too many statuses");
+	for (size_t i = 0; list && statuses && statuses[i]; i++)
+		cJSON_AddItemToArray(list, cJSON_CreateString(statuses[i]));
+	json = list ? cJSON_PrintUnformatted(list) : NULL;
+	cJSON_Delete(list);
+	if (json == NULL) {
+		snprintf(err, errlen, "list servers: out of memory");
 		return STORE_ERROR;
 	}
-	strcat(list, "]");
-	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return fail(db, rc, "list servers", err, errlen);
-	sqlite3_bind_text(st, 1, list, -1, SQLITE_TRANSIENT);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (append_row(out, st) != 0) {
-			snprintf(err, errlen, "list servers: out of memory");
-			sqlite3_finalize(st);
-			server_list_free(out);
-			return STORE_ERROR;
+	rc = store_prepare(s, sql, &q);
+	if (rc == STORE_OK) {
+		store_bind_text(q, 1, json);
+		rc = collect_rows(s, q, out, read_check_columns, "list servers", err, errlen);
+	} else {
+		rc = store_fail(s, rc, "list servers", err, errlen);
+	}
+	free(json);
+	return rc;
+}
+
+int servers_find(store *s, const char *handle, server_list *out, bool *is_managed, char *err,
+                 size_t errlen)
+{
+	static const char sql[] = "SELECT id, handle, ip, port, ssh_user, status, is_managed"
+	                          " FROM servers WHERE handle = ?1";
+	store_stmt *q = NULL;
+	int rc = store_prepare(s, sql, &q);
+
+	*out = (server_list){0};
+	if (rc != STORE_OK)
+		return store_fail(s, rc, "find server", err, errlen);
+	store_bind_text(q, 1, handle);
+	rc = store_step(q);
+	if (rc == STORE_ROW && append_row(out, q) == NULL)
+		rc = store_set_error(s, STORE_ERROR, "out of memory");
+	if (rc == STORE_ROW && is_managed)
+		*is_managed = store_col_int(q, 6) != 0;
+	store_stmt_done(q);
+	if (rc == STORE_ROW)
+		return STORE_OK;
+	server_list_free(out);
+	if (rc == STORE_DONE) {
+		snprintf(err, errlen, "no server '%s'", handle);
+		return STORE_NOTFOUND;
+	}
+	return store_fail(s, rc, "find server", err, errlen);
+}
+
+int servers_get(store *s, int64_t id, server_row *out, char *err, size_t errlen)
+{
+	static const char sql[] = "SELECT id, handle, ip, port, ssh_user, status, previous_status"
+	                          " FROM servers WHERE id = ?1";
+	store_stmt *q = NULL;
+	int rc = store_prepare(s, sql, &q);
+
+	*out = (server_row){0};
+	if (rc != STORE_OK)
+		return store_fail(s, rc, "get server", err, errlen);
+	store_bind_int64(q, 1, id);
+	rc = store_step(q);
+	if (rc == STORE_ROW) {
+		int bad = read_row(q, out);
+		out->previous_status = store_col_dup(q, 6);
+		if (bad)
+			rc = store_set_error(s, STORE_ERROR, "out of memory");
+	}
+	store_stmt_done(q);
+	if (rc == STORE_ROW)
+		return STORE_OK;
+	server_row_free(out);
+	if (rc == STORE_DONE) {
+		snprintf(err, errlen, "server %lld not found", (long long)id);
+		return STORE_NOTFOUND;
+	}
+	return store_fail(s, rc, "get server", err, errlen);
+}
+
+int servers_count_by_status(store *s, servers_count_cb cb, void *ctx)
+{
+	static const char sql[] =
+	        "SELECT status, count(*) FROM servers GROUP BY status ORDER BY status";
+	store_stmt *q = NULL;
+	int rc = store_prepare(s, sql, &q);
+	if (rc != STORE_OK)
+		return rc;
+	while ((rc = store_step(q)) == STORE_ROW) {
+		int stop = cb(ctx, store_col_text(q, 0), store_col_int64(q, 1));
+		if (stop) {
+			rc = stop;
+			break;
 		}
 	}
-	if (rc != SQLITE_DONE) {
-		rc = fail(db, rc, "list servers", err, errlen);
-		server_list_free(out);
-	} else {
-		rc = STORE_OK;
-	}
-	sqlite3_finalize(st);
-	return rc;
+	store_stmt_done(q);
+	return rc == STORE_DONE ? STORE_OK : rc;
 }
 
 health_transition servers_debounce(health_counters *c, bool passed, int failure_threshold,
@@ -147,6 +241,33 @@ health_transition servers_debounce(health_counters *c, bool passed, int failure_
 	return HEALTH_STEADY;
 }
 
+/* ---- updates of one server: ?1 is its id, ?2 the time ---- */
+
+/* Prepare sql with ?1 = id and ?2 = now bound, for the caller's further
+ * bindings when it returns STORE_OK. */
+static int update_prepare(store *s, const char *sql, int64_t id, double now, store_stmt **q)
+{
+	int rc = store_prepare(s, sql, q);
+	if (rc == STORE_OK) {
+		store_bind_int64(*q, 1, id);
+		store_bind_double(*q, 2, now);
+	}
+	return rc;
+}
+
+/* Step q when rc (update_prepare's) is STORE_OK, give it back; *changes
+ * (may be NULL) gets the rows changed. */
+static int update_finish(store *s, store_stmt *q, int rc, int64_t *changes, const char *what,
+                         char *err, size_t errlen)
+{
+	if (rc == STORE_OK)
+		rc = store_step_done(q);
+	if (rc == STORE_OK && changes)
+		*changes = store_changes(s);
+	store_stmt_done(q);
+	return rc == STORE_OK ? STORE_OK : store_fail(s, rc, what, err, errlen);
+}
+
 int servers_record_check(store *s, int64_t server_id, double now, double response_ms,
                          const health_counters *c, char *err, size_t errlen)
 {
@@ -154,265 +275,304 @@ int servers_record_check(store *s, int64_t server_id, double now, double respons
 	        "UPDATE servers SET last_health_check = ?2, response_time_ms = ?3,"
 	        " consecutive_failures = ?4, consecutive_successes = ?5, updated_at = ?2"
 	        " WHERE id = ?1";
-	sqlite3 *db = store_db(s);
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-
-	if (rc != SQLITE_OK)
-		return fail(db, rc, "record health check", err, errlen);
-	sqlite3_bind_int64(st, 1, server_id);
-	sqlite3_bind_double(st, 2, now);
-	if (response_ms >= 0)
-		sqlite3_bind_double(st, 3, response_ms);
-	else
-		sqlite3_bind_null(st, 3);
-	sqlite3_bind_int(st, 4, c->failures);
-	sqlite3_bind_int(st, 5, c->successes);
-	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? STORE_OK : fail(db, rc, "record health check", err, errlen);
-	sqlite3_finalize(st);
-	return rc;
-}
-
-/* ---- transactions ---- */
-
-static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
-{
-	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-	return rc == SQLITE_OK ? STORE_OK : fail(db, rc, sql, err, errlen);
-}
-
-/* Prepare sql, bind int64 a and b (b only if the statement has ?2), step
- * once. Returns SQLITE_ROW/SQLITE_DONE with *st left for reading, or an
- * error code (then *st is finalized). */
-static int step_one(sqlite3 *db, sqlite3_stmt **st, const char *sql, int64_t a, double b)
-{
-	int rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
-	if (rc != SQLITE_OK)
-		return rc;
-	sqlite3_bind_int64(*st, 1, a);
-	if (sqlite3_bind_parameter_count(*st) >= 2)
-		sqlite3_bind_double(*st, 2, b);
-	rc = sqlite3_step(*st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		sqlite3_finalize(*st);
-		*st = NULL;
+	store_stmt *q = NULL;
+	int rc = update_prepare(s, sql, server_id, now, &q);
+	if (rc == STORE_OK) {
+		if (response_ms >= 0)
+			store_bind_double(q, 3, response_ms);
+		else
+			store_bind_null(q, 3);
+		store_bind_int64(q, 4, c->failures);
+		store_bind_int64(q, 5, c->successes);
 	}
-	return rc;
+	return update_finish(s, q, rc, NULL, "record health check", err, errlen);
 }
 
-static void copy_text(sqlite3_stmt *st, int col, char *buf, size_t cap, const char *fallback)
+/* ---- status changes, inside the caller's transaction (invariant 2) ---- */
+
+int servers_mark_unreachable(store *s, int64_t id, double now, char *err, size_t errlen)
 {
-	const unsigned char *t = st ? sqlite3_column_text(st, col) : NULL;
-	if (buf && cap)
-		snprintf(buf, cap, "%s", t ? (const char *)t : fallback);
+	static const char sql[] = "UPDATE servers SET previous_status = status, status = 'error',"
+	                          " updated_at = ?2 WHERE id = ?1 AND status <> 'error'";
+	store_stmt *q = NULL;
+	int rc = update_prepare(s, sql, id, now, &q);
+	return update_finish(s, q, rc, NULL, "mark server unreachable", err, errlen);
 }
 
-/* The server_unreachable notification of a new incident; details is the
- * caller's JSON (stage, error_type, error, failures), copied into fields. */
-static int note_unreachable(store *s, const char *handle, const char *ip, int64_t incident_id,
-                            const char *previous, const char *correlation_id, const char *details,
-                            double now, char *err, size_t errlen)
+int servers_restore_previous(store *s, int64_t id, double now, char *err, size_t errlen)
 {
-	notify_note n;
-	cJSON *d = details ? cJSON_Parse(details) : NULL;
-	const cJSON *error = cJSON_GetObjectItemCaseSensitive(d, "error");
-	const cJSON *stage = cJSON_GetObjectItemCaseSensitive(d, "stage");
-
-	notify_note_init(&n, NOTIFY_SERVER_UNREACHABLE, LOG_CRITICAL, correlation_id);
-	notify_note_title(&n, "Server %s is unreachable", handle);
-	notify_note_line(&n, "Incident %lld opened; the server was %s and is now in error.",
-	                 (long long)incident_id, previous && *previous ? previous : "unknown");
-	if (cJSON_IsString(stage))
-		notify_note_line(&n, "Failed at stage %s%s%s", stage->valuestring,
-		                 cJSON_IsString(error) ? ": " : "",
-		                 cJSON_IsString(error) ? error->valuestring : "");
-	notify_field_str(&n, "server_handle", handle);
-	notify_field_str(&n, "ip", ip);
-	notify_field_int(&n, "incident_id", incident_id);
-	notify_field_str(&n, "previous_status", previous);
-	for (const cJSON *it = d && cJSON_IsObject(d) ? d->child : NULL; it && n.fields;
-	     it = it->next)
-		if (!cJSON_HasObjectItem(n.fields, it->string))
-			cJSON_AddItemToObject(n.fields, it->string, cJSON_Duplicate(it, true));
-	int rc = notify_add(s, &n, now, NULL, err, errlen);
-	notify_note_free(&n);
-	cJSON_Delete(d);
-	return rc;
+	static const char sql[] =
+	        "UPDATE servers SET status = coalesce(previous_status, 'ready'),"
+	        " previous_status = NULL, updated_at = ?2 WHERE id = ?1 AND status = 'error'";
+	store_stmt *q = NULL;
+	int rc = update_prepare(s, sql, id, now, &q);
+	return update_finish(s, q, rc, NULL, "restore server status", err, errlen);
 }
 
-static int open_locked(store *s, int64_t server_id, double now, const char *correlation_id,
-                       const char *details, int64_t *incident_id, bool *created, char *previous,
-                       size_t cap, char *err, size_t errlen)
+int servers_end_recovery(store *s, int64_t id, bool ok, int services_count, double now,
+                         char *err, size_t errlen)
 {
-	sqlite3 *db = store_db(s);
-	sqlite3_stmt *st = NULL;
-	char handle[128], ip[64], before[32];
-	int rc = step_one(
-	        db, &st,
-	        "SELECT (SELECT max(id) FROM incidents WHERE server_id = ?1 AND " OPEN_INCIDENT
-	        "), status, previous_status, handle, ip FROM servers WHERE id = ?1",
-	        server_id, 0);
-	if (rc != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		snprintf(err, errlen, "open incident: server %lld not found", (long long)server_id);
-		return rc == SQLITE_DONE ? STORE_NOTFOUND
-		                         : fail(db, rc, "open incident", err, errlen);
-	}
-	*incident_id = sqlite3_column_int64(st, 0);
-	if (*incident_id) { /* invariant 1 */
-		copy_text(st, 2, previous, cap, "");
-		sqlite3_finalize(st);
-		return STORE_OK;
-	}
-	copy_text(st, 1, previous, cap, "");
-	copy_text(st, 1, before, sizeof before, "");
-	copy_text(st, 3, handle, sizeof handle, "");
-	copy_text(st, 4, ip, sizeof ip, "");
-	sqlite3_finalize(st);
-	rc = sqlite3_prepare_v2(db,
-	                        "INSERT INTO incidents (server_id, type, status, detected_at,"
-	                        " correlation_id, details, updated_at)"
-	                        " VALUES (?1, 'server_unreachable', 'detected', ?2, ?3, ?4, ?2)",
-	                        -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return fail(db, rc, "open incident", err, errlen);
-	sqlite3_bind_int64(st, 1, server_id);
-	sqlite3_bind_double(st, 2, now);
-	sqlite3_bind_text(st, 3, correlation_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 4, details, -1, SQLITE_TRANSIENT);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return fail(db, rc, "open incident", err, errlen);
-	*incident_id = sqlite3_last_insert_rowid(db);
-	*created = true;
-	rc = step_one(db, &st,
-	              "UPDATE servers SET previous_status = status, status = 'error',"
-	              " updated_at = ?2 WHERE id = ?1 AND status <> 'error'",
-	              server_id, now);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return fail(db, rc, "open incident", err, errlen);
-	return note_unreachable(s, handle, ip[0] ? ip : NULL, *incident_id, before, correlation_id,
-	                        details, now, err, errlen);
+	static const char recovered[] =
+	        "UPDATE servers SET status = CASE WHEN previous_status IN ('ready', 'in_use')"
+	        " THEN previous_status WHEN ?3 > 0 THEN 'in_use' ELSE 'ready' END,"
+	        " consecutive_failures = 0, updated_at = ?2 WHERE id = ?1"
+	        " AND status IN ('error', 'provisioning', 'ready')";
+	static const char failed[] =
+	        "UPDATE servers SET status = 'error', updated_at = ?2 WHERE id = ?1";
+	store_stmt *q = NULL;
+	int rc = update_prepare(s, ok ? recovered : failed, id, now, &q);
+	if (rc == STORE_OK && ok)
+		store_bind_int64(q, 3, services_count);
+	return update_finish(s, q, rc, NULL, "end recovery", err, errlen);
 }
 
-int servers_incident_open(store *s, int64_t server_id, double now, const char *correlation_id,
-                          const char *details, int64_t *incident_id, bool *created, char *previous,
-                          size_t cap, char *err, size_t errlen)
+int servers_set_status(store *s, int64_t id, const char *status, double now, char *err,
+                       size_t errlen)
 {
-	sqlite3 *db = store_db(s);
-	*incident_id = 0;
-	*created = false;
-	int rc = exec_sql(db, "BEGIN IMMEDIATE", err, errlen);
-	if (rc != STORE_OK)
-		return rc;
-	rc = open_locked(s, server_id, now, correlation_id, details, incident_id, created, previous,
-	                 cap, err, errlen);
+	static const char sql[] = "UPDATE servers SET status = ?3, updated_at = ?2 WHERE id = ?1";
+	store_stmt *q = NULL;
+	int rc = update_prepare(s, sql, id, now, &q);
 	if (rc == STORE_OK)
-		rc = exec_sql(db, "COMMIT", err, errlen);
-	if (rc != STORE_OK) {
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-		*created = false;
-	}
-	return rc;
+		store_bind_text(q, 3, status);
+	return update_finish(s, q, rc, NULL, "set server status", err, errlen);
 }
 
-/* The server_recovered notification of a resolved incident: read the
- * incident and the server as they are now, inside the transaction. */
-static int note_recovered(store *s, int64_t server_id, int64_t incident_id, double now, char *err,
-                          size_t errlen)
-{
-	sqlite3 *db = store_db(s);
-	sqlite3_stmt *st = NULL;
-	char handle[128], ip[64], status[32], incident_cid[128];
-	int rc = step_one(db, &st,
-	                  "SELECT s.handle, s.ip, s.status, i.detected_at, i.correlation_id"
-	                  " FROM servers s JOIN incidents i ON i.server_id = s.id"
-	                  " WHERE s.id = ?1 AND i.id = ?2",
-	                  server_id, (double)incident_id);
-	if (rc != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		return rc == SQLITE_DONE ? STORE_OK : fail(db, rc, "resolve incident", err, errlen);
-	}
-	copy_text(st, 0, handle, sizeof handle, "");
-	copy_text(st, 1, ip, sizeof ip, "");
-	copy_text(st, 2, status, sizeof status, "");
-	copy_text(st, 4, incident_cid, sizeof incident_cid, "");
-	double outage = now - sqlite3_column_double(st, 3);
-	sqlite3_finalize(st);
+/* ---- provisioning (invariant 4) ---- */
 
-	notify_note n;
-	notify_note_init(&n, NOTIFY_SERVER_RECOVERED, LOG_INFO, log_bound_str("correlation_id"));
-	notify_note_title(&n, "Server %s recovered", handle);
-	notify_note_line(&n, "Incident %lld resolved after %.0f s; the server is %s again.",
-	                 (long long)incident_id, outage, status);
-	notify_field_str(&n, "server_handle", handle);
-	notify_field_str(&n, "ip", ip[0] ? ip : NULL);
-	notify_field_int(&n, "incident_id", incident_id);
-	notify_field_str(&n, "status", status);
-	notify_field_int(&n, "outage_sec", (int64_t)(outage + 0.5));
-	notify_field_str(&n, "incident_correlation_id", incident_cid[0] ? incident_cid : NULL);
-	rc = notify_add(s, &n, now, NULL, err, errlen);
-	notify_note_free(&n);
-	return rc;
-}
-
-static int resolve_locked(store *s, int64_t server_id, double now, int64_t *incident_id,
-                          char *restored, size_t cap, char *err, size_t errlen)
+int servers_list_due_provisioning(store *s, double now, double timeout_sec, double cooldown_sec,
+                                  server_list *out, char *err, size_t errlen)
 {
-	sqlite3 *db = store_db(s);
-	sqlite3_stmt *st = NULL;
-	int rc = step_one(db, &st,
-	                  "SELECT max(id) FROM incidents WHERE server_id = ?1 AND " OPEN_INCIDENT,
-	                  server_id, 0);
-	if (rc != SQLITE_ROW)
-		return fail(db, rc, "resolve incident", err, errlen);
-	*incident_id = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	if (*incident_id) {
-		rc = step_one(db, &st,
-		              "UPDATE incidents SET status = 'resolved', resolved_at = ?2,"
-		              " updated_at = ?2 WHERE server_id = ?1 AND " OPEN_INCIDENT,
-		              server_id, now);
-		sqlite3_finalize(st);
-		if (rc != SQLITE_DONE)
-			return fail(db, rc, "resolve incident", err, errlen);
-	}
-	if (*incident_id == 0) { /* not ours to restore */
-		rc = step_one(db, &st, "SELECT status FROM servers WHERE id = ?1", server_id, 0);
-		copy_text(rc == SQLITE_ROW ? st : NULL, 0, restored, cap, "");
-		sqlite3_finalize(st);
-		return STORE_OK;
-	}
-	rc = step_one(db, &st,
-	              "UPDATE servers SET status = coalesce(previous_status, 'ready'),"
-	              " previous_status = NULL, updated_at = ?2 WHERE id = ?1 AND status = 'error'",
-	              server_id, now);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return fail(db, rc, "resolve incident", err, errlen);
-	rc = step_one(db, &st, "SELECT status FROM servers WHERE id = ?1", server_id, 0);
-	copy_text(rc == SQLITE_ROW ? st : NULL, 0, restored, cap, "");
-	sqlite3_finalize(st);
-	return note_recovered(s, server_id, *incident_id, now, err, errlen);
-}
+	static const char sql[] =
+	        "SELECT id, handle, ip, port, ssh_user, status FROM servers WHERE is_managed = 1"
+	        " AND ((status IN ('pending_setup', 'force_rebuild') AND"
+	        "  (provisioning_started_at IS NULL OR provisioning_started_at <= ?1 - ?3))"
+	        " OR (status = 'provisioning' AND"
+	        "  (provisioning_started_at IS NULL OR provisioning_started_at <= ?1 - ?2)))"
+	        " ORDER BY handle";
+	store_stmt *q = NULL;
+	int rc = store_prepare(s, sql, &q);
 
-int servers_incident_resolve(store *s, int64_t server_id, double now, int64_t *incident_id,
-                             char *restored, size_t cap, char *err, size_t errlen)
-{
-	sqlite3 *db = store_db(s);
-	*incident_id = 0;
-	int rc = exec_sql(db, "BEGIN IMMEDIATE", err, errlen);
+	*out = (server_list){0};
 	if (rc != STORE_OK)
-		return rc;
-	rc = resolve_locked(s, server_id, now, incident_id, restored, cap, err, errlen);
-	if (rc == STORE_OK)
-		rc = exec_sql(db, "COMMIT", err, errlen);
-	if (rc != STORE_OK) {
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-		*incident_id = 0;
+		return store_fail(s, rc, "list servers due", err, errlen);
+	store_bind_double(q, 1, now);
+	store_bind_double(q, 2, timeout_sec);
+	store_bind_double(q, 3, cooldown_sec);
+	return collect_rows(s, q, out, NULL, "list servers due", err, errlen);
+}
+
+int servers_claim_provisioning(store *s, int64_t id, bool force, double now, double timeout_sec,
+                               double cooldown_sec, bool *claimed, char *err, size_t errlen)
+{
+	static const char sql[] =
+	        "UPDATE servers SET status = 'provisioning', provisioning_started_at = ?2,"
+	        " provisioning_attempts = provisioning_attempts + 1, updated_at = ?2"
+	        " WHERE id = ?1 AND (?3 OR status IN ('pending_setup', 'force_rebuild',"
+	        " 'provisioning')) AND (status != 'provisioning' OR provisioning_started_at IS NULL"
+	        " OR provisioning_started_at <= ?2 - ?4) AND (?5 OR provisioning_started_at IS NULL"
+	        " OR provisioning_started_at <= ?2 - ?6)";
+	store_stmt *q = NULL;
+	int64_t changes = 0;
+	int rc = update_prepare(s, sql, id, now, &q);
+	if (rc == STORE_OK) {
+		store_bind_int64(q, 3, force);
+		store_bind_double(q, 4, timeout_sec);
+		store_bind_int64(q, 5, cooldown_sec <= 0);
+		store_bind_double(q, 6, cooldown_sec);
 	}
+	rc = update_finish(s, q, rc, &changes, "claim server", err, errlen);
+	*claimed = rc == STORE_OK && changes == 1;
+	return rc;
+}
+
+/* ---- server_sync: servers from providers and inventories ---- */
+
+static const char SQL_SYNC_LOAD[] =
+        "SELECT id, handle, ip, ssh_user, provider, provider_id, status, previous_status,"
+        " labels, details, COALESCE(port, 22), is_managed FROM servers ORDER BY id";
+static const char SQL_SYNC_INSERT[] =
+        "INSERT INTO servers(handle, ip, port, ssh_user, provider, provider_id, status,"
+        " is_managed, labels, last_seen_at, created_at, updated_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10) RETURNING id";
+static const char SQL_SYNC_UPDATE[] =
+        "UPDATE servers SET handle = ?1, ip = ?2, port = ?3, ssh_user = ?4, provider = ?5,"
+        " provider_id = ?6, status = ?7, is_managed = ?8, labels = ?9, previous_status = ?12,"
+        " missing_since = NULL, last_seen_at = ?10, updated_at = ?10 WHERE id = ?11";
+static const char SQL_SYNC_SEEN[] = "UPDATE servers SET last_seen_at = ?2 WHERE id = ?1";
+static const char SQL_SYNC_MISSING[] =
+        "UPDATE servers SET status = 'missing', previous_status = ?2, missing_since = ?3,"
+        " updated_at = ?3 WHERE id = ?1";
+static const char SQL_SYNC_DETAILS[] =
+        "UPDATE servers SET details = ?2, updated_at = ?3 WHERE handle = ?1";
+static const char SQL_SYNC_TRIGGERS[] =
+        "SELECT handle, ip, status FROM servers WHERE is_managed = 1"
+        " AND status IN ('pending_setup', 'force_rebuild') ORDER BY handle";
+
+static void sync_row_free(server_sync_row *r)
+{
+	free(r->handle);
+	free(r->ip);
+	free(r->ssh_user);
+	free(r->provider);
+	free(r->provider_id);
+	free(r->status);
+	free(r->previous_status);
+	free(r->labels);
+	free(r->details);
+}
+
+void server_sync_rows_free(server_sync_rows *l)
+{
+	for (size_t i = 0; i < l->count; i++)
+		sync_row_free(&l->rows[i]);
+	free(l->rows);
+	*l = (server_sync_rows){0};
+}
+
+static server_sync_row sync_row_read(store_stmt *st)
+{
+	return (server_sync_row){.id = store_col_int64(st, 0),
+	                         .handle = store_col_dup(st, 1),
+	                         .ip = store_col_dup(st, 2),
+	                         .ssh_user = store_col_dup(st, 3),
+	                         .provider = store_col_dup(st, 4),
+	                         .provider_id = store_col_dup(st, 5),
+	                         .status = store_col_dup(st, 6),
+	                         .previous_status = store_col_dup(st, 7),
+	                         .labels = store_col_dup(st, 8),
+	                         .details = store_col_dup(st, 9),
+	                         .port = store_col_int(st, 10),
+	                         .managed = store_col_int(st, 11) != 0};
+}
+
+/* Room for one more row: 0, or -1 when out of memory. */
+static int sync_rows_reserve(server_sync_rows *out, size_t *cap)
+{
+	if (out->count < *cap)
+		return 0;
+	size_t n = *cap ? *cap * 2 : 64;
+	server_sync_row *rows = realloc(out->rows, n * sizeof *rows);
+	if (rows == NULL)
+		return -1;
+	out->rows = rows;
+	*cap = n;
+	return 0;
+}
+
+int servers_sync_load(store *s, server_sync_rows *out)
+{
+	store_stmt *st;
+	size_t cap = 0;
+
+	*out = (server_sync_rows){0};
+	int rc = store_prepare(s, SQL_SYNC_LOAD, &st);
+	while (rc == STORE_OK && (rc = store_step(st)) == STORE_ROW) {
+		rc = sync_rows_reserve(out, &cap) == 0
+		             ? STORE_OK
+		             : store_set_error(s, STORE_ERROR, "servers: out of memory");
+		if (rc == STORE_OK)
+			out->rows[out->count++] = sync_row_read(st);
+	}
+	store_stmt_done(st);
+	if (rc == STORE_DONE)
+		return STORE_OK;
+	server_sync_rows_free(out);
+	return rc;
+}
+
+/* ?1..?9 of SQL_SYNC_INSERT and SQL_SYNC_UPDATE, ?10 now. */
+static void sync_bind_listed(store_stmt *st, const server_listed *p, const char *status,
+                             bool managed, double now)
+{
+	store_bind_text(st, 1, p->handle);
+	store_bind_text(st, 2, p->ip);
+	store_bind_int64(st, 3, p->port);
+	store_bind_text(st, 4, p->ssh_user);
+	store_bind_text(st, 5, p->provider);
+	store_bind_text(st, 6, p->provider_id);
+	store_bind_text(st, 7, status);
+	store_bind_int64(st, 8, managed);
+	store_bind_text(st, 9, p->labels);
+	store_bind_double(st, 10, now);
+}
+
+int servers_sync_insert(store *s, const server_listed *p, const char *status, bool managed,
+                        double now, int64_t *id)
+{
+	store_stmt *st;
+	int rc = store_prepare(s, SQL_SYNC_INSERT, &st);
+	if (rc == STORE_OK) {
+		sync_bind_listed(st, p, status, managed, now);
+		rc = store_step(st);
+	}
+	if (rc == STORE_ROW && id)
+		*id = store_col_int64(st, 0);
+	store_stmt_done(st);
+	return rc == STORE_ROW ? STORE_OK : rc;
+}
+
+int servers_sync_update(store *s, int64_t id, const server_listed *p, const char *status,
+                        const char *previous, bool managed, double now)
+{
+	store_stmt *st;
+	int rc = store_prepare(s, SQL_SYNC_UPDATE, &st);
+	if (rc == STORE_OK) {
+		sync_bind_listed(st, p, status, managed, now);
+		store_bind_int64(st, 11, id);
+		store_bind_text(st, 12, previous);
+		rc = store_step_done(st);
+	}
+	store_stmt_done(st);
+	return rc;
+}
+
+int servers_sync_seen(store *s, int64_t id, double now)
+{
+	store_stmt *st;
+	int rc = store_prepare(s, SQL_SYNC_SEEN, &st);
+	if (rc == STORE_OK) {
+		store_bind_int64(st, 1, id);
+		store_bind_double(st, 2, now);
+		rc = store_step_done(st);
+	}
+	store_stmt_done(st);
+	return rc;
+}
+
+int servers_sync_mark_missing(store *s, int64_t id, const char *previous, double now)
+{
+	store_stmt *st;
+	int rc = store_prepare(s, SQL_SYNC_MISSING, &st);
+	if (rc == STORE_OK) {
+		store_bind_int64(st, 1, id);
+		store_bind_text(st, 2, previous);
+		store_bind_double(st, 3, now);
+		rc = store_step_done(st);
+	}
+	store_stmt_done(st);
+	return rc;
+}
+
+int servers_sync_set_details(store *s, const char *handle, const char *details, double now)
+{
+	store_stmt *st;
+	int rc = store_prepare(s, SQL_SYNC_DETAILS, &st);
+	if (rc == STORE_OK) {
+		store_bind_text(st, 1, handle);
+		store_bind_text(st, 2, details);
+		store_bind_double(st, 3, now);
+		rc = store_step_done(st);
+	}
+	store_stmt_done(st);
+	return rc;
+}
+
+int servers_sync_triggers(store *s, server_trigger_cb cb, void *ctx)
+{
+	store_stmt *st;
+	int rc = store_prepare(s, SQL_SYNC_TRIGGERS, &st);
+	while (rc == STORE_OK && (rc = store_step(st)) == STORE_ROW)
+		rc = cb(ctx, store_col_text(st, 0), store_col_text(st, 1), store_col_text(st, 2));
+	store_stmt_done(st);
 	return rc;
 }

@@ -1,16 +1,19 @@
 /*
- * servers — store helpers for health checks and server_unreachable
- * incidents, in SQL against the servers and incidents tables (store.c,
- * docs/state-store.md) through store_db().
+ * servers — the servers table (store.c, docs/state-store.md): the lookups
+ * by handle and by id, the servers to health-check and their counters, the
+ * servers due for provisioning and their claim, and the server's side of
+ * an incident's transitions (incidents.c decides and writes the incident;
+ * the status change here runs in its transaction).
  *
- * An incident is open while its resolved_at is NULL and its status is not
- * resolved (detected, recovering, or failed: a failed recovery does not end
- * the outage). A server has at most one open server_unreachable incident:
- * servers_incident_open checks and inserts in one BEGIN IMMEDIATE
- * transaction, so two processes cannot both open one.
+ * Threads: any thread, with its own store handle.
  *
- * Errors: 0 or a negative store_error, with store_errmsg() unset (the
- * message goes to err); nothing is logged here.
+ * Errors: 0 or a negative store_error; functions with err copy "<what>:
+ * <store message>" into it; servers_count_by_status leaves the message in
+ * store_errmsg(). Nothing is logged here. The status changes never begin
+ * or commit: they are steps of the caller's transaction.
+ *
+ * Ownership: rows coming back through *out belong to the caller
+ * (server_row_free, server_list_free).
  */
 #ifndef FK_SERVERS_H
 #define FK_SERVERS_H
@@ -28,6 +31,7 @@ typedef struct {
 	int port;       /* 22 if unset */
 	char *ssh_user; /* NULL: the [ssh] user */
 	char *status;
+	char *previous_status; /* servers_get only; NULL if none */
 	int consecutive_failures;
 	int consecutive_successes;
 	int64_t open_incident; /* id of the open server_unreachable incident, 0 if none */
@@ -38,7 +42,20 @@ typedef struct {
 	size_t count;
 } server_list;
 
+void server_row_free(server_row *r);
 void server_list_free(server_list *list);
+
+/* The server with this handle (out->count is 1), or STORE_NOTFOUND with
+ * "no server 'H'". *is_managed (may be NULL) gets its is_managed flag. */
+int servers_find(store *s, const char *handle, server_list *out, bool *is_managed, char *err,
+                 size_t errlen);
+/* The server with this id, previous_status included; STORE_NOTFOUND. */
+int servers_get(store *s, int64_t id, server_row *out, char *err, size_t errlen);
+
+/* cb(ctx, status, count) for each status in use, by status; a non-zero
+ * return stops and is returned. */
+typedef int (*servers_count_cb)(void *ctx, const char *status, int64_t count);
+int servers_count_by_status(store *s, servers_count_cb cb, void *ctx);
 
 /* Managed servers whose status is one of statuses (NULL-terminated), plus
  * every managed server with an open server_unreachable incident (so a
@@ -69,23 +86,87 @@ health_transition servers_debounce(health_counters *c, bool passed, int failure_
 int servers_record_check(store *s, int64_t server_id, double now, double response_ms,
                          const health_counters *c, char *err, size_t errlen);
 
-/* Open a server_unreachable incident unless one is open: the server's
- * status becomes error and its previous status is kept in previous_status,
- * and a server_unreachable notification (correlation_id; details, a JSON
- * object, copied into its fields) is added in the same transaction.
- * *created says whether one was opened; *incident_id is the open one
- * either way; previous (may be NULL, cap bytes) gets the status before. */
-int servers_incident_open(store *s, int64_t server_id, double now, const char *correlation_id,
-                          const char *details, int64_t *incident_id, bool *created, char *previous,
-                          size_t cap, char *err, size_t errlen);
+/* ---- status changes, inside the caller's transaction ---- */
 
-/* Resolve the open server_unreachable incident (resolved_at = now) and, if
- * the server is still in error, restore its previous status (ready when
- * none was kept); a server_recovered notification is added in the same
- * transaction, with the correlation_id bound in the calling thread's log
- * context (the run's, bound by the runner). *incident_id is 0 if none was open; restored (may be
- * NULL) gets the server's status afterwards. */
-int servers_incident_resolve(store *s, int64_t server_id, double now, int64_t *incident_id,
-                             char *restored, size_t cap, char *err, size_t errlen);
+/* An incident opens: previous_status = status, status = error (unless it
+ * already is error). */
+int servers_mark_unreachable(store *s, int64_t id, double now, char *err, size_t errlen);
+/* The incident closed: if still in error, back to previous_status (ready
+ * when none was kept), previous_status cleared. */
+int servers_restore_previous(store *s, int64_t id, double now, char *err, size_t errlen);
+/* The end of a recovery. ok: back to previous_status when it is ready or
+ * in_use, else in_use when the server has services, else ready — only from
+ * error, provisioning or ready; consecutive_failures reset. !ok: error. */
+int servers_end_recovery(store *s, int64_t id, bool ok, int services_count, double now,
+                         char *err, size_t errlen);
+int servers_set_status(store *s, int64_t id, const char *status, double now, char *err,
+                       size_t errlen);
+
+/* ---- provisioning (provisioner.c) ---- */
+
+/* Managed servers in pending_setup or force_rebuild whose last attempt is
+ * older than cooldown_sec, or in provisioning for longer than timeout_sec;
+ * by handle. */
+int servers_list_due_provisioning(store *s, double now, double timeout_sec, double cooldown_sec,
+                                  server_list *out, char *err, size_t errlen);
+/* status -> provisioning (started now, attempts + 1) unless someone else
+ * claimed it or the cooldown holds; force: whatever the status (incident
+ * recovery); cooldown_sec <= 0: no cooldown. *claimed says whether it was. */
+int servers_claim_provisioning(store *s, int64_t id, bool force, double now, double timeout_sec,
+                               double cooldown_sec, bool *claimed, char *err, size_t errlen);
+
+/* ---- server_sync: servers from providers and inventories ---- */
+
+/* The statements server_sync runs on the servers table. They never begin
+ * or commit: server_sync applies one provider's listing in one transaction
+ * of its own. Errors: 0 or a negative store_error with the message in
+ * store_errmsg(s) (no err buffer here); nothing is logged. Strings passed
+ * in are borrowed for the call; rows handed out are the caller's
+ * (server_sync_rows_free). */
+
+/* A server as it is stored, for comparing with a listing. */
+typedef struct {
+	int64_t id;
+	char *handle, *ip, *ssh_user, *provider, *provider_id, *status, *previous_status;
+	char *labels, *details; /* JSON or NULL */
+	int port;               /* 22 if unset */
+	bool managed;
+} server_sync_row;
+
+typedef struct {
+	server_sync_row *rows;
+	size_t count;
+} server_sync_rows;
+
+void server_sync_rows_free(server_sync_rows *l);
+
+/* What a provider lists about one server (NULL for unknown). */
+typedef struct {
+	const char *handle, *ip, *ssh_user, *provider, *provider_id, *labels;
+	int port;
+} server_listed;
+
+/* Every server, of every provider, ordered by id. On error *out is empty. */
+int servers_sync_load(store *s, server_sync_rows *out);
+/* A new server from p with status and managed, last seen now; *id (may be
+ * NULL) gets its id. */
+int servers_sync_insert(store *s, const server_listed *p, const char *status, bool managed,
+                        double now, int64_t *id);
+/* Server id becomes what p says, with status, previous (NULL: none) and
+ * managed; no longer missing; last seen now. */
+int servers_sync_update(store *s, int64_t id, const server_listed *p, const char *status,
+                        const char *previous, bool managed, double now);
+/* Server id was listed unchanged: only last_seen_at moves. */
+int servers_sync_seen(store *s, int64_t id, double now);
+/* Server id is no longer listed: missing since now, previous kept. */
+int servers_sync_mark_missing(store *s, int64_t id, const char *previous, double now);
+/* The provider's details JSON of the server named handle. */
+int servers_sync_set_details(store *s, const char *handle, const char *details, double now);
+/* Every managed server in pending_setup or force_rebuild, by handle:
+ * cb(ctx, handle, ip, status) with borrowed strings (ip may be NULL); a
+ * non-zero return stops and is returned. */
+typedef int (*server_trigger_cb)(void *ctx, const char *handle, const char *ip,
+                                 const char *status);
+int servers_sync_triggers(store *s, server_trigger_cb cb, void *ctx);
 
 #endif

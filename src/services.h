@@ -1,12 +1,15 @@
 /*
  * services — the record of what runs where (the services table of
  * store.c): name, server, git repository, ref, port, start command and an
- * environment (a JSON object of strings). Recovery redeploys them.
+ * environment (a JSON object of strings). Recovery redeploys them. (The
+ * server lookup by handle is servers_find, servers.h.)
  *
- * Also the one server lookup by handle that the Ansible commands need.
+ * Threads: any thread, with its own store handle.
  *
- * Errors: 0 or a negative store_error; err gets a message; nothing is
- * logged here.
+ * Errors: 0 or a negative store_error (STORE_FULL, STORE_READONLY, ... as
+ * the store maps them); err gets "<what>: <message>"; nothing is logged
+ * here. Lists coming back through *out belong to the caller
+ * (service_list_free).
  */
 #ifndef FK_SERVICES_H
 #define FK_SERVICES_H
@@ -15,7 +18,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "servers.h"
 #include "store.h"
 
 typedef struct {
@@ -44,10 +46,5 @@ int services_list(store *s, const char *server_handle, service_list *out, char *
 /* STORE_NOTFOUND if there was no such service. */
 int services_remove(store *s, const char *server_handle, const char *name, char *err,
                     size_t errlen);
-
-/* The server with this handle (out->count is 1), or STORE_NOTFOUND.
- * *is_managed (may be NULL) gets its is_managed flag. */
-int services_server_find(store *s, const char *handle, server_list *out, bool *is_managed,
-                         char *err, size_t errlen);
 
 #endif

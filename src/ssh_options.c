@@ -1,10 +1,9 @@
 /*
- * ssh_options — the pure half of the SSH tester (ssh.h): stage and error
- * names, host key policy names, and the options from [ssh]. Kept apart from ssh.c, which needs
- * libssh2, so that reading a configuration or naming a result never loads
- * the network module (docs/architecture.md).
+ * ssh_options — the pure half of the SSH tester; see ssh_options.h. Kept
+ * apart from src/net/ssh.c, which needs libssh2, so that the core reads
+ * [ssh] and names results without a libssh2 header (docs/architecture.md).
  */
-#include "ssh.h"
+#include "ssh_options.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,7 +98,7 @@ agent:
 	return 0;
 }
 
-/* ---- host key policies (known_hosts.h) ---- */
+/* ---- host key policies ---- */
 
 static const char *const policy_names[] = {
         [HOSTKEY_POLICY_STRICT] = "strict",

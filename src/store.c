@@ -20,17 +20,20 @@
  */
 #include "store.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <sqlite3.h>
 
 #define BUSY_TIMEOUT_MS   5000
-#define INTERRUPTED_ERROR "daemon stopped before the run finished"
 
 /* ---- schema ---- */
 
@@ -179,51 +182,6 @@ static const char schema_v4[] =
 static const char *const migrations[STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
                                                              schema_v4};
 
-/* ---- cached statements ---- */
-
-#define RUN_COLS                                                                                   \
-	"id, task, trigger, status, correlation_id, started_at, finished_at, duration_sec,"        \
-	" exit_code, error, error_type, items"
-#define NOW_SQL "((julianday('now') - 2440587.5) * 86400.0)"
-
-enum {
-	Q_EVENT_INSERT,
-	Q_RUN_START,
-	Q_RUN_FINISH,
-	Q_RUN_SKIPPED,
-	Q_RUN_GET,
-	Q_RUNS_ALL,
-	Q_RUNS_TASK,
-	Q_RUNS_LAST,
-	Q_TRACE,
-	Q_FIRE_GET,
-	Q_FIRE_SET,
-	Q_COUNT
-};
-
-static const char *const query_sql[Q_COUNT] = {
-        [Q_EVENT_INSERT] = "INSERT INTO events (unix_time, timestamp, level, logger, event,"
-                           " correlation_id, task, run_id, line) VALUES (?,?,?,?,?,?,?,?,?)",
-        [Q_RUN_START] = "INSERT INTO task_runs (task, trigger, status, correlation_id, started_at)"
-                        " VALUES (?, ?, 'running', ?, ?)",
-        [Q_RUN_FINISH] = "UPDATE task_runs SET status = ?2, finished_at = ?3, duration_sec = ?4,"
-                         " exit_code = ?5, error = ?6, error_type = ?7, items = ?8 WHERE id = ?1",
-        [Q_RUN_SKIPPED] = "INSERT INTO task_runs (task, trigger, status, correlation_id,"
-                          " started_at, finished_at, duration_sec, error)"
-                          " VALUES (?1, ?2, 'skipped', ?3, ?4, ?4, 0, ?5)",
-        [Q_RUN_GET] = "SELECT " RUN_COLS " FROM task_runs WHERE id = ?",
-        [Q_RUNS_ALL] = "SELECT " RUN_COLS " FROM task_runs ORDER BY id DESC LIMIT ?",
-        [Q_RUNS_TASK] =
-                "SELECT " RUN_COLS " FROM task_runs WHERE task = ? ORDER BY id DESC LIMIT ?",
-        [Q_RUNS_LAST] = "SELECT " RUN_COLS " FROM task_runs WHERE id IN"
-                        " (SELECT max(id) FROM task_runs GROUP BY task) ORDER BY task",
-        [Q_TRACE] = "SELECT id, line FROM events WHERE correlation_id = ? AND id > ? ORDER BY id",
-        [Q_FIRE_GET] = "SELECT last_fire_at FROM task_state WHERE task = ?",
-        [Q_FIRE_SET] = "INSERT INTO task_state (task, last_fire_at, updated_at)"
-                       " VALUES (?, ?, " NOW_SQL ") ON CONFLICT(task) DO UPDATE SET"
-                       " last_fire_at = excluded.last_fire_at, updated_at = excluded.updated_at",
-};
-
 struct store_stmt {
 	store *s;
 	sqlite3_stmt *st;
@@ -240,38 +198,14 @@ struct stmt_cache {
 
 struct store {
 	sqlite3 *db;
-	sqlite3_stmt *stmt[Q_COUNT];
 	struct stmt_cache cache;
 	int tx_depth;    /* store_tx_begin nesting */
 	bool tx_doomed;  /* an inner transaction rolled back */
+	char path[4096]; /* the database file, for store_file_replaced */
+	dev_t dev;       /* its device and inode at open */
+	ino_t ino;
 	char errmsg[512];
 };
-
-/* ---- run status names ---- */
-
-static const char *const run_status_names[] = {
-        [RUN_RUNNING] = "running", [RUN_SUCCESS] = "success", [RUN_FAILED] = "failed",
-        [RUN_TIMEOUT] = "timeout", [RUN_SKIPPED] = "skipped", [RUN_INTERRUPTED] = "interrupted",
-};
-#define RUN_STATUS_COUNT (sizeof run_status_names / sizeof run_status_names[0])
-
-const char *run_status_name(run_status st)
-{
-	if ((unsigned)st >= RUN_STATUS_COUNT)
-		return "unknown";
-	return run_status_names[st];
-}
-
-int run_status_parse(const char *name, run_status *out)
-{
-	for (size_t i = 0; name && i < RUN_STATUS_COUNT; i++) {
-		if (strcmp(name, run_status_names[i]) == 0) {
-			*out = (run_status)i;
-			return 0;
-		}
-	}
-	return -1;
-}
 
 /* ---- errors ---- */
 
@@ -318,21 +252,18 @@ static int fail_msg(store *s, int code, const char *msg)
 	return code;
 }
 
-int store_sqlite_error(sqlite3 *db, int rc, const char *what, char *err, size_t errlen)
-{
-	snprintf(err, errlen, "%s: %s", what, sqlite3_errmsg(db));
-	int code = map_code(db, rc);
-	return code == STORE_OK ? STORE_ERROR : code;
-}
-
 const char *store_errmsg(const store *s)
 {
 	return s ? s->errmsg : "no store";
 }
 
-sqlite3 *store_db(store *s)
+int store_set_error(store *s, int code, const char *fmt, ...)
 {
-	return s->db;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+	va_end(ap);
+	return code;
 }
 
 int store_fail(store *s, int code, const char *what, char *err, size_t errlen)
@@ -397,16 +328,36 @@ static void cache_free(struct stmt_cache *c)
 	*c = (struct stmt_cache){0};
 }
 
-/* The leading words of a statement, for error messages. */
+/* Copy the word at p (letters, digits, _) into buf, lowercased; returns
+ * the end of the word. */
+static const char *copy_word(const char *p, char *buf, size_t cap)
+{
+	size_t n = 0;
+	while (*p == ' ' || *p == '(' || *p == '\n')
+		p++;
+	for (; (isalnum((unsigned char)*p) || *p == '_') && n + 1 < cap; p++)
+		buf[n++] = (char)tolower((unsigned char)*p);
+	buf[n] = '\0';
+	return p;
+}
+
+/* "insert events", "update task_runs", "select servers": what a failed
+ * statement did, for error messages. */
 static void statement_head(const char *sql, char *buf, size_t cap)
 {
-	size_t n = 0, words = 0;
-	while (sql[n] && n + 1 < cap && n < 40) {
-		if (sql[n] == ' ' && ++words == 3)
-			break;
-		n++;
-	}
-	snprintf(buf, cap, "%.*s", (int)n, sql);
+	char verb[16], table[48] = "";
+	const char *p = copy_word(sql, verb, sizeof verb);
+	const char *from = NULL;
+	if (strcmp(verb, "insert") == 0 || strcmp(verb, "replace") == 0)
+		from = strstr(p, "INTO ");
+	else if (strcmp(verb, "delete") == 0 || strcmp(verb, "select") == 0 ||
+	         strcmp(verb, "with") == 0)
+		from = strstr(p, "FROM ");
+	else if (strcmp(verb, "update") == 0)
+		from = p - 1;
+	if (from)
+		copy_word(strchr(from, ' '), table, sizeof table);
+	snprintf(buf, cap, "%s%s%s", verb, table[0] ? " " : "", table);
 }
 
 static int stmt_fail(store_stmt *st, int rc)
@@ -422,22 +373,37 @@ int store_prepare(store *s, const char *sql, store_stmt **out)
 	store_stmt **slot = cache_slot(&s->cache, sql);
 	if (!slot)
 		return fail_msg(s, STORE_ERROR, "prepare: out of memory");
-	if (*slot) {
+	if (*slot && strcmp(sqlite3_sql((*slot)->st), sql) == 0) {
 		*out = *slot;
 		return STORE_OK;
 	}
+	/* Not cached, or the same address now holds other text (a caller's
+	 * buffer): prepare it, replacing the stale entry. */
 	store_stmt *st = calloc(1, sizeof *st);
 	if (!st)
 		return fail_msg(s, STORE_ERROR, "prepare: out of memory");
 	*st = (store_stmt){.s = s, .sql = sql};
-	int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->st, NULL);
-	if (rc != SQLITE_OK) {
-		int code = stmt_fail(st, rc);
+	const char *tail = NULL;
+	int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->st, &tail);
+	if (rc == SQLITE_OK && tail && tail[strspn(tail, " \t\n;")] != '\0') {
+		sqlite3_finalize(st->st);
+		free(st);
+		return fail_msg(s, STORE_ERROR, "prepare: more than one statement");
+	}
+	if (rc != SQLITE_OK || !st->st) {
+		int code = rc != SQLITE_OK ? stmt_fail(st, rc)
+		                           : fail_msg(s, STORE_ERROR, "prepare: empty statement");
+		sqlite3_finalize(st->st);
 		free(st);
 		return code;
 	}
+	if (*slot) {
+		sqlite3_finalize((*slot)->st);
+		free(*slot);
+	} else {
+		s->cache.used++;
+	}
 	*slot = *out = st;
-	s->cache.used++;
 	return STORE_OK;
 }
 
@@ -606,6 +572,11 @@ int store_tx(store *s, int (*fn)(store *s, void *arg), void *arg)
 	return store_tx_commit(s);
 }
 
+void store_set_busy_timeout(store *s, int ms)
+{
+	sqlite3_busy_timeout(s->db, ms);
+}
+
 int store_write_probe(store *s)
 {
 	int code = store_tx_begin(s);
@@ -626,32 +597,6 @@ static void rollback(store *s)
 {
 	if (!sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-/* The cached statement q, reset and with no bindings. */
-static int query(store *s, int q, sqlite3_stmt **out)
-{
-	sqlite3_stmt *st = s->stmt[q];
-	*out = st;
-	if (st) {
-		sqlite3_reset(st);
-		sqlite3_clear_bindings(st);
-		return STORE_OK;
-	}
-	int rc = sqlite3_prepare_v3(s->db, query_sql[q], -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
-	if (rc != SQLITE_OK)
-		return fail(s, rc, "prepare");
-	s->stmt[q] = *out = st;
-	return STORE_OK;
-}
-
-/* Run a statement that returns no rows; reset it whatever happens. */
-static int step_done(store *s, sqlite3_stmt *st, const char *what)
-{
-	int rc = sqlite3_step(st);
-	int ret = rc == SQLITE_DONE ? STORE_OK : fail(s, rc, what);
-	sqlite3_reset(st);
-	return ret;
 }
 
 static int64_t read_user_version(store *s, int *code)
@@ -691,6 +636,16 @@ int store_schema_version(store *s)
 
 /* ---- open, configure, migrate ---- */
 
+/* A new database file is created 0600 whatever the umask; SQLite gives its
+ * -wal and -shm files the mode of the database file. Failure is left to
+ * sqlite3_open_v2 to report. */
+static void create_private(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+}
+
 static int open_connection(store **out, const char *path, int flags, char *err, size_t errlen)
 {
 	sqlite3 *db = NULL;
@@ -712,6 +667,12 @@ static int open_connection(store **out, const char *path, int flags, char *err, 
 		return STORE_ERROR;
 	}
 	s->db = db;
+	snprintf(s->path, sizeof s->path, "%s", path);
+	struct stat sb;
+	if (stat(path, &sb) == 0) {
+		s->dev = sb.st_dev;
+		s->ino = sb.st_ino;
+	}
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
 	*out = s;
@@ -803,6 +764,7 @@ int store_open_at_version(store **out, const char *path, int version, char *err,
 		snprintf(err, errlen, "%s: no schema version %d", path, version);
 		return STORE_ERROR;
 	}
+	create_private(path);
 	int code =
 	        open_connection(&s, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err, errlen);
 	if (code != STORE_OK)
@@ -849,8 +811,6 @@ void store_close(store *s)
 {
 	if (!s)
 		return;
-	for (int i = 0; i < Q_COUNT; i++)
-		sqlite3_finalize(s->stmt[i]);
 	cache_free(&s->cache);
 	sqlite3_close(s->db);
 	free(s);
@@ -858,394 +818,108 @@ void store_close(store *s)
 
 /* ---- task runs ---- */
 
-int store_run_start(store *s, const char *task, const char *trigger, const char *correlation_id,
-                    double started_at, int64_t *out_run_id)
+/* ---- checks and backups ---- */
+
+int store_quick_check(store *s)
 {
-	sqlite3_stmt *st;
-	int qc = query(s, Q_RUN_START, &st);
-	if (qc != STORE_OK)
-		return qc;
-	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, trigger, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, correlation_id, -1, SQLITE_STATIC);
-	sqlite3_bind_double(st, 4, started_at);
-	int code = step_done(s, st, "insert task_runs");
-	if (code == STORE_OK && out_run_id)
-		*out_run_id = sqlite3_last_insert_rowid(s->db);
+	static const char sql[] = "PRAGMA quick_check(1)";
+	store_stmt *st;
+	int rc = store_prepare(s, sql, &st);
+	if (rc != STORE_OK)
+		return rc;
+	rc = store_step(st);
+	const char *result = rc == STORE_ROW ? store_col_text(st, 0) : NULL;
+	int code = rc < 0 ? rc : STORE_OK;
+	if (rc == STORE_ROW && (!result || strcmp(result, "ok") != 0))
+		code = store_set_error(s, STORE_CORRUPT, "quick_check: %s",
+		                       result ? result : "no answer");
+	store_stmt_done(st);
 	return code;
 }
 
-int store_run_finish(store *s, int64_t run_id, run_status status, double finished_at,
-                     double duration_sec, int exit_code, const char *error, const char *error_type,
-                     const char *items_json)
+int store_integrity_check(store *s, store_line_cb cb, void *ctx)
 {
-	sqlite3_stmt *st;
-	int qc = query(s, Q_RUN_FINISH, &st);
-	if (qc != STORE_OK)
-		return qc;
-	sqlite3_bind_int64(st, 1, run_id);
-	sqlite3_bind_text(st, 2, run_status_name(status), -1, SQLITE_STATIC);
-	sqlite3_bind_double(st, 3, finished_at);
-	sqlite3_bind_double(st, 4, duration_sec);
-	if (exit_code >= 0)
-		sqlite3_bind_int(st, 5, exit_code);
-	sqlite3_bind_text(st, 6, error, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, error_type, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, items_json, -1, SQLITE_STATIC);
-	int code = step_done(s, st, "update task_runs");
-	if (code == STORE_OK && sqlite3_changes(s->db) == 0) {
-		snprintf(s->errmsg, sizeof s->errmsg, "update task_runs: no run %lld",
-		         (long long)run_id);
-		return STORE_NOTFOUND;
+	static const char sql[] = "PRAGMA integrity_check";
+	store_stmt *st;
+	int rc = store_prepare(s, sql, &st), damaged = 0;
+	if (rc != STORE_OK)
+		return rc;
+	while ((rc = store_step(st)) == STORE_ROW) {
+		const char *line = store_col_text(st, 0);
+		if (line && strcmp(line, "ok") == 0)
+			continue;
+		damaged = 1;
+		cb(ctx, line ? line : "?");
 	}
-	return code;
+	store_stmt_done(st);
+	if (rc < 0)
+		return rc;
+	return damaged ? store_set_error(s, STORE_CORRUPT, "integrity_check found damage")
+	               : STORE_OK;
 }
 
-int store_run_skipped(store *s, const char *task, const char *trigger, const char *correlation_id,
-                      double at, const char *reason, int64_t *out_run_id)
+int store_backup(store *s, const char *dest, char *err, size_t errlen)
 {
-	sqlite3_stmt *st;
-	int qc = query(s, Q_RUN_SKIPPED, &st);
-	if (qc != STORE_OK)
-		return qc;
-	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, trigger, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, correlation_id, -1, SQLITE_STATIC);
-	sqlite3_bind_double(st, 4, at);
-	sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
-	int code = step_done(s, st, "insert skipped task_runs");
-	if (code == STORE_OK && out_run_id)
-		*out_run_id = sqlite3_last_insert_rowid(s->db);
-	return code;
-}
-
-int store_runs_mark_interrupted(store *s, double now, int *count)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(s->db,
-	                            "UPDATE task_runs SET status = 'interrupted', finished_at = ?1,"
-	                            " duration_sec = max(?1 - started_at, 0), error = ?2,"
-	                            " error_type = 'interrupted' WHERE status = 'running'",
-	                            -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return fail(s, rc, "mark interrupted runs");
-	sqlite3_bind_double(st, 1, now);
-	sqlite3_bind_text(st, 2, INTERRUPTED_ERROR, -1, SQLITE_STATIC);
-	int code = step_done(s, st, "mark interrupted runs");
-	if (count)
-		*count = code == STORE_OK ? sqlite3_changes(s->db) : 0;
-	sqlite3_finalize(st);
-	return code;
-}
-
-static const char *column_text(sqlite3_stmt *st, int i)
-{
-	return (const char *)sqlite3_column_text(st, i);
-}
-
-static double column_double_or(sqlite3_stmt *st, int i, double dflt)
-{
-	return sqlite3_column_type(st, i) == SQLITE_NULL ? dflt : sqlite3_column_double(st, i);
-}
-
-static void read_run_row(sqlite3_stmt *st, store_run_row *r)
-{
-	r->id = sqlite3_column_int64(st, 0);
-	r->task = column_text(st, 1);
-	r->trigger = column_text(st, 2);
-	if (run_status_parse(column_text(st, 3), &r->status) != 0)
-		r->status = RUN_FAILED; /* unreachable: CHECK constraint */
-	r->correlation_id = column_text(st, 4);
-	r->started_at = sqlite3_column_double(st, 5);
-	r->finished_at = column_double_or(st, 6, 0);
-	r->duration_sec = column_double_or(st, 7, -1);
-	r->exit_code = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 8);
-	r->error = column_text(st, 9);
-	r->error_type = column_text(st, 10);
-	r->items_json = column_text(st, 11);
-}
-
-typedef int (*row_fn)(sqlite3_stmt *st, void *arg);
-
-/* Step through every row, handing each to fn; stop early on a non-zero
- * return, which is passed on. The statement is reset in all cases. */
-static int each_row(store *s, sqlite3_stmt *st, row_fn fn, void *arg, const char *what,
-                    int64_t *rows)
-{
-	int rc, ret = STORE_OK;
-	int64_t n = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		n++;
-		ret = fn(st, arg);
-		if (ret != 0)
-			break;
+	char tmp[4200];
+	snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dest, (long)getpid());
+	unlink(tmp);
+	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+		return errno == EACCES || errno == EROFS ? STORE_READONLY : STORE_ERROR;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		ret = fail(s, rc, what);
-	sqlite3_reset(st);
-	if (rows)
-		*rows = n;
-	return ret;
-}
-
-typedef struct {
-	store_run_cb cb;
-	void *ctx;
-} run_cb_box;
-
-static int run_row_fn(sqlite3_stmt *st, void *arg)
-{
-	run_cb_box *box = arg;
-	store_run_row r;
-	read_run_row(st, &r);
-	return box->cb(box->ctx, &r);
-}
-
-int store_run_get(store *s, int64_t run_id, store_run_cb cb, void *ctx)
-{
-	int64_t rows = 0;
-	sqlite3_stmt *st;
-	int qc = query(s, Q_RUN_GET, &st);
-	if (qc != STORE_OK)
-		return qc;
-	run_cb_box box = {cb, ctx};
-	sqlite3_bind_int64(st, 1, run_id);
-	int ret = each_row(s, st, run_row_fn, &box, "select task_runs", &rows);
-	if (ret == STORE_OK && rows == 0) {
-		snprintf(s->errmsg, sizeof s->errmsg, "no run %lld", (long long)run_id);
-		return STORE_NOTFOUND;
+	close(fd);
+	sqlite3 *out = NULL;
+	int rc = sqlite3_open_v2(tmp, &out, SQLITE_OPEN_READWRITE, NULL);
+	sqlite3_backup *b = rc == SQLITE_OK ? sqlite3_backup_init(out, "main", s->db, "main") : NULL;
+	if (b) {
+		/* one step: a single read transaction, so the copy is one
+		 * consistent snapshot; in WAL mode it does not block writers */
+		for (int tries = 0; tries < 250; tries++) {
+			rc = sqlite3_backup_step(b, -1);
+			if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+				break;
+			sqlite3_sleep(20);
+		}
+		if (rc == SQLITE_DONE)
+			rc = SQLITE_OK;
+		int frc = sqlite3_backup_finish(b);
+		if (rc == SQLITE_OK)
+			rc = frc;
+	} else if (rc == SQLITE_OK) {
+		rc = sqlite3_errcode(out);
 	}
-	return ret;
-}
-
-int store_runs_list(store *s, const char *task, int limit, store_run_cb cb, void *ctx)
-{
-	sqlite3_stmt *st;
-	int qc = query(s, task ? Q_RUNS_TASK : Q_RUNS_ALL, &st);
-	if (qc != STORE_OK)
-		return qc;
-	run_cb_box box = {cb, ctx};
-	int i = 1;
-	if (task)
-		sqlite3_bind_text(st, i++, task, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, i, limit > 0 ? limit : -1);
-	return each_row(s, st, run_row_fn, &box, "select task_runs", NULL);
-}
-
-int store_runs_last_per_task(store *s, store_run_cb cb, void *ctx)
-{
-	sqlite3_stmt *st;
-	int qc = query(s, Q_RUNS_LAST, &st);
-	if (qc != STORE_OK)
-		return qc;
-	run_cb_box box = {cb, ctx};
-	return each_row(s, st, run_row_fn, &box, "select task_runs", NULL);
-}
-
-/* ---- events ---- */
-
-static int insert_event(store *s, sqlite3_stmt *st, const store_event *e)
-{
-	sqlite3_bind_double(st, 1, e->unix_time);
-	sqlite3_bind_text(st, 2, e->timestamp, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, e->level, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, e->logger, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, e->event, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, e->correlation_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, e->task, -1, SQLITE_STATIC);
-	if (e->run_id != 0)
-		sqlite3_bind_int64(st, 8, e->run_id);
-	else
-		sqlite3_bind_null(st, 8);
-	sqlite3_bind_text(st, 9, e->json, -1, SQLITE_STATIC);
-	return step_done(s, st, "insert events");
-}
-
-int store_events_insert(store *s, const store_event *events, size_t n)
-{
-	if (n == 0)
-		return STORE_OK;
-	sqlite3_stmt *st;
-	int qc = query(s, Q_EVENT_INSERT, &st);
-	if (qc != STORE_OK)
-		return qc;
-	int code = exec_sql(s, "BEGIN IMMEDIATE", "begin insert events");
-	for (size_t i = 0; code == STORE_OK && i < n; i++)
-		code = insert_event(s, st, &events[i]);
-	if (code == STORE_OK)
-		code = exec_sql(s, "COMMIT", "commit events");
-	if (code != STORE_OK)
-		rollback(s);
-	return code;
-}
-
-typedef struct {
-	store_event_cb cb;
-	void *ctx;
-} event_cb_box;
-
-static int event_row_fn(sqlite3_stmt *st, void *arg)
-{
-	event_cb_box *box = arg;
-	return box->cb(box->ctx, sqlite3_column_int64(st, 0), column_text(st, 1));
-}
-
-int store_events_trace(store *s, const char *correlation_id, int64_t after_id, store_event_cb cb,
-                       void *ctx)
-{
-	sqlite3_stmt *st;
-	int qc = query(s, Q_TRACE, &st);
-	if (qc != STORE_OK)
-		return qc;
-	sqlite3_bind_text(st, 1, correlation_id, -1, SQLITE_STATIC);
-	event_cb_box box = {cb, ctx};
-	sqlite3_bind_int64(st, 2, after_id);
-	return each_row(s, st, event_row_fn, &box, "select events", NULL);
-}
-
-static int delete_before(store *s, const char *sql, double cutoff, int64_t *deleted)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	int code = map_code(out, rc);
 	if (rc != SQLITE_OK)
-		return fail(s, rc, "prune");
-	sqlite3_bind_double(st, 1, cutoff);
-	int code = step_done(s, st, "prune");
-	if (code == STORE_OK && deleted)
-		*deleted = sqlite3_changes64(s->db);
-	sqlite3_finalize(st);
-	return code;
+		snprintf(err, errlen, "%s: backup failed: %s", dest,
+		         out ? sqlite3_errmsg(out) : sqlite3_errstr(rc));
+	sqlite3_close(out);
+	if (rc == SQLITE_OK && rename(tmp, dest) != 0) {
+		snprintf(err, errlen, "%s: cannot rename %s into place: %s", dest, tmp,
+		         strerror(errno));
+		rc = SQLITE_CANTOPEN;
+		code = STORE_ERROR;
+	}
+	if (rc != SQLITE_OK) {
+		unlink(tmp);
+		return code == STORE_OK ? STORE_ERROR : code;
+	}
+	return STORE_OK;
 }
 
-int store_prune(store *s, double cutoff, int64_t *events_deleted, int64_t *runs_deleted)
+bool store_file_replaced(store *s)
 {
-	int code = exec_sql(s, "BEGIN IMMEDIATE", "begin prune");
-	if (code == STORE_OK)
-		code = delete_before(s, "DELETE FROM events WHERE unix_time < ?", cutoff,
-		                     events_deleted);
-	if (code == STORE_OK)
-		code = delete_before(s,
-		                     "DELETE FROM task_runs WHERE status != 'running'"
-		                     " AND finished_at < ?",
-		                     cutoff, runs_deleted);
-	if (code == STORE_OK)
-		code = exec_sql(s, "COMMIT", "commit prune");
-	if (code != STORE_OK)
-		rollback(s);
-	return code;
-}
-
-/* ---- per-task scheduler state ---- */
-
-int store_task_last_fire_get(store *s, const char *task, double *out)
-{
-	sqlite3_stmt *st;
-	int qc = query(s, Q_FIRE_GET, &st);
-	if (qc != STORE_OK)
-		return qc;
-	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	int code = STORE_OK;
-	*out = 0;
-	if (rc == SQLITE_ROW)
-		*out = column_double_or(st, 0, 0);
-	else if (rc != SQLITE_DONE)
-		code = fail(s, rc, "select task_state");
-	sqlite3_reset(st);
-	return code;
-}
-
-int store_task_last_fire_set(store *s, const char *task, double fire_time)
-{
-	sqlite3_stmt *st;
-	int qc = query(s, Q_FIRE_SET, &st);
-	if (qc != STORE_OK)
-		return qc;
-	sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
-	sqlite3_bind_double(st, 2, fire_time);
-	return step_done(s, st, "upsert task_state");
-}
-
-/* ---- incidents and servers ---- */
-
-typedef struct {
-	store_incident_cb cb;
-	void *ctx;
-} incident_cb_box;
-
-static int incident_row_fn(sqlite3_stmt *st, void *arg)
-{
-	incident_cb_box *box = arg;
-	store_incident_row r = {
-	        .id = sqlite3_column_int64(st, 0),
-	        .server_handle = column_text(st, 1),
-	        .type = column_text(st, 2),
-	        .status = column_text(st, 3),
-	        .detected_at = sqlite3_column_double(st, 4),
-	        .resolved_at = column_double_or(st, 5, 0),
-	        .correlation_id = column_text(st, 6),
-	        .details = column_text(st, 7),
-	};
-	return box->cb(box->ctx, &r);
-}
-
-/* Run a one-off query and hand each row to fn. */
-static int select_rows(store *s, const char *sql, int bind_int, row_fn fn, void *arg,
-                       const char *what)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return fail(s, rc, what);
-	if (sqlite3_bind_parameter_count(st) > 0)
-		sqlite3_bind_int(st, 1, bind_int);
-	int ret = each_row(s, st, fn, arg, what, NULL);
-	sqlite3_finalize(st);
-	return ret;
-}
-
-int store_incidents_list(store *s, bool open_only, store_incident_cb cb, void *ctx)
-{
-	incident_cb_box box = {cb, ctx};
-	return select_rows(s,
-	                   "SELECT i.id, s.handle, i.type, i.status, i.detected_at, i.resolved_at,"
-	                   " i.correlation_id, i.details FROM incidents i"
-	                   " LEFT JOIN servers s ON s.id = i.server_id"
-	                   " WHERE ?1 = 0 OR i.status IN ('detected','recovering')"
-	                   " ORDER BY i.detected_at DESC, i.id DESC",
-	                   open_only ? 1 : 0, incident_row_fn, &box, "select incidents");
-}
-
-static int int64_row_fn(sqlite3_stmt *st, void *arg)
-{
-	*(int64_t *)arg = sqlite3_column_int64(st, 0);
-	return 0;
-}
-
-typedef struct {
-	store_count_cb cb;
-	void *ctx;
-} count_cb_box;
-
-static int count_row_fn(sqlite3_stmt *st, void *arg)
-{
-	count_cb_box *box = arg;
-	return box->cb(box->ctx, column_text(st, 0), sqlite3_column_int64(st, 1));
-}
-
-int store_incidents_open_count(store *s, int64_t *out)
-{
-	*out = 0;
-	return select_rows(s,
-	                   "SELECT count(*) FROM incidents"
-	                   " WHERE status IN ('detected','recovering')",
-	                   0, int64_row_fn, out, "count incidents");
-}
-
-int store_servers_count_by_status(store *s, store_count_cb cb, void *ctx)
-{
-	count_cb_box box = {cb, ctx};
-	return select_rows(s,
-	                   "SELECT status, count(*) FROM servers GROUP BY status ORDER BY status",
-	                   0, count_row_fn, &box, "count servers");
+	struct stat sb;
+	if (s->ino == 0)
+		return false;
+	if (stat(s->path, &sb) != 0) {
+		store_set_error(s, STORE_NOTFOUND, "%s: deleted while open (%s)", s->path,
+		                strerror(errno));
+		return true;
+	}
+	if (sb.st_dev != s->dev || sb.st_ino != s->ino) {
+		store_set_error(s, STORE_ERROR, "%s: replaced by another file while open", s->path);
+		return true;
+	}
+	return false;
 }

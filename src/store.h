@@ -37,17 +37,6 @@ typedef enum {
 
 #define STORE_SCHEMA_VERSION 4
 
-typedef enum {
-	RUN_RUNNING,
-	RUN_SUCCESS,
-	RUN_FAILED,
-	RUN_TIMEOUT,
-	RUN_SKIPPED,
-	RUN_INTERRUPTED,
-} run_status;
-
-const char *run_status_name(run_status st);
-int run_status_parse(const char *name, run_status *out);
 
 /* Open (creating the file and schema if needed) and migrate. Read-only
  * opens never create or migrate. *out is freed with store_close. On
@@ -60,6 +49,9 @@ const char *store_errmsg(const store *s);
 /* "<what>: <store_errmsg(s)>" into err (what may be NULL: the message
  * alone); returns code, so a caller can write return store_fail(...). */
 int store_fail(store *s, int code, const char *what, char *err, size_t errlen);
+/* Set store_errmsg(s) to a message of the caller's (e.g. "no run 7") and
+ * return code. */
+int store_set_error(store *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int store_schema_version(store *s);
 
 /* ---- statements: the one way any module runs SQL ----
@@ -71,9 +63,10 @@ int store_schema_version(store *s);
  * syntax where a portable form exists. SQL text is never built at run time:
  * values are always bound.
  *
- * store_prepare hands out the connection's cached statement for sql (cached
- * by the string's address, so sql must have static storage), reset and with
- * no bindings. Bind calls never fail by themselves: a failed bind is
+ * store_prepare hands out the connection's cached statement for sql, reset
+ * and with no bindings; sql is one statement. Statements are cached by the
+ * address of their text (checked against the text, so a buffer that is
+ * reused is safe, only slower): keep SQL in static strings. Bind calls never fail by themselves: a failed bind is
  * reported by the next store_step. store_step returns STORE_ROW while there
  * are rows, STORE_DONE at the end, or a negative store_error with
  * "<first words of the statement>: <message>" in store_errmsg(). Column
@@ -126,102 +119,31 @@ int store_tx(store *s, int (*fn)(store *s, void *arg), void *arg);
 /* Take and release the write lock: STORE_OK if this connection can write
  * now, else why not (busy, read-only, full...). For health probes. */
 int store_write_probe(store *s);
+/* How long this connection waits for another's write lock before
+ * STORE_BUSY (default 5000 ms). */
+void store_set_busy_timeout(store *s, int ms);
 
-/* TRANSITIONAL, removed once every module runs its SQL through the calls
- * above: the raw connection and its error mapping. */
-typedef struct sqlite3 sqlite3;
-sqlite3 *store_db(store *s);
-int store_sqlite_error(sqlite3 *db, int rc, const char *what, char *err, size_t errlen);
+/* ---- checks and backups ---- */
+
+/* PRAGMA quick_check: STORE_OK, or STORE_CORRUPT with the first problem in
+ * store_errmsg(). Seconds on a large file; run at start, not per request. */
+int store_quick_check(store *s);
+/* PRAGMA integrity_check: every problem line to cb; STORE_OK when there is
+ * none, STORE_CORRUPT otherwise. */
+typedef void (*store_line_cb)(void *ctx, const char *line);
+int store_integrity_check(store *s, store_line_cb cb, void *ctx);
+/* A consistent copy of the live store into dest (created 0600; written
+ * beside dest and renamed into place, so dest is never half written), with
+ * SQLite's online backup in one step: one snapshot, and in WAL mode the
+ * daemon's writers are not blocked. */
+int store_backup(store *s, const char *dest, char *err, size_t errlen);
+/* True when the file this connection opened was deleted or replaced by
+ * another file since (the connection still writes into the old inode);
+ * the reason is in store_errmsg(). A stat(2), cheap. */
+bool store_file_replaced(store *s);
+
 
 /* Migration up to a given version only; for tests of the migration path. */
 int store_open_at_version(store **out, const char *path, int version, char *err, size_t errlen);
-
-/* ---- task runs ---- */
-
-typedef struct {
-	int64_t id;
-	const char *task;
-	const char *trigger; /* schedule, manual, catchup, start, cli */
-	run_status status;
-	const char *correlation_id;
-	double started_at;   /* unix seconds */
-	double finished_at;  /* 0 while running */
-	double duration_sec; /* -1 while running */
-	int exit_code;       /* -1 if none */
-	const char *error;   /* NULL if none */
-	const char *error_type;
-	const char *items_json; /* {"repos_synced": 12, ...} or NULL */
-} store_run_row;
-
-typedef int (*store_run_cb)(void *ctx, const store_run_row *row);
-
-int store_run_start(store *s, const char *task, const char *trigger, const char *correlation_id,
-                    double started_at, int64_t *out_run_id);
-int store_run_finish(store *s, int64_t run_id, run_status status, double finished_at,
-                     double duration_sec, int exit_code, const char *error, const char *error_type,
-                     const char *items_json);
-/* A run that never started (overlap skip): one finished row. */
-int store_run_skipped(store *s, const char *task, const char *trigger, const char *correlation_id,
-                      double at, const char *reason, int64_t *out_run_id);
-/* Runs left running by a crash become interrupted; *count gets how many. */
-int store_runs_mark_interrupted(store *s, double now, int *count);
-
-int store_run_get(store *s, int64_t run_id, store_run_cb cb, void *ctx);
-/* Newest first; task NULL for all; limit <= 0 for no limit. */
-int store_runs_list(store *s, const char *task, int limit, store_run_cb cb, void *ctx);
-/* The newest run of each task that has one. */
-int store_runs_last_per_task(store *s, store_run_cb cb, void *ctx);
-
-/* ---- events ---- */
-
-typedef struct {
-	double unix_time;
-	const char *timestamp;
-	const char *level;
-	const char *logger;
-	const char *event;
-	const char *correlation_id; /* may be NULL */
-	const char *task;           /* may be NULL */
-	int64_t run_id;             /* 0 if none */
-	const char *json;
-} store_event;
-
-/* All rows in one transaction: all stored or none. */
-int store_events_insert(store *s, const store_event *events, size_t n);
-
-typedef int (*store_event_cb)(void *ctx, int64_t id, const char *json);
-/* Events of one correlation id with id > after_id, in order. */
-int store_events_trace(store *s, const char *correlation_id, int64_t after_id, store_event_cb cb,
-                       void *ctx);
-
-/* Delete events and finished runs older than cutoff (unix seconds). */
-int store_prune(store *s, double cutoff, int64_t *events_deleted, int64_t *runs_deleted);
-
-/* ---- per-task scheduler state ---- */
-
-/* The last fire time the scheduler acted on (unix seconds), 0 if none. */
-int store_task_last_fire_get(store *s, const char *task, double *out);
-int store_task_last_fire_set(store *s, const char *task, double fire_time);
-
-/* ---- incidents (listing; the health_check issue writes them) ---- */
-
-typedef struct {
-	int64_t id;
-	const char *server_handle; /* NULL if the server row is gone */
-	const char *type;
-	const char *status;
-	double detected_at;
-	double resolved_at; /* 0 if open */
-	const char *correlation_id;
-	const char *details;
-} store_incident_row;
-
-typedef int (*store_incident_cb)(void *ctx, const store_incident_row *row);
-int store_incidents_list(store *s, bool open_only, store_incident_cb cb, void *ctx);
-int store_incidents_open_count(store *s, int64_t *out);
-
-/* Server counts by status, for status: cb gets (status, count). */
-typedef int (*store_count_cb)(void *ctx, const char *name, int64_t count);
-int store_servers_count_by_status(store *s, store_count_cb cb, void *ctx);
 
 #endif

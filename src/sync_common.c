@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "duration.h"
 
@@ -66,7 +65,7 @@ char *sync_secret_read(const config_section *sec, const char *prefix)
 	if (secret == NULL) {
 		snprintf(key, sizeof key, "%s_env", prefix);
 		v = config_get(sec, key);
-		const char *val = v && *v ? getenv(v) : NULL;
+		const char *val = v && *v ? config_env(v) : NULL; /* taken out of environ */
 		secret = val ? strdup(val) : NULL;
 	}
 	if (secret) {
@@ -132,9 +131,9 @@ bool sync_list_contains(const char *list, const char *name)
 	return false;
 }
 
-double sync_now(void)
+bool sync_str_differs(const char *a, const char *b)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000) / 1e6;
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
 }

@@ -1,7 +1,12 @@
 /*
  * sync_common — small helpers shared by github_sync and server_sync:
  * secrets from files or the environment, typed section keys with defaults,
- * and the wall clock.
+ * and the comparison of stored and listed values. The time of a sync comes
+ * from clock_wall() (clock.h).
+ *
+ * Threads: any; nothing here keeps state. Errors: a NULL result or the
+ * default value; nothing is logged. What comes back malloc'd is the
+ * caller's, as each declaration says.
  */
 #ifndef FK_SYNC_COMMON_H
 #define FK_SYNC_COMMON_H
@@ -31,7 +36,8 @@ const char *sync_key_str(const config_section *sec, const char *key, const char 
 /* True if name is one of the comma-separated entries of list. */
 bool sync_list_contains(const char *list, const char *name);
 
-/* Unix seconds with microseconds. */
-double sync_now(void);
+/* Whether two strings differ, NULL being a value of its own (equal only
+ * to NULL): what a sync compares a stored column with. */
+bool sync_str_differs(const char *a, const char *b);
 
 #endif

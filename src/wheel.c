@@ -16,18 +16,15 @@
  * now's own digit, which is processed after a full turn (2^36 ms) and
  * re-places the timer — the overflow case.
  *
- * A slot is WHEEL_LANES independent lists ("lanes": slots[L][s] is lane 0,
- * the private lanes[L][s][] the others); a timer's lane is a hash of its
- * address. Processing a slot walks the lanes in lockstep with prefetches,
- * so a cascade of many scattered timers keeps several cache misses in
- * flight instead of chasing one pointer chain (the expire benchmark's cost
- * is dominated by exactly that).
+ * A slot is one list. (It used to be four "lanes" walked in lockstep with
+ * prefetches; bench_wheel showed they do not pay at the sizes a daemon has,
+ * 10 to 50,000 timers: README, "Performance".)
  *
  * Invariants:
  *  1. Every timer in slot (L, s) has expires >= P(L, s) > now.
- *  2. pending[L] bit s is set iff some lane of slot (L, s) is non-empty.
- *  3. A timer is pending (pprev != NULL) iff it is in exactly one lane list
- *     or on the expired list; pprev points at the previous link (a lane
+ *  2. pending[L] bit s is set iff slot (L, s) is non-empty.
+ *  3. A timer is pending (pprev != NULL) iff it is in exactly one slot list
+ *     or on the expired list; pprev points at the previous link (a slot
  *     head, w->expired, or the previous timer's next).
  *  4. expired_tail points at the last next field of the expired list (or at
  *     w->expired when it is empty). Hence the wheel must not be moved
@@ -42,9 +39,6 @@
 
 #define WHEEL_MASK ((uint64_t)WHEEL_SLOTS - 1)
 #define WHEEL_TOP  (WHEEL_LEVELS - 1)
-#define LANE_BITS  2
-
-_Static_assert(WHEEL_LANES == 1 << LANE_BITS, "WHEEL_LANES must be 2^LANE_BITS");
 
 static inline uint64_t rotr64(uint64_t v, unsigned n)
 {
@@ -87,24 +81,9 @@ static void expired_append(wheel *w, wheel_timer *t)
 	w->expired_tail = &t->next;
 }
 
-/* Lane of a timer: a multiplicative hash of its address (balanced, no state). */
-static inline unsigned lane_of(const wheel_timer *t)
-{
-	return (unsigned)(((uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ULL) >> (64 - LANE_BITS));
-}
-
-/* Head of one lane of a slot, selected without a branch (the lane is random). */
-static inline wheel_timer **head_of(wheel *w, unsigned level, unsigned slot, unsigned lane)
-{
-	uintptr_t lane0 = (uintptr_t)&w->slots[level][slot];
-	uintptr_t other = (uintptr_t)&w->lanes[level][slot][0] + (lane - 1) * sizeof(wheel_timer *);
-	uintptr_t pick = (uintptr_t)0 - (lane != 0);
-	return (wheel_timer **)((lane0 & ~pick) | (other & pick));
-}
-
 static void slot_push(wheel *w, wheel_timer *t, unsigned level, unsigned slot)
 {
-	wheel_timer **head = head_of(w, level, slot, lane_of(t));
+	wheel_timer **head = &w->slots[level][slot];
 	t->next = *head;
 	if (t->next)
 		t->next->pprev = &t->next;
@@ -131,34 +110,15 @@ static void place(wheel *w, wheel_timer *t)
 	slot_push(w, t, WHEEL_TOP, digit(ahead <= WHEEL_SLOTS ? exp : now, WHEEL_TOP));
 }
 
-static bool slot_empty(const wheel *w, unsigned level, unsigned slot)
-{
-	if (w->slots[level][slot])
-		return false;
-	for (unsigned i = 0; i < WHEEL_LANES - 1; i++)
-		if (w->lanes[level][slot][i])
-			return false;
-	return true;
-}
-
-/* The last timer of a lane was unlinked: if pprev is a lane head (not a
- * timer's next field nor the expired list), find its slot and clear the
- * slot's pending bit when all its lanes are empty. */
+/* The last timer of a list was unlinked: if pprev is a slot head (not a
+ * timer's next field nor the expired list), that slot is now empty. */
 static void slot_maybe_emptied(wheel *w, wheel_timer **pprev)
 {
-	size_t idx;
 	uintptr_t off = (uintptr_t)pprev - (uintptr_t)&w->slots[0][0];
-	if (off < sizeof w->slots) {
-		idx = off / sizeof(wheel_timer *);
-	} else {
-		off = (uintptr_t)pprev - (uintptr_t)&w->lanes[0][0][0];
-		if (off >= sizeof w->lanes)
-			return;
-		idx = off / sizeof(wheel_timer *) / (WHEEL_LANES - 1);
-	}
-	unsigned level = (unsigned)(idx / WHEEL_SLOTS), slot = (unsigned)(idx % WHEEL_SLOTS);
-	if (slot_empty(w, level, slot))
-		w->pending[level] &= ~((uint64_t)1 << slot);
+	if (off >= sizeof w->slots)
+		return;
+	size_t idx = off / sizeof(wheel_timer *);
+	w->pending[idx / WHEEL_SLOTS] &= ~((uint64_t)1 << (idx % WHEEL_SLOTS));
 }
 
 /* Unlink a pending t; keeps invariants 2 and 4. */
@@ -202,35 +162,16 @@ static uint64_t due_mask(uint64_t old, uint64_t now, unsigned level)
 	return rotl64(run, digit(old, level) + 1);
 }
 
-/*
- * Detach one slot and re-place its timers against w->now. The lanes are
- * walked in lockstep, prefetching each lane's next timer, so that up to
- * WHEEL_LANES cache misses are in flight instead of one: walking a long
- * list of scattered timers is otherwise bound by memory latency.
- */
+/* Detach one slot and re-place its timers against w->now. */
 static void slot_process(wheel *w, unsigned level, unsigned slot)
 {
-	wheel_timer *cur[WHEEL_LANES];
-	unsigned live = 0;
-	for (unsigned i = 0; i < WHEEL_LANES; i++) {
-		wheel_timer **head = head_of(w, level, slot, i);
-		cur[i] = *head;
-		*head = NULL;
-		live |= (cur[i] != NULL) << i;
-	}
+	wheel_timer *t = w->slots[level][slot];
+	w->slots[level][slot] = NULL;
 	w->pending[level] &= ~((uint64_t)1 << slot);
-	while (live) {
-		for (unsigned i = 0; i < WHEEL_LANES; i++) {
-			wheel_timer *t = cur[i];
-			if (!t)
-				continue;
-			cur[i] = t->next;
-			if (cur[i])
-				__builtin_prefetch(cur[i], 1);
-			else
-				live &= ~(1u << i);
-			place(w, t);
-		}
+	while (t) {
+		wheel_timer *next = t->next;
+		place(w, t);
+		t = next;
 	}
 }
 

@@ -21,7 +21,6 @@
 #define WHEEL_BITS   6
 #define WHEEL_SLOTS  (1u << WHEEL_BITS) /* 64 */
 #define WHEEL_LEVELS 6                  /* 64^6 ms (~2.2 years); later ones wait on the top level */
-#define WHEEL_LANES  4                  /* private: chains per slot, see wheel.c */
 
 typedef struct wheel_timer {
 	struct wheel_timer *next;
@@ -35,9 +34,6 @@ typedef struct {
 	wheel_timer *slots[WHEEL_LEVELS][WHEEL_SLOTS];
 	wheel_timer *expired; /* due, not yet taken */
 	wheel_timer **expired_tail;
-	/* private: a slot is WHEEL_LANES chains walked in parallel when it is
-	 * processed; slots[l][s] is lane 0, these are lanes 1.. */
-	wheel_timer *lanes[WHEEL_LEVELS][WHEEL_SLOTS][WHEEL_LANES - 1];
 } wheel;
 
 #define wheel_container_of(ptr, type, member)                                                      \

@@ -11,7 +11,9 @@
  *
  * env values cannot contain spaces (there is no quoting); use an env file
  * read by the command for anything richer. The child also gets
- * FLEETKEEPER_CORRELATION_ID, FLEETKEEPER_TASK and FLEETKEEPER_RUN_ID.
+ * FLEETKEEPER_CORRELATION_ID, FLEETKEEPER_TASK and FLEETKEEPER_RUN_ID, and
+ * of the daemon's own environment only what proc.h lists (the fixed names
+ * and [daemon] pass_env): never a secret named by a *_env key.
  *
  * Events: command_start (command), one command_output (stream, line) per
  * output line, command_complete (exit_code, duration_sec) whenever the child

@@ -34,13 +34,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
+#include "clock.h"
 #include "github.h"
 #include "http.h"
+#include "http_cache.h"
 #include "log.h"
 #include "mirror.h"
 #include "notify_text.h"
+#include "projects.h"
 #include "sync_common.h"
 #include "task.h"
 
@@ -49,14 +50,6 @@
 
 static const char *const github_sync_items[] = {"repos_synced", "repos_discovered", "repos_missing",
                                                 "repos_fetched", NULL};
-
-typedef struct {
-	int64_t id;
-	int64_t repo_id; /* 0: not linked */
-	char *name, *full_name, *status, *default_branch, *clone_url, *html_url, *description;
-	long missing_count;
-	bool seen;
-} project;
 
 /* An unlinked project whose name GitHub now serves as a listed repository
  * under another name (a rename: GET /repos/OWNER/OLD answered 301). */
@@ -76,9 +69,10 @@ typedef struct {
 	github_repo_list repos;
 	rename_alias *aliases;
 	size_t naliases;
-	project *projects;
-	size_t nprojects;
+	project_list projects; /* loaded in the listing's transaction */
+	bool *seen;            /* per row of projects: listed in this run */
 	double now;
+	char err[512]; /* why a notification could not be added */
 } gh_sync;
 
 /* ---- listing ---- */
@@ -139,7 +133,7 @@ static int fetch_page(gh_sync *g, const char *url, char **next)
 				char *compact = github_page_compact(&g->repos, before, *next);
 				if (compact)
 					http_cache_put(g->run->store, url, r.etag, r.last_modified,
-					               compact);
+					               compact, clock_wall());
 				free(compact);
 			}
 			result = TASK_OK;
@@ -204,42 +198,50 @@ static const char *alias_of(const gh_sync *g, int64_t repo_id)
 	return NULL;
 }
 
+/* What unlinked_unlisted gathers from the unlinked projects. */
+typedef struct {
+	const char **listed; /* the listed names, sorted */
+	size_t nlisted;
+	char **names; /* up to MAX_LOOKUPS, malloc'd */
+	size_t n;
+	long skipped;
+} unlisted_names;
+
+static int gather_unlisted(void *ctx, const char *name)
+{
+	unlisted_names *u = ctx;
+	if (!mirror_name_ok(name) ||
+	    bsearch(&name, u->listed, u->nlisted, sizeof *u->listed, cmp_str))
+		return 0;
+	if (u->n == MAX_LOOKUPS)
+		u->skipped++;
+	else if ((u->names[u->n] = strdup(name)) != NULL)
+		u->n++;
+	return 0;
+}
+
 /* Into names (malloc'd, up to MAX_LOOKUPS): the unlinked projects whose
- * name no listed repository has and could be a repository name. 0 or -1. */
+ * name no listed repository has and could be a repository name. 0, or a
+ * store_error (message in store_errmsg). */
 static int unlinked_unlisted(gh_sync *g, char **names, size_t *n)
 {
-	const char **listed = malloc((g->repos.count + 1) * sizeof *listed);
-	sqlite3_stmt *st = NULL;
-	long skipped = 0;
-	int rc = listed ? SQLITE_OK : SQLITE_NOMEM;
+	unlisted_names u = {.listed = malloc((g->repos.count + 1) * sizeof *u.listed),
+	                    .nlisted = g->repos.count,
+	                    .names = names};
+	int rc = STORE_ERROR;
 
-	*n = 0;
-	for (size_t i = 0; listed && i < g->repos.count; i++)
-		listed[i] = g->repos.items[i].name;
-	if (listed)
-		qsort(listed, g->repos.count, sizeof *listed, cmp_str);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(store_db(g->run->store),
-		                        "SELECT name FROM projects WHERE github_repo_id IS NULL"
-		                        " ORDER BY id",
-		                        -1, &st, NULL);
-	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *name = (const char *)sqlite3_column_text(st, 0);
-		rc = SQLITE_OK;
-		if (!mirror_name_ok(name) ||
-		    bsearch(&name, listed, g->repos.count, sizeof *listed, cmp_str))
-			continue;
-		if (*n == MAX_LOOKUPS)
-			skipped++;
-		else if ((names[*n] = strdup(name)) != NULL)
-			(*n)++;
+	if (u.listed) {
+		for (size_t i = 0; i < g->repos.count; i++)
+			u.listed[i] = g->repos.items[i].name;
+		qsort(u.listed, u.nlisted, sizeof *u.listed, cmp_str);
+		rc = projects_unlinked_names(g->run->store, gather_unlisted, &u);
 	}
-	sqlite3_finalize(st);
-	free(listed);
-	if (skipped)
+	free(u.listed);
+	*n = u.n;
+	if (u.skipped)
 		log_info(g->run->logger, "github_rename_lookups_limited",
-		         LOG_INT("looked_up", MAX_LOOKUPS), LOG_INT("skipped", skipped));
-	return rc == SQLITE_DONE ? 0 : -1;
+		         LOG_INT("looked_up", MAX_LOOKUPS), LOG_INT("skipped", u.skipped));
+	return rc;
 }
 
 /* GET {api_url}/repos/OWNER/NAME; a renamed repository answers 301 to
@@ -287,7 +289,7 @@ static int resolve_renames(gh_sync *g)
 
 	if (unlinked_unlisted(g, names, &n) != 0)
 		rc = task_run_fail(g->run, "store_error", "projects: %s",
-		                   sqlite3_errmsg(store_db(g->run->store)));
+		                   store_errmsg(g->run->store));
 	g->aliases = n ? calloc(n, sizeof *g->aliases) : NULL;
 	for (size_t i = 0; i < n && g->aliases && rc == TASK_OK; i++) {
 		int64_t id = 0;
@@ -306,163 +308,82 @@ static int resolve_renames(gh_sync *g)
 
 /* ---- store ---- */
 
-static char *col_dup(sqlite3_stmt *st, int i)
+static int row_cmp(const void *a, const void *b)
 {
-	const unsigned char *v = sqlite3_column_text(st, i);
-	return v ? strdup((const char *)v) : NULL;
+	const project_row *x = a, *y = b;
+	return (x->repo_id > y->repo_id) - (x->repo_id < y->repo_id);
+}
+
+/* The projects as they are inside the listing's transaction, ordered by
+ * repository id (unlinked ones first), none seen yet. */
+static int projects_load(gh_sync *g)
+{
+	int rc = projects_list(g->run->store, &g->projects);
+	if (rc == STORE_OK && g->projects.count) {
+		g->seen = calloc(g->projects.count, sizeof *g->seen);
+		if (g->seen == NULL)
+			rc = store_set_error(g->run->store, STORE_ERROR, "projects: out of memory");
+	}
+	return rc;
 }
 
 static void projects_free(gh_sync *g)
 {
-	for (size_t i = 0; i < g->nprojects; i++) {
-		project *p = &g->projects[i];
-		free(p->name);
-		free(p->full_name);
-		free(p->status);
-		free(p->default_branch);
-		free(p->clone_url);
-		free(p->html_url);
-		free(p->description);
-	}
-	free(g->projects);
-	g->projects = NULL;
-	g->nprojects = 0;
+	project_list_free(&g->projects);
+	free(g->seen);
+	g->seen = NULL;
 }
 
-static int project_cmp(const void *a, const void *b)
+static project_row *project_by_repo(gh_sync *g, int64_t repo_id)
 {
-	const project *x = a, *y = b;
-	return (x->repo_id > y->repo_id) - (x->repo_id < y->repo_id);
-}
-
-static int projects_load(gh_sync *g)
-{
-	sqlite3_stmt *st = NULL;
-	size_t cap = 0;
-	const char *sql = "SELECT id, COALESCE(github_repo_id, 0), name, full_name, status,"
-	                  " default_branch, clone_url, html_url, description, missing_count"
-	                  " FROM projects";
-	if (sqlite3_prepare_v2(store_db(g->run->store), sql, -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (g->nprojects == cap) {
-			cap = cap ? cap * 2 : 256;
-			project *n = realloc(g->projects, cap * sizeof *n);
-			if (n == NULL)
-				break;
-			g->projects = n;
-		}
-		project *p = &g->projects[g->nprojects++];
-		*p = (project){.id = sqlite3_column_int64(st, 0),
-		               .repo_id = sqlite3_column_int64(st, 1),
-		               .name = col_dup(st, 2),
-		               .full_name = col_dup(st, 3),
-		               .status = col_dup(st, 4),
-		               .default_branch = col_dup(st, 5),
-		               .clone_url = col_dup(st, 6),
-		               .html_url = col_dup(st, 7),
-		               .description = col_dup(st, 8),
-		               .missing_count = sqlite3_column_int(st, 9)};
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return -1;
-	if (g->nprojects > 1)
-		qsort(g->projects, g->nprojects, sizeof *g->projects, project_cmp);
-	return 0;
-}
-
-static project *project_by_repo(gh_sync *g, int64_t repo_id)
-{
-	project key = {.repo_id = repo_id};
-	if (g->nprojects == 0)
+	project_row key = {.repo_id = repo_id};
+	if (g->projects.count == 0)
 		return NULL;
-	return bsearch(&key, g->projects, g->nprojects, sizeof key, project_cmp);
+	return bsearch(&key, g->projects.rows, g->projects.count, sizeof key, row_cmp);
 }
 
-static project *project_unlinked_by_name(gh_sync *g, const char *name)
+static bool *seen_of(gh_sync *g, const project_row *p)
 {
-	for (size_t i = 0; i < g->nprojects && g->projects[i].repo_id == 0; i++)
-		if (!g->projects[i].seen && g->projects[i].name &&
-		    strcmp(g->projects[i].name, name) == 0)
-			return &g->projects[i];
+	return &g->seen[p - g->projects.rows];
+}
+
+static project_row *project_unlinked_by_name(gh_sync *g, const char *name)
+{
+	for (size_t i = 0; i < g->projects.count && g->projects.rows[i].repo_id == 0; i++)
+		if (!g->seen[i] && g->projects.rows[i].name &&
+		    strcmp(g->projects.rows[i].name, name) == 0)
+			return &g->projects.rows[i];
 	return NULL;
 }
 
-static int exec_stmt(gh_sync *g, const char *sql, const github_repo *r, int64_t id,
-                     const char *status, long missing)
+static project_listed listed_of(const github_repo *r)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(store_db(g->run->store), sql, -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	int n = sqlite3_bind_parameter_count(st);
-	for (int i = 1; i <= n; i++) {
-		const char *name = sqlite3_bind_parameter_name(st, i);
-		if (name == NULL)
-			continue;
-		if (strcmp(name, ":id") == 0)
-			sqlite3_bind_int64(st, i, id);
-		else if (strcmp(name, ":status") == 0)
-			sqlite3_bind_text(st, i, status, -1, SQLITE_STATIC);
-		else if (strcmp(name, ":missing") == 0)
-			sqlite3_bind_int64(st, i, missing);
-		else if (strcmp(name, ":now") == 0)
-			sqlite3_bind_double(st, i, g->now);
-		else if (r && strcmp(name, ":repo_id") == 0)
-			sqlite3_bind_int64(st, i, r->id);
-		else if (r && strcmp(name, ":name") == 0)
-			sqlite3_bind_text(st, i, r->name, -1, SQLITE_STATIC);
-		else if (r && strcmp(name, ":full_name") == 0)
-			sqlite3_bind_text(st, i, r->full_name, -1, SQLITE_STATIC);
-		else if (r && strcmp(name, ":branch") == 0)
-			sqlite3_bind_text(st, i, r->default_branch, -1, SQLITE_STATIC);
-		else if (r && strcmp(name, ":clone_url") == 0)
-			sqlite3_bind_text(st, i, r->clone_url, -1, SQLITE_STATIC);
-		else if (r && strcmp(name, ":html_url") == 0)
-			sqlite3_bind_text(st, i, r->html_url, -1, SQLITE_STATIC);
-		else if (r && strcmp(name, ":description") == 0)
-			sqlite3_bind_text(st, i, r->description, -1, SQLITE_STATIC);
-	}
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return (project_listed){.repo_id = r->id,
+	                        .name = r->name,
+	                        .full_name = r->full_name,
+	                        .status = r->archived ? "archived" : "active",
+	                        .default_branch = r->default_branch,
+	                        .clone_url = r->clone_url,
+	                        .html_url = r->html_url,
+	                        .description = r->description};
 }
 
-static bool str_differs(const char *a, const char *b)
+static bool project_changed(const project_row *p, const project_listed *r)
 {
-	if (a == NULL || b == NULL)
-		return a != b;
-	return strcmp(a, b) != 0;
+	return p->repo_id != r->repo_id || sync_str_differs(p->name, r->name) ||
+	       sync_str_differs(p->full_name, r->full_name) ||
+	       sync_str_differs(p->default_branch, r->default_branch) ||
+	       sync_str_differs(p->clone_url, r->clone_url) ||
+	       sync_str_differs(p->html_url, r->html_url) ||
+	       sync_str_differs(p->description, r->description) ||
+	       sync_str_differs(p->status, r->status) || p->missing_count != 0;
 }
-
-static bool project_changed(const project *p, const github_repo *r, const char *status)
-{
-	return p->repo_id != r->id || str_differs(p->name, r->name) ||
-	       str_differs(p->full_name, r->full_name) ||
-	       str_differs(p->default_branch, r->default_branch) ||
-	       str_differs(p->clone_url, r->clone_url) || str_differs(p->html_url, r->html_url) ||
-	       str_differs(p->description, r->description) || str_differs(p->status, status) ||
-	       p->missing_count != 0;
-}
-
-static const char SQL_INSERT[] =
-        "INSERT INTO projects(name, github_repo_id, full_name, status, default_branch, clone_url,"
-        " html_url, description, last_synced_at, created_at, updated_at) VALUES (:name, :repo_id,"
-        " :full_name, :status, :branch, :clone_url, :html_url, :description, :now, :now, :now)";
-static const char SQL_UPDATE[] =
-        "UPDATE projects SET name = :name, github_repo_id = :repo_id, full_name = :full_name,"
-        " status = :status, missing_count = 0, default_branch = :branch, clone_url = :clone_url,"
-        " html_url = :html_url, description = :description, last_synced_at = :now,"
-        " updated_at = :now WHERE id = :id";
-static const char SQL_MISSING[] = "UPDATE projects SET missing_count = :missing, status = :status,"
-                                  " updated_at = :now WHERE id = :id";
 
 static int apply_repo(gh_sync *g, const github_repo *r)
 {
 	const char *L = g->run->logger;
-	const char *status = r->archived ? "archived" : "active";
-	project *p = project_by_repo(g, r->id);
+	project_listed l = listed_of(r);
+	project_row *p = project_by_repo(g, r->id);
 
 	task_run_count(g->run, "repos_synced", 1);
 	if (p == NULL && (p = project_unlinked_by_name(g, r->name)) != NULL)
@@ -476,10 +397,10 @@ static int apply_repo(gh_sync *g, const github_repo *r)
 		log_info(L, "github_project_discovered", LOG_STR("project_name", r->name),
 		         LOG_INT("github_repo_id", r->id), LOG_BOOL("archived", r->archived));
 		task_run_count(g->run, "repos_discovered", 1);
-		return exec_stmt(g, SQL_INSERT, r, 0, status, 0);
+		return projects_insert(g->run->store, &l, g->now, NULL);
 	}
-	p->seen = true;
-	if (!project_changed(p, r, status))
+	*seen_of(g, p) = true;
+	if (!project_changed(p, &l))
 		return 0;
 	if (p->status && strcmp(p->status, "missing") == 0)
 		log_info(L, "project_recovered", LOG_STR("project_name", r->name),
@@ -488,13 +409,12 @@ static int apply_repo(gh_sync *g, const github_repo *r)
 	if (p->name && strcmp(p->name, r->name) != 0 && p->repo_id == r->id)
 		log_info(L, "project_renamed", LOG_STR("project_name", r->name),
 		         LOG_STR("previous_name", p->name), LOG_INT("github_repo_id", r->id));
-	return exec_stmt(g, SQL_UPDATE, r, p->id, status, 0);
+	return projects_update(g->run->store, p->id, &l, g->now);
 }
 
-static int notify_missing(gh_sync *g, const project *p, long attempt)
+static int notify_missing(gh_sync *g, const project_row *p, long attempt)
 {
 	notify_note n;
-	char err[256];
 
 	notify_note_init(&n, NOTIFY_PROJECT_MISSING, LOG_CRITICAL, g->run->correlation_id);
 	notify_note_title(&n, "Project %s is missing from GitHub", p->name ? p->name : "?");
@@ -508,28 +428,30 @@ static int notify_missing(gh_sync *g, const project *p, long attempt)
 	notify_field_int(&n, "github_repo_id", p->repo_id);
 	notify_field_int(&n, "missing_count", attempt);
 	notify_field_str(&n, "previous_status", p->status);
-	int rc = notify_add(g->run->store, &n, g->now, NULL, err, sizeof err);
+	int rc = notify_add(g->run->store, &n, g->now, NULL, g->err, sizeof g->err);
 	notify_note_free(&n);
-	return rc == 0 ? 0 : -1;
+	return rc;
 }
 
-static int apply_missing(gh_sync *g, project *p)
+static int apply_missing(gh_sync *g, const project_row *p)
 {
 	const char *L = g->run->logger;
-	long attempt = p->missing_count + 1;
-	bool marked = attempt >= g->threshold;
+	long attempt = 0;
+	bool marked = false;
 
 	task_run_count(g->run, "repos_missing", 1);
+	int rc = projects_count_missing(g->run->store, p->id, g->threshold, g->now, &attempt,
+	                                &marked);
+	if (rc != STORE_OK)
+		return rc;
 	log_warning(L, "project_missing_from_github", LOG_STR("project_name", p->name),
 	            LOG_INT("github_repo_id", p->repo_id), LOG_INT("attempt", attempt),
 	            LOG_INT("threshold", g->threshold));
-	if (marked)
-		log_warning(L, "project_marked_missing", LOG_STR("project_name", p->name),
-		            LOG_INT("github_repo_id", p->repo_id), LOG_INT("attempt", attempt));
-	int rc = exec_stmt(g, SQL_MISSING, NULL, p->id, marked ? "missing" : p->status, attempt);
-	if (rc == 0 && marked)
-		rc = notify_missing(g, p, attempt);
-	return rc;
+	if (!marked)
+		return STORE_OK;
+	log_warning(L, "project_marked_missing", LOG_STR("project_name", p->name),
+	            LOG_INT("github_repo_id", p->repo_id), LOG_INT("attempt", attempt));
+	return notify_missing(g, p, attempt);
 }
 
 static int repo_cmp(const void *a, const void *b)
@@ -538,51 +460,36 @@ static int repo_cmp(const void *a, const void *b)
 	return (x->id > y->id) - (x->id < y->id);
 }
 
-static int apply_listing(gh_sync *g)
+/* The listing against the projects, inside one transaction (store_tx). */
+static int apply_locked(store *st, void *arg)
 {
-	sqlite3 *db = store_db(g->run->store);
-	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+	gh_sync *g = arg;
+	int rc = projects_load(g);
 
-	if (rc == 0)
-		rc = projects_load(g);
+	(void)st;
 	if (g->repos.count > 1)
 		qsort(g->repos.items, g->repos.count, sizeof *g->repos.items, repo_cmp);
 	for (size_t i = 0; rc == 0 && i < g->repos.count; i++)
 		if (i == 0 || g->repos.items[i].id != g->repos.items[i - 1].id)
 			rc = apply_repo(g, &g->repos.items[i]);
-	for (size_t i = 0; rc == 0 && i < g->nprojects; i++) {
-		project *p = &g->projects[i];
-		if (p->repo_id && !p->seen && str_differs(p->status, "missing"))
+	for (size_t i = 0; rc == 0 && i < g->projects.count; i++) {
+		const project_row *p = &g->projects.rows[i];
+		if (p->repo_id && !g->seen[i] && sync_str_differs(p->status, "missing"))
 			rc = apply_missing(g, p);
-	}
-	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = -1;
-	if (rc != 0) {
-		task_run_fail(g->run, "store_error", "projects: %s", sqlite3_errmsg(db));
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 	}
 	return rc;
 }
 
-/* ---- mirroring ---- */
-
-static int store_spec(gh_sync *g, int64_t repo_id, const mirror_result *m)
+static int apply_listing(gh_sync *g)
 {
-	sqlite3_stmt *st = NULL;
-	const char *sql = "UPDATE projects SET spec = ?, readme = ?, updated_at = ?"
-	                  " WHERE github_repo_id = ? AND (spec IS NOT ? OR readme IS NOT ?)";
-	if (sqlite3_prepare_v2(store_db(g->run->store), sql, -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	sqlite3_bind_text(st, 1, m->spec, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, m->readme, -1, SQLITE_STATIC);
-	sqlite3_bind_double(st, 3, g->now);
-	sqlite3_bind_int64(st, 4, repo_id);
-	sqlite3_bind_text(st, 5, m->spec, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, m->readme, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : -1;
+	int rc = store_tx(g->run->store, apply_locked, g);
+	if (rc != 0)
+		task_run_fail(g->run, "store_error", "projects: %s",
+		              g->err[0] ? g->err : store_errmsg(g->run->store));
+	return rc;
 }
+
+/* ---- mirroring ---- */
 
 static void mirror_all(gh_sync *g, const char *dir)
 {
@@ -604,10 +511,10 @@ static void mirror_all(gh_sync *g, const char *dir)
 		log_info(g->run->logger, "github_repo_mirrored", LOG_STR("project_name", r->name),
 		         LOG_BOOL("cloned", m.cloned), LOG_BOOL("has_spec", m.spec != NULL),
 		         LOG_BOOL("has_readme", m.readme != NULL));
-		if (store_spec(g, r->id, &m) != 0)
+		if (projects_set_spec(g->run->store, r->id, m.spec, m.readme, g->now) != STORE_OK)
 			log_error(g->run->logger, "github_store_failed",
 			          LOG_STR("project_name", r->name),
-			          LOG_STR("error", sqlite3_errmsg(store_db(g->run->store))));
+			          LOG_STR("error", store_errmsg(g->run->store)));
 		mirror_result_free(&m);
 	}
 	mirror_shutdown();
@@ -675,7 +582,7 @@ static task_result github_sync_run(task_run *run)
 	         LOG_INT("not_modified", hs->not_modified), LOG_INT("retries", hs->retries));
 	if (res != TASK_OK)
 		goto out;
-	g.now = sync_now();
+	g.now = clock_wall();
 	if (apply_listing(&g) != 0) {
 		res = TASK_FAILED;
 		goto out;

@@ -19,6 +19,12 @@
  *                                        restored, a server_recovered
  *                                        notification, server_recovered
  *
+ * The incidents' transitions are incidents.c's (incidents_open_unreachable,
+ * incidents_close_unreachable). With auto_recover and no daemon, the
+ * recovery runs inline in this run, and a recovery that fails (or cannot
+ * be stored) fails the run: error_type recovery_failed (or store), after
+ * every server was checked.
+ *
  * Results are applied after the poll loop, so no store write ever delays a
  * running SSH attempt past its deadline. A cancelled run (timeout,
  * shutdown) returns within one poll round; checks that did not finish are
@@ -38,6 +44,7 @@
 #include "clock.h"
 #include "duration.h"
 #include "log.h"
+#include "incidents.h"
 #include "recovery.h"
 #include "servers.h"
 #include "ssh.h"
@@ -165,9 +172,14 @@ static int health_check_config_key(void **params, const char *key, const char *v
 	return -1;
 }
 
-/* ---- the recovery hook (issue 5) ---- */
-
 /* ---- one result ---- */
+
+/* The first inline recovery that failed, for the run's error. */
+typedef struct {
+	size_t failed;
+	char error_type[32];
+	char error[512];
+} recovery_failures;
 
 static void store_failed(task_run *run, const server_row *srv, const char *err)
 {
@@ -191,16 +203,34 @@ static void details_json(const hc_params *p, const ssh_result *res, char *buf, s
 	cJSON_Delete(d);
 }
 
+/* auto_recover: the incident's recovery, through the daemon's control
+ * socket (a recover run of its own) or inline in this run without a
+ * daemon; logs incident_recovery_requested. An inline recovery that fails
+ * fails this run (recorded in fails). */
+static void auto_recover(task_run *run, int64_t incident, const server_row *srv,
+                         recovery_failures *fails)
+{
+	recovery_counts c;
+	char err[512];
+	int rc = recovery_request_auto(run, incident, srv->handle, &c, err, sizeof err);
+	if (rc == 0 || fails->failed++ > 0)
+		return;
+	snprintf(fails->error_type, sizeof fails->error_type, "%s",
+	         rc > 0 ? "recovery_failed" : rc == STORE_NOTFOUND ? "not_found" : "store");
+	snprintf(fails->error, sizeof fails->error, "%s", err);
+}
+
 static void became_unhealthy(task_run *run, const hc_params *p, const server_row *srv,
-                             const ssh_result *res, double now)
+                             const ssh_result *res, double now, recovery_failures *fails)
 {
 	char err[256], previous[32] = "", details[1024];
 	int64_t incident = 0;
 	bool created = false;
 
 	details_json(p, res, details, sizeof details);
-	if (servers_incident_open(run->store, srv->id, now, run->correlation_id, details, &incident,
-	                          &created, previous, sizeof previous, err, sizeof err) != 0) {
+	if (incidents_open_unreachable(run->store, srv->id, now, run->correlation_id, details,
+	                               &incident, &created, previous, sizeof previous, err,
+	                               sizeof err) != 0) {
 		store_failed(run, srv, err);
 		return;
 	}
@@ -212,11 +242,8 @@ static void became_unhealthy(task_run *run, const hc_params *p, const server_row
 	            LOG_STR("previous_status", previous),
 	            LOG_STR("stage", ssh_stage_name(res->stage)),
 	            LOG_ERR(res->message, ssh_error_name(res->error)));
-	/* auto_recover: the incident's recovery, through the daemon's control
-	 * socket (a recover run of its own) or inline in this run without a
-	 * daemon; logs incident_recovery_requested. */
 	if (p->auto_recover)
-		recovery_request_auto(run, incident, srv->handle);
+		auto_recover(run, incident, srv, fails);
 }
 
 static void became_healthy(task_run *run, const server_row *srv, double now)
@@ -224,8 +251,8 @@ static void became_healthy(task_run *run, const server_row *srv, double now)
 	char err[256], restored[32] = "";
 	int64_t incident = 0;
 
-	if (servers_incident_resolve(run->store, srv->id, now, &incident, restored, sizeof restored,
-	                             err, sizeof err) != 0) {
+	if (incidents_close_unreachable(run->store, srv->id, now, &incident, restored,
+	                                sizeof restored, err, sizeof err) != 0) {
 		store_failed(run, srv, err);
 		return;
 	}
@@ -238,7 +265,7 @@ static void became_healthy(task_run *run, const server_row *srv, double now)
 }
 
 static void apply_result(task_run *run, const hc_params *p, const server_row *srv,
-                         const ssh_result *res, double now)
+                         const ssh_result *res, double now, recovery_failures *fails)
 {
 	health_counters c = {srv->consecutive_failures, srv->consecutive_successes,
 	                     srv->open_incident != 0};
@@ -260,7 +287,7 @@ static void apply_result(task_run *run, const hc_params *p, const server_row *sr
 	                         sizeof err) != 0)
 		store_failed(run, srv, err);
 	if (tr == HEALTH_BECAME_UNHEALTHY)
-		became_unhealthy(run, p, srv, res, now);
+		became_unhealthy(run, p, srv, res, now, fails);
 	else if (tr == HEALTH_BECAME_HEALTHY)
 		became_healthy(run, srv, now);
 }
@@ -293,6 +320,7 @@ static task_result check_all(task_run *run, const hc_params *p, const ssh_option
 	ssh_options *opts = calloc(list->count, sizeof *opts);
 	ssh_result *res = calloc(list->count, sizeof *res);
 	task_result out = TASK_OK;
+	recovery_failures fails = {0};
 	size_t done = 0;
 
 	if (opts == NULL || res == NULL) {
@@ -312,12 +340,17 @@ static task_result check_all(task_run *run, const hc_params *p, const ssh_option
 	for (size_t i = 0; i < list->count; i++) {
 		if (res[i].error == SSH_ERR_CANCELLED)
 			continue;
-		apply_result(run, p, &list->rows[i], &res[i], now);
+		apply_result(run, p, &list->rows[i], &res[i], now, &fails);
 		done++;
 	}
 	if (rc == SSH_ERR_CANCELLED)
 		out = task_run_fail(run, "cancelled", "cancelled after %zu of %zu servers", done,
 		                    list->count);
+	else if (fails.failed == 1)
+		out = task_run_fail(run, fails.error_type, "%s", fails.error);
+	else if (fails.failed > 1)
+		out = task_run_fail(run, fails.error_type, "%s (and %zu more recoveries failed)",
+		                    fails.error, fails.failed - 1);
 cleanup:
 	free(opts);
 	free(res);

@@ -2,7 +2,7 @@
  * provision — the task type that provisions new servers: every managed
  * server in pending_setup or force_rebuild (outside the cooldown), and
  * every server stuck in provisioning past provisioning_timeout, goes
- * through provision_server (src/provision.c), one after the other.
+ * through provision_server (src/provisioner.c), one after the other.
  *
  * Keys of [task.X] (type provision): provisioning_timeout (30m), cooldown
  * (5m); and the Ansible settings read by ansible_settings_load when there
@@ -16,7 +16,7 @@
 #include "clock.h"
 #include "config.h"
 #include "duration.h"
-#include "provision.h"
+#include "provisioner.h"
 #include "task.h"
 
 static const char *const provision_items[] = {"servers_due", "servers_provisioned",

@@ -34,13 +34,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
+#include "clock.h"
 #include "http.h"
 #include "inventory.h"
 #include "log.h"
 #include "notify_text.h"
 #include "providers.h"
+#include "servers.h"
 #include "sync_common.h"
 #include "task.h"
 
@@ -49,98 +49,47 @@ static const char *const server_sync_items[] = {"servers_discovered", "servers_u
                                                 "triggers_published", NULL};
 
 typedef struct {
-	int64_t id;
-	char *handle, *ip, *ssh_user, *provider, *provider_id, *status, *previous_status, *labels;
-	char *details;
-	int port;
-	bool managed;
-	bool seen;
-} srv_row;
-
-typedef struct {
 	task_run *run;
 	const char *provider; /* "time4vps", "inventory" */
 	const config_section *sec;
-	srv_row *rows;
-	size_t nrows;
+	server_sync_rows rows; /* loaded in the listing's transaction */
+	bool *seen;            /* per row: listed in this run */
+	const provider_list *listing;
 	double now;
+	char err[512]; /* why a notification could not be added */
 } srv_sync;
 
 /* ---- rows ---- */
 
-static char *col_dup(sqlite3_stmt *st, int i)
-{
-	const unsigned char *v = sqlite3_column_text(st, i);
-	return v ? strdup((const char *)v) : NULL;
-}
-
 static void rows_free(srv_sync *s)
 {
-	for (size_t i = 0; i < s->nrows; i++) {
-		srv_row *r = &s->rows[i];
-		free(r->handle);
-		free(r->ip);
-		free(r->ssh_user);
-		free(r->provider);
-		free(r->provider_id);
-		free(r->status);
-		free(r->previous_status);
-		free(r->labels);
-		free(r->details);
-	}
-	free(s->rows);
-	s->rows = NULL;
-	s->nrows = 0;
+	server_sync_rows_free(&s->rows);
+	free(s->seen);
+	s->seen = NULL;
 }
 
 static int rows_load(srv_sync *s)
 {
-	sqlite3_stmt *st = NULL;
-	size_t cap = 0;
-	const char *sql = "SELECT id, handle, ip, ssh_user, provider, provider_id, status,"
-	                  " previous_status, labels, details, COALESCE(port, 22), is_managed"
-	                  " FROM servers";
-	if (sqlite3_prepare_v2(store_db(s->run->store), sql, -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (s->nrows == cap) {
-			cap = cap ? cap * 2 : 64;
-			srv_row *n = realloc(s->rows, cap * sizeof *n);
-			if (n == NULL)
-				break;
-			s->rows = n;
-		}
-		s->rows[s->nrows++] = (srv_row){.id = sqlite3_column_int64(st, 0),
-		                                .handle = col_dup(st, 1),
-		                                .ip = col_dup(st, 2),
-		                                .ssh_user = col_dup(st, 3),
-		                                .provider = col_dup(st, 4),
-		                                .provider_id = col_dup(st, 5),
-		                                .status = col_dup(st, 6),
-		                                .previous_status = col_dup(st, 7),
-		                                .labels = col_dup(st, 8),
-		                                .details = col_dup(st, 9),
-		                                .port = sqlite3_column_int(st, 10),
-		                                .managed = sqlite3_column_int(st, 11) != 0};
+	int rc = servers_sync_load(s->run->store, &s->rows);
+	if (rc == STORE_OK && s->rows.count) {
+		s->seen = calloc(s->rows.count, sizeof *s->seen);
+		if (s->seen == NULL)
+			rc = store_set_error(s->run->store, STORE_ERROR, "servers: out of memory");
 	}
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return rc;
 }
 
-static srv_row *row_find(srv_sync *s, const char *handle)
+static server_sync_row *row_find(srv_sync *s, const char *handle)
 {
-	for (size_t i = 0; i < s->nrows; i++)
-		if (s->rows[i].handle && strcmp(s->rows[i].handle, handle) == 0)
-			return &s->rows[i];
+	for (size_t i = 0; i < s->rows.count; i++)
+		if (s->rows.rows[i].handle && strcmp(s->rows.rows[i].handle, handle) == 0)
+			return &s->rows.rows[i];
 	return NULL;
 }
 
-static bool str_differs(const char *a, const char *b)
+static bool *seen_of(srv_sync *s, const server_sync_row *r)
 {
-	if (a == NULL || b == NULL)
-		return a != b;
-	return strcmp(a, b) != 0;
+	return &s->seen[r - s->rows.rows];
 }
 
 static bool is_ghost(const srv_sync *s, const provider_server *p)
@@ -154,59 +103,16 @@ static bool is_ghost(const srv_sync *s, const provider_server *p)
 
 /* ---- writes ---- */
 
-static int exec_server(srv_sync *s, const char *sql, const provider_server *p, int64_t id,
-                       const char *status, const char *previous, bool managed)
+static server_listed listed_of(const srv_sync *s, const provider_server *p)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(store_db(s->run->store), sql, -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	for (int i = 1; i <= sqlite3_bind_parameter_count(st); i++) {
-		const char *n = sqlite3_bind_parameter_name(st, i);
-		if (n == NULL)
-			continue;
-		if (strcmp(n, ":id") == 0)
-			sqlite3_bind_int64(st, i, id);
-		else if (strcmp(n, ":status") == 0)
-			sqlite3_bind_text(st, i, status, -1, SQLITE_STATIC);
-		else if (strcmp(n, ":previous") == 0)
-			sqlite3_bind_text(st, i, previous, -1, SQLITE_STATIC);
-		else if (strcmp(n, ":managed") == 0)
-			sqlite3_bind_int(st, i, managed);
-		else if (strcmp(n, ":now") == 0)
-			sqlite3_bind_double(st, i, s->now);
-		else if (strcmp(n, ":provider") == 0)
-			sqlite3_bind_text(st, i, s->provider, -1, SQLITE_STATIC);
-		else if (p && strcmp(n, ":handle") == 0)
-			sqlite3_bind_text(st, i, p->handle, -1, SQLITE_STATIC);
-		else if (p && strcmp(n, ":ip") == 0)
-			sqlite3_bind_text(st, i, p->ip, -1, SQLITE_STATIC);
-		else if (p && strcmp(n, ":port") == 0)
-			sqlite3_bind_int(st, i, p->port);
-		else if (p && strcmp(n, ":user") == 0)
-			sqlite3_bind_text(st, i, p->ssh_user, -1, SQLITE_STATIC);
-		else if (p && strcmp(n, ":provider_id") == 0)
-			sqlite3_bind_text(st, i, p->provider_id, -1, SQLITE_STATIC);
-		else if (p && strcmp(n, ":labels") == 0)
-			sqlite3_bind_text(st, i, p->labels, -1, SQLITE_STATIC);
-	}
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return (server_listed){.handle = p->handle,
+	                       .ip = p->ip,
+	                       .ssh_user = p->ssh_user,
+	                       .provider = s->provider,
+	                       .provider_id = p->provider_id,
+	                       .labels = p->labels,
+	                       .port = p->port};
 }
-
-static const char SQL_INSERT[] =
-        "INSERT INTO servers(handle, ip, port, ssh_user, provider, provider_id, status,"
-        " is_managed, labels, last_seen_at, created_at, updated_at) VALUES (:handle, :ip, :port,"
-        " :user, :provider, :provider_id, :status, :managed, :labels, :now, :now, :now)";
-static const char SQL_UPDATE[] =
-        "UPDATE servers SET ip = :ip, port = :port, ssh_user = :user, provider = :provider,"
-        " provider_id = :provider_id, labels = :labels, status = :status,"
-        " previous_status = :previous, is_managed = :managed, missing_since = NULL,"
-        " last_seen_at = :now, updated_at = :now WHERE id = :id";
-static const char SQL_SEEN[] = "UPDATE servers SET last_seen_at = :now WHERE id = :id";
-static const char SQL_MISSING[] =
-        "UPDATE servers SET status = 'missing', previous_status = :previous,"
-        " missing_since = :now, updated_at = :now WHERE id = :id";
 
 /* server_discovered / server_missing in the listing's transaction. */
 static int notify_server(srv_sync *s, const char *kind, const char *handle, const char *ip,
@@ -214,7 +120,6 @@ static int notify_server(srv_sync *s, const char *kind, const char *handle, cons
 {
 	bool missing = strcmp(kind, NOTIFY_SERVER_MISSING) == 0;
 	notify_note n;
-	char err[256];
 
 	notify_note_init(&n, kind, missing ? LOG_WARNING : LOG_INFO, s->run->correlation_id);
 	if (missing) {
@@ -231,9 +136,9 @@ static int notify_server(srv_sync *s, const char *kind, const char *handle, cons
 	notify_field_str(&n, "provider", s->provider);
 	notify_field_str(&n, missing ? "previous_status" : "status",
 	                 missing ? previous : "pending_setup");
-	int rc = notify_add(s->run->store, &n, s->now, NULL, err, sizeof err);
+	int rc = notify_add(s->run->store, &n, s->now, NULL, s->err, sizeof s->err);
 	notify_note_free(&n);
-	return rc == 0 ? 0 : -1;
+	return rc;
 }
 
 static int discover(srv_sync *s, const provider_server *p, bool ghost)
@@ -249,14 +154,15 @@ static int discover(srv_sync *s, const provider_server *p, bool ghost)
 		log_info(L, "managed_server_discovered", LOG_STR("server_handle", p->handle),
 		         LOG_STR("server_ip", p->ip), LOG_STR("status", "pending_setup"));
 	task_run_count(s->run, "servers_discovered", 1);
-	int rc = exec_server(s, SQL_INSERT, p, 0, ghost ? "reserved" : "pending_setup", NULL,
-	                     !ghost);
+	server_listed l = listed_of(s, p);
+	int rc = servers_sync_insert(s->run->store, &l, ghost ? "reserved" : "pending_setup",
+	                             !ghost, s->now, NULL);
 	if (rc == 0 && !ghost)
 		rc = notify_server(s, NOTIFY_SERVER_DISCOVERED, p->handle, p->ip, NULL);
 	return rc;
 }
 
-static int update(srv_sync *s, srv_row *r, const provider_server *p, bool ghost)
+static int update(srv_sync *s, const server_sync_row *r, const provider_server *p, bool ghost)
 {
 	const char *status = r->status, *previous = r->previous_status;
 	bool managed = r->managed && !ghost;
@@ -271,76 +177,70 @@ static int update(srv_sync *s, srv_row *r, const provider_server *p, bool ghost)
 	}
 	if (ghost && r->managed)
 		status = "reserved";
-	bool changed =
-	        str_differs(r->ip, p->ip) || r->port != p->port ||
-	        str_differs(r->ssh_user, p->ssh_user) || str_differs(r->provider, s->provider) ||
-	        str_differs(r->provider_id, p->provider_id) || str_differs(r->labels, p->labels) ||
-	        str_differs(r->status, status) || managed != r->managed;
+	bool changed = sync_str_differs(r->ip, p->ip) || r->port != p->port ||
+	               sync_str_differs(r->ssh_user, p->ssh_user) ||
+	               sync_str_differs(r->provider, s->provider) ||
+	               sync_str_differs(r->provider_id, p->provider_id) ||
+	               sync_str_differs(r->labels, p->labels) ||
+	               sync_str_differs(r->status, status) || managed != r->managed;
 	if (!changed)
-		return exec_server(s, SQL_SEEN, NULL, r->id, NULL, NULL, false);
+		return servers_sync_seen(s->run->store, r->id, s->now);
 	task_run_count(s->run, "servers_updated", 1);
-	return exec_server(s, SQL_UPDATE, p, r->id, status, previous, managed);
+	server_listed l = listed_of(s, p);
+	return servers_sync_update(s->run->store, r->id, &l, status, previous, managed, s->now);
 }
 
-static int mark_missing(srv_sync *s, srv_row *r)
+static int mark_missing(srv_sync *s, const server_sync_row *r)
 {
 	log_warning(s->run->logger, "server_missing_from_provider",
 	            LOG_STR("server_handle", r->handle), LOG_STR("server_ip", r->ip),
 	            LOG_STR("previous_status", r->status), LOG_STR("provider", s->provider));
 	task_run_count(s->run, "servers_missing", 1);
-	int rc = exec_server(s, SQL_MISSING, NULL, r->id, NULL, r->status, false);
+	int rc = servers_sync_mark_missing(s->run->store, r->id, r->status, s->now);
 	if (rc == 0 && r->managed)
 		rc = notify_server(s, NOTIFY_SERVER_MISSING, r->handle, r->ip, r->status);
 	return rc;
 }
 
-static int apply_listing(srv_sync *s, const provider_list *l)
+/* The listing against the servers, inside one transaction (store_tx). */
+static int apply_locked(store *st, void *arg)
 {
-	sqlite3 *db = store_db(s->run->store);
-	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
-	if (rc == 0)
-		rc = rows_load(s);
+	srv_sync *s = arg;
+	const provider_list *l = s->listing;
+	int rc = rows_load(s);
+
+	(void)st;
 	for (size_t i = 0; rc == 0 && i < l->count; i++) {
 		const provider_server *p = &l->items[i];
-		srv_row *r = row_find(s, p->handle);
-		if (r && r->seen)
+		server_sync_row *r = row_find(s, p->handle);
+		if (r && *seen_of(s, r))
 			continue; /* listed twice */
 		if (r)
-			r->seen = true;
+			*seen_of(s, r) = true;
 		rc = r ? update(s, r, p, is_ghost(s, p)) : discover(s, p, is_ghost(s, p));
 	}
-	for (size_t i = 0; rc == 0 && i < s->nrows; i++) {
-		srv_row *r = &s->rows[i];
-		if (!r->seen && r->provider && strcmp(r->provider, s->provider) == 0 &&
-		    str_differs(r->status, "missing") && str_differs(r->status, "decommissioned"))
+	for (size_t i = 0; rc == 0 && i < s->rows.count; i++) {
+		const server_sync_row *r = &s->rows.rows[i];
+		if (!s->seen[i] && r->provider && strcmp(r->provider, s->provider) == 0 &&
+		    sync_str_differs(r->status, "missing") &&
+		    sync_str_differs(r->status, "decommissioned"))
 			rc = mark_missing(s, r);
-	}
-	if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = -1;
-	if (rc != 0) {
-		log_error(s->run->logger, "server_sync_store_failed",
-		          LOG_STR("provider", s->provider), LOG_STR("error", sqlite3_errmsg(db)));
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 	}
 	return rc;
 }
 
-/* ---- providers ---- */
-
-static int store_details(srv_sync *s, const char *handle, const char *details)
+static int apply_listing(srv_sync *s, const provider_list *l)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(store_db(s->run->store),
-	                       "UPDATE servers SET details = ?, updated_at = ? WHERE handle = ?",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	sqlite3_bind_text(st, 1, details, -1, SQLITE_STATIC);
-	sqlite3_bind_double(st, 2, s->now);
-	sqlite3_bind_text(st, 3, handle, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : -1;
+	s->listing = l;
+	int rc = store_tx(s->run->store, apply_locked, s);
+	if (rc != 0)
+		log_error(s->run->logger, "server_sync_store_failed",
+		          LOG_STR("provider", s->provider),
+		          LOG_STR("error", s->err[0] ? s->err : store_errmsg(s->run->store)));
+	return rc;
 }
+
+/* ---- providers ---- */
 
 /* The listed servers whose details are older than details_interval. */
 static t4v_details *details_due(srv_sync *s, const provider_list *l, provider_server **srv,
@@ -352,7 +252,7 @@ static t4v_details *details_due(srv_sync *s, const provider_list *l, provider_se
 
 	*n = 0;
 	for (size_t i = 0; items && i < l->count; i++) {
-		const srv_row *r = row_find(s, l->items[i].handle);
+		const server_sync_row *r = row_find(s, l->items[i].handle);
 		if (r && s->now - providers_details_fetched_at(r->details) < interval)
 			continue;
 		srv[*n] = &l->items[i];
@@ -377,7 +277,8 @@ static void refresh_details(srv_sync *s, http_client *c, const char *api, const 
 				log_warning(s->run->logger, "server_details_failed",
 				            LOG_STR("server_handle", srv[i]->handle),
 				            LOG_STR("error", items[i].err));
-		} else if (store_details(s, srv[i]->handle, items[i].details) == 0) {
+		} else if (servers_sync_set_details(s->run->store, srv[i]->handle, items[i].details,
+		                                    s->now) == STORE_OK) {
 			task_run_count(s->run, "details_updated", 1);
 		}
 		free(items[i].details);
@@ -433,21 +334,20 @@ static int sync_inventory(srv_sync *s, char *err, size_t errlen)
 	return rc;
 }
 
+static int publish_trigger(void *ctx, const char *handle, const char *ip, const char *status)
+{
+	task_run *run = ctx;
+	log_info(run->logger, "provisioning_trigger_published", LOG_STR("server_handle", handle),
+	         LOG_STR("server_ip", ip), LOG_STR("status", status));
+	task_run_count(run, "triggers_published", 1);
+	return 0;
+}
+
+/* Best effort, as the provisioning task reads the store itself: a store
+ * error only ends the announcements early. */
 static void publish_triggers(task_run *run)
 {
-	sqlite3_stmt *st = NULL;
-	const char *sql = "SELECT handle, ip, status FROM servers WHERE is_managed = 1"
-	                  " AND status IN ('pending_setup', 'force_rebuild') ORDER BY handle";
-	if (sqlite3_prepare_v2(store_db(run->store), sql, -1, &st, NULL) != SQLITE_OK)
-		return;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		log_info(run->logger, "provisioning_trigger_published",
-		         LOG_STR("server_handle", (const char *)sqlite3_column_text(st, 0)),
-		         LOG_STR("server_ip", (const char *)sqlite3_column_text(st, 1)),
-		         LOG_STR("status", (const char *)sqlite3_column_text(st, 2)));
-		task_run_count(run, "triggers_published", 1);
-	}
-	sqlite3_finalize(st);
+	(void)servers_sync_triggers(run->store, publish_trigger, run);
 }
 
 static const char *const provider_names[] = {"time4vps", "inventory", NULL};
@@ -463,7 +363,7 @@ static task_result server_sync_run(task_run *run)
 		srv_sync s = {.run = run,
 		              .provider = provider_names[i],
 		              .sec = config_section_find(run->cfg, name),
-		              .now = sync_now()};
+		              .now = clock_wall()};
 		if (s.sec == NULL)
 			continue;
 		nproviders++;

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "log.h"
 
 #define DEFAULT_CONFIG "etc/fleetkeeper.conf"
@@ -35,6 +37,7 @@ static const char usage_text[] =
         "  services add|list|rm          the services deployed on each server\n"
         "  recover SERVER [--follow]     incident recovery (through the daemon when it runs)\n"
         "  notify test NAME              send a test message through notifier NAME\n"
+        "  store check | backup FILE     check the state store for damage | copy it safely\n"
         "  check-config                  validate the configuration\n"
         "  version | help\n"
         "\n"
@@ -114,19 +117,34 @@ int cli_setup_logging(const config *cfg)
 	return EXIT_OK;
 }
 
+int cli_print_json(cJSON *o)
+{
+	char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+	if (s)
+		printf("%s\n", s);
+	free(s);
+	cJSON_Delete(o);
+	return s ? 0 : -1;
+}
+
 static int cmd_check_config(const cli_ctx *ctx)
 {
 	config *cfg = NULL;
 	int rc = cli_load_config(ctx, &cfg);
 	if (rc != EXIT_OK)
 		return rc;
-	if (ctx->json)
-		printf("{\"ok\": true, \"config\": \"%s\", \"tasks\": %zu}\n", cfg->path,
-		       cfg->ntasks);
-	else
+	if (ctx->json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddBoolToObject(o, "ok", true);
+		cJSON_AddStringToObject(o, "config", cfg->path);
+		cJSON_AddNumberToObject(o, "tasks", (double)cfg->ntasks);
+		if (cli_print_json(o) != 0)
+			rc = EXIT_FAILED;
+	} else {
 		printf("%s: OK (%zu tasks)\n", cfg->path, cfg->ntasks);
+	}
 	config_unref(cfg);
-	return EXIT_OK;
+	return rc;
 }
 
 static int cmd_version(const cli_ctx *ctx)
@@ -162,6 +180,7 @@ static const command commands[] = {
         {"services", cli_cmd_services},
         {"recover", cli_cmd_recover},
         {"notify", cli_cmd_notify},
+        {"store", cli_cmd_store},
         {"check-config", cmd_check_config},
         {"version", cmd_version},
         {"help", cmd_help},

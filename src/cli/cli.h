@@ -11,6 +11,8 @@
 
 #include "config.h"
 
+struct cJSON;
+
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 typedef struct {
@@ -34,6 +36,10 @@ int cli_load_config(const cli_ctx *ctx, config **out);
 /* Configure the event log from [log] and the environment (which wins) and
  * emit logging_initialized. */
 int cli_setup_logging(const config *cfg);
+/* Every JSON the CLI prints goes through here (and so through cJSON, which
+ * escapes): o as one line on stdout, then deleted. NULL (out of memory while
+ * building it) prints nothing and returns -1. */
+int cli_print_json(struct cJSON *o);
 
 /* The commands (cli.c, cli_run.c, cli_query.c, cli_next.c). */
 int cli_cmd_run(const cli_ctx *ctx);
@@ -49,5 +55,6 @@ int cli_cmd_ansible(const cli_ctx *ctx);  /* cli_ansible.c */
 int cli_cmd_services(const cli_ctx *ctx); /* cli_services.c */
 int cli_cmd_recover(const cli_ctx *ctx);  /* cli_recover.c */
 int cli_cmd_notify(const cli_ctx *ctx);   /* cli_notify.c */
+int cli_cmd_store(const cli_ctx *ctx);    /* cli_store.c */
 
 #endif

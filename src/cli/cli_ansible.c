@@ -16,7 +16,7 @@
 #include "log.h"
 #include "runner.h"
 #include "runtime.h"
-#include "services.h"
+#include "servers.h"
 
 static int merge_file(cJSON *vars, const char *path)
 {
@@ -96,7 +96,7 @@ static int run_one(config *cfg, store *st, const char *playbook, const char *ser
 	char err[512], kh[4096], cid[RUNNER_CORRELATION_MAX];
 	cJSON *it;
 
-	if (services_server_find(st, server, &srv, NULL, err, sizeof err) != 0) {
+	if (servers_find(st, server, &srv, NULL, err, sizeof err) != 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", err);
 		return EXIT_USAGE;
 	}

@@ -15,6 +15,9 @@
 #include "control.h"
 #include "log.h"
 #include "store.h"
+#include "events.h"
+#include "incidents.h"
+#include "runs.h"
 #include "table.h"
 
 static void format_time(double t, char *buf, size_t cap)
@@ -49,7 +52,7 @@ typedef struct {
 	table *t;
 } run_list;
 
-static cJSON *run_json(const store_run_row *r)
+static cJSON *run_json(const run_row *r)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "run_id", (double)r->id);
@@ -80,21 +83,12 @@ static cJSON *run_json(const store_run_row *r)
 	return o;
 }
 
-static void print_json_line(cJSON *o)
-{
-	char *s = cJSON_PrintUnformatted(o);
-	if (s)
-		printf("%s\n", s);
-	free(s);
-	cJSON_Delete(o);
-}
-
-static int add_run(void *arg, const store_run_row *r)
+static int add_run(void *arg, const run_row *r)
 {
 	run_list *l = arg;
 	char id[24], started[40], dur[32];
 	if (l->ctx->json) {
-		print_json_line(run_json(r));
+		cli_print_json(run_json(r));
 		return 0;
 	}
 	snprintf(id, sizeof id, "%lld", (long long)r->id);
@@ -135,7 +129,7 @@ int cli_cmd_runs(const cli_ctx *ctx)
 	run_list l = {ctx, ctx->json ? NULL
 	                             : table_new(8, "RUN", "TASK", "STATUS", "TRIGGER", "STARTED",
 	                                         "DURATION", "ERROR", "CORRELATION_ID")};
-	if (store_runs_list(st, task, (int)limit, add_run, &l) < 0) {
+	if (runs_list(st, task, (int)limit, add_run, &l) < 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", store_errmsg(st));
 		rc = EXIT_FAILED;
 	}
@@ -148,7 +142,7 @@ int cli_cmd_runs(const cli_ctx *ctx)
 
 /* ---- incidents ---- */
 
-static int add_incident(void *arg, const store_incident_row *r)
+static int add_incident(void *arg, const incident_row *r)
 {
 	run_list *l = arg;
 	char id[24], detected[40], resolved[40];
@@ -168,7 +162,7 @@ static int add_incident(void *arg, const store_incident_row *r)
 		cJSON_AddItemToObject(o, "correlation_id",
 		                      r->correlation_id ? cJSON_CreateString(r->correlation_id)
 		                                        : cJSON_CreateNull());
-		print_json_line(o);
+		cli_print_json(o);
 		return 0;
 	}
 	snprintf(id, sizeof id, "%lld", (long long)r->id);
@@ -197,7 +191,7 @@ int cli_cmd_incidents(const cli_ctx *ctx)
 	run_list l = {ctx, ctx->json ? NULL
 	                             : table_new(7, "ID", "SERVER", "TYPE", "STATUS", "DETECTED",
 	                                         "RESOLVED", "CORRELATION_ID")};
-	if (store_incidents_list(st, open_only, add_incident, &l) < 0) {
+	if (incidents_list(st, open_only, add_incident, &l) < 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", store_errmsg(st));
 		rc = EXIT_FAILED;
 	}
@@ -231,7 +225,7 @@ int cli_cmd_trace(const cli_ctx *ctx)
 	int rc = open_store(ctx, &cfg, &st);
 	if (rc != EXIT_OK)
 		return rc;
-	if (store_events_trace(st, ctx->argv[0], 0, print_line, &count) < 0) {
+	if (events_trace(st, ctx->argv[0], 0, print_line, &count) < 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", store_errmsg(st));
 		rc = EXIT_FAILED;
 	} else if (count == 0) {

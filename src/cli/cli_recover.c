@@ -36,14 +36,16 @@ static int through_daemon(const cli_ctx *ctx, const config *cfg, const char *rep
 		        cJSON_IsString(e) ? e->valuestring : "malformed reply");
 		goto out;
 	}
-	if (ctx->json)
-		printf("{\"run_id\": %lld, \"correlation_id\": \"%s\"}\n",
-		       (long long)(cJSON_IsNumber(run_id) ? run_id->valuedouble : 0),
-		       cid->valuestring);
-	else
+	if (ctx->json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "run_id", cJSON_IsNumber(run_id) ? run_id->valuedouble : 0);
+		cJSON_AddStringToObject(o, "correlation_id", cid->valuestring);
+		cli_print_json(o);
+	} else {
 		printf("run_id=%lld correlation_id=%s\n",
 		       (long long)(cJSON_IsNumber(run_id) ? run_id->valuedouble : 0),
 		       cid->valuestring);
+	}
 	fflush(stdout);
 	rc = want_follow ? follow_run(cfg, "recover",
 	                              cJSON_IsNumber(run_id) ? (int64_t)run_id->valuedouble : 0,

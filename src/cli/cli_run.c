@@ -25,6 +25,7 @@
 #include "pool.h"
 #include "runner.h"
 #include "runtime.h"
+#include "runs.h"
 
 /* ---- one run in this process ---- */
 
@@ -191,10 +192,13 @@ static int print_trigger_reply(const cli_ctx *ctx, cJSON *reply, int64_t *run_id
 		return EXIT_FAILED;
 	}
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "queued"))) {
-		printf(ctx->json
-		               ? "{\"queued\": true}\n"
-		               : "queued: the task is running; it runs again once that run ends\n");
-		return EXIT_OK;
+		if (!ctx->json) {
+			printf("queued: the task is running; it runs again once that run ends\n");
+			return EXIT_OK;
+		}
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddBoolToObject(o, "queued", true);
+		return cli_print_json(o) == 0 ? EXIT_OK : EXIT_FAILED;
 	}
 	cJSON *id = cJSON_GetObjectItemCaseSensitive(reply, "run_id");
 	cJSON *c = cJSON_GetObjectItemCaseSensitive(reply, "correlation_id");
@@ -204,12 +208,18 @@ static int print_trigger_reply(const cli_ctx *ctx, cJSON *reply, int64_t *run_id
 	}
 	*run_id = (int64_t)id->valuedouble;
 	snprintf(cid, cidlen, "%s", c->valuestring);
-	if (ctx->json)
-		printf("{\"run_id\": %lld, \"correlation_id\": \"%s\"}\n", (long long)*run_id, cid);
-	else
+	int rc = EXIT_OK;
+	if (ctx->json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "run_id", (double)*run_id);
+		cJSON_AddStringToObject(o, "correlation_id", cid);
+		if (cli_print_json(o) != 0)
+			rc = EXIT_FAILED;
+	} else {
 		printf("run_id=%lld correlation_id=%s\n", (long long)*run_id, cid);
+	}
 	fflush(stdout);
-	return EXIT_OK;
+	return rc;
 }
 
 static int trigger_through_daemon(const cli_ctx *ctx, config *cfg, const char *task, bool follow,

@@ -20,13 +20,14 @@
 
 static int open_rw(const cli_ctx *ctx, config **cfg, store **st)
 {
-	char err[512];
+	char err[512] = "";
 	int rc = cli_load_config(ctx, cfg);
 	if (rc != EXIT_OK)
 		return rc;
 	if (runtime_mkdirs((*cfg)->state_dir) != 0 ||
 	    store_open(st, (*cfg)->db_path, err, sizeof err) != 0) {
-		fprintf(stderr, "fleetkeeper: %s: cannot open the store\n", (*cfg)->db_path);
+		fprintf(stderr, "fleetkeeper: %s: cannot open the store%s%s\n", (*cfg)->db_path,
+		        err[0] ? ": " : "", err);
 		config_unref(*cfg);
 		*cfg = NULL;
 		return EXIT_FAILED;
@@ -134,10 +135,7 @@ static void print_json(const service_row *r)
 	      *env = cJSON_Parse(r->env ? r->env : "{}"), *it;
 	cJSON_ArrayForEach(it, env) cJSON_AddItemToArray(keys, cJSON_CreateString(it->string));
 	cJSON_Delete(env);
-	char *s = cJSON_PrintUnformatted(o);
-	printf("%s\n", s);
-	free(s);
-	cJSON_Delete(o);
+	cli_print_json(o);
 }
 
 static int cmd_list(const cli_ctx *ctx)
@@ -193,10 +191,9 @@ static int cmd_rm(const cli_ctx *ctx)
 	int rc = open_rw(ctx, &cfg, &st);
 	if (rc != EXIT_OK)
 		return rc;
-	int s = services_remove(st, ctx->argv[1], ctx->argv[2], err, sizeof err);
-	if (s != 0) {
+	if (services_remove(st, ctx->argv[1], ctx->argv[2], err, sizeof err) != 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", err);
-		rc = s == STORE_NOTFOUND ? EXIT_FAILED : EXIT_FAILED;
+		rc = EXIT_FAILED;
 	}
 	store_close(st);
 	config_unref(cfg);

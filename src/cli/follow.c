@@ -14,6 +14,8 @@
 #include "cli.h"
 #include "clock.h"
 #include "store.h"
+#include "events.h"
+#include "runs.h"
 
 typedef struct {
 	int64_t last_id;
@@ -45,7 +47,7 @@ typedef struct {
 	run_status status;
 } run_probe;
 
-static int probe_run(void *ctx, const store_run_row *row)
+static int probe_run(void *ctx, const run_row *row)
 {
 	run_probe *p = ctx;
 	p->found = true;
@@ -79,11 +81,11 @@ int follow_run(const config *cfg, const char *task, int64_t run_id, const char *
 	int64_t quiet_since = clock_mono_ms();
 	for (;;) {
 		int64_t before = fs.last_id;
-		store_events_trace(st, correlation_id, fs.last_id, print_event, &fs);
+		events_trace(st, correlation_id, fs.last_id, print_event, &fs);
 		fflush(stdout);
 		if (finished_at < 0) {
 			probe.found = false;
-			store_run_get(st, run_id, probe_run, &probe);
+			runs_get(st, run_id, probe_run, &probe);
 			if (probe.found && probe.status != RUN_RUNNING)
 				finished_at = clock_mono_ms();
 		}

@@ -16,6 +16,7 @@
  *     place (http_next_step), so both retry, wait and give up alike.
  */
 #include "http_internal.h"
+#include "clock.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -25,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <curl/curl.h>
 
@@ -187,13 +187,9 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 /* Sleep ms, or less if cancel_fd fires: 0, or -1 when cancelled. */
 int http_wait_ms(const http_client *c, int64_t ms)
 {
-	struct timespec start;
-	clock_gettime(CLOCK_MONOTONIC, &start);
+	int64_t start = clock_mono_ms();
 	for (;;) {
-		struct timespec now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		int64_t done = (now.tv_sec - start.tv_sec) * 1000 +
-		               (now.tv_nsec - start.tv_nsec) / 1000000;
+		int64_t done = clock_mono_ms() - start;
 		if (done >= ms)
 			return 0;
 		struct pollfd p = {.fd = c->opts.cancel_fd, .events = POLLIN};
@@ -320,7 +316,7 @@ http_step http_next_step(http_client *c, const char *url, CURLcode cc, bool too_
 		*code = cc != CURLE_OK ? HTTP_ERR_NETWORK : HTTP_ERR_SERVER;
 		return retries >= c->opts.max_retries ? HTTP_STEP_DONE : HTTP_STEP_RETRY;
 	}
-	int64_t now = (int64_t)time(NULL);
+	int64_t now = (int64_t)clock_wall();
 	int64_t ms = http_rate_limit_wait_ms(r, now);
 	if (ms >= 0) {
 		snprintf(err, errlen, "GET %s: rate limited (HTTP %ld) for %lld s", url, r->status,

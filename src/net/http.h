@@ -10,8 +10,8 @@
  * http_options are sent but never copied into err, the response or any log.
  *
  * Conditional requests: the ETag of each URL and the body it stood for are
- * kept in the http_cache table (http_cache_get / http_cache_put); a caller
- * sends If-None-Match only when it holds a cached body to fall back on.
+ * kept in the http_cache table by the core (http_cache.h); a caller sends
+ * If-None-Match only when it holds a cached body to fall back on.
  */
 #ifndef FK_HTTP_H
 #define FK_HTTP_H
@@ -19,8 +19,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "store.h"
 
 typedef struct {
 	const char *user_agent;     /* required */
@@ -130,11 +128,5 @@ int http_post(http_client *c, const char *url, const char *const *headers, const
 
 /* The URL of rel="next" in a Link header value, malloc'd, or NULL. */
 char *http_link_next(const char *link);
-
-/* http_cache: etag/body (malloc'd; NULL if none) of url. 0, or a store_error. */
-int http_cache_get(store *s, const char *url, char **etag, char **body);
-/* Replace the row of url. */
-int http_cache_put(store *s, const char *url, const char *etag, const char *last_modified,
-                   const char *body);
 
 #endif

@@ -15,8 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "http_internal.h"
 
 enum { XFER_PENDING, XFER_RUNNING, XFER_DONE };
@@ -43,13 +43,6 @@ typedef struct {
 	bool limited;         /* a long rate limit: nothing more is sent */
 	int64_t limit_reset;
 } batch;
-
-static int64_t mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static void xfer_finish(batch *b, xfer *x, int code)
 {
@@ -105,7 +98,7 @@ static void xfer_start(batch *b, xfer *x)
  * end the pending requests unsent. */
 static void start_due(batch *b)
 {
-	int64_t now = mono_ms();
+	int64_t now = clock_mono_ms();
 	for (size_t i = 0; i < b->n; i++) {
 		xfer *x = &b->x[i];
 		if (x->state != XFER_PENDING)
@@ -152,7 +145,7 @@ static void xfer_ended(batch *b, xfer *x, CURLcode cc)
 		x->backoff *= 2;
 	}
 	x->state = XFER_PENDING;
-	x->wake = mono_ms() + ms;
+	x->wake = clock_mono_ms() + ms;
 	if (s == HTTP_STEP_WAIT && x->wake > b->paused_until)
 		b->paused_until = x->wake;
 }
@@ -195,7 +188,7 @@ static void cancel_all(batch *b)
 static void wait_activity(batch *b)
 {
 	struct curl_waitfd w = {.fd = b->c->opts.cancel_fd, .events = CURL_WAIT_POLLIN};
-	int64_t timeout = 1000, now = mono_ms();
+	int64_t timeout = 1000, now = clock_mono_ms();
 	for (size_t i = 0; b->running < b->max_parallel && i < b->n; i++) {
 		const xfer *x = &b->x[i];
 		if (x->state != XFER_PENDING)

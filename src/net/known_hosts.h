@@ -26,16 +26,6 @@
 #include <libssh2.h>
 
 typedef enum {
-	HOSTKEY_POLICY_STRICT,     /* unknown and changed keys fail */
-	HOSTKEY_POLICY_ACCEPT_NEW, /* unknown keys are recorded, changed keys fail */
-	HOSTKEY_POLICY_OFF,        /* no check at all */
-} hostkey_policy;
-
-/* "strict", "accept-new", "off"; 0 or -1. */
-int hostkey_policy_parse(const char *name, hostkey_policy *out);
-const char *hostkey_policy_name(hostkey_policy p);
-
-typedef enum {
 	KNOWN_HOSTS_MATCH = 0,    /* an entry for the host holds this key */
 	KNOWN_HOSTS_UNKNOWN = 1,  /* no entry for the host at all */
 	KNOWN_HOSTS_MISMATCH = 2, /* the host is known with another key (of this

@@ -38,6 +38,8 @@
 
 #include <libssh2.h>
 
+#include "known_hosts.h"
+
 #include "clock.h"
 #include "duration.h"
 

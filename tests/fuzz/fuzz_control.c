@@ -2,8 +2,10 @@
  * fuzz_control — the control socket server, end to end: a real
  * control_open listener; each input is sent by one client (then its write
  * side is shut), control_dispatch runs until the server closes the client,
- * and every reply line must be one JSON object with a boolean "ok". The
- * handler mirrors the daemon's validation of cmd/task.
+ * and every reply line must be one JSON object with a boolean "ok", in
+ * valid UTF-8. The handler mirrors the daemon's validation of cmd/task and
+ * quotes the task name cut at a byte count (as a careless handler would):
+ * the server's reply check must still keep the reply valid.
  */
 #include <assert.h>
 #include <errno.h>
@@ -31,13 +33,39 @@ static char *handle(void *ctx, const cJSON *req)
 		const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "task");
 		if (!cJSON_IsString(t) || t->valuestring[0] == '\0')
 			return control_error_reply("trigger: missing \"task\"");
-		return control_error_reply("unknown task");
+		char msg[160];
+		snprintf(msg, sizeof msg, "unknown task '%.7s'", t->valuestring);
+		return control_error_reply(msg);
 	}
 	return control_error_reply("unknown command");
 }
 
+/* Well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or values
+ * above U+10FFFF), checked by decoding. */
+static bool utf8_ok(const unsigned char *p, const unsigned char *end)
+{
+	static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+	while (p < end) {
+		int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
+		        : (*p & 0xf8) == 0xf0 ? 4 : 0;
+		if (n == 0 || end - p < n)
+			return false;
+		uint32_t cp = n == 1 ? *p : *p & (0x7fu >> n);
+		for (int i = 1; i < n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i] & 0x3fu);
+		}
+		if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		p += n;
+	}
+	return true;
+}
+
 static void check_replies(char *out, size_t len)
 {
+	assert(utf8_ok((const unsigned char *)out, (const unsigned char *)out + len));
 	char *start = out;
 	char *nl;
 	while ((nl = memchr(start, '\n', len - (size_t)(start - out))) != NULL) {

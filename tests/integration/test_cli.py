@@ -50,6 +50,19 @@ def test_config_error_names_file_and_line(env):
     assert any(l.startswith(f"{env.conf}:{expected_line}:") and "minute" in l for l in lines), lines
 
 
+def test_check_config_json_escapes_the_path(env):
+    # A config path with a quote and a backslash used to break --json.
+    env.write_config(HELLO)
+    odd = env.dir / 'we"ird\\dir'
+    odd.mkdir()
+    conf = odd / 'fleet"keeper\\.conf'
+    conf.write_text(env.conf.read_text())
+    r = subprocess.run([BIN, "-c", str(conf), "check-config", "--json"],
+                       capture_output=True, text=True, env=base_env(), cwd=env.dir)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"ok": True, "config": str(conf), "tasks": 1}, r.stdout
+
+
 def test_missing_config_file(env):
     r = subprocess.run([BIN, "-c", str(env.dir / "nope.conf"), "check-config"],
                        capture_output=True, text=True)

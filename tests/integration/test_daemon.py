@@ -8,7 +8,7 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
-from conftest import DEADLINE, Daemon, parse_lines, pid_alive, wait_until
+from conftest import BIN, DEADLINE, Daemon, base_env, parse_lines, pid_alive, wait_until
 
 
 def started(d):
@@ -191,6 +191,52 @@ def test_second_daemon_is_refused(env, daemons):
     assert r.returncode == 1
     assert f"pid {d.proc.pid}" in r.stderr and "already runs" in r.stderr
     assert d.proc.poll() is None
+
+
+# An LD_PRELOAD fault: strdup of the string named by FK_FAULT_STRDUP fails
+# with ENOMEM (the daemon strdup's a task name only for its task slot).
+STRDUP_FAULT_C = r"""
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+char *strdup(const char *s)
+{
+	const char *bad = getenv("FK_FAULT_STRDUP");
+	size_t n = strlen(s) + 1;
+	char *p;
+	if (bad && strcmp(s, bad) == 0) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	p = malloc(n);
+	return p ? memcpy(p, s, n) : NULL;
+}
+"""
+
+
+def strdup_fault_env(tmp_path, name):
+    """The environment that makes strdup(name) fail in the daemon. Under
+    ASan the interposer comes before the ASan runtime, which ASan must be
+    told to accept (its malloc still serves the interposer)."""
+    src, lib = tmp_path / "strdup_fault.c", tmp_path / "strdup_fault.so"
+    src.write_text(STRDUP_FAULT_C)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(lib), str(src)], check=True)
+    asan = ":".join(o for o in (os.environ.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if o)
+    return base_env(LD_PRELOAD=str(lib), FK_FAULT_STRDUP=name, ASAN_OPTIONS=asan)
+
+
+def test_task_slot_allocation_failure_reports_its_error(env, tmp_path):
+    # daemon_slots_create failing used to print an uninitialised message.
+    env.write_config("[task.slotless]\ntype = command\nschedule = @every 1h\ncommand = true\n")
+    r = subprocess.run([BIN, "-c", str(env.conf), "run"], capture_output=True, text=True,
+                       timeout=DEADLINE, cwd=env.dir, env=strdup_fault_env(tmp_path, "slotless"))
+    want = "cannot set up task slotless: Cannot allocate memory"
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert r.stderr == f"fleetkeeper: {want}\n", r.stderr
+    failed = [e for e in parse_lines(r.stdout) if e.get("event") == "scheduler_start_failed"]
+    assert len(failed) == 1, r.stdout
+    assert failed[0]["error"] == want and failed[0]["error_type"] == "startup", failed
+    assert "scheduler_started" not in r.stdout
 
 
 def test_trigger_follow_returns_exit_status(env, daemons):

@@ -286,6 +286,45 @@ def test_failed_rename_lookup_changes_nothing(env, replay):
     assert env.sql("SELECT count(*) FROM projects WHERE name = 'new-name'") == [(0,)]
 
 
+def test_store_failure_inside_the_listing_changes_nothing(env, replay):
+    # The last write of the listing's transaction fails (counting a project
+    # missing): the archive flag, the rename and the new project written
+    # before it in the same run are rolled back with it.
+    configure(env, replay)
+    assert once(env)[0].returncode == 0
+    before = env.sql("SELECT id, name, github_repo_id, status, missing_count, updated_at"
+                     " FROM projects ORDER BY id")
+    con = sqlite3.connect(env.db)
+    with con:
+        con.execute("CREATE TRIGGER refuse BEFORE UPDATE OF missing_count ON projects"
+                    " WHEN NEW.missing_count > 0"
+                    " BEGIN SELECT RAISE(ABORT, 'missing count refused'); END")
+    con.close()
+    replay.repos[0]["archived"] = True
+    replay.repos[1]["name"] = "renamed-one"
+    del replay.repos[5]
+    replay.repos.append(replay.make_repo(99999, "newcomer"))
+    replay.changed()
+    r, ev = once(env)
+    assert r.returncode == 1
+    (f,) = named(ev, "github_sync_failed")
+    assert f["error_type"] == "store_error" and "missing count refused" in f["error"]
+    assert env.sql("SELECT id, name, github_repo_id, status, missing_count, updated_at"
+                   " FROM projects ORDER BY id") == before
+    # The store accepts it again: the same listing is applied whole.
+    con = sqlite3.connect(env.db)
+    with con:
+        con.execute("DROP TRIGGER refuse")
+    con.close()
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    c = complete(ev)
+    assert c["repos_discovered"] == 1 and c["repos_missing"] == 1
+    p = projects(env)
+    assert p["newcomer"][0] == 99999 and p["renamed-one"][0] == replay.repos[1]["id"]
+    assert p[replay.repos[0]["name"]][1] == "archived"
+
+
 def test_no_token_is_skipped(env, replay):
     env.write_config(f"""[github]
 api_url = {replay.url}

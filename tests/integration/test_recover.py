@@ -159,5 +159,44 @@ def test_auto_recover_without_a_daemon_runs_the_recovery_inline(tmp_path):
         assert "incident_recovery_complete" in names
         assert h.env.sql("SELECT type, status FROM incidents WHERE type = 'server_unreachable'") \
             == [("server_unreachable", "failed")]
+        # The inline recovery's result is the run's: it failed, so the run
+        # fails (it used to complete as if nothing happened).
+        assert r.returncode != 0, r.stdout[-3000:] + r.stderr
+        (failed,) = [e for e in events if e["event"] == "health_check_failed"]
+        assert failed["error_type"] == "recovery_failed"
+        assert "recovery of vps-a" in failed["error"]
+        assert "health_check_complete" not in names
+    finally:
+        h.close()
+
+
+FAIL_END = ("CREATE TRIGGER fail_end BEFORE UPDATE OF status ON incidents"
+            " WHEN NEW.status IN ('resolved', 'failed')"
+            " BEGIN SELECT RAISE(ABORT, 'store unavailable'); END")
+
+
+def test_recover_errors_are_reported_once_with_their_type(tmp_path):
+    """A store failure at the end of a recovery is reported once, by the
+    run, as error_type store (it used to be logged as recovery_store_failed
+    and then reported again as not_found); an unknown server is not_found."""
+    h = AnsibleHost(tmp_path)
+    try:
+        h.add_server("vps-s", status="in_use")
+        h.open_incident("vps-s")
+        h.exec_sql(FAIL_END)
+        r = h.env.run("recover", "vps-s")
+        assert r.returncode == 1, r.stdout[-3000:] + r.stderr
+        events = parse_lines(r.stdout)
+        errors = [e for e in events if e["level"] in ("error", "critical")]
+        assert [e["event"] for e in errors] == ["recover_failed"], errors
+        assert errors[0]["error_type"] == "store"
+        assert "store unavailable" in errors[0]["error"]
+        assert h.env.sql("SELECT status FROM incidents") == [("recovering",)]
+
+        r = h.env.run("recover", "vps-none")
+        assert r.returncode == 1
+        errors = [e for e in parse_lines(r.stdout) if e["level"] in ("error", "critical")]
+        assert [(e["event"], e["error_type"]) for e in errors] == [("recover_failed", "not_found")]
+        assert errors[0]["error"] == "no server 'vps-none'"
     finally:
         h.close()

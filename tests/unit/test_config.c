@@ -10,11 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "config.h"
+#include "duration.h"
+#include "proc.h"
 #include "task.h"
 
 static char tmpdir[64];
@@ -750,6 +753,179 @@ static void test_directory(void **state)
 	config_errors_free(&errs);
 }
 
+/* Issue 15: a FIFO or /dev/zero (through a symlink) as the configuration
+ * hung the loader (and the daemon on SIGHUP); a file past 16 MiB was read
+ * whole. Each is refused at once. */
+static void test_not_a_regular_file(void **state)
+{
+	char fifo[160], link[160], want[512];
+	config *cfg = NULL;
+	config_errors errs = {0};
+	(void)state;
+
+	alarm(20); /* a hang fails the test instead of stalling it */
+	snprintf(fifo, sizeof fifo, "%s/fifo", tmpdir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(config_load(&cfg, fifo, &errs), -1);
+	snprintf(want, sizeof want, "%s: cannot read: not a regular file (a FIFO)", fifo);
+	assert_int_equal(errs.count, 1);
+	assert_string_equal(errs.lines[0], want);
+	config_errors_free(&errs);
+
+	snprintf(link, sizeof link, "%s/zero.conf", tmpdir);
+	assert_int_equal(symlink("/dev/zero", link), 0);
+	assert_int_equal(config_load(&cfg, link, &errs), -1);
+	snprintf(want, sizeof want, "%s: cannot read: not a regular file (a character device)",
+	         link);
+	assert_int_equal(errs.count, 1);
+	assert_string_equal(errs.lines[0], want);
+	config_errors_free(&errs);
+	unlink(link);
+
+	assert_int_equal(symlink(fifo, link), 0); /* a symlink to the FIFO */
+	assert_int_equal(config_load(&cfg, link, &errs), -1);
+	snprintf(want, sizeof want, "%s: cannot read: not a regular file (a FIFO)", link);
+	assert_string_equal(errs.lines[0], want);
+	config_errors_free(&errs);
+	unlink(link);
+	unlink(fifo);
+
+	write_bytes(minimal, strlen(minimal));
+	assert_int_equal(truncate(conf_path, CONFIG_MAX_BYTES + 1), 0);
+	assert_int_equal(config_load(&cfg, conf_path, &errs), -1);
+	assert_null(cfg);
+	assert_int_equal(errs.count, 1);
+	snprintf(want, sizeof want, "cannot read: file too large (%d bytes; at most 16 MiB)",
+	         CONFIG_MAX_BYTES + 1);
+	assert_error(&errs, 0, 0, want);
+	config_errors_free(&errs);
+	alarm(0);
+}
+
+/* Issue 15: "@every 106751991d" and "jitter = 99999999999d" loaded and were
+ * shown as year 0000. */
+static void test_duration_maximum(void **state)
+{
+	config_errors errs;
+	(void)state;
+	load_fails("[task.t]\ntype = command\ncommand = true\nschedule = @every 106751991d\n"
+	           "jitter = 99999999999d\ntimeout = 3651d\n",
+	           3, &errs);
+	assert_error(&errs, 0, 4,
+	             "[task.t] schedule: @every: duration '106751991d' is too large (at most "
+	             "3650d");
+	assert_error(&errs, 1, 5, "[task.t] jitter: duration '99999999999d' is too large");
+	assert_error(&errs, 2, 6, "[task.t] timeout: duration '3651d' is too large");
+	config_errors_free(&errs);
+	config *cfg = load_ok("[task.t]\ntype = command\ncommand = true\nschedule = @every 3650d\n"
+	                      "jitter = 3650d\n");
+	assert_int_equal(config_task(cfg, "t")->jitter_ms, DURATION_MAX_MS);
+	config_unref(cfg);
+}
+
+/* Issue 15: loading was quadratic in the number of sections (and of keys
+ * in a section). Lookups by name are hashed; many names still resolve, and
+ * a duplicate among thousands is found with the line of the first. */
+static void test_many_names(void **state)
+{
+	enum { NTASKS = 20000, NKEYS = 5000 };
+	size_t cap = (size_t)NTASKS * 64 + (size_t)NKEYS * 32 + 256;
+	char *text = malloc(cap);
+	size_t n = 0;
+	config_errors errs;
+	char name[32], want[512];
+	(void)state;
+
+	assert_non_null(text);
+	for (int i = 0; i < NTASKS; i++)
+		n += (size_t)snprintf(text + n, cap - n,
+		                      "[task.t%d]\ntype = command\ncommand = true\n", i);
+	config *cfg = load_ok(text);
+	assert_int_equal(cfg->ntasks, NTASKS);
+	for (int i = 0; i < NTASKS; i += 997) {
+		snprintf(name, sizeof name, "t%d", i);
+		assert_ptr_equal(config_task(cfg, name), &cfg->tasks[i]);
+		snprintf(name, sizeof name, "task.t%d", i);
+		assert_ptr_equal(config_section_find(cfg, name), &cfg->sections[i]);
+	}
+	assert_null(config_task(cfg, "t20000"));
+	config_unref(cfg);
+
+	n = (size_t)snprintf(text, cap, "[github]\n");
+	for (int i = 0; i < NKEYS; i++)
+		n += (size_t)snprintf(text + n, cap - n, "k%d = v\n", i);
+	n += (size_t)snprintf(text + n, cap - n, "k1234 = again\n[task.t1]\n");
+	errs = (config_errors){0};
+	assert_int_equal(load_text(text, &cfg, &errs), -1);
+	/* the duplicate is found while reading, before the (capped) unknown keys */
+	snprintf(want, sizeof want, "%s:%d: [github] duplicate key 'k1234' (first at line 1236)",
+	         conf_path, NKEYS + 2);
+	bool found = false;
+	for (size_t i = 0; i < errs.count; i++)
+		found = found || strcmp(errs.lines[i], want) == 0;
+	assert_true(found);
+	config_errors_free(&errs);
+	free(text);
+}
+
+/* Issue 15: a token_env secret reached every child. A load keeps the value
+ * (config_env) and takes the variable out of the environment; a reload
+ * still finds it. */
+static void test_env_secret_taken(void **state)
+{
+	const char *text = "[daemon]\npass_env = FK_CFG_PASS, FK_PFX_*\n"
+	                   "[github]\ntoken_env = FK_CFG_TOKEN\n";
+	(void)state;
+
+	setenv("FK_CFG_TOKEN", "s3cret", 1);
+	config *cfg = load_ok(text);
+	assert_null(getenv("FK_CFG_TOKEN"));
+	assert_string_equal(config_env("FK_CFG_TOKEN"), "s3cret");
+	assert_string_equal(cfg->pass_env[0], "FK_CFG_PASS");
+	assert_string_equal(cfg->pass_env[1], "FK_PFX_*");
+	assert_null(cfg->pass_env[2]);
+	assert_true(proc_env_inherited("FK_PFX_X", (const char *const *)cfg->pass_env));
+	config_unref(cfg);
+
+	cfg = load_ok(text); /* SIGHUP: the variable is gone, the value is kept */
+	assert_string_equal(config_env("FK_CFG_TOKEN"), "s3cret");
+	config_unref(cfg);
+
+	setenv("FK_CFG_OTHER", "plain", 1); /* never named by a *_env key */
+	assert_string_equal(config_env("FK_CFG_OTHER"), "plain");
+	unsetenv("FK_CFG_OTHER");
+	assert_null(config_env("FK_CFG_NEVER_SET"));
+	cfg = load_ok(minimal);
+	assert_null(cfg->pass_env[0]); /* default: none besides the fixed list */
+	config_unref(cfg);
+}
+
+static void test_env_key_errors(void **state)
+{
+	config_errors errs;
+	(void)state;
+	assert_only_error("[github]\ntoken_env = PATH\n", 2,
+	                  "[github] token_env: PATH is passed to every child process (the fixed "
+	                  "list or [daemon] pass_env); keep the secret in a variable of its own");
+	assert_only_error("[daemon]\npass_env = FK_A\n[github]\ntoken_env = FK_A\n", 4,
+	                  "[github] token_env: FK_A is passed to every child process (the fixed "
+	                  "list or [daemon] pass_env); keep the secret in a variable of its own");
+	assert_only_error("[github]\ntoken_env = 1X\n", 2,
+	                  "[github] token_env: '1X' is not an environment variable name");
+	assert_only_error("[github]\ntoken_env = A=B\n", 2,
+	                  "[github] token_env: 'A=B' is not an environment variable name");
+	load_fails("[daemon]\npass_env = A, b-c\n", 1, &errs);
+	assert_error(&errs, 0, 2, "[daemon] pass_env: expected a comma-separated list");
+	config_errors_free(&errs);
+	config *cfg = load_ok("[daemon]\npass_env =\n");
+	assert_null(cfg->pass_env[0]);
+	config_unref(cfg);
+	/* a prefix or "*" may cover it: the variable is gone before any child */
+	cfg = load_ok("[daemon]\npass_env = *\n[github]\ntoken_env = FK_CFG_STAR\n");
+	assert_string_equal(cfg->pass_env[0], "*");
+	config_unref(cfg);
+}
+
 /* Random bytes, and random INI-looking text: never a crash; either a
  * config and no errors, or errors and no config. */
 static void test_garbage(void **state)
@@ -807,6 +983,9 @@ int main(void)
 	        cmocka_unit_test(test_errors_appended),  cmocka_unit_test(test_empty_file),
 	        cmocka_unit_test(test_nul_file),         cmocka_unit_test(test_long_lines),
 	        cmocka_unit_test(test_directory),        cmocka_unit_test(test_garbage),
+	        cmocka_unit_test(test_not_a_regular_file), cmocka_unit_test(test_duration_maximum),
+	        cmocka_unit_test(test_many_names),       cmocka_unit_test(test_env_secret_taken),
+	        cmocka_unit_test(test_env_key_errors),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

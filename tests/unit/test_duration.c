@@ -52,6 +52,23 @@ static void test_errors(void **state)
 	parse_fails("1h30", "without unit");
 }
 
+/* Issue 15: "@every 106751991d" and "jitter = 99999999999d" were accepted
+ * (and shown as year 0000); every duration is now at most 3650 days. */
+static void test_maximum(void **state)
+{
+	(void)state;
+	assert_int_equal(parse_ok("3650d"), DURATION_MAX_MS);
+	assert_int_equal(parse_ok("3649d23h59m59s999ms"), DURATION_MAX_MS - 1);
+	assert_int_equal(parse_ok("315360000"), DURATION_MAX_MS);
+	parse_fails("3650d1ms", "too large (at most 3650d");
+	parse_fails("3651d", "too large (at most 3650d");
+	parse_fails("315360001", "too large");
+	parse_fails("106751991d", "duration '106751991d' is too large");
+	parse_fails("99999999999d", "too large");
+	parse_fails("9223372036854775807ms", "too large");
+	parse_fails("3000d3000d", "too large");
+}
+
 static void test_format(void **state)
 {
 	char buf[32];
@@ -71,6 +88,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_units),
 	        cmocka_unit_test(test_errors),
+	        cmocka_unit_test(test_maximum),
 	        cmocka_unit_test(test_format),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

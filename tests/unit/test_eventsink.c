@@ -1,6 +1,7 @@
 /* Unit tests: the batching event writer (eventsink). A store that the writer
- * cannot write is simulated by another connection holding BEGIN EXCLUSIVE:
- * deterministic, and it works as root (where chmod would not block writes). */
+ * cannot write is simulated by another connection holding the write lock
+ * (store_tx_begin): deterministic, and it works as root (where chmod would
+ * not block writes). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +14,6 @@
 
 #include <cjson/cJSON.h>
 #include <cmocka.h>
-#include <sqlite3.h>
 
 #include "clock.h"
 #include "eventsink.h"
@@ -24,7 +24,7 @@ typedef struct {
 	char path[128];
 	char out_path[128];
 	eventsink *sink;
-	sqlite3 *locker;
+	store *locker;
 	int saved_stdout;
 } fixture;
 
@@ -57,8 +57,8 @@ static int teardown(void **state)
 	char cmd[128];
 	capture_stop(f);
 	if (f->locker) {
-		sqlite3_exec(f->locker, "ROLLBACK", NULL, NULL, NULL);
-		sqlite3_close(f->locker);
+		store_tx_rollback(f->locker);
+		store_close(f->locker);
 	}
 	eventsink_stop(f->sink);
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
@@ -89,14 +89,15 @@ static void start_sink(fixture *f, size_t max_queued, int64_t flush_ms)
 
 static void lock_db(fixture *f)
 {
-	assert_int_equal(sqlite3_open(f->path, &f->locker), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(f->locker, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	char err[256];
+	assert_int_equal(store_open(&f->locker, f->path, err, sizeof err), STORE_OK);
+	assert_int_equal(store_tx_begin(f->locker), STORE_OK);
 }
 
 static void unlock_db(fixture *f)
 {
-	assert_int_equal(sqlite3_exec(f->locker, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(f->locker);
+	assert_int_equal(store_tx_commit(f->locker), STORE_OK);
+	store_close(f->locker);
 	f->locker = NULL;
 }
 
@@ -121,38 +122,49 @@ static void emit(eventsink *sink, const char *event, const char *cid, int thread
 	eventsink_log_sink(sink, &rec);
 }
 
-static int64_t count_rows(fixture *f, const char *where)
+/* A read-only connection of its own, as another process would read. */
+static store *reader(fixture *f)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *q = NULL;
-	char sql[256];
+	char err[256];
+	store *st = NULL;
+	if (store_open_readonly(&st, f->path, err, sizeof err) != STORE_OK)
+		fail_msg("store_open_readonly: %s", err);
+	return st;
+}
+
+/* The count of a "SELECT count(*) FROM events ..." with ?1 bound to param
+ * (NULL: no parameter). */
+static int64_t count_rows(fixture *f, const char *sql, const char *param)
+{
+	store *st = reader(f);
+	store_stmt *q = NULL;
 	int64_t n = -1;
-	snprintf(sql, sizeof sql, "SELECT count(*) FROM events WHERE %s", where);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
-	if (sqlite3_step(q) == SQLITE_ROW)
-		n = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
-	sqlite3_close(db);
+	assert_int_equal(store_prepare(st, sql, &q), STORE_OK);
+	if (param)
+		store_bind_text(q, 1, param);
+	if (store_step(q) == STORE_ROW)
+		n = store_col_int64(q, 0);
+	store_stmt_done(q);
+	store_close(st);
 	return n;
 }
+
+#define ALL_EVENTS "SELECT count(*) FROM events"
 
 /* The stored line of the first event with this name, parsed. */
 static cJSON *stored_line(fixture *f, const char *event)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *q = NULL;
+	store *st = reader(f);
+	store_stmt *q = NULL;
 	cJSON *j = NULL;
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db,
-	                                    "SELECT line FROM events WHERE event = ? ORDER BY id",
-	                                    -1, &q, NULL),
-	                 SQLITE_OK);
-	sqlite3_bind_text(q, 1, event, -1, SQLITE_STATIC);
-	if (sqlite3_step(q) == SQLITE_ROW)
-		j = cJSON_Parse((const char *)sqlite3_column_text(q, 0));
-	sqlite3_finalize(q);
-	sqlite3_close(db);
+	assert_int_equal(
+	        store_prepare(st, "SELECT line FROM events WHERE event = ?1 ORDER BY id", &q),
+	        STORE_OK);
+	store_bind_text(q, 1, event);
+	if (store_step(q) == STORE_ROW)
+		j = cJSON_Parse(store_col_text(q, 0));
+	store_stmt_done(q);
+	store_close(st);
 	return j;
 }
 
@@ -203,31 +215,30 @@ static void *produce(void *arg)
 
 static void check_thread_order(fixture *f, int thread)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *q = NULL;
+	store *st = reader(f);
+	store_stmt *q = NULL;
 	char cid[16];
 	int expect = 0;
 	snprintf(cid, sizeof cid, "thr-%d", thread);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db,
-	                                    "SELECT line, run_id, task FROM events"
-	                                    " WHERE correlation_id = ? ORDER BY id",
-	                                    -1, &q, NULL),
-	                 SQLITE_OK);
-	sqlite3_bind_text(q, 1, cid, -1, SQLITE_STATIC);
-	while (sqlite3_step(q) == SQLITE_ROW) {
-		cJSON *j = cJSON_Parse((const char *)sqlite3_column_text(q, 0));
+	assert_int_equal(store_prepare(st,
+	                               "SELECT line, run_id, task FROM events"
+	                               " WHERE correlation_id = ?1 ORDER BY id",
+	                               &q),
+	                 STORE_OK);
+	store_bind_text(q, 1, cid);
+	while (store_step(q) == STORE_ROW) {
+		cJSON *j = cJSON_Parse(store_col_text(q, 0));
 		assert_non_null(j);
 		assert_int_equal(cJSON_GetObjectItem(j, "thread")->valueint, thread);
 		assert_int_equal(cJSON_GetObjectItem(j, "i")->valueint, expect);
-		assert_int_equal(sqlite3_column_int(q, 1), 42);
-		assert_string_equal((const char *)sqlite3_column_text(q, 2), "t");
+		assert_int_equal(store_col_int(q, 1), 42);
+		assert_string_equal(store_col_text(q, 2), "t");
 		cJSON_Delete(j);
 		expect++;
 	}
 	assert_int_equal(expect, PER_THREAD);
-	sqlite3_finalize(q);
-	sqlite3_close(db);
+	store_stmt_done(q);
+	store_close(st);
 }
 
 static void test_many_threads(void **state)
@@ -247,13 +258,17 @@ static void test_many_threads(void **state)
 	assert_int_equal(eventsink_flush(f->sink, 30000), 0);
 	int64_t elapsed = clock_wall_usec() - t0;
 
-	assert_int_equal(count_rows(f, "1"), THREADS * PER_THREAD);
+	assert_int_equal(count_rows(f, ALL_EVENTS, NULL), THREADS * PER_THREAD);
 	assert_int_equal(eventsink_stored(f->sink), THREADS * PER_THREAD);
 	assert_int_equal(eventsink_dropped(f->sink), 0);
 	for (int i = 0; i < THREADS; i++)
 		check_thread_order(f, i);
-	assert_int_equal(count_rows(f, "level = 'info' AND logger = 'test' AND event = 'tick'"
-	                               " AND timestamp = '2025-01-01T00:00:00.000000+00:00'"),
+	assert_int_equal(count_rows(f,
+	                            ALL_EVENTS
+	                            " WHERE level = 'info' AND logger = 'test'"
+	                            " AND event = 'tick'"
+	                            " AND timestamp = '2025-01-01T00:00:00.000000+00:00'",
+	                            NULL),
 	                 THREADS * PER_THREAD);
 
 	int64_t emit_usec = 0;
@@ -279,7 +294,7 @@ static void test_throughput(void **state)
 	assert_int_equal(eventsink_flush(f->sink, 60000), 0);
 	int64_t elapsed = clock_wall_usec() - t0;
 	assert_int_equal(eventsink_stored(f->sink), n);
-	assert_int_equal(count_rows(f, "1"), n);
+	assert_int_equal(count_rows(f, ALL_EVENTS, NULL), n);
 	print_message("eventsink: %d events stored in %.1f ms: %.0f events/s;"
 	              " emit %.2f us/event\n",
 	              n, (double)elapsed / 1e3, n / ((double)elapsed / 1e6), (double)emitted / n);
@@ -309,7 +324,7 @@ static void test_flush_timeout(void **state)
 	assert_int_equal(eventsink_stored(f->sink), 0);
 	unlock_db(f);
 	assert_int_equal(eventsink_flush(f->sink, 20000), 0);
-	assert_int_equal(count_rows(f, "1"), 1);
+	assert_int_equal(count_rows(f, ALL_EVENTS, NULL), 1);
 }
 
 static void test_stop_flushes(void **state)
@@ -320,7 +335,7 @@ static void test_stop_flushes(void **state)
 		emit(f->sink, "tick", "c", 0, i);
 	eventsink_stop(f->sink);
 	f->sink = NULL;
-	assert_int_equal(count_rows(f, "1"), 300);
+	assert_int_equal(count_rows(f, ALL_EVENTS, NULL), 300);
 }
 
 static void test_interval_commits(void **state)
@@ -335,7 +350,7 @@ static void test_interval_commits(void **state)
 		nanosleep(&ts, NULL);
 	}
 	assert_int_equal(eventsink_stored(f->sink), 1);
-	assert_int_equal(count_rows(f, "1"), 1);
+	assert_int_equal(count_rows(f, ALL_EVENTS, NULL), 1);
 }
 
 /* ---- failures ---- */
@@ -354,14 +369,16 @@ static void test_dropped_when_full(void **state)
 	capture_stop(f);
 
 	assert_int_equal(eventsink_stored(f->sink), 4);
-	assert_int_equal(count_rows(f, "event = 'tick'"), 4);
+	assert_int_equal(count_rows(f, ALL_EVENTS " WHERE event = ?1", "tick"), 4);
 	for (int i = 0; i < 4; i++) { /* the first four were kept */
-		char where[64];
-		snprintf(where, sizeof where, "line LIKE '%%\"i\": %d}'", i);
-		assert_int_equal(count_rows(f, where), 1);
+		char pattern[64];
+		snprintf(pattern, sizeof pattern, "%%\"i\": %d}", i);
+		assert_int_equal(count_rows(f, ALL_EVENTS " WHERE line LIKE ?1", pattern), 1);
 	}
-	assert_int_equal(count_rows(f, "event = 'events_dropped' AND level = 'warning'"
-	                               " AND logger = 'store'"),
+	assert_int_equal(count_rows(f,
+	                            ALL_EVENTS " WHERE event = 'events_dropped'"
+	                                       " AND level = 'warning' AND logger = 'store'",
+	                            NULL),
 	                 1);
 	cJSON *j = stored_line(f, "events_dropped");
 	assert_non_null(j);
@@ -376,7 +393,7 @@ static void test_dropped_when_full(void **state)
 	/* Reported once: more events go through without a second report. */
 	emit(f->sink, "tick", "c", 0, 10);
 	assert_int_equal(eventsink_flush(f->sink, 20000), 0);
-	assert_int_equal(count_rows(f, "event = 'events_dropped'"), 1);
+	assert_int_equal(count_rows(f, ALL_EVENTS " WHERE event = ?1", "events_dropped"), 1);
 }
 
 static void test_failed_write_is_kept(void **state)
@@ -398,8 +415,8 @@ static void test_failed_write_is_kept(void **state)
 
 	assert_int_equal(eventsink_stored(f->sink), 50);
 	assert_int_equal(eventsink_dropped(f->sink), 0);
-	assert_int_equal(count_rows(f, "event = 'tick'"), 50);
-	assert_int_equal(count_rows(f, "event = 'events_dropped'"), 0);
+	assert_int_equal(count_rows(f, ALL_EVENTS " WHERE event = ?1", "tick"), 50);
+	assert_int_equal(count_rows(f, ALL_EVENTS " WHERE event = ?1", "events_dropped"), 0);
 
 	cJSON *j = NULL;
 	assert_int_equal(captured_lines(f, "store_write_failed", &j), 1);
@@ -427,7 +444,7 @@ static void test_stop_is_bounded(void **state)
 	capture_stop(f);
 	assert_true(waited < 12000);
 	unlock_db(f);
-	assert_int_equal(count_rows(f, "1"), 0);
+	assert_int_equal(count_rows(f, ALL_EVENTS, NULL), 0);
 	cJSON *j = NULL;
 	assert_int_equal(captured_lines(f, "store_write_failed", NULL), 1);
 	assert_int_equal(captured_lines(f, "events_dropped", &j), 1);

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "http.h"
+#include "http_cache.h"
 
 static void link_is(const char *header, const char *want)
 {
@@ -64,8 +65,8 @@ static void test_cache_roundtrip(void **state)
 	assert_int_equal(http_cache_get(s, "http://x/1", &etag, &body), 0);
 	assert_null(etag);
 	assert_null(body);
-	assert_int_equal(http_cache_put(s, "http://x/1", "\"e1\"", NULL, "{\"repos\":[]}"), 0);
-	assert_int_equal(http_cache_put(s, "http://x/1", "\"e2\"", "Mon", "{}"), 0);
+	assert_int_equal(http_cache_put(s, "http://x/1", "\"e1\"", NULL, "{\"repos\":[]}", 10), 0);
+	assert_int_equal(http_cache_put(s, "http://x/1", "\"e2\"", "Mon", "{}", 20), 0);
 	assert_int_equal(http_cache_get(s, "http://x/1", &etag, &body), 0);
 	assert_string_equal(etag, "\"e2\"");
 	assert_string_equal(body, "{}");

@@ -109,21 +109,6 @@ static known_hosts_status check(fixture *f, const char *host, int port, const un
 	return st;
 }
 
-static void test_policy_names(void **state)
-{
-	hostkey_policy p;
-	(void)state;
-	assert_int_equal(hostkey_policy_parse("strict", &p), 0);
-	assert_int_equal(p, HOSTKEY_POLICY_STRICT);
-	assert_int_equal(hostkey_policy_parse("accept-new", &p), 0);
-	assert_int_equal(p, HOSTKEY_POLICY_ACCEPT_NEW);
-	assert_int_equal(hostkey_policy_parse("off", &p), 0);
-	assert_int_equal(p, HOSTKEY_POLICY_OFF);
-	assert_int_equal(hostkey_policy_parse("yes", &p), -1);
-	assert_int_equal(hostkey_policy_parse(NULL, &p), -1);
-	assert_string_equal(hostkey_policy_name(HOSTKEY_POLICY_ACCEPT_NEW), "accept-new");
-}
-
 static void test_names(void **state)
 {
 	char buf[64];
@@ -265,7 +250,6 @@ static void test_concurrent_adds_record_once(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_policy_names),
 	        cmocka_unit_test(test_names),
 	        cmocka_unit_test_setup_teardown(test_missing_file_is_unknown, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_plain_and_port_entries, setup, teardown),

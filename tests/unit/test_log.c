@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "log_classify.h" /* both classifier paths, built on purpose */
 
 /* 2025-12-26T00:03:45.123456Z */
 #define T0 1766707425123456LL
@@ -972,6 +973,77 @@ static void test_fuzz_random_bytes(void **state)
 	}
 }
 
+/* ---- the byte classifier: the SSE2 path against the scalar reference ---- */
+
+/* Both paths on a copy in a buffer of exactly n bytes (ASan catches a read
+ * outside it); returns the scalar answer. */
+static unsigned classify_both(const char *s, size_t n)
+{
+	char *copy = malloc(n ? n : 1);
+	assert_non_null(copy);
+	memcpy(copy, s, n);
+	unsigned want = log_classify_scalar(copy, n);
+#if defined(__SSE2__)
+	assert_int_equal(log_classify_sse2(copy, n), want);
+#endif
+	assert_int_equal(log_classify(copy, n), want);
+	free(copy);
+	return want;
+}
+
+static void test_classify_known_answers(void **state)
+{
+	(void)state;
+	assert_int_equal(classify_both("", 0), 0);
+	assert_int_equal(classify_both("server_ip", 9), 0);
+	assert_int_equal(classify_both("password", 8), CL_SECRET);
+	assert_int_equal(classify_both("Token", 5), CL_SECRET);
+	assert_int_equal(classify_both("a\"b", 3), CL_ESC);
+	assert_int_equal(classify_both("a\\b", 3), CL_ESC);
+	assert_int_equal(classify_both("\x7f", 1), CL_ESC);
+	assert_int_equal(classify_both("caf\xc3\xa9", 5), CL_ESC | CL_SECRET);
+	assert_int_equal(classify_both("tab\there", 8), CL_ESC);
+	assert_int_equal(classify_both("0123456789ABDEFGHIJ", 19), 0);
+	assert_int_equal(classify_both("0123456789ABDEFGHIJ\n", 20), CL_ESC);
+	assert_int_equal(classify_both("\0", 1), CL_ESC);
+}
+
+/* Every byte value at every position of every length up to 48 (the SSE2
+ * path has separate cases for 1-3, 4-7, 8-15 and 16+ bytes and a tail). */
+static void test_classify_every_byte_at_every_position(void **state)
+{
+	char s[48];
+	(void)state;
+	for (size_t n = 1; n <= sizeof s; n++) {
+		for (size_t pos = 0; pos < n; pos++) {
+			for (int b = 0; b < 256; b++) {
+				memset(s, 'A', n);
+				s[pos] = (char)b;
+				assert_int_equal(classify_both(s, n), str_class[b]);
+			}
+		}
+	}
+}
+
+static void test_classify_random_strings(void **state)
+{
+	/* Mostly plain bytes, so that the classes are not always both set. */
+	static const char plain[] = "ABDEFGHIJLMNOPQRSTUVXYabdefghijlmnopqrstuvxy0123456789_-.:/ ";
+	char s[200];
+	unsigned seen = 0;
+	(void)state;
+	srand(1234);
+	for (int iter = 0; iter < 200000; iter++) {
+		size_t n = (size_t)(rand() % (int)sizeof s);
+		for (size_t i = 0; i < n; i++) {
+			int r = rand() % 100;
+			s[i] = r < 97 ? plain[rand() % (int)(sizeof plain - 1)] : (char)(rand() % 256);
+		}
+		seen |= 1u << classify_both(s, n);
+	}
+	assert_int_equal(seen, 0xfu); /* every class combination came up */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -998,6 +1070,9 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_threads, setup_utc, teardown_ctx),
 	        cmocka_unit_test_setup_teardown(test_sink_removal_waits, setup_utc, teardown_ctx),
 	        cmocka_unit_test_setup_teardown(test_fuzz_random_bytes, setup_utc, teardown_ctx),
+	        cmocka_unit_test(test_classify_known_answers),
+	        cmocka_unit_test(test_classify_every_byte_at_every_position),
+	        cmocka_unit_test(test_classify_random_strings),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* Unit tests: the metric registry, its text rendering, the store gauges and
- * the HTTP endpoint (on 127.0.0.1, an ephemeral port). */
+ * the HTTP endpoint (on 127.0.0.1, an ephemeral port), with /healthz
+ * failing on a locked and on a read-only store. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,9 +13,11 @@
 #include <curl/curl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "metrics.h"
 #include "metrics_http.h"
 #include "store.h"
@@ -160,19 +163,19 @@ static void fixture_open(fixture *f)
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(f->path, sizeof f->path, "%s/state.db", f->dir);
 	assert_int_equal(store_open(&f->rw, f->path, err, sizeof err), STORE_OK);
-	assert_int_equal(
-	        sqlite3_exec(
-	                store_db(f->rw),
-	                "INSERT INTO servers(id, handle, status, last_health_check,"
-	                " response_time_ms, consecutive_failures, created_at, updated_at) VALUES"
-	                " (1, 'web-1', 'ready', 1, 12.5, 0, 1, 1),"
-	                " (2, 'db-\"1', 'error', 1, NULL, 3, 1, 1),"
-	                " (3, 'new-1', 'discovered', NULL, NULL, 0, 1, 1);"
-	                "INSERT INTO incidents(server_id, type, status, detected_at) VALUES"
-	                " (2, 'server_unreachable', 'detected', 1),"
-	                " (2, 'server_unreachable', 'resolved', 1);",
-	                NULL, NULL, NULL),
-	        SQLITE_OK);
+	assert_int_equal(store_exec(f->rw,
+	                            "INSERT INTO servers(id, handle, status, last_health_check,"
+	                            " response_time_ms, consecutive_failures, created_at,"
+	                            " updated_at) VALUES"
+	                            " (1, 'web-1', 'ready', 1, 12.5, 0, 1, 1),"
+	                            " (2, 'db-\"1', 'error', 1, NULL, 3, 1, 1),"
+	                            " (3, 'new-1', 'discovered', NULL, NULL, 0, 1, 1)"),
+	                 STORE_OK);
+	assert_int_equal(store_exec(f->rw, "INSERT INTO incidents(server_id, type, status,"
+	                                   " detected_at) VALUES"
+	                                   " (2, 'server_unreachable', 'detected', 1),"
+	                                   " (2, 'server_unreachable', 'resolved', 1)"),
+	                 STORE_OK);
 }
 
 static void fixture_close(fixture *f)
@@ -235,10 +238,12 @@ static size_t collect(char *data, size_t size, size_t n, void *ctx)
 	return size * n;
 }
 
-static long http_get(const char *address, const char *path, char **body)
+/* The status (-1 if the request failed) and the body. No cmocka asserts:
+ * a forked child uses it too. */
+static long http_fetch(const char *address, const char *path, char **body)
 {
 	char url[256];
-	long code = 0;
+	long code = -1;
 	metrics_buf b = {0};
 	CURL *c = curl_easy_init();
 	snprintf(url, sizeof url, "http://%s%s", address, path);
@@ -246,10 +251,17 @@ static long http_get(const char *address, const char *path, char **body)
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-	assert_int_equal(curl_easy_perform(c), CURLE_OK);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_cleanup(c);
 	*body = b.data ? b.data : strdup("");
+	return code;
+}
+
+static long http_get(const char *address, const char *path, char **body)
+{
+	long code = http_fetch(address, path, body);
+	assert_int_not_equal(code, -1);
 	return code;
 }
 
@@ -276,13 +288,16 @@ static void test_http_endpoint(void **state)
 	free(body);
 
 	/* Another connection holds the write lock: the store probe fails. */
-	assert_int_equal(sqlite3_exec(store_db(f.rw), "BEGIN EXCLUSIVE", NULL, NULL, NULL), 0);
+	assert_int_equal(store_tx_begin(f.rw), STORE_OK);
+	int64_t t0 = clock_mono_ms();
 	assert_int_equal(http_get(addr, "/healthz", &body), 503);
+	assert_true(clock_mono_ms() - t0 < 3000); /* its own 500 ms, not the store's 5 s */
 	assert_non_null(strstr(body, "\"store\": false"));
+	assert_non_null(strstr(body, "locked"));
 	free(body);
 	assert_int_equal(http_get(addr, "/metrics", &body), 200); /* readers go on */
 	free(body);
-	sqlite3_exec(store_db(f.rw), "ROLLBACK", NULL, NULL, NULL);
+	store_tx_rollback(f.rw);
 
 	/* The loop stops answering. */
 	assert_int_equal(write(l.stop_fd[1], "x", 1), 1);
@@ -300,6 +315,65 @@ static void test_http_endpoint(void **state)
 	metrics_http_stop(l.h);
 	close(l.stop_fd[0]);
 	close(l.stop_fd[1]);
+	fixture_close(&f);
+}
+
+/* ---- /healthz on a read-only store ---- */
+
+static void fake_loop_start(fake_loop *l)
+{
+	if (pipe(l->stop_fd) != 0 || pthread_create(&l->thread, NULL, loop_main, l) != 0)
+		_exit(10);
+}
+
+/* In a child that cannot write the store (root drops to nobody: root
+ * writes read-only files anyway): start the endpoint and exit 0 if
+ * /healthz says 503 because of the store alone, naming a read-only store.
+ * No cmocka asserts here: they would unwind into the child's copy of the
+ * test runner. */
+static void readonly_child(const char *path)
+{
+	char err[256], *body = NULL;
+	fake_loop l;
+	if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+		_exit(11);
+	if (metrics_http_start(&l.h, "127.0.0.1:0", path, err, sizeof err) != 0)
+		_exit(12);
+	fake_loop_start(&l);
+	long code = http_fetch(metrics_http_address(l.h), "/healthz", &body);
+	fprintf(stderr, "readonly healthz: %ld %s", code, body);
+	bool ok = code == 503 && strstr(body, "\"loop\": true, \"store\": false") &&
+	          (strstr(body, "read-only") || strstr(body, "readonly"));
+	_exit(ok ? 0 : 13);
+}
+
+static void test_healthz_readonly_store(void **state)
+{
+	(void)state;
+	fixture f;
+	char wal[160], shm[160];
+	int status = -1;
+	fixture_open(&f);
+	store_close(f.rw); /* checkpointed: only the file is left */
+	f.rw = NULL;
+	snprintf(wal, sizeof wal, "%s-wal", f.path);
+	snprintf(shm, sizeof shm, "%s-shm", f.path);
+	assert_int_equal(access(wal, F_OK) != 0 && access(shm, F_OK) != 0, 1);
+	assert_int_equal(chmod(f.path, 0444), 0);
+	assert_int_equal(chmod(f.dir, 0555), 0);
+
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		readonly_child(f.path);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(chmod(f.dir, 0700), 0);
+	assert_int_equal(chmod(f.path, 0644), 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	char err[256];
+	assert_int_equal(store_open(&f.rw, f.path, err, sizeof err), STORE_OK);
 	fixture_close(&f);
 }
 
@@ -329,6 +403,7 @@ int main(void)
 	        cmocka_unit_test_setup(test_families_always_declared, reset),
 	        cmocka_unit_test_setup(test_store_gauges, reset),
 	        cmocka_unit_test_setup(test_http_endpoint, reset),
+	        cmocka_unit_test_setup(test_healthz_readonly_store, reset),
 	        cmocka_unit_test_setup(test_listen_address, reset),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);

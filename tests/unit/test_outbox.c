@@ -1,7 +1,8 @@
 /* Unit tests: outbox (add, list_after, get, last_id; a rolled back
- * transaction leaves no row), notify_text (the shape of a note's row) and
- * the incident notifications of servers.c (added with the change, and a
- * failed outbox insert rolls the change back), in a real SQLite file. */
+ * transaction leaves no row; the delivery rows of the sender), notify_text
+ * (the shape of a note's row) and the incident notifications of
+ * incidents.c (added with the change, and a failed outbox insert rolls the
+ * change back), in a real SQLite file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,29 +12,27 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <sqlite3.h>
 
+#include "incidents.h"
 #include "notify_text.h"
 #include "outbox.h"
-#include "servers.h"
 #include "temp_store.h"
 
 typedef temp_store fixture;
 
 static void exec_ok(store *st, const char *sql)
 {
-	char *msg = NULL;
-	if (sqlite3_exec(store_db(st), sql, NULL, NULL, &msg) != SQLITE_OK)
-		fail_msg("%s: %s", sql, msg);
+	if (store_exec(st, sql) != STORE_OK)
+		fail_msg("%s: %s", sql, store_errmsg(st));
 }
 
 static int64_t count_rows(store *st, const char *sql)
 {
-	sqlite3_stmt *q = NULL;
-	assert_int_equal(sqlite3_prepare_v2(store_db(st), sql, -1, &q, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	int64_t n = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
+	store_stmt *q = NULL;
+	assert_int_equal(store_prepare(st, sql, &q), STORE_OK);
+	assert_int_equal(store_step(q), STORE_ROW);
+	int64_t n = store_col_int64(q, 0);
+	store_stmt_done(q);
 	return n;
 }
 
@@ -144,6 +143,123 @@ static void test_add_list_get_last(void **state)
 	assert_int_equal(outbox_get(f->st, c + 10, collect, &s, err, sizeof err), STORE_NOTFOUND);
 }
 
+/* ---- the sender's delivery rows ---- */
+
+static int64_t delivery_state_count(store *st, const char *state)
+{
+	static const char sql[] = "SELECT count(*) FROM notification_deliveries WHERE state = ?1";
+	store_stmt *q = NULL;
+	assert_int_equal(store_prepare(st, sql, &q), STORE_OK);
+	store_bind_text(q, 1, state);
+	assert_int_equal(store_step(q), STORE_ROW);
+	int64_t n = store_col_int64(q, 0);
+	store_stmt_done(q);
+	return n;
+}
+
+static int note_time(void *ctx, double at)
+{
+	double *last = ctx;
+	*last = at;
+	return 0;
+}
+
+static void test_cursor_starts_at_newest(void **state)
+{
+	fixture *f = *state;
+	int64_t a = 0, b = 0, cursor = -1;
+
+	add_one(f->st, "server_missing", LOG_WARNING, &a);
+	assert_int_equal(outbox_cursor_init(f->st, "tg", &cursor), STORE_OK);
+	assert_int_equal(cursor, a); /* a new notifier replays nothing */
+	add_one(f->st, "server_missing", LOG_WARNING, &b);
+	assert_int_equal(outbox_cursor_init(f->st, "tg", &cursor), STORE_OK);
+	assert_int_equal(cursor, a); /* an existing cursor stays */
+	assert_int_equal(outbox_cursor_set(f->st, "tg", b), STORE_OK);
+	assert_int_equal(outbox_cursor_init(f->st, "tg", &cursor), STORE_OK);
+	assert_int_equal(cursor, b);
+	assert_int_equal(outbox_cursor_init(f->st, "slack", &cursor), STORE_OK);
+	assert_int_equal(cursor, b);
+}
+
+static void test_delivery_states(void **state)
+{
+	fixture *f = *state;
+	int64_t id[4] = {0};
+	outbox_head h = {0};
+	seen_rows s = {0};
+	double sent_at = 0;
+
+	for (int i = 0; i < 4; i++)
+		add_one(f->st, "server_missing", LOG_WARNING, &id[i]);
+	assert_int_equal(outbox_pending_head(f->st, "tg", &h), STORE_NOTFOUND);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(outbox_delivery_add(f->st, "tg", id[i], 10.0), STORE_OK);
+	assert_int_equal(outbox_delivery_add(f->st, "tg", id[0], 11.0), STORE_OK); /* no second */
+	assert_int_equal(delivery_state_count(f->st, "queued"), 4);
+	assert_int_equal(outbox_deliveries_between(f->st, "tg", id[0], id[2], collect, &s),
+	                 STORE_OK);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.ids[0], id[1]);
+
+	/* The attempt before the request, then sent. */
+	assert_int_equal(outbox_pending_head(f->st, "tg", &h), STORE_OK);
+	assert_int_equal(h.id, id[0]);
+	assert_int_equal(h.pending, 4);
+	assert_int_equal(outbox_mark_attempt(f->st, "tg", id[0], 20.0), STORE_OK);
+	assert_int_equal(outbox_mark_progress(f->st, "tg", id[0], 1, 21.0), STORE_OK);
+	assert_int_equal(outbox_pending_head(f->st, "tg", &h), STORE_OK);
+	assert_int_equal(h.id, id[0]); /* sending is still pending: a crash sends it again */
+	assert_int_equal(h.attempts, 1);
+	assert_int_equal(h.progress, 1);
+	assert_int_equal(outbox_mark_sent(f->st, "tg", id[0], 22.0), STORE_OK);
+	assert_int_equal(outbox_sent_since(f->st, "tg", 21.5, note_time, &sent_at), STORE_OK);
+	assert_true(sent_at == 22.0);
+
+	/* A failure waits for its retry time. */
+	assert_int_equal(outbox_mark_attempt(f->st, "tg", id[1], 23.0), STORE_OK);
+	assert_int_equal(outbox_mark_failed(f->st, "tg", id[1], 30.0, "HTTP 502", 24.0), STORE_OK);
+	assert_int_equal(outbox_pending_head(f->st, "tg", &h), STORE_OK);
+	assert_int_equal(h.id, id[1]);
+	assert_true(h.next_attempt_at == 30.0);
+	assert_int_equal(h.pending, 3);
+
+	/* Too old: dropped, each reported once. */
+	memset(&s, 0, sizeof s);
+	assert_int_equal(outbox_drop_older(f->st, "tg", 50.0, 40.0, collect, &s), STORE_OK);
+	assert_int_equal(s.n, 0); /* created at 100 */
+	assert_int_equal(outbox_drop_older(f->st, "tg", 101.0, 40.0, collect, &s), STORE_OK);
+	assert_int_equal(s.n, 3);
+	assert_int_equal(delivery_state_count(f->st, "dropped"), 3);
+	assert_int_equal(outbox_pending_head(f->st, "tg", &h), STORE_NOTFOUND);
+}
+
+static void test_fold_and_prune(void **state)
+{
+	fixture *f = *state;
+	int64_t id[3] = {0}, folded = 0, deleted = -1;
+	seen_rows s = {0};
+
+	for (int i = 0; i < 3; i++) {
+		add_one(f->st, "server_missing", LOG_WARNING, &id[i]);
+		assert_int_equal(outbox_delivery_add(f->st, "tg", id[i], 10.0), STORE_OK);
+	}
+	assert_int_equal(outbox_pending_list(f->st, "tg", collect, &s), STORE_OK);
+	assert_int_equal(s.n, 3);
+	assert_int_equal(outbox_fold_upto(f->st, "tg", id[1], 20.0, &folded), STORE_OK);
+	assert_int_equal(folded, 2);
+	assert_int_equal(delivery_state_count(f->st, "folded"), 2);
+
+	/* Retention keeps the newest row, so ids never go back. */
+	assert_int_equal(outbox_prune(f->st, 1000.0, &deleted), STORE_OK);
+	assert_int_equal(deleted, 2);
+	assert_int_equal(count_rows(f->st, "SELECT count(*) FROM notification_deliveries"), 1);
+	int64_t last = 0;
+	char err[256];
+	assert_int_equal(outbox_last_id(f->st, &last, err, sizeof err), STORE_OK);
+	assert_int_equal(last, id[2]);
+}
+
 static void test_needs_kind_and_title(void **state)
 {
 	fixture *f = *state;
@@ -160,11 +276,11 @@ static void test_rollback_leaves_no_row(void **state)
 	int64_t id = 0, last = -1;
 	char err[256];
 
-	exec_ok(f->st, "BEGIN IMMEDIATE");
+	assert_int_equal(store_tx_begin(f->st), STORE_OK);
 	exec_ok(f->st, "UPDATE servers SET status = 'error' WHERE id = 1");
 	add_one(f->st, "server_unreachable", LOG_CRITICAL, &id);
 	assert_true(id > 0);
-	exec_ok(f->st, "ROLLBACK");
+	store_tx_rollback(f->st);
 	assert_int_equal(count_rows(f->st, "SELECT count(*) FROM notifications"), 0);
 	assert_int_equal(outbox_last_id(f->st, &last, err, sizeof err), STORE_OK);
 	assert_int_equal(last, 0);
@@ -172,10 +288,10 @@ static void test_rollback_leaves_no_row(void **state)
 	                 1);
 
 	/* Committed: the change and the row together. */
-	exec_ok(f->st, "BEGIN IMMEDIATE");
+	assert_int_equal(store_tx_begin(f->st), STORE_OK);
 	exec_ok(f->st, "UPDATE servers SET status = 'error' WHERE id = 1");
 	add_one(f->st, "server_unreachable", LOG_CRITICAL, &id);
-	exec_ok(f->st, "COMMIT");
+	assert_int_equal(store_tx_commit(f->st), STORE_OK);
 	assert_int_equal(count_rows(f->st, "SELECT count(*) FROM notifications"), 1);
 }
 
@@ -220,18 +336,19 @@ static void test_incident_notes(void **state)
 	bool created = false;
 	seen_rows s = {0};
 
-	assert_int_equal(servers_incident_open(f->st, 1, 100, "run_hc_1",
-	                                       "{\"stage\": \"connect\", \"error\": \"refused\"}",
-	                                       &id, &created, prev, sizeof prev, err, sizeof err),
-	                 STORE_OK);
+	assert_int_equal(
+	        incidents_open_unreachable(f->st, 1, 100, "run_hc_1",
+	                                   "{\"stage\": \"connect\", \"error\": \"refused\"}", &id,
+	                                   &created, prev, sizeof prev, err, sizeof err),
+	        STORE_OK);
 	assert_true(created);
 	/* Already open: no second notification. */
-	assert_int_equal(servers_incident_open(f->st, 1, 150, "run_hc_2", "{}", &id, &created, prev,
-	                                       sizeof prev, err, sizeof err),
+	assert_int_equal(incidents_open_unreachable(f->st, 1, 150, "run_hc_2", "{}", &id, &created,
+	                                            prev, sizeof prev, err, sizeof err),
 	                 STORE_OK);
 	assert_false(created);
-	assert_int_equal(servers_incident_resolve(f->st, 1, 200, &resolved, restored,
-	                                          sizeof restored, err, sizeof err),
+	assert_int_equal(incidents_close_unreachable(f->st, 1, 200, &resolved, restored,
+	                                             sizeof restored, err, sizeof err),
 	                 STORE_OK);
 	assert_int_equal(resolved, id);
 	assert_int_equal(outbox_list_after(f->st, 0, 0, collect, &s, err, sizeof err), STORE_OK);
@@ -262,8 +379,9 @@ static void test_outbox_failure_rolls_back(void **state)
 
 	exec_ok(f->st, "CREATE TRIGGER no_notes BEFORE INSERT ON notifications"
 	               " BEGIN SELECT RAISE(ABORT, 'outbox unavailable'); END");
-	assert_int_not_equal(servers_incident_open(f->st, 1, 100, "run_hc_1", "{}", &id, &created,
-	                                           prev, sizeof prev, err, sizeof err),
+	assert_int_not_equal(incidents_open_unreachable(f->st, 1, 100, "run_hc_1", "{}", &id,
+	                                                &created, prev, sizeof prev, err,
+	                                                sizeof err),
 	                     STORE_OK);
 	assert_false(created);
 	assert_non_null(strstr(err, "outbox unavailable"));
@@ -275,15 +393,15 @@ static void test_outbox_failure_rolls_back(void **state)
 
 	/* Resolve: the incident stays open when its notification cannot be added. */
 	exec_ok(f->st, "DROP TRIGGER no_notes");
-	assert_int_equal(servers_incident_open(f->st, 1, 100, "run_hc_1", "{}", &id, &created, prev,
-	                                       sizeof prev, err, sizeof err),
+	assert_int_equal(incidents_open_unreachable(f->st, 1, 100, "run_hc_1", "{}", &id, &created,
+	                                            prev, sizeof prev, err, sizeof err),
 	                 STORE_OK);
 	exec_ok(f->st, "CREATE TRIGGER no_notes BEFORE INSERT ON notifications"
 	               " BEGIN SELECT RAISE(ABORT, 'outbox unavailable'); END");
 	int64_t resolved = -1;
 	char restored[32];
-	assert_int_not_equal(servers_incident_resolve(f->st, 1, 200, &resolved, restored,
-	                                              sizeof restored, err, sizeof err),
+	assert_int_not_equal(incidents_close_unreachable(f->st, 1, 200, &resolved, restored,
+	                                                 sizeof restored, err, sizeof err),
 	                     STORE_OK);
 	assert_int_equal(resolved, 0);
 	assert_int_equal(
@@ -297,6 +415,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test_setup_teardown(test_add_list_get_last, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_cursor_starts_at_newest, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_delivery_states, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_fold_and_prune, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_needs_kind_and_title, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_rollback_leaves_no_row, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_note_shape, setup, teardown),

@@ -597,6 +597,66 @@ static void test_env_add(void **state)
 	collector_free(&c);
 }
 
+/* Issue 15: a child got the daemon's whole environment, token_env secrets
+ * included. Now only the allowlist, the pass_env names and env_add. */
+static void test_env_built(void **state)
+{
+	const char *argv[4];
+	const char *env[] = {"FK_PROC_OWN=task", NULL};
+	const char *pass[] = {"FK_PROC_PASS", "FK_PFX_*", NULL};
+	collector c;
+	proc_result res;
+	char err[128] = "";
+	(void)state;
+	collector_init(&c);
+	setenv("FK_PROC_SECRET", "hunter2", 1);
+	setenv("FK_PROC_PASS", "p", 1);
+	setenv("FK_PFX_ONE", "1", 1);
+	setenv("LC_FKTEST", "lc", 1);
+	char *home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+	setenv("HOME", "/fk-home", 1);
+	assert_int_equal(proc_env_pass(pass), 0);
+	proc_spec spec = sh_spec(argv, "env | grep -E '^(FK_|LC_FKTEST|HOME=|PATH=)' | sort", &c);
+	spec.env_add = env;
+	assert_int_equal(proc_run(&spec, &res, err, sizeof err), 0);
+	assert_int_equal(res.exit_code, 0);
+	assert_int_equal(c.count[PROC_STDOUT], 6);
+	assert_string_equal(c.lines[PROC_STDOUT][0], "FK_PFX_ONE=1");
+	assert_string_equal(c.lines[PROC_STDOUT][1], "FK_PROC_OWN=task");
+	assert_string_equal(c.lines[PROC_STDOUT][2], "FK_PROC_PASS=p");
+	assert_string_equal(c.lines[PROC_STDOUT][3], "HOME=/fk-home");
+	assert_string_equal(c.lines[PROC_STDOUT][4], "LC_FKTEST=lc");
+	assert_int_equal(strncmp(c.lines[PROC_STDOUT][5], "PATH=", 5), 0);
+	collector_free(&c);
+
+	/* the list is replaced, not added to; NULL: only the fixed names */
+	assert_int_equal(proc_env_pass(NULL), 0);
+	collector_init(&c);
+	spec = sh_spec(argv, "env | grep -c '^FK_' ; true", &c);
+	assert_int_equal(proc_run(&spec, &res, err, sizeof err), 0);
+	assert_string_equal(c.lines[PROC_STDOUT][0], "0");
+	collector_free(&c);
+
+	assert_true(proc_env_inherited("PATH", NULL));
+	assert_true(proc_env_inherited("LC_ALL", NULL));
+	assert_true(proc_env_inherited("FLEETKEEPER_CORRELATION_ID", NULL));
+	assert_false(proc_env_inherited("FK_PROC_SECRET", NULL));
+	assert_false(proc_env_inherited("PATHX", NULL));
+	assert_true(proc_env_inherited("FK_PFX_TWO", pass));
+	assert_false(proc_env_inherited("FK_PFX", pass));
+	const char *all[] = {"*", NULL};
+	assert_true(proc_env_inherited("ANYTHING", all));
+	unsetenv("FK_PROC_SECRET");
+	unsetenv("FK_PROC_PASS");
+	unsetenv("FK_PFX_ONE");
+	unsetenv("LC_FKTEST");
+	if (home)
+		setenv("HOME", home, 1);
+	else
+		unsetenv("HOME");
+	free(home);
+}
+
 static void test_cwd(void **state)
 {
 	char dir[] = "/tmp/fk_proc_XXXXXX", real[PATH_MAX], script[PATH_MAX], plain[PATH_MAX];
@@ -794,6 +854,7 @@ int main(void)
 	        cmocka_unit_test(test_run_end_kills_leftovers),
 	        cmocka_unit_test(test_status_through_supervisor),
 	        cmocka_unit_test(test_env_add),
+	        cmocka_unit_test(test_env_built),
 	        cmocka_unit_test(test_cwd),
 	        cmocka_unit_test(test_no_fd_leak),
 	        cmocka_unit_test(test_child_sees_no_extra_fds),

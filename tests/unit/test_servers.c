@@ -1,5 +1,6 @@
 /* Unit tests: servers — the debounce, the servers to check, check results,
- * and server_unreachable incidents (one per outage, restore on resolve). */
+ * the lookups and counts; and services (services.c), whose errors keep the
+ * store's mapping (a read-only or full store). Incidents: test_incidents.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,18 +10,17 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <sqlite3.h>
 
 #include "servers.h"
+#include "services.h"
 #include "temp_store.h"
 
 typedef temp_store fixture;
 
 static void exec_ok(store *st, const char *sql)
 {
-	char *msg = NULL;
-	if (sqlite3_exec(store_db(st), sql, NULL, NULL, &msg) != SQLITE_OK)
-		fail_msg("%s: %s", sql, msg);
+	if (store_exec(st, sql) != STORE_OK)
+		fail_msg("%s: %s", sql, store_errmsg(st));
 }
 
 static int setup(void **state)
@@ -47,28 +47,26 @@ static int teardown(void **state)
 	return rc;
 }
 
+/* The first column of the first row of sql (a static string). */
 static int64_t int_query(store *st, const char *sql)
 {
-	sqlite3_stmt *s = NULL;
+	store_stmt *q = NULL;
 	int64_t v = -1;
-	assert_int_equal(sqlite3_prepare_v2(store_db(st), sql, -1, &s, NULL), SQLITE_OK);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		v = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	assert_int_equal(store_prepare(st, sql, &q), STORE_OK);
+	if (store_step(q) == STORE_ROW)
+		v = store_col_int64(q, 0);
+	store_stmt_done(q);
 	return v;
 }
 
 static const char *text_query(store *st, const char *sql)
 {
 	static char buf[128];
-	sqlite3_stmt *s = NULL;
-	buf[0] = '\0';
-	assert_int_equal(sqlite3_prepare_v2(store_db(st), sql, -1, &s, NULL), SQLITE_OK);
-	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
-		snprintf(buf, sizeof buf, "%s", (const char *)sqlite3_column_text(s, 0));
-	else
-		snprintf(buf, sizeof buf, "(null)");
-	sqlite3_finalize(s);
+	store_stmt *q = NULL;
+	assert_int_equal(store_prepare(st, sql, &q), STORE_OK);
+	const char *t = store_step(q) == STORE_ROW ? store_col_text(q, 0) : NULL;
+	snprintf(buf, sizeof buf, "%s", t ? t : "(null)");
+	store_stmt_done(q);
 	return buf;
 }
 
@@ -153,88 +151,159 @@ static void test_record_check(void **state)
 	                    "(null)");
 }
 
-static void test_incident_once_per_outage(void **state)
+static void test_find_and_get(void **state)
 {
 	fixture *f = *state;
-	int64_t id = 0, id2 = 0, resolved = 0;
-	bool created = false;
-	char prev[32], restored[32], err[256];
-
-	assert_int_equal(servers_incident_open(f->st, 2, 100, "run_x", "{}", &id, &created, prev,
-	                                       sizeof prev, err, sizeof err),
-	                 0);
-	assert_true(created);
-	assert_true(id > 0);
-	assert_string_equal(prev, "in_use");
-	assert_string_equal(text_query(f->st, "SELECT status FROM servers WHERE id = 2"), "error");
-	assert_string_equal(text_query(f->st, "SELECT previous_status FROM servers WHERE id = 2"),
-	                    "in_use");
-	assert_string_equal(text_query(f->st, "SELECT correlation_id FROM incidents"), "run_x");
-
-	/* again while open: the same incident, nothing new, status kept */
-	assert_int_equal(servers_incident_open(f->st, 2, 200, "run_y", "{}", &id2, &created, prev,
-	                                       sizeof prev, err, sizeof err),
-	                 0);
-	assert_false(created);
-	assert_int_equal(id2, id);
-	assert_string_equal(prev, "in_use");
-	assert_int_equal(int_query(f->st, "SELECT count(*) FROM incidents"), 1);
-
-	assert_int_equal(servers_incident_resolve(f->st, 2, 300, &resolved, restored,
-	                                          sizeof restored, err, sizeof err),
-	                 0);
-	assert_int_equal(resolved, id);
-	assert_string_equal(restored, "in_use");
-	assert_int_equal(int_query(f->st, "SELECT resolved_at FROM incidents"), 300);
-	assert_string_equal(text_query(f->st, "SELECT status FROM incidents"), "resolved");
-	assert_string_equal(text_query(f->st, "SELECT previous_status FROM servers WHERE id = 2"),
-	                    "(null)");
-
-	/* a new outage is a new incident */
-	assert_int_equal(servers_incident_open(f->st, 2, 400, "run_z", NULL, &id2, &created, NULL,
-	                                       0, err, sizeof err),
-	                 0);
-	assert_true(created);
-	assert_true(id2 != id);
-	assert_int_equal(int_query(f->st, "SELECT count(*) FROM incidents"), 2);
-}
-
-static void test_resolve_respects_operator(void **state)
-{
-	fixture *f = *state;
-	int64_t id = 0, resolved = 0;
-	bool created = false;
-	char restored[32], err[256];
-
-	assert_int_equal(servers_incident_open(f->st, 1, 100, "c", NULL, &id, &created, NULL, 0,
-	                                       err, sizeof err),
-	                 0);
-	exec_ok(f->st, "UPDATE servers SET status = 'maintenance' WHERE id = 1");
-	assert_int_equal(servers_incident_resolve(f->st, 1, 200, &resolved, restored,
-	                                          sizeof restored, err, sizeof err),
-	                 0);
-	assert_int_equal(resolved, id);
-	assert_string_equal(restored, "maintenance");
-
-	/* nothing open: an error status from elsewhere is not touched */
-	assert_int_equal(servers_incident_resolve(f->st, 5, 300, &resolved, restored,
-	                                          sizeof restored, err, sizeof err),
-	                 0);
-	assert_int_equal(resolved, 0);
-	assert_string_equal(restored, "error");
-}
-
-static void test_open_unknown_server(void **state)
-{
-	fixture *f = *state;
-	int64_t id = 0;
-	bool created = true;
+	server_list l;
+	server_row r;
+	bool managed = true;
 	char err[256];
-	assert_int_equal(servers_incident_open(f->st, 99, 1, "c", NULL, &id, &created, NULL, 0, err,
-	                                       sizeof err),
-	                 STORE_NOTFOUND);
-	assert_false(created);
-	assert_int_equal(int_query(f->st, "SELECT count(*) FROM incidents"), 0);
+
+	assert_int_equal(servers_find(f->st, "d", &l, &managed, err, sizeof err), STORE_OK);
+	assert_int_equal(l.count, 1);
+	assert_int_equal(l.rows[0].id, 4);
+	assert_string_equal(l.rows[0].ip, "10.0.0.4");
+	assert_false(managed);
+	server_list_free(&l);
+	assert_int_equal(servers_find(f->st, "c", &l, NULL, err, sizeof err), STORE_OK);
+	assert_int_equal(l.rows[0].port, 22); /* NULL port */
+	server_list_free(&l);
+	assert_int_equal(servers_find(f->st, "zz", &l, NULL, err, sizeof err), STORE_NOTFOUND);
+	assert_string_equal(err, "no server 'zz'");
+	assert_int_equal(l.count, 0);
+
+	exec_ok(f->st, "UPDATE servers SET previous_status = 'in_use' WHERE id = 5");
+	assert_int_equal(servers_get(f->st, 5, &r, err, sizeof err), STORE_OK);
+	assert_string_equal(r.handle, "e");
+	assert_string_equal(r.status, "error");
+	assert_string_equal(r.previous_status, "in_use");
+	server_row_free(&r);
+	assert_int_equal(servers_get(f->st, 99, &r, err, sizeof err), STORE_NOTFOUND);
+}
+
+typedef struct {
+	int n;
+	char names[8][16];
+	int64_t counts[8];
+} count_list;
+
+static int collect_count(void *ctx, const char *name, int64_t count)
+{
+	count_list *l = ctx;
+	snprintf(l->names[l->n], sizeof l->names[0], "%s", name);
+	l->counts[l->n++] = count;
+	return 0;
+}
+
+static void test_count_by_status(void **state)
+{
+	fixture *f = *state;
+	count_list c = {0};
+	assert_int_equal(servers_count_by_status(f->st, collect_count, &c), STORE_OK);
+	assert_int_equal(c.n, 4);
+	assert_string_equal(c.names[0], "error");
+	assert_string_equal(c.names[1], "in_use");
+	assert_string_equal(c.names[2], "maintenance");
+	assert_string_equal(c.names[3], "ready");
+	assert_int_equal(c.counts[3], 2);
+}
+
+static void test_provisioning_claim(void **state)
+{
+	fixture *f = *state;
+	server_list l;
+	bool claimed = false;
+	char err[256];
+
+	exec_ok(f->st, "UPDATE servers SET status = 'pending_setup' WHERE id IN (1, 4)");
+	assert_int_equal(servers_list_due_provisioning(f->st, 1000, 1800, 300, &l, err, sizeof err),
+	                 STORE_OK);
+	assert_int_equal(l.count, 1); /* d is not managed */
+	assert_string_equal(l.rows[0].handle, "a");
+	server_list_free(&l);
+	assert_int_equal(servers_claim_provisioning(f->st, 1, false, 1000, 1800, 300, &claimed,
+	                                            err, sizeof err),
+	                 STORE_OK);
+	assert_true(claimed);
+	assert_string_equal(text_query(f->st, "SELECT status FROM servers WHERE id = 1"),
+	                    "provisioning");
+	/* within the timeout: neither due nor claimable again */
+	assert_int_equal(servers_claim_provisioning(f->st, 1, false, 1001, 1800, 300, &claimed,
+	                                            err, sizeof err),
+	                 STORE_OK);
+	assert_false(claimed);
+	assert_int_equal(servers_list_due_provisioning(f->st, 1001, 1800, 300, &l, err, sizeof err),
+	                 STORE_OK);
+	assert_int_equal(l.count, 0);
+	/* force (incident recovery) without cooldown claims an in_use server */
+	assert_int_equal(servers_claim_provisioning(f->st, 2, true, 1001, 1800, 0, &claimed, err,
+	                                            sizeof err),
+	                 STORE_OK);
+	assert_true(claimed);
+	assert_int_equal(int_query(f->st, "SELECT provisioning_attempts FROM servers WHERE id = 2"),
+	                 1);
+}
+
+/* ---- services ---- */
+
+static void test_services(void **state)
+{
+	fixture *f = *state;
+	service_list l;
+	char err[256];
+	service_row svc = {.server_handle = "a", .name = "web", .git_repo = "file:///r.git",
+	                   .port = 8080, .env = "{\"K\": \"v\"}"};
+
+	assert_int_equal(services_add(f->st, &svc, err, sizeof err), STORE_OK);
+	svc.ref = "v2"; /* again: an update */
+	assert_int_equal(services_add(f->st, &svc, err, sizeof err), STORE_OK);
+	svc.server_handle = "zz";
+	assert_int_equal(services_add(f->st, &svc, err, sizeof err), STORE_NOTFOUND);
+	assert_int_equal(services_list(f->st, NULL, &l, err, sizeof err), STORE_OK);
+	assert_int_equal(l.count, 1);
+	assert_string_equal(l.rows[0].server_handle, "a");
+	assert_string_equal(l.rows[0].ref, "v2");
+	assert_int_equal(l.rows[0].port, 8080);
+	assert_null(l.rows[0].start_command);
+	service_list_free(&l);
+	assert_int_equal(services_list(f->st, "b", &l, err, sizeof err), STORE_OK);
+	assert_int_equal(l.count, 0);
+	assert_int_equal(services_remove(f->st, "a", "web", err, sizeof err), STORE_OK);
+	assert_int_equal(services_remove(f->st, "a", "web", err, sizeof err), STORE_NOTFOUND);
+}
+
+/* services.c used to map every error but busy to STORE_ERROR, so a
+ * read-only store came back as a generic error. */
+static void test_services_readonly_store(void **state)
+{
+	fixture *f = *state;
+	store *ro = NULL;
+	char err[256] = "";
+	service_row svc = {.server_handle = "a", .name = "web", .git_repo = "r"};
+
+	assert_int_equal(store_open_readonly(&ro, f->path, err, sizeof err), STORE_OK);
+	assert_int_equal(services_add(ro, &svc, err, sizeof err), STORE_READONLY);
+	assert_non_null(strstr(err, "readonly"));
+	assert_int_equal(services_remove(ro, "a", "web", err, sizeof err), STORE_READONLY);
+	store_close(ro);
+}
+
+/* ... and a full disk (the page limit standing in for it) as STORE_FULL. */
+static void test_services_full_store(void **state)
+{
+	fixture *f = *state;
+	char err[256] = "", *env = malloc(256 * 1024);
+	service_row svc = {.server_handle = "a", .name = "web", .git_repo = "r", .env = env};
+
+	assert_non_null(env);
+	memset(env, 'x', 256 * 1024 - 1);
+	env[256 * 1024 - 1] = '\0';
+	int64_t pages = int_query(f->st, "PRAGMA page_count");
+	assert_true(pages > 0);
+	exec_ok(f->st, "PRAGMA max_page_count = 1"); /* clamps to the current size */
+	assert_int_equal(services_add(f->st, &svc, err, sizeof err), STORE_FULL);
+	assert_non_null(strstr(err, "full"));
+	free(env);
 }
 
 int main(void)
@@ -243,9 +312,12 @@ int main(void)
 	        cmocka_unit_test(test_debounce),
 	        cmocka_unit_test_setup_teardown(test_list_for_check, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_record_check, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_incident_once_per_outage, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_resolve_respects_operator, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_open_unknown_server, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_find_and_get, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_count_by_status, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_provisioning_claim, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_services, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_services_readonly_store, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_services_full_store, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,10 @@
 
 #include "clock.h"
 #include "ssh.h"
+/* The core reaches ssh.h (through ssh_options.h): no libssh2 header. */
+#ifdef LIBSSH2_H
+#error "ssh.h must not include <libssh2.h>; only src/net/*.c and known_hosts.h may"
+#endif
 
 /* A listening loopback socket that never accepts: TCP connects, SSH never
  * speaks. */
@@ -67,6 +71,21 @@ static ssh_options base(const char *host, int port, int64_t timeout_ms)
 	o.timeout_ms = timeout_ms;
 	o.policy = HOSTKEY_POLICY_OFF;
 	return o;
+}
+
+static void test_policy_names(void **state)
+{
+	hostkey_policy p;
+	(void)state;
+	assert_int_equal(hostkey_policy_parse("strict", &p), 0);
+	assert_int_equal(p, HOSTKEY_POLICY_STRICT);
+	assert_int_equal(hostkey_policy_parse("accept-new", &p), 0);
+	assert_int_equal(p, HOSTKEY_POLICY_ACCEPT_NEW);
+	assert_int_equal(hostkey_policy_parse("off", &p), 0);
+	assert_int_equal(p, HOSTKEY_POLICY_OFF);
+	assert_int_equal(hostkey_policy_parse("yes", &p), -1);
+	assert_int_equal(hostkey_policy_parse(NULL, &p), -1);
+	assert_string_equal(hostkey_policy_name(HOSTKEY_POLICY_ACCEPT_NEW), "accept-new");
 }
 
 static void test_names(void **state)
@@ -332,6 +351,7 @@ static void test_sshd_no_fd_leak_over_1000_attempts(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_policy_names),
 	        cmocka_unit_test(test_names),
 	        cmocka_unit_test(test_resolve_failed),
 	        cmocka_unit_test(test_connect_refused),

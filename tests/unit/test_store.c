@@ -15,6 +15,8 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "events.h"
+#include "runs.h"
 
 typedef struct {
 	char dir[64];
@@ -56,20 +58,18 @@ static store *open_ok(fixture *f)
 
 static void exec_ok(store *st, const char *sql)
 {
-	char *msg = NULL;
-	int rc = sqlite3_exec(store_db(st), sql, NULL, NULL, &msg);
-	if (rc != SQLITE_OK)
-		fail_msg("%s: %s", sql, msg ? msg : "?");
+	if (store_exec(st, sql) != STORE_OK)
+		fail_msg("%s: %s", sql, store_errmsg(st));
 }
 
 static int64_t query_int(store *st, const char *sql)
 {
-	sqlite3_stmt *q = NULL;
+	store_stmt *q = NULL;
 	int64_t v = -12345;
-	assert_int_equal(sqlite3_prepare_v2(store_db(st), sql, -1, &q, NULL), SQLITE_OK);
-	if (sqlite3_step(q) == SQLITE_ROW)
-		v = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
+	assert_int_equal(store_prepare(st, sql, &q), STORE_OK);
+	if (store_step(q) == STORE_ROW)
+		v = store_col_int64(q, 0);
+	store_stmt_done(q);
 	return v;
 }
 
@@ -97,12 +97,12 @@ static void test_fresh_schema(void **state)
 	                 4);
 	assert_int_equal(query_int(st, "PRAGMA foreign_keys"), 1);
 	assert_int_equal(query_int(st, "PRAGMA synchronous"), 1); /* NORMAL */
-	sqlite3_stmt *q = NULL;
-	assert_int_equal(sqlite3_prepare_v2(store_db(st), "PRAGMA journal_mode", -1, &q, NULL),
-	                 SQLITE_OK);
-	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_string_equal((const char *)sqlite3_column_text(q, 0), "wal");
-	sqlite3_finalize(q);
+	store_stmt *q = NULL;
+	assert_int_equal(store_prepare(st, "PRAGMA journal_mode", &q),
+	                 STORE_OK);
+	assert_int_equal(store_step(q), STORE_ROW);
+	assert_string_equal(store_col_text(q, 0), "wal");
+	store_stmt_done(q);
 
 	/* Opening again is a no-op migration. */
 	store *again = NULL;
@@ -123,13 +123,13 @@ static void test_migration_from_v1(void **state)
 	assert_int_equal(store_schema_version(old), 1);
 	assert_int_equal(
 	        query_int(old, "SELECT count(*) FROM sqlite_master WHERE name='task_state'"), 0);
-	assert_int_equal(store_run_start(old, "github_sync", "schedule", "cid-1", 100.5, &run_id),
+	assert_int_equal(runs_start(old, "github_sync", "schedule", "cid-1", 100.5, &run_id),
 	                 STORE_OK);
 	exec_ok(old, "INSERT INTO servers (handle, ip, status, created_at, updated_at)"
 	             " VALUES ('web-1', '10.0.0.1', 'ready', 1, 1)");
 	/* v2 API on a v1 database fails cleanly. */
 	double last = -1;
-	assert_int_equal(store_task_last_fire_get(old, "x", &last), STORE_ERROR);
+	assert_int_equal(runs_last_fire_get(old, "x", &last), STORE_ERROR);
 	assert_non_null(strstr(store_errmsg(old), "task_state"));
 	store_close(old);
 
@@ -139,8 +139,8 @@ static void test_migration_from_v1(void **state)
 	                               " AND task = 'github_sync' AND status = 'running'"),
 	                 1);
 	assert_int_equal(query_int(st, "SELECT port FROM servers WHERE handle = 'web-1'"), 22);
-	assert_int_equal(store_task_last_fire_set(st, "github_sync", 200.25), STORE_OK);
-	assert_int_equal(store_task_last_fire_get(st, "github_sync", &last), STORE_OK);
+	assert_int_equal(runs_last_fire_set(st, "github_sync", 200.25), STORE_OK);
+	assert_int_equal(runs_last_fire_get(st, "github_sync", &last), STORE_OK);
 	assert_true(last == 200.25);
 }
 
@@ -220,48 +220,35 @@ static void test_check_constraints(void **state)
 {
 	fixture *f = *state;
 	store *st = open_ok(f);
-	sqlite3 *db = store_db(st);
 	exec_ok(st, "INSERT INTO servers (handle, created_at, updated_at) VALUES ('a', 1, 1)");
 	assert_int_equal(query_int(st, "SELECT count(*) FROM servers WHERE status='discovered'"),
 	                 1);
 	assert_int_equal(
-	        0xff & sqlite3_exec(db,
-	                            "INSERT INTO servers (handle, status, created_at, updated_at)"
-	                            " VALUES ('b', 'broken', 1, 1)",
-	                            NULL, NULL, NULL),
-	        SQLITE_CONSTRAINT);
+	        store_exec(st, "INSERT INTO servers (handle, status, created_at, updated_at)"
+	                            " VALUES ('b', 'broken', 1, 1)"),
+	        STORE_ERROR);
 	assert_int_equal(
-	        0xff & sqlite3_exec(db, "UPDATE servers SET status = 'up'", NULL, NULL, NULL),
-	        SQLITE_CONSTRAINT);
+	        store_exec(st, "UPDATE servers SET status = 'up'"),
+	        STORE_ERROR);
 	assert_int_equal(
-	        0xff & sqlite3_exec(db,
-	                            "INSERT INTO task_runs (task, trigger, status, correlation_id,"
-	                            " started_at) VALUES ('t', 'cli', 'done', 'c', 1)",
-	                            NULL, NULL, NULL),
-	        SQLITE_CONSTRAINT);
-	assert_int_equal(0xff & sqlite3_exec(db,
-	                                     "INSERT INTO incidents (type, detected_at)"
-	                                     " VALUES ('meteor', 1)",
-	                                     NULL, NULL, NULL),
-	                 SQLITE_CONSTRAINT);
-	assert_int_equal(0xff & sqlite3_exec(db,
-	                                     "INSERT INTO incidents (type, status, detected_at)"
-	                                     " VALUES ('service_down', 'open', 1)",
-	                                     NULL, NULL, NULL),
-	                 SQLITE_CONSTRAINT);
+	        store_exec(st, "INSERT INTO task_runs (task, trigger, status, correlation_id,"
+	                            " started_at) VALUES ('t', 'cli', 'done', 'c', 1)"),
+	        STORE_ERROR);
+	assert_int_equal(store_exec(st, "INSERT INTO incidents (type, detected_at)"
+	                                     " VALUES ('meteor', 1)"),
+	                 STORE_ERROR);
+	assert_int_equal(store_exec(st, "INSERT INTO incidents (type, status, detected_at)"
+	                                     " VALUES ('service_down', 'open', 1)"),
+	                 STORE_ERROR);
 	assert_int_equal(
-	        0xff & sqlite3_exec(db,
-	                            "INSERT INTO projects (name, status, created_at, updated_at)"
-	                            " VALUES ('p', 'gone', 1, 1)",
-	                            NULL, NULL, NULL),
-	        SQLITE_CONSTRAINT);
+	        store_exec(st, "INSERT INTO projects (name, status, created_at, updated_at)"
+	                            " VALUES ('p', 'gone', 1, 1)"),
+	        STORE_ERROR);
 	/* Foreign keys are on: a service needs its server; deleting cascades. */
 	assert_int_equal(
-	        0xff & sqlite3_exec(db,
-	                            "INSERT INTO services (server_id, name, created_at, updated_at)"
-	                            " VALUES (999, 'api', 1, 1)",
-	                            NULL, NULL, NULL),
-	        SQLITE_CONSTRAINT);
+	        store_exec(st, "INSERT INTO services (server_id, name, created_at, updated_at)"
+	                            " VALUES (999, 'api', 1, 1)"),
+	        STORE_ERROR);
 	exec_ok(st, "INSERT INTO services (server_id, name, created_at, updated_at)"
 	            " VALUES (1, 'api', 1, 1)");
 	exec_ok(st, "DELETE FROM servers WHERE id = 1");
@@ -284,7 +271,7 @@ typedef struct {
 	int stop_after;
 } run_list;
 
-static int collect_run(void *ctx, const store_run_row *r)
+static int collect_run(void *ctx, const run_row *r)
 {
 	run_list *l = ctx;
 	int i = l->n++;
@@ -307,12 +294,12 @@ static void test_run_lifecycle(void **state)
 	int64_t a = 0, b = 0;
 	run_list l = {0};
 
-	assert_int_equal(store_run_start(st, "github_sync", "schedule", "cid-a", 1000, &a),
+	assert_int_equal(runs_start(st, "github_sync", "schedule", "cid-a", 1000, &a),
 	                 STORE_OK);
-	assert_int_equal(store_run_start(st, "backup", "manual", "cid-b", 1001, &b), STORE_OK);
+	assert_int_equal(runs_start(st, "backup", "manual", "cid-b", 1001, &b), STORE_OK);
 	assert_true(b > a);
 
-	assert_int_equal(store_run_get(st, a, collect_run, &l), STORE_OK);
+	assert_int_equal(runs_get(st, a, collect_run, &l), STORE_OK);
 	assert_int_equal(l.n, 1);
 	assert_int_equal(l.status[0], RUN_RUNNING);
 	assert_true(l.finished_at[0] == 0);
@@ -320,20 +307,20 @@ static void test_run_lifecycle(void **state)
 	assert_int_equal(l.exit_code[0], -1);
 	assert_string_equal(l.error[0], "(null)");
 
-	assert_int_equal(store_run_finish(st, a, RUN_SUCCESS, 1002.5, 2.5, -1, NULL, NULL,
+	assert_int_equal(runs_finish(st, a, RUN_SUCCESS, 1002.5, 2.5, -1, NULL, NULL,
 	                                  "{\"repos_synced\": 12}"),
 	                 STORE_OK);
 	assert_int_equal(
-	        store_run_finish(st, b, RUN_FAILED, 1003, 2, 3, "exit status 3", "exit_code", NULL),
+	        runs_finish(st, b, RUN_FAILED, 1003, 2, 3, "exit status 3", "exit_code", NULL),
 	        STORE_OK);
-	assert_int_equal(store_run_finish(st, 9999, RUN_FAILED, 1, 1, 1, NULL, NULL, NULL),
+	assert_int_equal(runs_finish(st, 9999, RUN_FAILED, 1, 1, 1, NULL, NULL, NULL),
 	                 STORE_NOTFOUND);
 	assert_int_equal(query_int(st, "SELECT count(*) FROM task_runs WHERE id = 1 AND"
 	                               " items = '{\"repos_synced\": 12}' AND exit_code IS NULL"),
 	                 1);
 
 	memset(&l, 0, sizeof l);
-	assert_int_equal(store_runs_list(st, NULL, 0, collect_run, &l), STORE_OK);
+	assert_int_equal(runs_list(st, NULL, 0, collect_run, &l), STORE_OK);
 	assert_int_equal(l.n, 2);
 	assert_int_equal(l.ids[0], b); /* newest first */
 	assert_int_equal(l.status[0], RUN_FAILED);
@@ -347,12 +334,12 @@ static void test_run_lifecycle(void **state)
 	assert_false(l.items_null[1]);
 
 	memset(&l, 0, sizeof l);
-	assert_int_equal(store_runs_list(st, "github_sync", 10, collect_run, &l), STORE_OK);
+	assert_int_equal(runs_list(st, "github_sync", 10, collect_run, &l), STORE_OK);
 	assert_int_equal(l.n, 1);
 	assert_int_equal(l.ids[0], a);
 
 	memset(&l, 0, sizeof l);
-	assert_int_equal(store_run_get(st, 4242, collect_run, &l), STORE_NOTFOUND);
+	assert_int_equal(runs_get(st, 4242, collect_run, &l), STORE_NOTFOUND);
 	assert_int_equal(l.n, 0);
 }
 
@@ -363,8 +350,8 @@ static void test_runs_limit_and_stop(void **state)
 	int64_t id;
 	run_list l = {0};
 	for (int i = 0; i < 5; i++)
-		assert_int_equal(store_run_start(st, "t", "cli", "c", i, &id), STORE_OK);
-	assert_int_equal(store_runs_list(st, NULL, 3, collect_run, &l), STORE_OK);
+		assert_int_equal(runs_start(st, "t", "cli", "c", i, &id), STORE_OK);
+	assert_int_equal(runs_list(st, NULL, 3, collect_run, &l), STORE_OK);
 	assert_int_equal(l.n, 3);
 	assert_int_equal(l.ids[0], 5);
 	assert_int_equal(l.ids[2], 3);
@@ -373,10 +360,10 @@ static void test_runs_limit_and_stop(void **state)
 	 * statement is reset, so the next call starts over. */
 	memset(&l, 0, sizeof l);
 	l.stop_after = 2;
-	assert_int_equal(store_runs_list(st, NULL, 0, collect_run, &l), 7);
+	assert_int_equal(runs_list(st, NULL, 0, collect_run, &l), 7);
 	assert_int_equal(l.n, 2);
 	memset(&l, 0, sizeof l);
-	assert_int_equal(store_runs_list(st, NULL, 0, collect_run, &l), STORE_OK);
+	assert_int_equal(runs_list(st, NULL, 0, collect_run, &l), STORE_OK);
 	assert_int_equal(l.n, 5);
 }
 
@@ -386,12 +373,12 @@ static void test_last_per_task(void **state)
 	store *st = open_ok(f);
 	int64_t id;
 	run_list l = {0};
-	assert_int_equal(store_run_start(st, "beta", "cli", "c1", 1, &id), STORE_OK);
-	assert_int_equal(store_run_start(st, "alpha", "cli", "c2", 2, &id), STORE_OK);
-	assert_int_equal(store_run_start(st, "beta", "cli", "c3", 3, &id), STORE_OK);
-	assert_int_equal(store_run_skipped(st, "alpha", "schedule", "c4", 4, "still_running", &id),
+	assert_int_equal(runs_start(st, "beta", "cli", "c1", 1, &id), STORE_OK);
+	assert_int_equal(runs_start(st, "alpha", "cli", "c2", 2, &id), STORE_OK);
+	assert_int_equal(runs_start(st, "beta", "cli", "c3", 3, &id), STORE_OK);
+	assert_int_equal(runs_skipped(st, "alpha", "schedule", "c4", 4, "still_running", &id),
 	                 STORE_OK);
-	assert_int_equal(store_runs_last_per_task(st, collect_run, &l), STORE_OK);
+	assert_int_equal(runs_last_per_task(st, collect_run, &l), STORE_OK);
 	assert_int_equal(l.n, 2);
 	assert_string_equal(l.task[0], "alpha");
 	assert_int_equal(l.ids[0], 4);
@@ -407,10 +394,10 @@ static void test_skipped_row(void **state)
 	int64_t id = 0;
 	run_list l = {0};
 	assert_int_equal(
-	        store_run_skipped(st, "backup", "schedule", "cid-s", 500, "still_running", &id),
+	        runs_skipped(st, "backup", "schedule", "cid-s", 500, "still_running", &id),
 	        STORE_OK);
 	assert_int_equal(id, 1);
-	assert_int_equal(store_run_get(st, id, collect_run, &l), STORE_OK);
+	assert_int_equal(runs_get(st, id, collect_run, &l), STORE_OK);
 	assert_int_equal(l.status[0], RUN_SKIPPED);
 	assert_string_equal(l.error[0], "still_running");
 	assert_true(l.error_type_null[0]);
@@ -427,15 +414,15 @@ static void test_mark_interrupted(void **state)
 	int count = -1;
 	run_list l = {0};
 
-	assert_int_equal(store_run_start(st, "a", "cli", "c1", 100, &r1), STORE_OK);
-	assert_int_equal(store_run_start(st, "b", "cli", "c2", 110, &r2), STORE_OK);
-	assert_int_equal(store_run_start(st, "c", "cli", "c3", 120, &r3), STORE_OK);
-	assert_int_equal(store_run_finish(st, r2, RUN_SUCCESS, 111, 1, 0, NULL, NULL, NULL),
+	assert_int_equal(runs_start(st, "a", "cli", "c1", 100, &r1), STORE_OK);
+	assert_int_equal(runs_start(st, "b", "cli", "c2", 110, &r2), STORE_OK);
+	assert_int_equal(runs_start(st, "c", "cli", "c3", 120, &r3), STORE_OK);
+	assert_int_equal(runs_finish(st, r2, RUN_SUCCESS, 111, 1, 0, NULL, NULL, NULL),
 	                 STORE_OK);
 
-	assert_int_equal(store_runs_mark_interrupted(st, 150, &count), STORE_OK);
+	assert_int_equal(runs_mark_interrupted(st, 150, &count), STORE_OK);
 	assert_int_equal(count, 2);
-	assert_int_equal(store_runs_list(st, NULL, 0, collect_run, &l), STORE_OK);
+	assert_int_equal(runs_list(st, NULL, 0, collect_run, &l), STORE_OK);
 	assert_int_equal(l.n, 3);
 	assert_int_equal(l.status[0], RUN_INTERRUPTED); /* r3 */
 	assert_true(l.finished_at[0] == 150);
@@ -449,7 +436,7 @@ static void test_mark_interrupted(void **state)
 	                               " error_type = 'interrupted'"),
 	                 2);
 
-	assert_int_equal(store_runs_mark_interrupted(st, 160, &count), STORE_OK);
+	assert_int_equal(runs_mark_interrupted(st, 160, &count), STORE_OK);
 	assert_int_equal(count, 0);
 }
 
@@ -472,9 +459,9 @@ static void test_run_status_names(void **state)
 
 /* ---- events ---- */
 
-static store_event make_event(double t, const char *cid, const char *json)
+static event_record make_event(double t, const char *cid, const char *json)
 {
-	return (store_event){.unix_time = t,
+	return (event_record){.unix_time = t,
 	                     .timestamp = "2025-01-01T00:00:00.000000+00:00",
 	                     .level = "info",
 	                     .logger = "test",
@@ -504,16 +491,16 @@ static void test_events_trace(void **state)
 {
 	fixture *f = *state;
 	store *st = open_ok(f);
-	store_event ev[] = {
+	event_record ev[] = {
 	        make_event(1, "cid-x", "{\"n\":1}"), make_event(2, "cid-y", "{\"n\":2}"),
 	        make_event(3, "cid-x", "{\"n\":3}"), make_event(4, NULL, "{\"n\":4}"),
 	        make_event(5, "cid-x", "{\"n\":5}"),
 	};
 	event_list l = {0};
 
-	assert_int_equal(store_events_insert(st, ev, 5), STORE_OK);
-	assert_int_equal(store_events_insert(st, ev, 0), STORE_OK);
-	assert_int_equal(store_events_trace(st, "cid-x", 0, collect_event, &l), STORE_OK);
+	assert_int_equal(events_insert(st, ev, 5), STORE_OK);
+	assert_int_equal(events_insert(st, ev, 0), STORE_OK);
+	assert_int_equal(events_trace(st, "cid-x", 0, collect_event, &l), STORE_OK);
 	assert_int_equal(l.n, 3);
 	assert_int_equal(l.ids[0], 1);
 	assert_int_equal(l.ids[1], 3);
@@ -522,12 +509,12 @@ static void test_events_trace(void **state)
 	assert_string_equal(l.lines[2], "{\"n\":5}");
 
 	memset(&l, 0, sizeof l);
-	assert_int_equal(store_events_trace(st, "cid-x", 3, collect_event, &l), STORE_OK);
+	assert_int_equal(events_trace(st, "cid-x", 3, collect_event, &l), STORE_OK);
 	assert_int_equal(l.n, 1);
 	assert_int_equal(l.ids[0], 5);
 
 	memset(&l, 0, sizeof l);
-	assert_int_equal(store_events_trace(st, "nope", 0, collect_event, &l), STORE_OK);
+	assert_int_equal(events_trace(st, "nope", 0, collect_event, &l), STORE_OK);
 	assert_int_equal(l.n, 0);
 	assert_int_equal(query_int(st, "SELECT count(*) FROM events WHERE run_id IS NULL"), 1);
 	assert_int_equal(query_int(st, "SELECT run_id FROM events WHERE id = 1"), 7);
@@ -537,38 +524,52 @@ static void test_events_insert_is_atomic(void **state)
 {
 	fixture *f = *state;
 	store *st = open_ok(f);
-	store_event ev[3] = {make_event(1, "c", "{}"), make_event(2, "c", "{}"),
+	event_record ev[3] = {make_event(1, "c", "{}"), make_event(2, "c", "{}"),
 	                     make_event(3, "c", "{}")};
 	ev[2].event = NULL; /* NOT NULL constraint */
-	assert_int_equal(store_events_insert(st, ev, 3), STORE_ERROR);
+	assert_int_equal(events_insert(st, ev, 3), STORE_ERROR);
 	assert_non_null(strstr(store_errmsg(st), "insert events"));
 	assert_non_null(strstr(store_errmsg(st), "NOT NULL"));
 	assert_int_equal(query_int(st, "SELECT count(*) FROM events"), 0);
 	/* The connection is usable afterwards (no transaction left open). */
-	assert_int_equal(store_events_insert(st, ev, 2), STORE_OK);
+	assert_int_equal(events_insert(st, ev, 2), STORE_OK);
 	assert_int_equal(query_int(st, "SELECT count(*) FROM events"), 2);
+}
+
+/* What the daemon's prune does: both tables in one transaction. */
+static int prune(store *st, double cutoff, int64_t *ne, int64_t *nr)
+{
+	int code = store_tx_begin(st);
+	if (code == STORE_OK)
+		code = events_prune(st, cutoff, ne);
+	if (code == STORE_OK)
+		code = runs_prune(st, cutoff, nr);
+	if (code == STORE_OK)
+		return store_tx_commit(st);
+	store_tx_rollback(st);
+	return code;
 }
 
 static void test_prune(void **state)
 {
 	fixture *f = *state;
 	store *st = open_ok(f);
-	store_event ev[] = {make_event(100, "c", "{}"), make_event(199.9, "c", "{}"),
+	event_record ev[] = {make_event(100, "c", "{}"), make_event(199.9, "c", "{}"),
 	                    make_event(200, "c", "{}"), make_event(300, "c", "{}")};
 	int64_t old_done, old_running, new_done, old_skipped, ne = -1, nr = -1;
 
-	assert_int_equal(store_events_insert(st, ev, 4), STORE_OK);
-	assert_int_equal(store_run_start(st, "t", "cli", "c", 10, &old_done), STORE_OK);
-	assert_int_equal(store_run_finish(st, old_done, RUN_SUCCESS, 20, 10, 0, NULL, NULL, NULL),
+	assert_int_equal(events_insert(st, ev, 4), STORE_OK);
+	assert_int_equal(runs_start(st, "t", "cli", "c", 10, &old_done), STORE_OK);
+	assert_int_equal(runs_finish(st, old_done, RUN_SUCCESS, 20, 10, 0, NULL, NULL, NULL),
 	                 STORE_OK);
-	assert_int_equal(store_run_start(st, "t", "cli", "c", 10, &old_running), STORE_OK);
-	assert_int_equal(store_run_start(st, "t", "cli", "c", 150, &new_done), STORE_OK);
-	assert_int_equal(store_run_finish(st, new_done, RUN_FAILED, 250, 100, 1, "x", "y", NULL),
+	assert_int_equal(runs_start(st, "t", "cli", "c", 10, &old_running), STORE_OK);
+	assert_int_equal(runs_start(st, "t", "cli", "c", 150, &new_done), STORE_OK);
+	assert_int_equal(runs_finish(st, new_done, RUN_FAILED, 250, 100, 1, "x", "y", NULL),
 	                 STORE_OK);
-	assert_int_equal(store_run_skipped(st, "t", "cli", "c", 50, "still_running", &old_skipped),
+	assert_int_equal(runs_skipped(st, "t", "cli", "c", 50, "still_running", &old_skipped),
 	                 STORE_OK);
 
-	assert_int_equal(store_prune(st, 200, &ne, &nr), STORE_OK);
+	assert_int_equal(prune(st, 200, &ne, &nr), STORE_OK);
 	assert_int_equal(ne, 2);
 	assert_int_equal(nr, 2);
 	assert_int_equal(query_int(st, "SELECT count(*) FROM events WHERE unix_time >= 200"), 2);
@@ -579,7 +580,7 @@ static void test_prune(void **state)
 	         (long long)old_running, (long long)new_done);
 	assert_int_equal(query_int(st, sql), 2);
 
-	assert_int_equal(store_prune(st, 200, &ne, &nr), STORE_OK);
+	assert_int_equal(prune(st, 200, &ne, &nr), STORE_OK);
 	assert_int_equal(ne, 0);
 	assert_int_equal(nr, 0);
 }
@@ -591,14 +592,14 @@ static void test_last_fire(void **state)
 	fixture *f = *state;
 	store *st = open_ok(f);
 	double v = -1;
-	assert_int_equal(store_task_last_fire_get(st, "github_sync", &v), STORE_OK);
+	assert_int_equal(runs_last_fire_get(st, "github_sync", &v), STORE_OK);
 	assert_true(v == 0);
-	assert_int_equal(store_task_last_fire_set(st, "github_sync", 1735167345.5), STORE_OK);
-	assert_int_equal(store_task_last_fire_set(st, "backup", 10), STORE_OK);
-	assert_int_equal(store_task_last_fire_set(st, "github_sync", 1735167405.25), STORE_OK);
-	assert_int_equal(store_task_last_fire_get(st, "github_sync", &v), STORE_OK);
+	assert_int_equal(runs_last_fire_set(st, "github_sync", 1735167345.5), STORE_OK);
+	assert_int_equal(runs_last_fire_set(st, "backup", 10), STORE_OK);
+	assert_int_equal(runs_last_fire_set(st, "github_sync", 1735167405.25), STORE_OK);
+	assert_int_equal(runs_last_fire_get(st, "github_sync", &v), STORE_OK);
 	assert_true(v == 1735167405.25);
-	assert_int_equal(store_task_last_fire_get(st, "backup", &v), STORE_OK);
+	assert_int_equal(runs_last_fire_get(st, "backup", &v), STORE_OK);
 	assert_true(v == 10);
 	assert_int_equal(query_int(st, "SELECT count(*) FROM task_state"), 2);
 	assert_int_equal(query_int(st, "SELECT count(*) FROM task_state WHERE updated_at > 1e9"),
@@ -624,19 +625,19 @@ static void test_readonly_reads(void **state)
 	char err[256] = "";
 	int64_t id;
 	store *rw = open_ok(f);
-	assert_int_equal(store_run_start(rw, "t", "cli", "c", 1, &id), STORE_OK);
+	assert_int_equal(runs_start(rw, "t", "cli", "c", 1, &id), STORE_OK);
 
 	store *ro = NULL;
 	run_list l = {0};
 	assert_int_equal(store_open_readonly(&ro, f->path, err, sizeof err), STORE_OK);
-	assert_int_equal(store_runs_list(ro, NULL, 0, collect_run, &l), STORE_OK);
+	assert_int_equal(runs_list(ro, NULL, 0, collect_run, &l), STORE_OK);
 	assert_int_equal(l.n, 1);
-	assert_int_equal(store_run_start(ro, "t", "cli", "c", 2, &id), STORE_READONLY);
+	assert_int_equal(runs_start(ro, "t", "cli", "c", 2, &id), STORE_READONLY);
 	assert_non_null(strstr(store_errmsg(ro), "insert task_runs"));
 	/* A row written after the read-only open is visible (WAL). */
-	assert_int_equal(store_run_start(rw, "t", "cli", "c", 3, &id), STORE_OK);
+	assert_int_equal(runs_start(rw, "t", "cli", "c", 3, &id), STORE_OK);
 	memset(&l, 0, sizeof l);
-	assert_int_equal(store_runs_list(ro, NULL, 0, collect_run, &l), STORE_OK);
+	assert_int_equal(runs_list(ro, NULL, 0, collect_run, &l), STORE_OK);
 	assert_int_equal(l.n, 2);
 	store_close(ro);
 }
@@ -686,99 +687,172 @@ static void test_busy(void **state)
 	int64_t id;
 	assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(store_db(st), 1); /* do not wait 5 s in a unit test */
-	assert_int_equal(store_run_start(st, "t", "cli", "c", 1, &id), STORE_BUSY);
-	store_event ev = make_event(1, "c", "{}");
-	assert_int_equal(store_events_insert(st, &ev, 1), STORE_BUSY);
+	store_set_busy_timeout(st, 1); /* do not wait 5 s in a unit test */
+	assert_int_equal(runs_start(st, "t", "cli", "c", 1, &id), STORE_BUSY);
+	event_record ev = make_event(1, "c", "{}");
+	assert_int_equal(events_insert(st, &ev, 1), STORE_BUSY);
 	assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(other);
-	assert_int_equal(store_events_insert(st, &ev, 1), STORE_OK);
-	assert_int_equal(store_run_start(st, "t", "cli", "c", 1, &id), STORE_OK);
+	assert_int_equal(events_insert(st, &ev, 1), STORE_OK);
+	assert_int_equal(runs_start(st, "t", "cli", "c", 1, &id), STORE_OK);
 }
 
-/* ---- incidents and servers ---- */
+/* ---- statements and transactions (the API every module uses) ---- */
 
-typedef struct {
-	int n;
-	int64_t ids[8];
-	char handle[8][16];
-	char status[8][16];
-	double resolved_at[8];
-} incident_list;
-
-static int collect_incident(void *ctx, const store_incident_row *r)
+static int64_t count_kv(store *st)
 {
-	incident_list *l = ctx;
-	int i = l->n++;
-	l->ids[i] = r->id;
-	snprintf(l->handle[i], sizeof l->handle[i], "%s",
-	         r->server_handle ? r->server_handle : "-");
-	snprintf(l->status[i], sizeof l->status[i], "%s", r->status);
-	l->resolved_at[i] = r->resolved_at;
-	return 0;
+	static const char sql[] = "SELECT count(*) FROM kv";
+	store_stmt *q;
+	int64_t n = -1;
+	assert_int_equal(store_prepare(st, sql, &q), STORE_OK);
+	if (store_step(q) == STORE_ROW)
+		n = store_col_int64(q, 0);
+	store_stmt_done(q);
+	return n;
 }
 
-typedef struct {
-	int n;
-	char names[8][16];
-	int64_t counts[8];
-} count_list;
-
-static int collect_count(void *ctx, const char *name, int64_t count)
+static int insert_kv(store *st, const char *k, const char *v)
 {
-	count_list *l = ctx;
-	snprintf(l->names[l->n], sizeof l->names[0], "%s", name);
-	l->counts[l->n++] = count;
-	return 0;
+	static const char sql[] = "INSERT INTO kv (k, v) VALUES (?1, ?2)";
+	store_stmt *q;
+	int code = store_prepare(st, sql, &q);
+	if (code != STORE_OK)
+		return code;
+	store_bind_text(q, 1, k);
+	store_bind_text(q, 2, v);
+	code = store_step_done(q);
+	store_stmt_done(q);
+	return code;
 }
 
-static void test_incidents(void **state)
+static void test_statements(void **state)
 {
 	fixture *f = *state;
 	store *st = open_ok(f);
-	incident_list l = {0};
-	int64_t open = -1;
+	assert_int_equal(store_exec(st, "CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT, n INTEGER,"
+	                                " d REAL)"),
+	                 STORE_OK);
+	assert_int_equal(insert_kv(st, "a", "x"), STORE_OK);
+	assert_int_equal(store_changes(st), 1);
+	assert_int_equal(insert_kv(st, "b", NULL), STORE_OK);
+	/* a constraint failure is mapped, with the statement named */
+	assert_int_equal(insert_kv(st, "a", "y"), STORE_ERROR);
+	assert_non_null(strstr(store_errmsg(st), "insert kv"));
+	assert_non_null(strstr(store_errmsg(st), "UNIQUE"));
 
-	exec_ok(st, "INSERT INTO servers (id, handle, status, created_at, updated_at) VALUES"
-	            " (1, 'web-1', 'ready', 1, 1), (2, 'db-1', 'error', 1, 1),"
-	            " (3, 'web-2', 'ready', 1, 1), (4, 'old', 'decommissioned', 1, 1)");
-	exec_ok(st, "INSERT INTO incidents (id, server_id, type, status, detected_at, resolved_at)"
-	            " VALUES (1, 1, 'server_unreachable', 'resolved', 100, 150),"
-	            " (2, 2, 'service_down', 'detected', 300, NULL),"
-	            " (3, 4, 'server_unreachable', 'recovering', 200, NULL),"
-	            " (4, 2, 'provisioning_failed', 'failed', 250, 260)");
-	exec_ok(st, "DELETE FROM servers WHERE id = 4"); /* incident 3 keeps a NULL server */
+	static const char sel[] = "SELECT k, v, n, d FROM kv ORDER BY k";
+	store_stmt *q;
+	assert_int_equal(store_prepare(st, sel, &q), STORE_OK);
+	assert_int_equal(store_step(q), STORE_ROW);
+	char *k = store_col_dup(q, 0);
+	assert_string_equal(k, "a");
+	free(k);
+	assert_false(store_col_null(q, 1));
+	assert_int_equal(store_col_int64(q, 2), 0);
+	assert_true(store_col_double(q, 3, -1) == -1);
+	assert_int_equal(store_step(q), STORE_ROW);
+	assert_true(store_col_null(q, 1));
+	assert_null(store_col_text(q, 1));
+	assert_null(store_col_dup(q, 1));
+	assert_int_equal(store_step(q), STORE_DONE);
+	store_stmt_done(q);
 
-	assert_int_equal(store_incidents_list(st, false, collect_incident, &l), STORE_OK);
-	assert_int_equal(l.n, 4);
-	assert_int_equal(l.ids[0], 2); /* newest first */
-	assert_string_equal(l.handle[0], "db-1");
-	assert_true(l.resolved_at[0] == 0);
-	assert_int_equal(l.ids[1], 4);
-	assert_int_equal(l.ids[2], 3);
-	assert_string_equal(l.handle[2], "-");
-	assert_int_equal(l.ids[3], 1);
-	assert_string_equal(l.handle[3], "web-1");
-	assert_true(l.resolved_at[3] == 150);
+	/* the same text prepared again is the cached statement */
+	store_stmt *again;
+	assert_int_equal(store_prepare(st, sel, &again), STORE_OK);
+	assert_ptr_equal(again, q);
+	store_stmt_done(again);
+	store_stmt_done(NULL);
 
-	memset(&l, 0, sizeof l);
-	assert_int_equal(store_incidents_list(st, true, collect_incident, &l), STORE_OK);
-	assert_int_equal(l.n, 2);
-	assert_int_equal(l.ids[0], 2);
-	assert_string_equal(l.status[0], "detected");
-	assert_int_equal(l.ids[1], 3);
-	assert_string_equal(l.status[1], "recovering");
+	/* a buffer reused for other text is not mistaken for the cached one */
+	char buf[64];
+	snprintf(buf, sizeof buf, "SELECT 1");
+	assert_int_equal(store_prepare(st, buf, &q), STORE_OK);
+	assert_int_equal(store_step(q), STORE_ROW);
+	assert_int_equal(store_col_int(q, 0), 1);
+	store_stmt_done(q);
+	snprintf(buf, sizeof buf, "SELECT 2");
+	assert_int_equal(store_prepare(st, buf, &q), STORE_OK);
+	assert_int_equal(store_step(q), STORE_ROW);
+	assert_int_equal(store_col_int(q, 0), 2);
+	store_stmt_done(q);
 
-	assert_int_equal(store_incidents_open_count(st, &open), STORE_OK);
-	assert_int_equal(open, 2);
+	/* bad SQL, two statements, and a bind out of range are errors, not crashes */
+	assert_int_equal(store_prepare(st, "SELEC nothing", &q), STORE_ERROR);
+	assert_null(q);
+	assert_int_equal(store_exec(st, "SELECT 1; SELECT 2"), STORE_ERROR);
+	assert_non_null(strstr(store_errmsg(st), "more than one statement"));
+	assert_int_equal(store_prepare(st, "SELECT ?1", &q), STORE_OK);
+	store_bind_int64(q, 5, 1);
+	assert_int_equal(store_step(q), STORE_ERROR);
+	store_stmt_done(q);
+	assert_int_equal(store_prepare(st, "SELECT ?1", &q), STORE_OK);
+	store_bind_int64(q, 1, 7);
+	assert_int_equal(store_step(q), STORE_ROW); /* the failed bind was cleared */
+	assert_int_equal(store_col_int(q, 0), 7);
+	store_stmt_done(q);
+}
 
-	count_list c = {0};
-	assert_int_equal(store_servers_count_by_status(st, collect_count, &c), STORE_OK);
-	assert_int_equal(c.n, 2);
-	assert_string_equal(c.names[0], "error");
-	assert_int_equal(c.counts[0], 1);
-	assert_string_equal(c.names[1], "ready");
-	assert_int_equal(c.counts[1], 2);
+static int tx_body(store *st, void *arg)
+{
+	int code = insert_kv(st, "in-tx", "1");
+	return code != STORE_OK ? code : *(int *)arg;
+}
+
+static void test_transactions(void **state)
+{
+	fixture *f = *state;
+	store *st = open_ok(f);
+	assert_int_equal(store_exec(st, "CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)"), STORE_OK);
+
+	/* commit and rollback */
+	assert_int_equal(store_tx_begin(st), STORE_OK);
+	assert_int_equal(insert_kv(st, "a", "1"), STORE_OK);
+	assert_int_equal(store_tx_commit(st), STORE_OK);
+	assert_int_equal(store_tx_begin(st), STORE_OK);
+	assert_int_equal(insert_kv(st, "b", "1"), STORE_OK);
+	store_tx_rollback(st);
+	assert_int_equal(count_kv(st), 1);
+	store_tx_rollback(st); /* outside a transaction: nothing happens */
+	assert_int_equal(store_tx_commit(st), STORE_ERROR);
+
+	/* nested: an inner pair only counts */
+	assert_int_equal(store_tx_begin(st), STORE_OK);
+	assert_int_equal(store_tx_begin(st), STORE_OK);
+	assert_int_equal(insert_kv(st, "c", "1"), STORE_OK);
+	assert_int_equal(store_tx_commit(st), STORE_OK);
+	assert_int_equal(insert_kv(st, "d", "1"), STORE_OK);
+	assert_int_equal(store_tx_commit(st), STORE_OK);
+	assert_int_equal(count_kv(st), 3);
+
+	/* nested: an inner rollback dooms the outer commit */
+	assert_int_equal(store_tx_begin(st), STORE_OK);
+	assert_int_equal(insert_kv(st, "e", "1"), STORE_OK);
+	assert_int_equal(store_tx_begin(st), STORE_OK);
+	store_tx_rollback(st);
+	assert_int_equal(store_tx_commit(st), STORE_ERROR);
+	assert_int_equal(count_kv(st), 3);
+
+	/* store_tx: committed on 0, rolled back and passed on otherwise */
+	int ok = 0, no = 42;
+	assert_int_equal(store_tx(st, tx_body, &no), 42);
+	assert_int_equal(count_kv(st), 3);
+	assert_int_equal(store_tx(st, tx_body, &ok), STORE_OK);
+	assert_int_equal(count_kv(st), 4);
+
+	/* the write probe: fine alone, busy while another connection writes */
+	assert_int_equal(store_write_probe(st), STORE_OK);
+	store *other = NULL;
+	char err[256];
+	assert_int_equal(store_open(&other, f->path, err, sizeof err), STORE_OK);
+	assert_int_equal(store_tx_begin(other), STORE_OK);
+	store_set_busy_timeout(st, 1);
+	assert_int_equal(store_write_probe(st), STORE_BUSY);
+	assert_int_equal(store_tx_begin(st), STORE_BUSY);
+	store_tx_rollback(other);
+	store_close(other);
+	assert_int_equal(store_write_probe(st), STORE_OK);
+	assert_int_equal(count_kv(st), 4);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -807,7 +881,8 @@ int main(void)
 	        T(test_not_a_database),
 	        T(test_missing_directory),
 	        T(test_busy),
-	        T(test_incidents),
+	        T(test_statements),
+	        T(test_transactions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,7 @@
 /*
- * provision — bring a server to ready with the provisioning playbooks:
+ * provisioner — bring a server to ready with the provisioning playbooks
+ * (the engine; the task type that runs it on a schedule is
+ * tasks/provision.c):
  *
  *   pending_setup | force_rebuild | error (recovery) | stuck provisioning
  *     -> provisioning (provisioning_started_at = now, attempts + 1,
@@ -9,13 +11,19 @@
  *      | error + a provisioning_failed incident (provisioning_failed)
  *
  * A server is claimed for provisioning with one UPDATE guarded by its
- * status and cooldown, so two runs (or two processes) never provision it
- * at once and a trigger repeated within the cooldown is ignored.
+ * status and cooldown (servers_claim_provisioning), so two runs (or two
+ * processes) never provision it at once and a trigger repeated within the
+ * cooldown is ignored. The final status, the provisioning_failed incident
+ * (incidents.c) and its notification are one transaction: all or nothing.
  *
  * Threads: any thread with its own store; blocks for the playbooks.
+ *
+ * Errors: provision_list_due returns 0 or a negative store_error with err
+ * set; provision_server logs its own store failures
+ * (provisioning_store_failed) and its outcome, once, and err says why.
  */
-#ifndef FK_PROVISION_H
-#define FK_PROVISION_H
+#ifndef FK_PROVISIONER_H
+#define FK_PROVISIONER_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -49,7 +57,9 @@ typedef enum {
 
 /* Provision one server (claim, both playbooks, final status). force: claim
  * whatever the status (incident recovery), still honouring the cooldown
- * unless it is 0. */
+ * unless it is 0. When the final status cannot be stored, nothing of it is
+ * (the server stays in provisioning and is retried after the timeout) and
+ * the outcome is PROVISION_FAILED. */
 provision_outcome provision_server(const config *cfg, store *st, const server_row *srv,
                                    const provision_policy *p, bool is_incident_recovery,
                                    int cancel_fd, char *err, size_t errlen);

@@ -1,0 +1,118 @@
+/*
+ * cli_store — `fleetkeeper store check|backup`: look after the state store
+ * file itself.
+ *
+ *   store check [--json]   PRAGMA integrity_check; exit 0 intact, 1 damaged
+ *   store backup FILE      a consistent copy (SQLite online backup), safe
+ *                          while the daemon runs; FILE is created 0600
+ *
+ * Both open the store read-only: they never migrate or change it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "store.h"
+
+typedef struct {
+	cJSON *problems; /* with --json */
+	int count;
+} check_out;
+
+static void print_problem(void *ctx, const char *line)
+{
+	check_out *out = ctx;
+	if (out->count++ < 100) {
+		if (out->problems)
+			cJSON_AddItemToArray(out->problems, cJSON_CreateString(line));
+		else
+			printf("  %s\n", line);
+	}
+}
+
+static int open_store(const cli_ctx *ctx, config **cfg, store **st)
+{
+	char err[1024];
+	int rc = cli_load_config(ctx, cfg);
+	if (rc != EXIT_OK)
+		return rc;
+	if (store_open_readonly(st, (*cfg)->db_path, err, sizeof err) != STORE_OK) {
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+		return EXIT_FAILED;
+	}
+	return EXIT_OK;
+}
+
+static int store_check(const cli_ctx *ctx, const config *cfg, store *st)
+{
+	check_out out = {ctx->json ? cJSON_CreateArray() : NULL, 0};
+	if (!ctx->json)
+		printf("%s:\n", cfg->db_path);
+	int code = store_integrity_check(st, print_problem, &out);
+	bool damaged = code == STORE_CORRUPT;
+	if (code != STORE_OK && !damaged) {
+		cJSON_Delete(out.problems);
+		fprintf(stderr, "fleetkeeper: %s: %s\n", cfg->db_path, store_errmsg(st));
+		return EXIT_FAILED;
+	}
+	if (ctx->json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "path", cfg->db_path);
+		cJSON_AddBoolToObject(o, "ok", !damaged);
+		cJSON_AddItemToObject(o, "problems", out.problems);
+		cli_print_json(o);
+	} else if (!damaged) {
+		printf("  ok\n");
+	} else {
+		printf("%d problem(s). Stop the daemon, then restore a backup made with"
+		       " `fleetkeeper store backup FILE` over %s,\nor move %s away to start with"
+		       " an empty store (servers come back with the next server_sync).\n",
+		       out.count, cfg->db_path, cfg->db_path);
+	}
+	return damaged ? EXIT_FAILED : EXIT_OK;
+}
+
+static int store_backup_cmd(const cli_ctx *ctx, const config *cfg, store *st)
+{
+	char err[1024];
+	if (store_backup(st, ctx->argv[1], err, sizeof err) != STORE_OK) {
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+		return EXIT_FAILED;
+	}
+	if (ctx->json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "backup", ctx->argv[1]);
+		cJSON_AddStringToObject(o, "from", cfg->db_path);
+		return cli_print_json(o) == 0 ? EXIT_OK : EXIT_FAILED;
+	}
+	printf("backed up %s to %s\n", cfg->db_path, ctx->argv[1]);
+	return EXIT_OK;
+}
+
+int cli_cmd_store(const cli_ctx *ctx)
+{
+	const char *sub = ctx->argc > 0 ? ctx->argv[0] : "";
+	bool check = strcmp(sub, "check") == 0, backup = strcmp(sub, "backup") == 0;
+	if (!check && !backup) {
+		cli_usage_error("store: expects check or backup FILE, got '%s'", sub);
+		return EXIT_USAGE;
+	}
+	if (check && ctx->argc != 1) {
+		cli_usage_error("store check: unexpected argument '%s'", ctx->argv[1]);
+		return EXIT_USAGE;
+	}
+	if (backup && (ctx->argc != 2 || ctx->argv[1][0] == '\0')) {
+		cli_usage_error("store backup: expects one FILE");
+		return EXIT_USAGE;
+	}
+	config *cfg = NULL;
+	store *st = NULL;
+	int rc = open_store(ctx, &cfg, &st);
+	if (rc == EXIT_OK)
+		rc = check ? store_check(ctx, cfg, st) : store_backup_cmd(ctx, cfg, st);
+	store_close(st);
+	config_unref(cfg);
+	return rc;
+}

@@ -1,0 +1,280 @@
+/*
+ * runs — see runs.h.
+ *
+ * Invariant: a row inserted as running is finished by runs_finish (the
+ * runner does it for every run) or, after a crash, by
+ * runs_mark_interrupted at the next start of a process holding runs.lock
+ * exclusively (docs/architecture.md, invariant 4).
+ */
+#include "runs.h"
+
+#include <string.h>
+
+#include "clock.h"
+
+#define INTERRUPTED_ERROR "daemon stopped before the run finished"
+#define RUN_COLS                                                                                   \
+	"id, task, trigger, status, correlation_id, started_at, finished_at, duration_sec,"        \
+	" exit_code, error, error_type, items"
+
+static const char *const run_status_names[] = {
+        [RUN_RUNNING] = "running", [RUN_SUCCESS] = "success", [RUN_FAILED] = "failed",
+        [RUN_TIMEOUT] = "timeout", [RUN_SKIPPED] = "skipped", [RUN_INTERRUPTED] = "interrupted",
+};
+#define RUN_STATUS_COUNT (sizeof run_status_names / sizeof run_status_names[0])
+
+const char *run_status_name(run_status st)
+{
+	if ((unsigned)st >= RUN_STATUS_COUNT)
+		return "unknown";
+	return run_status_names[st];
+}
+
+int run_status_parse(const char *name, run_status *out)
+{
+	for (size_t i = 0; name && i < RUN_STATUS_COUNT; i++) {
+		if (strcmp(name, run_status_names[i]) == 0) {
+			*out = (run_status)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Run st to its end; *id (may be NULL) gets the first column of its
+ * RETURNING row. The statement is given back either way. */
+static int step_returning(store_stmt *st, int64_t *id)
+{
+	int rc = store_step(st);
+	if (rc == STORE_ROW && id)
+		*id = store_col_int64(st, 0);
+	if (rc == STORE_ROW)
+		rc = store_step_done(st);
+	store_stmt_done(st);
+	return rc;
+}
+
+int runs_start(store *s, const char *task, const char *trigger, const char *correlation_id,
+               double started_at, int64_t *out_run_id)
+{
+	static const char sql[] =
+	        "INSERT INTO task_runs (task, trigger, status, correlation_id, started_at)"
+	        " VALUES (?1, ?2, 'running', ?3, ?4) RETURNING id";
+	store_stmt *st;
+	int code = store_prepare(s, sql, &st);
+	if (code != STORE_OK)
+		return code;
+	store_bind_text(st, 1, task);
+	store_bind_text(st, 2, trigger);
+	store_bind_text(st, 3, correlation_id);
+	store_bind_double(st, 4, started_at);
+	return step_returning(st, out_run_id);
+}
+
+int runs_finish(store *s, int64_t run_id, run_status status, double finished_at,
+                double duration_sec, int exit_code, const char *error, const char *error_type,
+                const char *items_json)
+{
+	static const char sql[] =
+	        "UPDATE task_runs SET status = ?2, finished_at = ?3, duration_sec = ?4,"
+	        " exit_code = ?5, error = ?6, error_type = ?7, items = ?8 WHERE id = ?1";
+	store_stmt *st;
+	int code = store_prepare(s, sql, &st);
+	if (code != STORE_OK)
+		return code;
+	store_bind_int64(st, 1, run_id);
+	store_bind_text(st, 2, run_status_name(status));
+	store_bind_double(st, 3, finished_at);
+	store_bind_double(st, 4, duration_sec);
+	if (exit_code >= 0)
+		store_bind_int64(st, 5, exit_code);
+	store_bind_text(st, 6, error);
+	store_bind_text(st, 7, error_type);
+	store_bind_text(st, 8, items_json);
+	code = store_step_done(st);
+	store_stmt_done(st);
+	if (code == STORE_OK && store_changes(s) == 0)
+		return store_set_error(s, STORE_NOTFOUND, "update task_runs: no run %lld",
+		                       (long long)run_id);
+	return code;
+}
+
+int runs_skipped(store *s, const char *task, const char *trigger, const char *correlation_id,
+                 double at, const char *reason, int64_t *out_run_id)
+{
+	static const char sql[] =
+	        "INSERT INTO task_runs (task, trigger, status, correlation_id, started_at,"
+	        " finished_at, duration_sec, error) VALUES (?1, ?2, 'skipped', ?3, ?4, ?4, 0, ?5)"
+	        " RETURNING id";
+	store_stmt *st;
+	int code = store_prepare(s, sql, &st);
+	if (code != STORE_OK)
+		return code;
+	store_bind_text(st, 1, task);
+	store_bind_text(st, 2, trigger);
+	store_bind_text(st, 3, correlation_id);
+	store_bind_double(st, 4, at);
+	store_bind_text(st, 5, reason);
+	return step_returning(st, out_run_id);
+}
+
+int runs_mark_interrupted(store *s, double now, int *count)
+{
+	static const char sql[] =
+	        "UPDATE task_runs SET status = 'interrupted', finished_at = ?1,"
+	        " duration_sec = max(?1 - started_at, 0), error = ?2,"
+	        " error_type = 'interrupted' WHERE status = 'running'";
+	store_stmt *st;
+	int code = store_prepare(s, sql, &st);
+	if (code == STORE_OK) {
+		store_bind_double(st, 1, now);
+		store_bind_text(st, 2, INTERRUPTED_ERROR);
+		code = store_step_done(st);
+	}
+	store_stmt_done(st);
+	if (count)
+		*count = code == STORE_OK ? (int)store_changes(s) : 0;
+	return code;
+}
+
+static void read_run_row(store_stmt *st, run_row *r)
+{
+	r->id = store_col_int64(st, 0);
+	r->task = store_col_text(st, 1);
+	r->trigger = store_col_text(st, 2);
+	if (run_status_parse(store_col_text(st, 3), &r->status) != 0)
+		r->status = RUN_FAILED; /* unreachable: CHECK constraint */
+	r->correlation_id = store_col_text(st, 4);
+	r->started_at = store_col_double(st, 5, 0);
+	r->finished_at = store_col_double(st, 6, 0);
+	r->duration_sec = store_col_double(st, 7, -1);
+	r->exit_code = store_col_null(st, 8) ? -1 : store_col_int(st, 8);
+	r->error = store_col_text(st, 9);
+	r->error_type = store_col_text(st, 10);
+	r->items_json = store_col_text(st, 11);
+}
+
+/* Hand every row of st to cb; *rows (may be NULL) gets how many were read.
+ * The statement is given back. */
+static int each_run(store_stmt *st, run_row_cb cb, void *ctx, int64_t *rows)
+{
+	int rc, ret = 0;
+	int64_t n = 0;
+	while ((rc = store_step(st)) == STORE_ROW) {
+		run_row r;
+		read_run_row(st, &r);
+		n++;
+		if ((ret = cb(ctx, &r)) != 0)
+			break;
+	}
+	store_stmt_done(st);
+	if (rows)
+		*rows = n;
+	return rc < 0 ? rc : ret;
+}
+
+int runs_get(store *s, int64_t run_id, run_row_cb cb, void *ctx)
+{
+	static const char sql[] = "SELECT " RUN_COLS " FROM task_runs WHERE id = ?1";
+	store_stmt *st;
+	int64_t rows = 0;
+	int code = store_prepare(s, sql, &st);
+	if (code != STORE_OK)
+		return code;
+	store_bind_int64(st, 1, run_id);
+	code = each_run(st, cb, ctx, &rows);
+	if (code == STORE_OK && rows == 0)
+		return store_set_error(s, STORE_NOTFOUND, "no run %lld", (long long)run_id);
+	return code;
+}
+
+int runs_list(store *s, const char *task, int limit, run_row_cb cb, void *ctx)
+{
+	static const char sql[] = "SELECT " RUN_COLS " FROM task_runs"
+	                          " WHERE ?1 IS NULL OR task = ?1 ORDER BY id DESC LIMIT ?2";
+	store_stmt *st;
+	int code = store_prepare(s, sql, &st);
+	if (code != STORE_OK)
+		return code;
+	store_bind_text(st, 1, task);
+	store_bind_int64(st, 2, limit > 0 ? limit : -1);
+	return each_run(st, cb, ctx, NULL);
+}
+
+int runs_last_per_task(store *s, run_row_cb cb, void *ctx)
+{
+	static const char sql[] = "SELECT " RUN_COLS " FROM task_runs WHERE id IN"
+	                          " (SELECT max(id) FROM task_runs GROUP BY task) ORDER BY task";
+	store_stmt *st;
+	int code = store_prepare(s, sql, &st);
+	return code == STORE_OK ? each_run(st, cb, ctx, NULL) : code;
+}
+
+int runs_prune(store *s, double cutoff, int64_t *deleted)
+{
+	static const char sql[] =
+	        "DELETE FROM task_runs WHERE status <> 'running' AND finished_at < ?1";
+	store_stmt *st;
+	int code = store_prepare(s, sql, &st);
+	if (code != STORE_OK)
+		return code;
+	store_bind_double(st, 1, cutoff);
+	code = store_step_done(st);
+	store_stmt_done(st);
+	if (code == STORE_OK && deleted)
+		*deleted = store_changes(s);
+	return code;
+}
+
+int runs_last_fire_get(store *s, const char *task, double *out)
+{
+	static const char sql[] = "SELECT last_fire_at FROM task_state WHERE task = ?1";
+	store_stmt *st;
+	*out = 0;
+	int code = store_prepare(s, sql, &st);
+	if (code != STORE_OK)
+		return code;
+	store_bind_text(st, 1, task);
+	int rc = store_step(st);
+	if (rc == STORE_ROW)
+		*out = store_col_double(st, 0, 0);
+	store_stmt_done(st);
+	return rc < 0 ? rc : STORE_OK;
+}
+
+int runs_last_fire_set(store *s, const char *task, double fire_time)
+{
+	static const char sql[] =
+	        "INSERT INTO task_state (task, last_fire_at, updated_at) VALUES (?1, ?2, ?3)"
+	        " ON CONFLICT (task) DO UPDATE SET last_fire_at = excluded.last_fire_at,"
+	        " updated_at = excluded.updated_at";
+	store_stmt *st;
+	int code = store_prepare(s, sql, &st);
+	if (code != STORE_OK)
+		return code;
+	store_bind_text(st, 1, task);
+	store_bind_double(st, 2, fire_time);
+	store_bind_double(st, 3, clock_wall());
+	code = store_step_done(st);
+	store_stmt_done(st);
+	return code;
+}
+
+int runs_failure_streak(store *s, const char *task, int limit, int *out)
+{
+	static const char sql[] =
+	        "SELECT CASE WHEN status IN ('failed', 'timeout') THEN 1 ELSE 0 END"
+	        " FROM task_runs WHERE task = ?1 AND status IN ('success', 'failed', 'timeout')"
+	        " ORDER BY finished_at DESC, id DESC LIMIT ?2";
+	store_stmt *st;
+	*out = 0;
+	int rc = store_prepare(s, sql, &st);
+	if (rc != STORE_OK)
+		return rc;
+	store_bind_text(st, 1, task);
+	store_bind_int64(st, 2, limit);
+	while ((rc = store_step(st)) == STORE_ROW && store_col_int(st, 0))
+		(*out)++;
+	store_stmt_done(st);
+	return rc < 0 ? rc : STORE_OK;
+}

@@ -1,0 +1,103 @@
+/*
+ * ssh_options — the pure half of the SSH tester (ssh.h), which core modules
+ * (ansible, recovery, health checks, the CLI) use without libssh2: host key
+ * policies, stages and error kinds with their names, one attempt's options
+ * and result, and the options from [ssh]. Implemented in src/ssh_options.c.
+ *
+ * Threads: every function is pure or reads only its arguments (and
+ * $SSH_AUTH_SOCK); safe from any thread.
+ * Errors: 0, or -1 with a message in err. Ownership: options borrow their
+ * strings (from the config or the caller); nothing here allocates.
+ */
+#ifndef FK_SSH_OPTIONS_H
+#define FK_SSH_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+typedef enum {
+	HOSTKEY_POLICY_STRICT,     /* unknown and changed keys fail */
+	HOSTKEY_POLICY_ACCEPT_NEW, /* unknown keys are recorded, changed keys fail */
+	HOSTKEY_POLICY_OFF,        /* no check at all */
+} hostkey_policy;
+
+/* "strict", "accept-new", "off"; 0 or -1. */
+int hostkey_policy_parse(const char *name, hostkey_policy *out);
+const char *hostkey_policy_name(hostkey_policy p);
+
+typedef enum {
+	SSH_STAGE_RESOLVE,
+	SSH_STAGE_CONNECT,
+	SSH_STAGE_HANDSHAKE,
+	SSH_STAGE_HOSTKEY,
+	SSH_STAGE_AUTH,
+	SSH_STAGE_EXEC,
+} ssh_stage;
+
+/* Stable error kinds (error_type in events). */
+typedef enum {
+	SSH_OK = 0,
+	SSH_ERR_RESOLVE,          /* resolve_failed */
+	SSH_ERR_CONNECT_REFUSED,  /* connect_refused */
+	SSH_ERR_CONNECT_TIMEOUT,  /* connect_timeout: the deadline passed in connect */
+	SSH_ERR_CONNECT,          /* connect_failed: unreachable, reset, ... */
+	SSH_ERR_TIMEOUT,          /* timeout: the deadline passed after connect */
+	SSH_ERR_HANDSHAKE,        /* handshake_failed */
+	SSH_ERR_HOSTKEY_UNKNOWN,  /* hostkey_unknown (strict) */
+	SSH_ERR_HOSTKEY_MISMATCH, /* hostkey_mismatch */
+	SSH_ERR_KNOWN_HOSTS,      /* known_hosts_failed: unreadable or unwritable */
+	SSH_ERR_CREDENTIALS,      /* credentials_unreadable: key/passphrase/password file */
+	SSH_ERR_AUTH,             /* auth_failed */
+	SSH_ERR_EXEC,             /* exec_failed: channel or exec refused, I/O error */
+	SSH_ERR_COMMAND,          /* command_failed: exit status not 0 */
+	SSH_ERR_CANCELLED,        /* cancelled */
+	SSH_ERR_INTERNAL,         /* internal: out of memory, socket() failed */
+} ssh_error;
+
+const char *ssh_stage_name(ssh_stage stage);
+const char *ssh_error_name(ssh_error err);
+
+#define SSH_DEFAULT_TIMEOUT_MS 10000
+#define SSH_DEFAULT_COMMAND    "true"
+
+/* One attempt's settings. Every pointer is borrowed and must stay valid
+ * until the attempt has finished. */
+typedef struct {
+	const char *host;            /* name or address */
+	int port;                    /* 0: 22 */
+	const char *user;            /* NULL: "root" */
+	const char *key_file;        /* private key; "~/" is $HOME; NULL: none */
+	const char *passphrase_file; /* NULL: key not encrypted */
+	const char *password_file;   /* NULL: no password auth */
+	bool use_agent;              /* try the keys of $SSH_AUTH_SOCK */
+	const char *known_hosts;     /* NULL only with policy off */
+	hostkey_policy policy;
+	int64_t timeout_ms;  /* the whole attempt; <= 0: default */
+	const char *command; /* NULL: "true" */
+} ssh_options;
+
+typedef struct {
+	bool success;    /* reached exec and the command exited 0 */
+	ssh_stage stage; /* the stage reached (failed in, or exec) */
+	ssh_error error;
+	int exit_status; /* -1 if the command did not finish */
+	int64_t duration_ms;
+	bool hostkey_added; /* accept-new recorded the host */
+	char message[256];  /* "" on success; never holds a secret */
+	char output[256];   /* first line of the command's stdout */
+} ssh_result;
+
+/* Defaults: port 22, user root, policy accept-new, 10 s, "true". */
+void ssh_options_default(ssh_options *opt);
+
+/* Apply [ssh] (user, port, key_file, passphrase_file, password_file,
+ * use_agent, known_hosts, host_key_policy, timeout) on top of opt; sec may
+ * be NULL. Strings are borrowed from the config. use_agent defaults to true
+ * when neither key_file nor password_file is set and $SSH_AUTH_SOCK is.
+ * 0, or -1 with a message. */
+int ssh_options_from_config(ssh_options *opt, const config_section *sec, char *err, size_t errlen);
+
+#endif

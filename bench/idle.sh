@@ -74,11 +74,23 @@ measure() {
 	done
 }
 
+# PSS divides each shared page among the processes that map it: how many
+# others map libcrypto tells what the PSS figures below were divided by.
+sharers() {
+	local n=0 q
+	for q in /proc/[0-9]*; do
+		[ "$q" = "/proc/$1" ] && continue
+		grep -qs 'libcrypto\.so' "$q/maps" && n=$((n + 1))
+	done
+	echo $n
+}
+
 before=$(switches $pid)
 sleep "$secs"
 after=$(switches $pid)
 threads=$(ls /proc/$pid/task | wc -l)
 measure daemon $pid
+others=$(sharers $pid)
 # One after the other: running together, the two would share their library
 # pages and each PSS would drop by half of those.
 kill $pid
@@ -102,6 +114,8 @@ for who in daemon floor; do
 	row "$name" "${mem[$who.rss]}" "${mem[$who.Pss]}" "${mem[$who.Private_Dirty]}" \
 		"${mem[$who.Anonymous]}"
 done
+echo "other processes mapping libcrypto while the daemon was measured: $others" \
+	"(PSS is lower the more there are)"
 echo "goal: PSS <= 5 MiB, Private_Dirty <= 2.5 MiB, 0 wakeups"
 echo "{\"bench\": \"idle\", \"seconds\": $secs, \"wakeups\": $wakeups," \
 	"\"wakeups_per_sec\": $rate, \"threads\": $threads," \
@@ -109,4 +123,4 @@ echo "{\"bench\": \"idle\", \"seconds\": $secs, \"wakeups\": $wakeups," \
 	"\"private_dirty_mib\": ${mem[daemon.Private_Dirty]}, \"anon_mib\": ${mem[daemon.Anonymous]}," \
 	"\"floor_rss_mib\": ${mem[floor.rss]}, \"floor_pss_mib\": ${mem[floor.Pss]}," \
 	"\"floor_private_dirty_mib\": ${mem[floor.Private_Dirty]}," \
-	"\"floor_anon_mib\": ${mem[floor.Anonymous]}}"
+	"\"floor_anon_mib\": ${mem[floor.Anonymous]}, \"libcrypto_sharers\": $others}"

@@ -12,6 +12,11 @@
  *    SIGTERM -> grace -> SIGKILL path serves both; proc_run returns once the
  *    group is gone.
  * 4. The private directory is removed (recursively) on every path out.
+ * 5. Every path handed to ansible-playbook is absolute (ansible_run makes an
+ *    absolute copy of the spec's): it runs in the private directory, and a
+ *    relative known_hosts would be another file than the daemon's, found
+ *    empty (strict fails, accept-new learns nothing and goes on to offer
+ *    the password to whatever answers).
  */
 #include "ansible.h"
 
@@ -314,8 +319,16 @@ static void prune_artifacts(const char *dir, int retention_days)
 
 /* ---- one run ---- */
 
+/* What ssh said about the host key, from an unreachable result. */
+typedef enum {
+	HOSTKEY_FINE = 0,
+	HOSTKEY_UNKNOWN,  /* not in known_hosts and the policy is strict */
+	HOSTKEY_MISMATCH, /* known_hosts holds another key */
+} hostkey_verdict;
+
 typedef struct {
 	const ansible_spec *spec;
+	hostkey_verdict hostkey;
 	const char *playbook; /* its file name, for events */
 	const char *secrets[ANSIBLE_MAX_SECRETS + 2];
 	ansible_stats stats;
@@ -333,13 +346,29 @@ static void put_line(FILE *f, const run_ctx *rc, const char *line)
 	free(clean);
 }
 
+/* OpenSSH's words (ansible quotes its stderr in the unreachable message). */
+static hostkey_verdict hostkey_of_message(const char *msg)
+{
+	if (msg == NULL)
+		return HOSTKEY_FINE;
+	if (strstr(msg, "REMOTE HOST IDENTIFICATION HAS CHANGED") ||
+	    strstr(msg, "has changed and you have requested strict checking"))
+		return HOSTKEY_MISMATCH;
+	if (strstr(msg, "Host key verification failed"))
+		return HOSTKEY_UNKNOWN;
+	return HOSTKEY_FINE;
+}
+
 static void on_result(void *ctx, const char *task_name, const char *host, const char *status,
                       const char *msg)
 {
 	run_ctx *rc = ctx;
 	bool bad = strcmp(status, "failed") == 0 || strcmp(status, "unreachable") == 0;
 	char *clean = bad && msg ? ansible_redact(msg, rc->secrets) : NULL;
+	hostkey_verdict hk = strcmp(status, "unreachable") == 0 ? hostkey_of_message(msg) : 0;
 
+	if (hk > rc->hostkey)
+		rc->hostkey = hk;
 	log_emit(bad ? LOG_WARNING : LOG_INFO, ANSIBLE_LOGGER, "ansible_task_result",
 	         LOG_STR("playbook", rc->playbook), LOG_STR("task_name", task_name),
 	         LOG_STR("host", host), LOG_STR("status", status),
@@ -408,7 +437,7 @@ static void on_line(void *ctx, int stream, const char *line, size_t len)
 }
 
 /* The playbook's absolute path; name alone: playbook_dir/name[.yml]. */
-static int resolve_playbook(const ansible_spec *spec, char *out, size_t cap)
+int ansible_playbook_resolve(const ansible_spec *spec, char *out, size_t cap)
 {
 	char path[4096];
 	const char *dir = spec->playbook_dir ? spec->playbook_dir : "playbooks";
@@ -667,6 +696,27 @@ static void run_playbook(const ansible_spec *spec, run_ctx *rc, const char *dir,
 		close(cancel);
 }
 
+static void hostkey_error(const ansible_spec *spec, hostkey_verdict hk, ansible_result *out)
+{
+	int port = spec->port > 0 ? spec->port : 22;
+	const char *host = spec->host ? spec->host : spec->server_handle;
+	const char *kh = spec->known_hosts ? spec->known_hosts : "~/.ssh/known_hosts";
+	if (hk == HOSTKEY_MISMATCH) {
+		fmt_into(out->error, sizeof out->error,
+		         "host key mismatch for %s:%d (known_hosts %s): ssh refused the host"
+		         " before authentication",
+		         host, port, kh);
+		fmt_into(out->error_type, sizeof out->error_type, "%s",
+		         ssh_error_name(SSH_ERR_HOSTKEY_MISMATCH));
+	} else {
+		fmt_into(out->error, sizeof out->error,
+		         "host key of %s:%d is not in %s (host_key_policy = %s)", host, port, kh,
+		         hostkey_policy_name(spec->policy));
+		fmt_into(out->error_type, sizeof out->error_type, "%s",
+		         ssh_error_name(SSH_ERR_HOSTKEY_UNKNOWN));
+	}
+}
+
 static void finish_events(const ansible_spec *spec, const run_ctx *rc, ansible_result *out)
 {
 	const char *result = "success";
@@ -685,6 +735,8 @@ static void finish_events(const ansible_spec *spec, const run_ctx *rc, ansible_r
 		fmt_into(out->error_type, sizeof out->error_type, "cancelled");
 	} else if (!ansible_result_ok(out)) {
 		result = "failed";
+		if (out->error[0] == '\0' && rc->hostkey != HOSTKEY_FINE)
+			hostkey_error(spec, rc->hostkey, out);
 		if (out->error[0] == '\0') {
 			fmt_into(out->error, sizeof out->error,
 			         "ansible-playbook exited with %d (failed %d, unreachable %d)",
@@ -707,10 +759,70 @@ static void finish_events(const ansible_spec *spec, const run_ctx *rc, ansible_r
 	         LOG_END);
 }
 
-int ansible_run(const ansible_spec *spec, ansible_result *out)
+/* Absolute copies of the paths a run hands to ansible-playbook (invariant 5). */
+typedef struct {
+	char tmp[PATH_MAX], known_hosts[PATH_MAX], key_file[PATH_MAX], program[PATH_MAX];
+} run_paths;
+
+/* ssh splits UserKnownHostsFile at blanks and expands %, $ and quotes in it:
+ * such a path would name another file. */
+static bool ssh_would_mangle(const char *path)
+{
+	return strpbrk(path, " \t\n\"'\\%$") != NULL;
+}
+
+/* buf: path made absolute; *dst points at it (dst may be NULL). */
+static int absolute(const char *what, const char *path, char *buf, size_t cap, const char **dst,
+                    ansible_result *out)
+{
+	if (config_path_absolute(path, buf, cap) == 0) {
+		if (dst)
+			*dst = buf;
+		return 0;
+	}
+	fmt_into(out->error, sizeof out->error, "%s %s: cannot make it absolute", what, path);
+	fmt_into(out->error_type, sizeof out->error_type, "bad_path");
+	return -1;
+}
+
+/* s: a copy of in whose paths are absolute (on failure, usable for the
+ * events); "~/" key files are left to ansible, which expands them with HOME
+ * as the daemon does. */
+static int absolute_spec(const ansible_spec *in, ansible_spec *s, run_paths *p, ansible_result *out)
+{
+	const char *tmp = getenv("TMPDIR");
+	*s = *in;
+	if (absolute("TMPDIR", tmp && *tmp ? tmp : "/tmp", p->tmp, sizeof p->tmp, NULL, out))
+		return -1;
+	if (in->known_hosts && in->policy != HOSTKEY_POLICY_OFF) {
+		if (absolute("known_hosts", in->known_hosts, p->known_hosts, sizeof p->known_hosts,
+		             &s->known_hosts, out))
+			return -1;
+		if (ssh_would_mangle(s->known_hosts)) {
+			fmt_into(out->error, sizeof out->error,
+			         "known_hosts %s: ssh would read another file (blank, quote,"
+			         " backslash, %% or $ in the path)",
+			         s->known_hosts);
+			fmt_into(out->error_type, sizeof out->error_type, "bad_path");
+			return -1;
+		}
+	}
+	if (in->key_file && strncmp(in->key_file, "~/", 2) != 0 &&
+	    absolute("key_file", in->key_file, p->key_file, sizeof p->key_file, &s->key_file, out))
+		return -1;
+	if (in->program && strchr(in->program, '/') &&
+	    absolute("ansible_playbook", in->program, p->program, sizeof p->program, &s->program,
+	             out))
+		return -1;
+	return 0;
+}
+
+int ansible_run(const ansible_spec *given, ansible_result *out)
 {
 	char dir[4096], playbook_path[PATH_MAX];
-	const char *tmp = getenv("TMPDIR");
+	ansible_spec abs_spec;
+	const ansible_spec *spec = &abs_spec;
+	run_paths paths;
 	run_ctx rc = {.spec = spec};
 	cJSON *vars = NULL;
 	char *password = NULL;
@@ -718,14 +830,18 @@ int ansible_run(const ansible_spec *spec, ansible_result *out)
 
 	memset(out, 0, sizeof *out);
 	out->exit_code = -1;
+	bool paths_ok = absolute_spec(given, &abs_spec, &paths, out) == 0;
 	const char *base = strrchr(spec->playbook, '/');
 	rc.playbook = base ? base + 1 : spec->playbook;
 	new_run_id(spec->playbook, out->run_id, sizeof out->run_id);
 	log_info(ANSIBLE_LOGGER, "ansible_playbook_start", LOG_STR("playbook", rc.playbook),
 	         LOG_STR("server_handle", spec->server_handle), LOG_STR("server_ip", spec->host),
 	         LOG_STR("auth_mode", auth_mode(spec)), LOG_STR("ansible_run_id", out->run_id));
-	fmt_into(dir, sizeof dir, "%s/fleetkeeper-ansible-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (resolve_playbook(spec, playbook_path, sizeof playbook_path) != 0) {
+	dir[0] = '\0';
+	if (!paths_ok)
+		goto done;
+	fmt_into(dir, sizeof dir, "%s/fleetkeeper-ansible-XXXXXX", paths.tmp);
+	if (ansible_playbook_resolve(spec, playbook_path, sizeof playbook_path) != 0) {
 		fmt_into(out->error, sizeof out->error, "playbook %s not found in %s",
 		         spec->playbook, spec->playbook_dir ? spec->playbook_dir : "playbooks");
 		fmt_into(out->error_type, sizeof out->error_type, "not_found");

@@ -19,6 +19,14 @@
  * in every event. Directories older than the retention are pruned at the
  * start of each run.
  *
+ * Every path handed to ansible-playbook is absolute (the run's cwd is the
+ * private directory): known_hosts, key_file, a program with a '/' and
+ * $TMPDIR are made absolute with config_path_absolute, i.e. they name the
+ * file the daemon opens (a "~/" key file is left to ansible's expansion);
+ * a known_hosts path ssh would split or expand is refused (bad_path). A
+ * host whose key ssh refused gives error_type hostkey_mismatch (another key
+ * is known) or hostkey_unknown (strict, no key).
+ *
  * Events (logger "ansible"): ansible_playbook_start, ansible_task_result,
  * ansible_playbook_timeout, ansible_playbook_complete.
  *
@@ -100,6 +108,11 @@ int ansible_run(const ansible_spec *spec, ansible_result *out);
 
 /* True when the run succeeded: exit 0, no failed or unreachable host. */
 bool ansible_result_ok(const ansible_result *r);
+
+/* The real path of spec->playbook (NAME and NAME.yml are looked up in
+ * playbook_dir, a path with a '/' is taken as is) into out (at least
+ * PATH_MAX); -1 if there is no such file. */
+int ansible_playbook_resolve(const ansible_spec *spec, char *out, size_t cap);
 
 /* The spec of a run against srv: address, port, user from the server
  * record, key/password/known_hosts/policy from [ssh] (known_hosts default

@@ -97,8 +97,8 @@ typedef struct {
 	int *headers; /* the line of every "[...]" line, valid or not; ascending */
 	size_t nheaders;
 	name_index keys; /* the current section's: key -> entry index */
-	size_t bytes;       /* read so far */
-	bool too_big;       /* more than CONFIG_MAX_BYTES */
+	size_t bytes;    /* read so far */
+	bool too_big;    /* more than CONFIG_MAX_BYTES */
 	bool too_many;
 	char buf[CONFIG_LINE_CAP];
 } loader;
@@ -123,102 +123,107 @@ typedef struct {
 	long min, max;       /* KV_INT */
 	const char *choices; /* KV_ENUM */
 	bool empty_ok;       /* an empty value means "off" */
+	const char *def;     /* the default as docs/configuration.md states it */
 } key_spec;
 
 /* ---- schemas ---- */
 
 static const key_spec daemon_keys[] = {
-        {.name = "state_dir", .kind = KV_STRING},
-        {.name = "control_socket", .kind = KV_STRING},
-        {.name = "max_concurrent_tasks", .kind = KV_INT, .min = 1, .max = 1024},
-        {.name = "shutdown_grace", .kind = KV_DURATION},
-        {.name = "retention_days", .kind = KV_INT, .min = 1, .max = 36500},
-        {.name = "pass_env", .kind = KV_ENV_LIST, .empty_ok = true},
+        {.name = "state_dir", .kind = KV_STRING, .def = "./var"},
+        {.name = "control_socket", .kind = KV_STRING, .def = "<state_dir>/fleetkeeper.sock"},
+        {.name = "max_concurrent_tasks", .kind = KV_INT, .min = 1, .max = 1024, .def = "4"},
+        {.name = "shutdown_grace", .kind = KV_DURATION, .def = "30s"},
+        {.name = "retention_days", .kind = KV_INT, .min = 1, .max = 36500, .def = "30"},
+        {.name = "pass_env", .kind = KV_ENV_LIST, .empty_ok = true, .def = "none"},
         {.name = NULL},
 };
 
 static const key_spec log_keys[] = {
-        {.name = "level", .kind = KV_LEVEL},
-        {.name = "format", .kind = KV_LOG_FORMAT},
-        {.name = "service", .kind = KV_STRING},
+        {.name = "level", .kind = KV_LEVEL, .def = "info"},
+        {.name = "format", .kind = KV_LOG_FORMAT, .def = "json"},
+        {.name = "service", .kind = KV_STRING, .def = "scheduler"},
         {.name = NULL},
 };
 
 static const key_spec metrics_keys[] = {
-        {.name = "listen", .kind = KV_LISTEN, .empty_ok = true},
+        {.name = "listen", .kind = KV_LISTEN, .empty_ok = true, .def = "127.0.0.1:9464"},
         {.name = NULL},
 };
 
 static const key_spec ssh_keys[] = {
-        {.name = "user", .kind = KV_STRING},
-        {.name = "key_file", .kind = KV_STRING},
-        {.name = "passphrase_file", .kind = KV_STRING},
-        {.name = "password_file", .kind = KV_STRING},
-        {.name = "known_hosts", .kind = KV_STRING},
-        {.name = "host_key_policy", .kind = KV_ENUM, .choices = "strict|accept-new|off"},
-        {.name = "timeout", .kind = KV_DURATION},
-        {.name = "port", .kind = KV_INT, .min = 1, .max = 65535},
-        {.name = "use_agent", .kind = KV_BOOL},
+        {.name = "user", .kind = KV_STRING, .def = "root"},
+        {.name = "key_file", .kind = KV_STRING, .def = "none"},
+        {.name = "passphrase_file", .kind = KV_STRING, .def = "none"},
+        {.name = "password_file", .kind = KV_STRING, .def = "none"},
+        {.name = "known_hosts", .kind = KV_STRING, .def = "<state_dir>/known_hosts"},
+        {.name = "host_key_policy", .kind = KV_ENUM, .choices = "strict|accept-new|off", .def = "accept-new"},
+        {.name = "timeout", .kind = KV_DURATION, .def = "10s"},
+        {.name = "port", .kind = KV_INT, .min = 1, .max = 65535, .def = "22"},
+        {.name = "use_agent", .kind = KV_BOOL, .def = "true when SSH_AUTH_SOCK is set"},
         {.name = NULL},
 };
 
 static const key_spec github_keys[] = {
-        {.name = "api_url", .kind = KV_URL},
-        {.name = "org", .kind = KV_STRING},
-        {.name = "user", .kind = KV_STRING},
-        {.name = "token_file", .kind = KV_STRING},
-        {.name = "token_env", .kind = KV_STRING},
-        {.name = "mirror_dir", .kind = KV_STRING, .empty_ok = true},
-        {.name = "missing_threshold", .kind = KV_INT, .min = 1, .max = 1000000},
-        {.name = "per_page", .kind = KV_INT, .min = 1, .max = 100},
-        {.name = "timeout", .kind = KV_DURATION},
-        {.name = "user_agent", .kind = KV_STRING},
+        {.name = "api_url", .kind = KV_URL, .def = "https://api.github.com"},
+        {.name = "org", .kind = KV_STRING, .def = "none"},
+        {.name = "user", .kind = KV_STRING, .def = "none"},
+        {.name = "token_file", .kind = KV_STRING, .def = "none"},
+        {.name = "token_env", .kind = KV_STRING, .def = "none"},
+        {.name = "mirror_dir", .kind = KV_STRING, .empty_ok = true, .def = "empty"},
+        {.name = "missing_threshold", .kind = KV_INT, .min = 1, .max = 1000000, .def = "3"},
+        {.name = "per_page", .kind = KV_INT, .min = 1, .max = 100, .def = "100"},
+        {.name = "timeout", .kind = KV_DURATION, .def = "30s"},
+        {.name = "user_agent", .kind = KV_STRING, .def = "fleetkeeper/VERSION"},
         {.name = NULL},
 };
 
 static const key_spec time4vps_keys[] = {
-        {.name = "api_url", .kind = KV_URL},
-        {.name = "credentials_file", .kind = KV_STRING},
-        {.name = "details_interval", .kind = KV_DURATION},
-        {.name = "ghost_servers", .kind = KV_STRING, .empty_ok = true},
-        {.name = "timeout", .kind = KV_DURATION},
+        {.name = "api_url", .kind = KV_URL, .def = "https://billing.time4vps.com/api"},
+        {.name = "credentials_file", .kind = KV_STRING, .def = "none"},
+        {.name = "details_interval", .kind = KV_DURATION, .def = "6h"},
+        {.name = "ghost_servers", .kind = KV_STRING, .empty_ok = true, .def = "empty"},
+        {.name = "initial_status", .kind = KV_ENUM, .choices = "ready|pending_setup",
+         .def = "pending_setup"},
+        {.name = "timeout", .kind = KV_DURATION, .def = "30s"},
         {.name = NULL},
 };
 
 static const key_spec inventory_keys[] = {
-        {.name = "file", .kind = KV_STRING},
-        {.name = "ghost_servers", .kind = KV_STRING, .empty_ok = true},
+        {.name = "file", .kind = KV_STRING, .def = "none"},
+        {.name = "ghost_servers", .kind = KV_STRING, .empty_ok = true, .def = "empty"},
+        {.name = "initial_status", .kind = KV_ENUM, .choices = "ready|pending_setup",
+         .def = "ready"},
         {.name = NULL},
 };
 
 static const key_spec notify_keys[] = {
-        {.name = "type", .kind = KV_ENUM, .choices = "telegram|slack|webhook"},
-        {.name = "api_url", .kind = KV_URL},
-        {.name = "url_file", .kind = KV_STRING},
-        {.name = "token_file", .kind = KV_STRING},
-        {.name = "token_env", .kind = KV_STRING},
-        {.name = "secret_file", .kind = KV_STRING},
-        {.name = "chat_ids", .kind = KV_INT_LIST},
-        {.name = "min_level", .kind = KV_LEVEL},
-        {.name = "events", .kind = KV_STRING},
-        {.name = "rate_limit_per_minute", .kind = KV_INT, .min = 0, .max = 100000},
-        {.name = "max_age", .kind = KV_DURATION},
+        {.name = "type", .kind = KV_ENUM, .choices = "telegram|slack|webhook", .def = "required"},
+        {.name = "api_url", .kind = KV_URL, .def = "per type"},
+        {.name = "url_file", .kind = KV_STRING, .def = "none"},
+        {.name = "token_file", .kind = KV_STRING, .def = "none"},
+        {.name = "token_env", .kind = KV_STRING, .def = "none"},
+        {.name = "secret_file", .kind = KV_STRING, .def = "none"},
+        {.name = "chat_ids", .kind = KV_INT_LIST, .def = "none"},
+        {.name = "min_level", .kind = KV_LEVEL, .def = "info"},
+        {.name = "events", .kind = KV_STRING, .def = "all"},
+        {.name = "rate_limit_per_minute", .kind = KV_INT, .min = 0, .max = 100000, .def = "10"},
+        {.name = "max_age", .kind = KV_DURATION, .def = "24h"},
         {.name = NULL},
 };
 
 /* The keys of every [task.X]; the rest go to the task type. */
 static const key_spec task_keys[] = {
-        {.name = "type", .kind = KV_STRING},
-        {.name = "enabled", .kind = KV_BOOL},
-        {.name = "schedule", .kind = KV_STRING},
-        {.name = "tz", .kind = KV_STRING},
-        {.name = "timeout", .kind = KV_DURATION},
-        {.name = "jitter", .kind = KV_DURATION},
-        {.name = "overlap", .kind = KV_ENUM, .choices = "skip|queue"},
-        {.name = "persistent", .kind = KV_BOOL},
-        {.name = "run_on_start", .kind = KV_BOOL},
-        {.name = "failure_alert_after", .kind = KV_INT, .min = 0, .max = 1000},
-        {.name = "description", .kind = KV_STRING, .empty_ok = true},
+        {.name = "type", .kind = KV_STRING, .def = "NAME"},
+        {.name = "enabled", .kind = KV_BOOL, .def = "true"},
+        {.name = "schedule", .kind = KV_STRING, .def = "none"},
+        {.name = "tz", .kind = KV_STRING, .def = "the local zone"},
+        {.name = "timeout", .kind = KV_DURATION, .def = "0"},
+        {.name = "jitter", .kind = KV_DURATION, .def = "0"},
+        {.name = "overlap", .kind = KV_ENUM, .choices = "skip|queue", .def = "skip"},
+        {.name = "persistent", .kind = KV_BOOL, .def = "false"},
+        {.name = "run_on_start", .kind = KV_BOOL, .def = "false"},
+        {.name = "failure_alert_after", .kind = KV_INT, .min = 0, .max = 1000, .def = "0"},
+        {.name = "description", .kind = KV_STRING, .empty_ok = true, .def = "none"},
         {.name = NULL},
 };
 
@@ -227,14 +232,29 @@ typedef struct {
 	const key_spec *keys;
 } section_schema;
 
+static const key_spec maintenance_keys[] = {
+        {.name = "servers", .kind = KV_STRING},
+        {.name = "schedule", .kind = KV_STRING},
+        {.name = "duration", .kind = KV_DURATION},
+        {.name = "tz", .kind = KV_STRING},
+        {.name = "reason", .kind = KV_STRING, .empty_ok = true},
+        {.name = NULL},
+};
+
 static const key_spec ansible_keys[] = {
-        {.name = "playbook_dir", .kind = KV_STRING},
-        {.name = "deploy_root", .kind = KV_STRING},
-        {.name = "vars_file", .kind = KV_STRING},
-        {.name = "playbook_timeout", .kind = KV_DURATION},
-        {.name = "kill_grace", .kind = KV_DURATION},
-        {.name = "ansible_playbook", .kind = KV_STRING},
-        {.name = "pipelining", .kind = KV_BOOL},
+        {.name = "playbook_dir", .kind = KV_STRING, .def = "playbooks"},
+        {.name = "deploy_root", .kind = KV_STRING, .def = "/srv/fleetkeeper"},
+        {.name = "vars_file", .kind = KV_STRING, .def = "none"},
+        {.name = "playbook_timeout", .kind = KV_DURATION, .def = "30m"},
+        {.name = "kill_grace", .kind = KV_DURATION, .def = "5s"},
+        {.name = "ansible_playbook", .kind = KV_STRING, .def = "ansible-playbook"},
+        {.name = "pipelining", .kind = KV_BOOL, .def = "false"},
+        {.name = NULL},
+};
+
+/* [recovery]: what `recover` may do besides redeploying (recovery.c). */
+static const key_spec recovery_keys[] = {
+        {.name = "reprovision", .kind = KV_BOOL, .def = "false"},
         {.name = NULL},
 };
 
@@ -245,6 +265,7 @@ static const section_schema plain_sections[] = {
         {"ssh", ssh_keys},
         {"github", github_keys},
         {"ansible", ansible_keys},
+        {"recovery", recovery_keys},
         {NULL, NULL},
 };
 
@@ -256,6 +277,43 @@ static const section_schema providers[] = {
 
 static const char *const secret_keys[] = {"token",   "password",   "secret",
                                           "api_key", "passphrase", NULL};
+
+/* ---- the key tables, for check-config --list-keys ----
+ * Every table above must be reached from here (a new plain section is, by
+ * plain_sections; a new [prefix.NAME] needs its line), or its keys count as
+ * undocumented nowhere. */
+
+static void keys_list(config_key_fn fn, void *arg, const char *section, const key_spec *keys)
+{
+	for (; keys->name; keys++)
+		fn(arg, section, keys->name, keys->def ? keys->def : "");
+}
+
+static void type_keys_list(config_key_fn fn, void *arg, const task_type *type)
+{
+	char section[96];
+	snprintf(section, sizeof section, "task.NAME type=%s", type->name);
+	for (const config_key_doc *k = type->keys; k && k->name; k++)
+		fn(arg, section, k->name, k->def ? k->def : "");
+}
+
+void config_keys_foreach(config_key_fn fn, void *arg)
+{
+	char section[96], names[256];
+	for (const section_schema *p = plain_sections; p->name; p++)
+		keys_list(fn, arg, p->name, p->keys);
+	for (const section_schema *p = providers; p->name; p++) {
+		snprintf(section, sizeof section, "provider.%s", p->name);
+		keys_list(fn, arg, section, p->keys);
+	}
+	keys_list(fn, arg, "notify.NAME", notify_keys);
+	keys_list(fn, arg, "maintenance.NAME", maintenance_keys);
+	keys_list(fn, arg, "task.NAME", task_keys);
+	snprintf(names, sizeof names, "%s", task_type_names());
+	for (char *save = NULL, *n = strtok_r(names, ", ", &save); n; n = strtok_r(NULL, ", ", &save))
+		if (task_type_find(n))
+			type_keys_list(fn, arg, task_type_find(n));
+}
 
 /* ---- memory ---- */
 
@@ -706,8 +764,7 @@ static void section_open(loader *ld, const char *name)
 	}
 	cfg->sections = grow_pow2(cfg->sections, cfg->nsections, sizeof *cfg->sections);
 	cfg->sections[cfg->nsections] = (config_section){.name = xstrdup(name), .line = ld->lineno};
-	name_index_put(&cfg->index->sections, cfg->sections[cfg->nsections].name,
-	               cfg->nsections);
+	name_index_put(&cfg->index->sections, cfg->sections[cfg->nsections].name, cfg->nsections);
 	ld->cur = (long)cfg->nsections++;
 }
 
@@ -916,20 +973,48 @@ static bool key_is_secret(const char *key)
 	return false;
 }
 
-static void secret_error(loader *ld, const config_section *sec, const config_entry *e)
-{
-	load_error_add(ld, e->line,
-	               "[%s] %s: put secrets in a file (%s_file) or the environment (%s_env), "
-	               "not in the configuration",
-	               sec->name, e->key, e->key, e->key);
-}
-
 static const key_spec *spec_find(const key_spec *keys, const char *name)
 {
 	for (; keys->name; keys++)
 		if (strcmp(keys->name, name) == 0)
 			return keys;
 	return NULL;
+}
+
+/* Does the section take key: one of keys, or of its task type's (more)? */
+static bool section_takes(const key_spec *keys, const config_key_doc *more, const char *key)
+{
+	if (spec_find(keys, key))
+		return true;
+	for (; more && more->name; more++)
+		if (strcmp(more->name, key) == 0)
+			return true;
+	return false;
+}
+
+/* A secret in the file: the message names only the keys the section really
+ * takes (KEY_file, KEY_env), never one it would refuse as unknown. */
+static void secret_error(loader *ld, const config_section *sec, const config_entry *e,
+                         const key_spec *keys, const config_key_doc *more)
+{
+	char file[96], env[96];
+	snprintf(file, sizeof file, "%s_file", e->key);
+	snprintf(env, sizeof env, "%s_env", e->key);
+	bool has_file = section_takes(keys, more, file), has_env = section_takes(keys, more, env);
+	if (has_file && has_env)
+		load_error_add(ld, e->line,
+		               "[%s] %s: put secrets in a file (%s) or the environment (%s), not in "
+		               "the configuration",
+		               sec->name, e->key, file, env);
+	else if (has_file || has_env)
+		load_error_add(ld, e->line, "[%s] %s: put secrets in %s (%s), not in the configuration",
+		               sec->name, e->key, has_file ? "a file" : "the environment",
+		               has_file ? file : env);
+	else
+		load_error_add(ld, e->line,
+		               "[%s] %s: put secrets in a file, not in the configuration ([%s] takes "
+		               "no %s or %s; see docs/configuration.md for the keys it takes)",
+		               sec->name, e->key, sec->name, file, env);
 }
 
 static void unknown_key_error(loader *ld, const config_section *sec, const config_entry *e,
@@ -1043,7 +1128,7 @@ static void section_check(loader *ld, const config_section *sec, const key_spec 
 		const key_spec *spec = spec_find(keys, e->key);
 
 		if (key_is_secret(e->key))
-			secret_error(ld, sec, e);
+			secret_error(ld, sec, e, keys, NULL);
 		else if (spec == NULL)
 			unknown_key_error(ld, sec, e, keys);
 		else
@@ -1059,6 +1144,24 @@ static char *path_join(const char *dir, const char *file)
 	char *s = xrealloc(NULL, len);
 	snprintf(s, len, "%s%s%s", dir, sep, file);
 	return s;
+}
+
+int config_path_absolute(const char *path, char *out, size_t cap)
+{
+	char cwd[4096];
+	int n;
+	if (path[0] == '\0')
+		return -1;
+	if (path[0] == '/') {
+		n = snprintf(out, cap, "%s", path);
+	} else {
+		if (getcwd(cwd, sizeof cwd) == NULL)
+			return -1;
+		while (path[0] == '.' && path[1] == '/')
+			path += 2 + strspn(path + 2, "/");
+		n = snprintf(out, cap, "%s%s%s", cwd, strcmp(cwd, "/") && *path ? "/" : "", path);
+	}
+	return n >= 0 && (size_t)n < cap ? 0 : -1;
 }
 
 static void string_set(char **field, const config_section *sec, const char *key)
@@ -1087,7 +1190,8 @@ static void daemon_apply(config *cfg, const config_section *sec)
 	if (config_get(sec, "shutdown_grace") &&
 	    duration_parse(config_get(sec, "shutdown_grace"), &ms, err, sizeof err) == 0)
 		cfg->shutdown_grace_ms = ms;
-	char **pass = config_get(sec, "pass_env") ? env_list_parse(config_get(sec, "pass_env")) : NULL;
+	char **pass =
+	        config_get(sec, "pass_env") ? env_list_parse(config_get(sec, "pass_env")) : NULL;
 	if (pass) {
 		names_free(cfg->pass_env);
 		cfg->pass_env = pass;
@@ -1179,6 +1283,89 @@ static void notify_check(loader *ld, const config_section *sec)
 		               sec->name);
 	else if (choice_match("telegram|slack|webhook", config_get(sec, "type")))
 		notify_type_check(ld, sec, config_get(sec, "type"));
+}
+
+/* ---- maintenance windows ---- */
+
+/* "web-*, db-1" (commas and/or blanks) into a NULL-terminated array. */
+static char **pattern_list_parse(const char *v, size_t *n)
+{
+	char **out = xrealloc(NULL, sizeof *out);
+	*n = 0;
+	for (const char *p = v; *p;) {
+		size_t len = strcspn(p, ", \t");
+		if (len == 0) {
+			p++;
+			continue;
+		}
+		out = xrealloc(out, (*n + 2) * sizeof *out);
+		out[*n] = xrealloc(NULL, len + 1);
+		memcpy(out[*n], p, len);
+		out[(*n)++][len] = '\0';
+		p += len;
+	}
+	out[*n] = NULL;
+	return out;
+}
+
+static void maintenance_when(loader *ld, maintenance_rule *r, const config_section *sec)
+{
+	char err[256];
+	const config_entry *e = config_entry_find(sec, "schedule");
+	if (e == NULL) {
+		load_error_add(ld, sec->line, "[%s] schedule is required (a cron expression)",
+		               sec->name);
+	} else if (schedule_parse(&r->when, e->value, err, sizeof err) != 0) {
+		load_error_add(ld, e->line, "[%s] schedule: %s", sec->name, err);
+	} else if (r->when.kind != SCHEDULE_CRON) {
+		load_error_add(ld, e->line,
+		               "[%s] schedule: a window opens at cron times (e.g. 0 2 * * 0), "
+		               "not every interval",
+		               sec->name);
+	} else if (!schedule_can_fire(&r->when)) {
+		load_error_add(ld, e->line, "[%s] schedule '%s' can never fire", sec->name,
+		               e->value);
+	}
+	const char *zone = config_get(sec, "tz");
+	if (tz_load(zone, &r->zone, err, sizeof err) != 0)
+		load_error_add(ld, sec->line, "[%s] tz: %s", sec->name, err);
+}
+
+static void maintenance_build(loader *ld, maintenance_rule *r, const config_section *sec)
+{
+	const char *name = sec->name + strlen("maintenance.");
+	memset(r, 0, sizeof *r);
+	r->name = xstrdup(name);
+	if (!name_valid(name))
+		load_error_add(ld, sec->line,
+		               "[%s] invalid window name '%s': use 1 to %d letters, digits, "
+		               "'_' or '-'",
+		               sec->name, name, CONFIG_NAME_MAX);
+	section_check(ld, sec, maintenance_keys);
+	const char *servers = config_get(sec, "servers");
+	r->servers = pattern_list_parse(servers ? servers : "", &r->nservers);
+	if (r->nservers == 0)
+		load_error_add(ld, sec->line,
+		               "[%s] servers is required (handles or patterns: web-*, db-1)",
+		               sec->name);
+	maintenance_when(ld, r, sec);
+	const char *duration = config_get(sec, "duration");
+	int64_t ms = 0;
+	char err[128];
+	if (duration == NULL)
+		load_error_add(ld, sec->line, "[%s] duration is required (e.g. 2h)", sec->name);
+	else if (duration_parse(duration, &ms, err, sizeof err) == 0 && ms < 60000)
+		load_error_add(ld, sec->line, "[%s] duration: at least 1m", sec->name);
+	r->duration = ms / 1000;
+	const char *reason = config_get(sec, "reason");
+	r->reason = reason && reason[0] ? xstrdup(reason) : NULL;
+}
+
+static void maintenance_rule_free(maintenance_rule *r)
+{
+	free(r->name);
+	names_free(r->servers);
+	free(r->reason);
 }
 
 /* ---- tasks ---- */
@@ -1293,7 +1480,7 @@ static void task_keys_apply(loader *ld, task_config *t, const config_section *se
 		const key_spec *spec = spec_find(task_keys, e->key);
 
 		if (key_is_secret(e->key))
-			secret_error(ld, sec, e);
+			secret_error(ld, sec, e, task_keys, t->type ? t->type->keys : NULL);
 		else if (spec && strcmp(e->key, "type") == 0)
 			continue; /* task_type_resolve */
 		else if (spec && entry_check(ld, sec, e, spec) == 0 && e->value[0])
@@ -1356,8 +1543,9 @@ static bool has_prefix(const char *s, const char *prefix)
 
 static void unknown_section_error(loader *ld, const config_section *sec)
 {
-	static const char *const plain[] = {"daemon", "log", "metrics", "ssh", "github"};
-	static const char *const prefixes[] = {"provider", "notify", "task"};
+	static const char *const plain[] = {"daemon", "log",    "metrics", "ssh",
+	                                    "github", "ansible", "recovery"};
+	static const char *const prefixes[] = {"provider", "notify", "task", "maintenance"};
 	const char *dot = strchr(sec->name, '.');
 	const char *s;
 	char head[64];
@@ -1396,6 +1584,8 @@ static void section_validate(loader *ld, const config_section *sec)
 		notify_check(ld, sec);
 	else if (has_prefix(sec->name, "task."))
 		task_build(ld, &cfg->tasks[cfg->ntasks++], sec);
+	else if (has_prefix(sec->name, "maintenance."))
+		maintenance_build(ld, &cfg->maintenance[cfg->nmaintenance++], sec);
 	else
 		unknown_section_error(ld, sec);
 }
@@ -1433,21 +1623,25 @@ static void env_keys_check(loader *ld, const config_section *sec)
 			               "[%s] %s: '%s' is not an environment variable name",
 			               sec->name, e->key, v);
 		else if (proc_env_inherited(v, NULL) || names_contain(ld->cfg->pass_env, v))
-			load_error_add(ld, e->line,
-			               "[%s] %s: %s is passed to every child process (the fixed list "
-			               "or [daemon] pass_env); keep the secret in a variable of its own",
-			               sec->name, e->key, v);
+			load_error_add(
+			        ld, e->line,
+			        "[%s] %s: %s is passed to every child process (the fixed list "
+			        "or [daemon] pass_env); keep the secret in a variable of its own",
+			        sec->name, e->key, v);
 	}
 }
 
 static void config_validate(loader *ld)
 {
 	config *cfg = ld->cfg;
-	size_t ntasks = 0;
+	size_t ntasks = 0, nmaintenance = 0;
 
-	for (size_t i = 0; i < cfg->nsections; i++)
+	for (size_t i = 0; i < cfg->nsections; i++) {
 		ntasks += has_prefix(cfg->sections[i].name, "task.");
+		nmaintenance += has_prefix(cfg->sections[i].name, "maintenance.");
+	}
 	cfg->tasks = xrealloc(NULL, ntasks * sizeof *cfg->tasks);
+	cfg->maintenance = xrealloc(NULL, (nmaintenance + 1) * sizeof *cfg->maintenance);
 	for (size_t i = 0; i < cfg->nsections; i++)
 		section_validate(ld, &cfg->sections[i]);
 	for (size_t i = 0; i < cfg->ntasks; i++)
@@ -1534,6 +1728,9 @@ static void config_free(config *cfg)
 		free(t->schedule_expr);
 	}
 	free(cfg->tasks);
+	for (size_t i = 0; i < cfg->nmaintenance; i++)
+		maintenance_rule_free(&cfg->maintenance[i]);
+	free(cfg->maintenance);
 	for (size_t i = 0; i < cfg->nsections; i++) {
 		config_section *s = &cfg->sections[i];
 		for (size_t j = 0; j < s->nentries; j++) {
@@ -1582,9 +1779,9 @@ static const char *file_refused(const struct stat *st, char *why, size_t cap)
 		return strerror(EISDIR);
 	if (!S_ISREG(st->st_mode)) {
 		snprintf(why, cap, "not a regular file (%s)",
-		         S_ISFIFO(st->st_mode)  ? "a FIFO"
-		         : S_ISCHR(st->st_mode) ? "a character device"
-		         : S_ISBLK(st->st_mode) ? "a block device"
+		         S_ISFIFO(st->st_mode)   ? "a FIFO"
+		         : S_ISCHR(st->st_mode)  ? "a character device"
+		         : S_ISBLK(st->st_mode)  ? "a block device"
 		         : S_ISSOCK(st->st_mode) ? "a socket"
 		                                 : "of an unknown kind");
 		return why;
@@ -1634,7 +1831,25 @@ static FILE *config_open(loader *ld, const char *path)
 	return fp;
 }
 
-int config_load(config **out, const char *path, config_errors *errs)
+/* The config of a file read with errors (config_load_lenient): [daemon]
+ * and [log] from what was read; a value that is empty gives the default. */
+static config *config_degraded(const config *read, const char *path)
+{
+	config *cfg = config_new(path);
+	cfg->degraded = true;
+	daemon_apply(cfg, config_section_find(read, "daemon"));
+	log_apply(cfg, config_section_find(read, "log"));
+	char **paths[] = {&cfg->state_dir, &cfg->control_socket};
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+		if (*paths[i] && (*paths[i])[0] == '\0') {
+			free(*paths[i]);
+			*paths[i] = NULL;
+		}
+	defaults_finish(cfg);
+	return cfg;
+}
+
+static int load_file(config **out, const char *path, config_errors *errs, bool lenient)
 {
 	loader *ld;
 	int rc = 0;
@@ -1654,6 +1869,10 @@ int config_load(config **out, const char *path, config_errors *errs)
 done:
 	if (ld->nerrs > 0 || ld->too_many) {
 		rc = -1;
+		if (lenient && ld->cfg) {
+			*out = config_degraded(ld->cfg, path);
+			rc = 1;
+		}
 		if (ld->cfg)
 			config_free(ld->cfg);
 	} else {
@@ -1664,6 +1883,16 @@ done:
 	free(ld->headers);
 	free(ld);
 	return rc;
+}
+
+int config_load(config **out, const char *path, config_errors *errs)
+{
+	return load_file(out, path, errs, false);
+}
+
+int config_load_lenient(config **out, const char *path, config_errors *errs)
+{
+	return load_file(out, path, errs, true);
 }
 
 config *config_ref(config *cfg)

@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "schedule.h"
+#include "tz.h"
 
 struct task_type;
 struct config_index;
@@ -75,6 +76,17 @@ typedef struct {
 	const config_section *section; /* raw keys, borrowed from the config */
 } task_config;
 
+/* [maintenance.NAME]: a recurring maintenance window (maintenance.h). */
+typedef struct {
+	char *name;     /* NAME */
+	char **servers; /* fnmatch(3) patterns on server handles, NULL-terminated */
+	size_t nservers;
+	schedule when;   /* a cron schedule: the window opens at each fire time */
+	const tz *zone;  /* tz =, default the local zone */
+	int64_t duration; /* seconds the window stays open */
+	char *reason;    /* NULL if none */
+} maintenance_rule;
+
 typedef struct config {
 	char *path;
 	/* [daemon] */
@@ -94,8 +106,14 @@ typedef struct config {
 	size_t nsections;
 	task_config *tasks;
 	size_t ntasks;
+	maintenance_rule *maintenance; /* [maintenance.*], in file order */
+	size_t nmaintenance;
 	struct config_index *index; /* private: sections and tasks by name */
 	int refs;                   /* atomic */
+	/* config_load_lenient of a file with errors: only [daemon] (state_dir,
+	 * control_socket, db_path, ...) and [log] are set, no sections, no
+	 * tasks. Never true for a config from config_load. */
+	bool degraded;
 } config;
 
 /* Diagnostics collected while loading. */
@@ -113,6 +131,23 @@ void config_errors_free(config_errors *errs);
  * relative to the working directory, like the shipped defaults. */
 int config_load(config **out, const char *path, config_errors *errs);
 
+/* For the read-only commands (status, runs, incidents, servers, trace),
+ * which must answer while the file is being fixed: like config_load, but
+ * when the file was read and has errors, *out still gets a config with
+ * degraded set, built from the file's [daemon] and [log] keys as read (a
+ * key whose line is broken, or an empty value, gives the default), so it
+ * names the state directory and control socket the file names. 0 valid,
+ * 1 degraded (errs has the errors), -1 the file cannot be read at all
+ * (*out NULL). The environment effects only happen for a valid file. */
+int config_load_lenient(config **out, const char *path, config_errors *errs);
+
+/* The absolute form of a path from the configuration, naming the file the
+ * daemon itself opens (so it can be handed to a child with another working
+ * directory): absolute as is, else the working directory joined with it
+ * (leading "./" dropped). 0, or -1 if it does not fit in cap or getcwd
+ * fails. Any thread. */
+int config_path_absolute(const char *path, char *out, size_t cap);
+
 config *config_ref(config *cfg);
 void config_unref(config *cfg);
 
@@ -126,6 +161,23 @@ const config_entry *config_entry_find(const config_section *sec, const char *key
  * key was loaded (it is no longer in the environment), else getenv(name).
  * Borrowed, valid for the life of the process; NULL if unset. */
 const char *config_env(const char *name);
+
+/* One key a task type takes, for documentation and `check-config
+ * --list-keys` (task_type.keys); def is its default as
+ * docs/configuration.md states it ("30s", "none", "required"). */
+typedef struct {
+	const char *name;
+	const char *def;
+} config_key_doc;
+
+/* Every key every section takes, from the tables config_load validates
+ * with (and the task types' keys tables), in documentation order: fn gets
+ * the section as docs/configuration.md heads it ("daemon",
+ * "provider.inventory", "notify.NAME", "task.NAME", "task.NAME
+ * type=command"), the key and its documented default ("" if the table has
+ * none). tests/integration/test_config_docs.py compares it with the docs. */
+typedef void (*config_key_fn)(void *arg, const char *section, const char *key, const char *def);
+void config_keys_foreach(config_key_fn fn, void *arg);
 
 /* Helpers for task types validating their own keys. */
 int config_parse_bool(const char *value, bool *out);

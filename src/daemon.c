@@ -35,6 +35,7 @@
 #include "recovery.h"
 #include "sdnotify.h"
 #include "events.h"
+#include "outbox.h"
 #include "runs.h"
 
 enum { FD_SIGNAL = 1, FD_POOL, FD_CONTROL, FD_CLOCK, FD_METRICS };
@@ -79,9 +80,22 @@ static int prune_events_and_runs(store *st, double cutoff, int64_t *events, int6
 	return code;
 }
 
+void daemon_check_store_file(daemon_state *d)
+{
+	if (d->store_file_lost || !store_file_replaced(d->rt.st))
+		return;
+	d->store_file_lost = true;
+	log_critical(DAEMON_LOGGER, "store_file_replaced",
+	             LOG_ERR(store_errmsg(d->rt.st), "store_file_replaced"),
+	             LOG_STR("path", d->cfg->db_path),
+	             LOG_STR("hint", "what is written now is lost at the next start: stop the"
+	                             " daemon, restore the file or a backup, start it again"));
+}
+
 static void prune_tick(looptimer *t)
 {
 	daemon_state *d = wheel_container_of(t, daemon_state, prune);
+	daemon_check_store_file(d);
 	int64_t events = 0, runs = 0;
 	double cutoff = clock_wall() - (double)d->cfg->retention_days * 86400.0;
 	if (prune_events_and_runs(d->rt.st, cutoff, &events, &runs) != STORE_OK)
@@ -92,9 +106,9 @@ static void prune_tick(looptimer *t)
 		         LOG_INT("runs_deleted", runs),
 		         LOG_INT("retention_days", d->cfg->retention_days));
 	int64_t notifications = 0;
-	char nerr[256];
-	if (notify_prune(d->rt.st, cutoff, &notifications, nerr, sizeof nerr) != STORE_OK)
-		log_error(DAEMON_LOGGER, "notifications_prune_failed", LOG_ERR(nerr, "store"));
+	if (outbox_prune(d->rt.st, cutoff, &notifications) != STORE_OK)
+		log_error(DAEMON_LOGGER, "notifications_prune_failed",
+		          LOG_ERR(store_errmsg(d->rt.st), "store"));
 	else if (notifications)
 		log_info(DAEMON_LOGGER, "notifications_pruned",
 		         LOG_INT("notifications_deleted", notifications),

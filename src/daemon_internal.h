@@ -67,6 +67,7 @@ struct daemon_state {
 	int clock_fd;
 	task_slot *slots;
 	bool stopping;
+	bool store_file_lost; /* store_file_replaced was logged */
 	looptimer grace;
 	looptimer watchdog;
 	looptimer prune;
@@ -92,6 +93,9 @@ task_slot *daemon_slot_find(daemon_state *d, const char *name);
  * or queued (*queued tells which). */
 job *daemon_dispatch(daemon_state *d, task_slot *s, const char *trigger, bool *queued);
 void daemon_jobs_reap(daemon_state *d);
+/* store_file_replaced (critical, once) when the daemon's database file was
+ * deleted or replaced under it; cheap (a stat), called after runs and prunes. */
+void daemon_check_store_file(daemon_state *d);
 void daemon_jobs_cancel_all(daemon_state *d, run_cancel_reason reason);
 size_t daemon_jobs_running(const daemon_state *d);
 void daemon_reload(daemon_state *d);

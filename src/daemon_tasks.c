@@ -192,7 +192,7 @@ static job *job_start(daemon_state *d, task_slot *s, const char *trigger)
 		/* The row exists: finish it through the runner path later is not
 		 * possible, so mark it failed right here. */
 		runs_finish(d->rt.st, j->req.run_id, RUN_FAILED, clock_wall(), 0, -1,
-		                 "could not queue the run", "resources", NULL);
+		            "could not queue the run", "resources", NULL);
 		wheel_cancel(&d->w, &j->timeout.wt);
 		run_request_release(&j->req);
 		run_control_destroy(&j->ctl);
@@ -270,6 +270,7 @@ void daemon_jobs_reap(daemon_state *d)
 	job *j;
 	while ((j = pool_take_done(d->pool)) != NULL)
 		reap_job(d, j);
+	daemon_check_store_file(d);
 }
 
 void daemon_jobs_cancel_all(daemon_state *d, run_cancel_reason reason)
@@ -486,10 +487,14 @@ static void apply_tasks(daemon_state *d, config *nc, int *added, int *removed, i
 		if (has_slot ? has_slot[i] : daemon_slot_find(d, nc->tasks[i].name) != NULL)
 			continue;
 		task_slot *s = slot_new(d, &nc->tasks[i]);
-		if (s) {
-			(*added)++;
-			daemon_slot_arm(d, s, true);
+		if (s == NULL) {
+			log_error(DAEMON_LOGGER, "task_add_failed",
+			          LOG_STR("task", nc->tasks[i].name),
+			          LOG_ERR("out of memory", "resources"));
+			continue;
 		}
+		(*added)++;
+		daemon_slot_arm(d, s, true);
 	}
 	free(has_slot);
 }

@@ -1,6 +1,8 @@
 /* events — see events.h. */
 #include "events.h"
 
+#include <stdio.h>
+
 static const char insert_sql[] =
         "INSERT INTO events (unix_time, timestamp, level, logger, event, correlation_id, task,"
         " run_id, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
@@ -34,10 +36,12 @@ int events_insert(store *s, const event_record *events, size_t n)
 		code = store_tx_begin(s);
 	for (size_t i = 0; code == STORE_OK && i < n; i++)
 		code = insert_one(st, &events[i]);
-	if (code == STORE_OK)
-		return store_tx_commit(s);
+	if (code == STORE_OK && (code = store_tx_commit(s)) == STORE_OK)
+		return STORE_OK;
 	store_tx_rollback(s);
-	return code;
+	char why[400];
+	snprintf(why, sizeof why, "%s", store_errmsg(s));
+	return store_set_error(s, code, "commit events: %s", why);
 }
 
 int events_trace(store *s, const char *correlation_id, int64_t after_id, event_line_cb cb,

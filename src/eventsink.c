@@ -9,9 +9,10 @@
  *
  *  1. The mutex is held only for list and counter updates, never across
  *     SQLite calls, malloc of a record, or write(2).
- *  2. queued + inflight <= max_queued: a record that would exceed it is
- *     dropped and counted (inflight is the batch the writer holds, kept
- *     across failed attempts).
+ *  2. queued + inflight <= max_queued and queued_bytes + inflight_bytes <=
+ *     max_bytes: a record that would exceed either is dropped and counted,
+ *     in total and per correlation id (inflight is the batch the writer
+ *     holds, kept across failed attempts).
  *  3. Records get consecutive sequence numbers in enqueue order and are
  *     committed in that order; committed_seq is the last one committed, so
  *     a flush waits for committed_seq >= the sequence number it saw.
@@ -23,10 +24,17 @@
  *     dropped and reported on stdout.
  *  5. store_write_failed and events_dropped lines go straight to fd 1 with
  *     write(2), never through log_emit (which would come back here).
+ *  6. Only a paced thread (a run's) ever waits in eventsink_log_sink, and
+ *     only while the writer is healthy (failing is false), not stopping,
+ *     and the last pacing wait did not time out since the last commit: a
+ *     failing or stalled store never holds a task back.
+ *  7. After a spell with more than TRIM_AFTER_BYTES queued, the writer
+ *     gives the freed memory back (malloc_trim) once the queue is empty.
  */
 #include "eventsink.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -41,9 +49,15 @@
 #include "store.h"
 #include "events.h"
 
-#define DEFAULT_MAX_QUEUED 100000
 #define DEFAULT_FLUSH_MS   250
 #define BATCH_MAX          2000
+#define BATCH_BYTES        (1u << 20)
+#define PACE_EVENTS        10000
+#define PACE_BYTES         (2u << 20)
+#define PACE_WAIT_MS       1000
+#define TRIM_AFTER_BYTES   (4u << 20)
+#define RUN_DROPS_SLOTS    64
+#define RUN_CID_MAX        128
 #define BACKOFF_MIN_MS     100
 #define BACKOFF_MAX_MS     5000
 #define FAILURE_REPORT_MS  10000
@@ -52,6 +66,7 @@
 /* One queued event: the header, then its strings in the same block. */
 typedef struct ev_node {
 	struct ev_node *next;
+	size_t size; /* of the whole block */
 	uint64_t seq;
 	int64_t enq_ms; /* monotonic */
 	event_record ev; /* strings point into data */
@@ -61,6 +76,7 @@ typedef struct ev_node {
 typedef struct {
 	ev_node *head, *tail;
 	size_t n;
+	size_t bytes;
 	uint64_t last_seq;
 } ev_batch;
 
@@ -71,12 +87,18 @@ struct eventsink {
 	pthread_t thread;
 	store *st; /* the writer's own connection */
 	size_t max_queued;
+	size_t max_bytes;
 	int64_t flush_ms;
 
 	/* Guarded by mu. */
 	ev_node *head, *tail;
 	size_t queued;          /* in the list */
 	size_t inflight;        /* in the writer's batch */
+	size_t queued_bytes;    /* of the list */
+	size_t inflight_bytes;  /* of the writer's batch */
+	size_t peak_bytes;      /* most held since the last trim */
+	bool failing;           /* the last write failed */
+	uint64_t pace_stalled;  /* committed_seq when a pacing wait timed out, + 1 */
 	uint64_t next_seq;      /* last sequence number handed out */
 	uint64_t committed_seq; /* last sequence number committed */
 	uint64_t flush_upto;    /* highest sequence number a flush waits for */
@@ -132,6 +154,7 @@ static ev_node *node_new(const log_record *rec)
 		return NULL;
 	char *p = n->data;
 	n->next = NULL;
+	n->size = sizeof *n + total;
 	n->ev.unix_time = rec->unix_time;
 	n->ev.run_id = rec->run_id;
 	n->ev.json = put_str(&p, json, json_n);
@@ -153,11 +176,117 @@ static void nodes_free(ev_node *n)
 	}
 }
 
+/* ---- drops per correlation id (process-wide) ---- */
+
+typedef struct {
+	char cid[RUN_CID_MAX];
+	uint64_t count;
+} run_drops;
+
+static pthread_mutex_t run_drops_mu = PTHREAD_MUTEX_INITIALIZER;
+static run_drops run_drops_tab[RUN_DROPS_SLOTS]; /* guarded by run_drops_mu */
+static size_t run_drops_next;                    /* the slot to reuse next */
+
+static void run_drop_count(const char *cid)
+{
+	if (!cid || !cid[0] || strlen(cid) >= RUN_CID_MAX)
+		return;
+	pthread_mutex_lock(&run_drops_mu);
+	run_drops *slot = NULL;
+	for (size_t i = 0; i < RUN_DROPS_SLOTS && !slot; i++)
+		if (run_drops_tab[i].count > 0 && strcmp(run_drops_tab[i].cid, cid) == 0)
+			slot = &run_drops_tab[i];
+	if (!slot) {
+		slot = &run_drops_tab[run_drops_next];
+		run_drops_next = (run_drops_next + 1) % RUN_DROPS_SLOTS;
+		snprintf(slot->cid, sizeof slot->cid, "%s", cid);
+		slot->count = 0;
+	}
+	slot->count++;
+	pthread_mutex_unlock(&run_drops_mu);
+}
+
+uint64_t eventsink_run_dropped_take(const char *correlation_id)
+{
+	uint64_t n = 0;
+	if (!correlation_id)
+		return 0;
+	pthread_mutex_lock(&run_drops_mu);
+	for (size_t i = 0; i < RUN_DROPS_SLOTS; i++) {
+		run_drops *d = &run_drops_tab[i];
+		if (d->count > 0 && strcmp(d->cid, correlation_id) == 0) {
+			n += d->count;
+			d->count = 0;
+		}
+	}
+	pthread_mutex_unlock(&run_drops_mu);
+	return n;
+}
+
 /* ---- enqueue (any thread) ---- */
+
+static _Thread_local bool thread_paced;
+
+void eventsink_thread_paced(bool paced)
+{
+	thread_paced = paced;
+}
 
 static size_t half_capacity(const eventsink *k)
 {
 	return k->max_queued / 2 ? k->max_queued / 2 : 1;
+}
+
+/* With mu held: is a full batch waiting (write now, whatever the interval)? */
+static bool batch_due(const eventsink *k)
+{
+	size_t events = BATCH_MAX < half_capacity(k) ? BATCH_MAX : half_capacity(k);
+	size_t bytes = BATCH_BYTES < k->max_bytes / 2 ? BATCH_BYTES : k->max_bytes / 2;
+	return k->queued >= events || k->queued_bytes >= bytes;
+}
+
+static bool over_bounds(const eventsink *k, size_t size)
+{
+	return k->queued + k->inflight >= k->max_queued ||
+	       k->queued_bytes + k->inflight_bytes + size > k->max_bytes;
+}
+
+static void count_drop(eventsink *k, const log_record *rec, bool locked)
+{
+	atomic_fetch_add(&k->dropped, 1);
+	metrics_events_dropped(1);
+	run_drop_count(rec->correlation_id);
+	if (!locked)
+		pthread_mutex_lock(&k->mu);
+	k->dropped_unreported++;
+	if (!locked)
+		pthread_mutex_unlock(&k->mu);
+}
+
+static bool over_pace(const eventsink *k)
+{
+	return k->queued + k->inflight >= PACE_EVENTS ||
+	       k->queued_bytes + k->inflight_bytes >= PACE_BYTES;
+}
+
+/* With mu held, on a paced thread: wait (bounded) while the queue is over
+ * its pacing mark and the writer is healthy. A wait that times out stops
+ * pacing until the writer commits again (invariant 6). */
+static void pace(eventsink *k)
+{
+	if (!over_pace(k) || k->failing || k->stopping || k->pace_stalled == k->committed_seq + 1)
+		return;
+	struct timespec ts;
+	int64_t until = clock_mono_ms() + PACE_WAIT_MS;
+	ts.tv_sec = (time_t)(until / 1000);
+	ts.tv_nsec = (long)(until % 1000) * 1000000L;
+	pthread_cond_signal(&k->work);
+	while (over_pace(k) && !k->failing && !k->stopping) {
+		if (pthread_cond_timedwait(&k->done, &k->mu, &ts) == ETIMEDOUT) {
+			k->pace_stalled = k->committed_seq + 1;
+			return;
+		}
+	}
 }
 
 void eventsink_log_sink(void *ctx, const log_record *rec)
@@ -168,21 +297,18 @@ void eventsink_log_sink(void *ctx, const log_record *rec)
 	metrics_event_logged(rec->level);
 	ev_node *n = node_new(rec);
 	if (!n) {
-		atomic_fetch_add(&k->dropped, 1);
-		pthread_mutex_lock(&k->mu);
-		k->dropped_unreported++;
-		pthread_mutex_unlock(&k->mu);
+		count_drop(k, rec, false);
 		return;
 	}
 	n->enq_ms = clock_mono_ms();
 	pthread_mutex_lock(&k->mu);
-	if (k->stopping || k->queued + k->inflight >= k->max_queued) {
-		k->dropped_unreported++;
+	if (k->stopping || over_bounds(k, n->size)) {
+		count_drop(k, rec, true);
 		pthread_mutex_unlock(&k->mu);
-		atomic_fetch_add(&k->dropped, 1);
 		free(n);
 		return;
 	}
+	bool was_due = batch_due(k);
 	n->seq = ++k->next_seq;
 	if (k->tail)
 		k->tail->next = n;
@@ -190,9 +316,14 @@ void eventsink_log_sink(void *ctx, const log_record *rec)
 		k->head = n;
 	k->tail = n;
 	k->queued++;
+	k->queued_bytes += n->size;
+	if (k->queued_bytes + k->inflight_bytes > k->peak_bytes)
+		k->peak_bytes = k->queued_bytes + k->inflight_bytes;
 	/* Wake the writer when it must start its interval clock or write now. */
-	if (k->queued == 1 || k->queued == half_capacity(k))
+	if (k->queued == 1 || (!was_due && batch_due(k)))
 		pthread_cond_signal(&k->work);
+	if (thread_paced)
+		pace(k);
 	pthread_mutex_unlock(&k->mu);
 }
 
@@ -270,7 +401,7 @@ static int report_dropped(eventsink *k, uint64_t count, bool store_it)
 	char buf[512], ts[40];
 	event_record ev;
 	log_field f[] = {LOG_INT("count", count),
-	                 LOG_STR("reason", "event queue full or store unavailable")};
+	                 LOG_STR("reason", "event queue full (events or bytes) or store unavailable")};
 	size_t len = render_report(buf, sizeof buf, ts, sizeof ts, LOG_WARNING, "events_dropped", f,
 	                           2, &ev);
 	if (len == 0)
@@ -304,8 +435,7 @@ static bool writer_ready(eventsink *k, const ev_batch *b, int64_t now, int64_t *
 	}
 	if (k->queued == 0)
 		return false;
-	if (k->stopping || k->flush_upto > k->committed_seq || k->queued >= half_capacity(k) ||
-	    k->queued >= BATCH_MAX)
+	if (k->stopping || k->flush_upto > k->committed_seq || batch_due(k))
 		return true;
 	int64_t due = k->head->enq_ms + k->flush_ms;
 	if (now >= due)
@@ -339,10 +469,12 @@ static void take_batch(eventsink *k, ev_batch *b)
 	ev_node *n = k->head;
 	b->head = n;
 	b->n = 0;
-	while (n && b->n < BATCH_MAX) {
+	b->bytes = 0;
+	while (n && b->n < BATCH_MAX && (b->n == 0 || b->bytes + n->size <= BATCH_BYTES)) {
 		b->tail = n;
 		b->last_seq = n->seq;
 		b->n++;
+		b->bytes += n->size;
 		n = n->next;
 	}
 	b->tail->next = NULL;
@@ -350,7 +482,9 @@ static void take_batch(eventsink *k, ev_batch *b)
 	if (!n)
 		k->tail = NULL;
 	k->queued -= b->n;
+	k->queued_bytes -= b->bytes;
 	k->inflight = b->n;
+	k->inflight_bytes = b->bytes;
 }
 
 static int write_batch(eventsink *k, const ev_batch *b)
@@ -359,6 +493,18 @@ static int write_batch(eventsink *k, const ev_batch *b)
 	for (ev_node *n = b->head; n; n = n->next)
 		k->events[i++] = n->ev;
 	return events_insert(k->st, k->events, b->n);
+}
+
+/* mu is held on entry and exit: after a spell with a large queue, give
+ * the freed memory back once the queue is empty (invariant 7). */
+static void trim_if_drained(eventsink *k)
+{
+	if (k->queued != 0 || k->inflight != 0 || k->peak_bytes < TRIM_AFTER_BYTES)
+		return;
+	k->peak_bytes = 0;
+	pthread_mutex_unlock(&k->mu);
+	malloc_trim(0);
+	pthread_mutex_lock(&k->mu);
 }
 
 /* mu is held on entry and exit. committed_seq moves only after the
@@ -380,8 +526,14 @@ static void on_success(eventsink *k, ev_batch *b)
 		k->dropped_unreported += dropped;
 	k->committed_seq = last;
 	k->inflight = 0;
+	k->inflight_bytes = 0;
 	k->backoff_ms = 0;
+	if (k->failing) {
+		k->failing = false;
+		metrics_store_writer_state(true, NULL);
+	}
 	pthread_cond_broadcast(&k->done);
+	trim_if_drained(k);
 }
 
 /* mu is held on entry and exit. */
@@ -389,6 +541,9 @@ static void on_failure(eventsink *k, int code)
 {
 	int64_t now = clock_mono_ms();
 	k->fail_gen++;
+	k->failing = true;
+	metrics_store_write_error();
+	metrics_store_writer_state(false, store_errmsg(k->st));
 	k->backoff_ms = k->backoff_ms ? k->backoff_ms * 2 : BACKOFF_MIN_MS;
 	if (k->backoff_ms > BACKOFF_MAX_MS)
 		k->backoff_ms = BACKOFF_MAX_MS;
@@ -412,9 +567,11 @@ static void drop_leftovers(eventsink *k, ev_batch *b)
 	nodes_free(b->head);
 	nodes_free(k->head);
 	atomic_fetch_add(&k->dropped, b->n + k->queued);
+	metrics_events_dropped(b->n + k->queued);
 	*b = (ev_batch){0};
 	k->head = k->tail = NULL;
 	k->queued = k->inflight = 0;
+	k->queued_bytes = k->inflight_bytes = 0;
 	k->dropped_unreported = 0;
 	if (count == 0)
 		return;
@@ -475,13 +632,15 @@ int eventsink_start(eventsink **out, const char *db_path, const eventsink_option
 	eventsink *k = calloc(1, sizeof *k);
 	if (!k || !(k->events = calloc(BATCH_MAX, sizeof *k->events)))
 		goto oom;
-	k->max_queued = opts && opts->max_queued ? opts->max_queued : DEFAULT_MAX_QUEUED;
+	k->max_queued = opts && opts->max_queued ? opts->max_queued : EVENTSINK_DEFAULT_MAX_QUEUED;
+	k->max_bytes = opts && opts->max_bytes ? opts->max_bytes : EVENTSINK_DEFAULT_MAX_BYTES;
 	k->flush_ms =
 	        opts && opts->flush_interval_ms > 0 ? opts->flush_interval_ms : DEFAULT_FLUSH_MS;
 	if (store_open(&k->st, db_path, err, errlen) != STORE_OK)
 		goto fail;
 	if (init_sync(k) != 0)
 		goto oom;
+	metrics_store_writer_state(true, NULL);
 	if (pthread_create(&k->thread, NULL, writer_main, k) != 0) {
 		pthread_cond_destroy(&k->done);
 		pthread_cond_destroy(&k->work);
@@ -535,6 +694,7 @@ void eventsink_stop(eventsink *k)
 	pthread_mutex_lock(&k->mu);
 	k->stopping = true;
 	pthread_cond_signal(&k->work);
+	pthread_cond_broadcast(&k->done); /* paced threads stop waiting */
 	pthread_mutex_unlock(&k->mu);
 	pthread_join(k->thread, NULL);
 	store_close(k->st);
@@ -553,4 +713,14 @@ uint64_t eventsink_dropped(const eventsink *k)
 uint64_t eventsink_stored(const eventsink *k)
 {
 	return k ? atomic_load(&k->stored) : 0;
+}
+
+size_t eventsink_queued_bytes(eventsink *k)
+{
+	if (!k)
+		return 0;
+	pthread_mutex_lock(&k->mu);
+	size_t n = k->queued_bytes + k->inflight_bytes;
+	pthread_mutex_unlock(&k->mu);
+	return n;
 }

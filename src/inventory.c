@@ -4,10 +4,12 @@
  * Invariants: the whole output is parsed before anything is handed over
  * (all or nothing); group nesting is followed at most MAX_DEPTH levels, so
  * a cyclic inventory cannot loop; the temporary output file is removed on
- * every path.
+ * every path; the inventory is handed over by its absolute path (docs/ansible.md:
+ * every path given to an Ansible child is absolute).
  */
 #include "inventory.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "config.h"
 #include "proc.h"
 #include "sync_common.h"
 
@@ -175,14 +178,18 @@ static void on_line(void *ctx, int stream, const char *line, size_t len)
 
 int inventory_load(const char *file, int cancel_fd, provider_list *out, char *err, size_t errlen)
 {
-	char tmp[] = "/tmp/fleetkeeper-inventory-XXXXXX";
+	char tmp[] = "/tmp/fleetkeeper-inventory-XXXXXX", path[PATH_MAX];
+	if (config_path_absolute(file, path, sizeof path) != 0) {
+		snprintf(err, errlen, "inventory %s: cannot make the path absolute", file);
+		return -1;
+	}
 	int fd = mkstemp(tmp);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot create a temporary file");
 		return -1;
 	}
 	close(fd);
-	const char *argv[] = {"ansible-inventory", "-i", file, "--list", "--output", tmp, NULL};
+	const char *argv[] = {"ansible-inventory", "-i", path, "--list", "--output", tmp, NULL};
 	const char *env[] = {"ANSIBLE_INVENTORY_UNPARSED_FAILED=True",
 	                     "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED=True", "ANSIBLE_NOCOLOR=1",
 	                     "ANSIBLE_DEPRECATION_WARNINGS=False", NULL};

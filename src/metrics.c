@@ -29,6 +29,8 @@
 #include "incidents.h"
 #include "schedule.h"
 #include "runs.h"
+#include "maintenance.h"
+#include "servers.h"
 
 /* ---- the text buffer ---- */
 
@@ -167,6 +169,14 @@ static family families[F_COUNT] = {
 
 static const char *const level_names[] = {"debug", "info", "warning", "error", "critical"};
 static _Atomic uint64_t events_by_level[5];
+static _Atomic uint64_t events_dropped;
+static _Atomic uint64_t store_write_errors;
+
+/* The event writer's state: failing and its message, guarded by
+ * writer_mu; writer_failing is also read without it (a fast check). */
+static pthread_mutex_t writer_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic bool writer_failing;
+static char writer_why[512];
 
 static bool same(const char *x, const char *y)
 {
@@ -286,6 +296,38 @@ void metrics_event_logged(log_level level)
 	atomic_fetch_add_explicit(&events_by_level[i], 1, memory_order_relaxed);
 }
 
+void metrics_events_dropped(uint64_t n)
+{
+	atomic_fetch_add_explicit(&events_dropped, n, memory_order_relaxed);
+}
+
+void metrics_store_write_error(void)
+{
+	atomic_fetch_add_explicit(&store_write_errors, 1, memory_order_relaxed);
+}
+
+void metrics_store_writer_state(bool ok, const char *why)
+{
+	if (ok && !atomic_load(&writer_failing))
+		return;
+	pthread_mutex_lock(&writer_mu);
+	snprintf(writer_why, sizeof writer_why, "%s", ok || !why ? "" : why);
+	atomic_store(&writer_failing, !ok);
+	pthread_mutex_unlock(&writer_mu);
+}
+
+bool metrics_store_writer_failing(char *why, size_t cap)
+{
+	if (!atomic_load(&writer_failing))
+		return false;
+	pthread_mutex_lock(&writer_mu);
+	bool failing = atomic_load(&writer_failing);
+	if (why && cap)
+		snprintf(why, cap, "%s", writer_why);
+	pthread_mutex_unlock(&writer_mu);
+	return failing;
+}
+
 void metrics_ansible_run(const char *playbook, const char *result)
 {
 	add(F_ANSIBLE, playbook, result, 1);
@@ -308,6 +350,9 @@ void metrics_reset(void)
 	pthread_mutex_unlock(&reg_mu);
 	for (size_t i = 0; i < 5; i++)
 		atomic_store(&events_by_level[i], 0);
+	atomic_store(&events_dropped, 0);
+	atomic_store(&store_write_errors, 0);
+	metrics_store_writer_state(true, NULL);
 }
 
 /* ---- rendering the registry ---- */
@@ -378,6 +423,21 @@ static void render_registry(metrics_buf *b)
 		metrics_buf_printf(b, "fleetkeeper_events_total{level=\"%s\"} %llu\n",
 		                   level_names[i],
 		                   (unsigned long long)atomic_load(&events_by_level[i]));
+	render_header(b, "fleetkeeper_events_dropped_total",
+	              "Events not stored: the event queue was full (events or bytes) or the"
+	              " store still refused them at stop.",
+	              "counter");
+	metrics_buf_printf(b, "fleetkeeper_events_dropped_total %llu\n",
+	                   (unsigned long long)atomic_load(&events_dropped));
+	render_header(b, "fleetkeeper_store_write_errors_total",
+	              "Failed writes to the state store (event batches, each retry counted; run rows).",
+	              "counter");
+	metrics_buf_printf(b, "fleetkeeper_store_write_errors_total %llu\n",
+	                   (unsigned long long)atomic_load(&store_write_errors));
+	render_header(b, "fleetkeeper_store_write_failing",
+	              "1 while the event writer's last write to the store failed.", "gauge");
+	metrics_buf_printf(b, "fleetkeeper_store_write_failing %d\n",
+	                   atomic_load(&writer_failing) ? 1 : 0);
 }
 
 /* ---- process_* from /proc/self ---- */
@@ -501,39 +561,39 @@ static int render_servers_by_status(metrics_buf *b, store *st)
 }
 
 /* Servers checked at least once: up = the last check succeeded. Two
- * families from one query, so the second is buffered apart. (The servers
- * domain's SQL: moves into servers.c.) */
+ * families from one pass, so the second is buffered apart. */
+typedef struct {
+	metrics_buf *up;
+	metrics_buf rt;
+} health_out;
+
+static int render_health_row(void *ctx, const char *handle, int consecutive_failures,
+                             double response_ms)
+{
+	health_out *o = ctx;
+	metrics_buf_printf(o->up, "fleetkeeper_server_up{server_handle=\"");
+	metrics_buf_label(o->up, handle);
+	metrics_buf_printf(o->up, "\"} %d\n", consecutive_failures == 0 ? 1 : 0);
+	if (response_ms < 0)
+		return 0;
+	metrics_buf_printf(&o->rt, "fleetkeeper_server_response_time_seconds{server_handle=\"");
+	metrics_buf_label(&o->rt, handle);
+	metrics_buf_printf(&o->rt, "\"}");
+	buf_value(&o->rt, response_ms / 1000.0);
+	return 0;
+}
+
 static int render_server_health(metrics_buf *b, store *st)
 {
-	static const char sql[] = "SELECT handle, consecutive_failures, response_time_ms"
-	                          " FROM servers WHERE last_health_check IS NOT NULL"
-	                          " AND status <> 'decommissioned' ORDER BY handle";
-	store_stmt *q;
-	metrics_buf rt = {0};
-	int rc = store_prepare(st, sql, &q);
-	if (rc != STORE_OK)
-		return rc;
+	health_out o = {b, {0}};
 	render_header(b, "fleetkeeper_server_up",
 	              "1 if the last health check of the server succeeded.", "gauge");
-	render_header(&rt, "fleetkeeper_server_response_time_seconds",
+	render_header(&o.rt, "fleetkeeper_server_response_time_seconds",
 	              "Duration of the last health check of the server.", "gauge");
-	while ((rc = store_step(q)) == STORE_ROW) {
-		const char *handle = store_col_text(q, 0);
-		metrics_buf_printf(b, "fleetkeeper_server_up{server_handle=\"");
-		metrics_buf_label(b, handle);
-		metrics_buf_printf(b, "\"} %d\n", store_col_int(q, 1) == 0 ? 1 : 0);
-		if (store_col_null(q, 2))
-			continue;
-		metrics_buf_printf(&rt,
-		                   "fleetkeeper_server_response_time_seconds{server_handle=\"");
-		metrics_buf_label(&rt, handle);
-		metrics_buf_printf(&rt, "\"}");
-		buf_value(&rt, store_col_double(q, 2, 0) / 1000.0);
-	}
-	store_stmt_done(q);
-	if (rt.data)
-		metrics_buf_printf(b, "%s", rt.data);
-	metrics_buf_free(&rt);
+	int rc = servers_health_each(st, render_health_row, &o);
+	if (o.rt.data)
+		metrics_buf_printf(b, "%s", o.rt.data);
+	metrics_buf_free(&o.rt);
 	return rc;
 }
 
@@ -548,6 +608,13 @@ int metrics_render_store(metrics_buf *out, store *st)
 	if (rc == STORE_OK)
 		render_gauge(out, "fleetkeeper_incidents_open",
 		             "Incidents open (detected or recovering).", "gauge", (double)open);
+	int64_t maintenance = 0;
+	if (rc == STORE_OK)
+		rc = maintenance_count_active(st, &maintenance);
+	if (rc == STORE_OK)
+		render_gauge(out, "fleetkeeper_servers_in_maintenance",
+		             "Servers in a maintenance window at their last health check.", "gauge",
+		             (double)maintenance);
 	return rc;
 }
 

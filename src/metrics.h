@@ -2,8 +2,8 @@
  * metrics — the process-wide metric registry (SPEC §6) and its rendering in
  * the Prometheus text exposition format (version 0.0.4).
  *
- * The hooks (metrics_run_*, metrics_event_logged, metrics_ansible_run) may
- * be called from any thread at any time, also before anything else of this
+ * The hooks (metrics_run_*, metrics_event_logged, metrics_events_dropped,
+ * metrics_store_*, metrics_ansible_run) may be called from any thread at any time, also before anything else of this
  * module ran: the registry is a static structure guarded by one mutex (the
  * event counters are plain atomics, they are hit on every log line). Values
  * live as long as the process, so they survive configuration reloads.
@@ -16,7 +16,9 @@
 #ifndef FK_METRICS_H
 #define FK_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "log.h"
@@ -53,6 +55,17 @@ void metrics_run_finished(const task_run *run, run_status status, double duratio
 /* An overlap skip (runner_record_skip): runs_total{status="skipped"}. */
 void metrics_run_skipped(const char *task);
 void metrics_event_logged(log_level level);
+/* n events that were not stored (the event queue was full, or the writer
+ * gave up at stop): fleetkeeper_events_dropped_total. */
+void metrics_events_dropped(uint64_t n);
+/* A write to the store failed (an event batch, a run's row):
+ * fleetkeeper_store_write_errors_total. */
+void metrics_store_write_error(void);
+/* The event writer's last outcome: ok, or failing with why (copied).
+ * fleetkeeper_store_write_failing and the store check of /healthz. */
+void metrics_store_writer_state(bool ok, const char *why);
+/* True while the event writer's writes fail; why gets its message. */
+bool metrics_store_writer_failing(char *why, size_t cap);
 /* result: ok, failed, timeout, unreachable, ... (a short word). */
 void metrics_ansible_run(const char *playbook, const char *result);
 

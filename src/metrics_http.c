@@ -2,9 +2,9 @@
  * metrics_http — see metrics_http.h.
  *
  * The listening socket is bound here (so that "address in use" comes back
- * as a clear error) and handed to libmicrohttpd, which serves it from one
- * internal polling thread: requests are handled one at a time on that
- * thread, so its two store connections need no lock.
+ * as a clear error) and handed to libmicrohttpd, which serves it from two
+ * threads (start_server): requests are handled one at a time (serve holds
+ * a mutex around each), so its two store connections need no other lock.
  *
  * The liveness probe: the HTTP thread bumps `asked` and writes 1 to the
  * eventfd; the loop, woken by it, drains the eventfd and copies `asked`
@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,7 +54,7 @@ struct metrics_http {
 	uint64_t asked;    /* guarded by mu */
 	uint64_t answered; /* guarded by mu */
 
-	/* HTTP thread only. */
+	/* Inside serve only (one request at a time). */
 	store *ro; /* the gauges */
 	store *rw; /* the write probe */
 };
@@ -90,6 +92,10 @@ static int split_listen(const char *listen, char *host, size_t hcap, char *port,
 	return 0;
 }
 
+/* Room for a burst of connections while both threads are busy: a SYN that
+ * finds the queue full is dropped and retried by the client only after 1 s. */
+#define LISTEN_BACKLOG 1024
+
 static int bind_one(const struct addrinfo *ai)
 {
 	int one = 1;
@@ -97,7 +103,7 @@ static int bind_one(const struct addrinfo *ai)
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
 		int e = errno;
 		close(fd);
 		errno = e;
@@ -173,6 +179,10 @@ void metrics_http_probe_ack(metrics_http *h)
 static bool store_writable(metrics_http *h, char *why, size_t whylen)
 {
 	if (!h->rw) {
+		if (access(h->db_path, F_OK) != 0) { /* never create it here */
+			snprintf(why, whylen, "%s: %s", h->db_path, strerror(errno));
+			return false;
+		}
 		int code = store_open(&h->rw, h->db_path, why, whylen);
 		if (code != STORE_OK) {
 			store_close(h->rw);
@@ -191,11 +201,23 @@ static bool store_writable(metrics_http *h, char *why, size_t whylen)
 	return code == STORE_OK;
 }
 
+/* The probe alone cannot see a full disk (taking the lock writes nothing):
+ * the event writer's last outcome can. */
+static bool store_healthy(metrics_http *h, char *why, size_t whylen)
+{
+	char msg[480];
+	if (metrics_store_writer_failing(msg, sizeof msg)) {
+		snprintf(why, whylen, "event writer: %s", msg);
+		return false;
+	}
+	return store_writable(h, why, whylen);
+}
+
 static char *health_body(metrics_http *h, unsigned *status)
 {
 	char why[512] = "";
 	bool loop_ok = loop_answers(h);
-	bool store_ok = store_writable(h, why, sizeof why);
+	bool store_ok = store_healthy(h, why, sizeof why);
 	metrics_buf b = {0};
 
 	*status = loop_ok && store_ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
@@ -318,6 +340,78 @@ static metrics_http *http_new(const char *listen, const char *db_path)
 	return h;
 }
 
+/* ---- the server and its limits (docs/observability.md, "Limits") ----
+ *
+ * Event-driven (epoll): an idle or trickling connection costs a slot and a
+ * descriptor, never a thread. A connection idle for HTTP_IDLE_TIMEOUT_S is
+ * closed; a client trickling bytes is not (the timeout counts inactivity),
+ * so what bounds trickling clients is the per-address quota and the total.
+ * Beyond its quota an address's connections are accepted and closed at
+ * once; at the total, libmicrohttpd stops accepting and new clients wait in
+ * the listen backlog. On a loopback address there is no quota: every client
+ * is local and may connect from any address of 127/8, so a quota would stop
+ * no one and would let one local client, connecting from 127.0.0.1 as the
+ * scraper does, take the scraper's share. HTTP_THREADS threads share the
+ * connections (the total is split between them), so one busy with a
+ * request, or with a burst of connections, leaves the other accepting;
+ * requests are still served one at a time (serve), as the two store
+ * connections are not shared. */
+#define HTTP_IDLE_TIMEOUT_S 5u
+#define HTTP_PER_IP_LIMIT   16u   /* not on loopback */
+#define HTTP_MAX_CONNS      1024u /* and at most half the soft RLIMIT_NOFILE */
+#define HTTP_MIN_CONNS      16u
+#define HTTP_THREADS        2u
+
+static pthread_mutex_t serve_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static enum MHD_Result serve(void *cls, struct MHD_Connection *conn, const char *url,
+                             const char *method, const char *version, const char *upload_data,
+                             size_t *upload_data_size, void **req_cls)
+{
+	pthread_mutex_lock(&serve_mu);
+	enum MHD_Result r = handle(cls, conn, url, method, version, upload_data,
+	                           upload_data_size, req_cls);
+	pthread_mutex_unlock(&serve_mu);
+	return r;
+}
+
+/* Half the descriptors the process may open, so that a flood of
+ * connections leaves the other half to the store, tasks and sockets. */
+static unsigned connection_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur / 2 >= HTTP_MAX_CONNS)
+		return HTTP_MAX_CONNS;
+	return rl.rlim_cur / 2 > HTTP_MIN_CONNS ? (unsigned)(rl.rlim_cur / 2) : HTTP_MIN_CONNS;
+}
+
+static bool on_loopback(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return false;
+	if (ss.ss_family == AF_INET)
+		return ntohl(((const struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24 == 127;
+	if (ss.ss_family != AF_INET6)
+		return false;
+	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+	return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+}
+
+static struct MHD_Daemon *start_server(metrics_http *h)
+{
+	unsigned per_ip = on_loopback(h->listen_fd) ? 0 : HTTP_PER_IP_LIMIT; /* 0: none */
+	return MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
+	                        serve, h, MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
+	                        MHD_OPTION_THREAD_POOL_SIZE, HTTP_THREADS,
+	                        MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
+	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+	                        MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_TIMEOUT_S,
+	                        MHD_OPTION_END);
+}
+
 int metrics_http_start(metrics_http **out, const char *listen, const char *db_path, char *err,
                        size_t errlen)
 {
@@ -335,14 +429,12 @@ int metrics_http_start(metrics_http **out, const char *listen, const char *db_pa
 	 * daemon opened: a file deleted or replaced later is noticed
 	 * (store_file_replaced). Failing here is left to the first probe. */
 	char why[256];
-	if (store_open(&h->rw, h->db_path, why, sizeof why) == STORE_OK)
+	if (access(h->db_path, F_OK) == 0 &&
+	    store_open(&h->rw, h->db_path, why, sizeof why) == STORE_OK)
 		store_set_busy_timeout(h->rw, PROBE_BUSY_TIMEOUT_MS);
 	else
 		h->rw = NULL;
-	h->mhd = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
-	                          handle, h, MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
-	                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-	                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+	h->mhd = start_server(h);
 	if (!h->mhd) {
 		snprintf(err, errlen, "[metrics] listen %s: cannot start the HTTP server", listen);
 		goto fail;

@@ -1,12 +1,15 @@
 /*
  * metrics_http — the daemon's HTTP endpoint for Prometheus, on
- * libmicrohttpd with its own internal polling thread:
+ * libmicrohttpd with two threads of its own, which answer requests one at a
+ * time and bound what a flood of connections can hold (metrics_http.c,
+ * "the server and its limits"):
  *
  *   GET /metrics   the registry of metrics.h, process_* and the store gauges,
  *                  in the Prometheus text format 0.0.4
  *   GET /healthz   200 {"status": "ok", ...} when the loop answers a probe
- *                  within 1 s and the store takes a write lock within 500 ms;
- *                  503 with the failing check otherwise
+ *                  within 1 s, the event writer's last write succeeded and
+ *                  the store takes a write lock within 500 ms; 503 with the
+ *                  failing check otherwise
  *
  * The HTTP thread owns two store connections of its own, opened on first
  * use: a read-only one for the gauges and a read-write one for the
@@ -15,7 +18,8 @@
  * watches (metrics_http_probe_fd) and answers with metrics_http_probe_ack.
  *
  * Threads: start, stop and probe_ack on the loop thread; everything else
- * runs on the HTTP thread.
+ * runs on the HTTP threads, one request at a time ("the HTTP thread" below
+ * and in metrics_http.c: whichever of them holds the request).
  * Errors: start returns 0 or -1 with err set. Nothing is logged: a store
  * that cannot be read shows as fleetkeeper_store_scrape_error, one that
  * cannot be written as a 503 naming the store's error.

@@ -564,10 +564,3 @@ void notify_sender_reload(config *cfg)
 	notify_sender_start(cfg);
 }
 
-/* ---- retention ---- */
-
-int notify_prune(store *s, double cutoff, int64_t *deleted, char *err, size_t errlen)
-{
-	int code = outbox_prune(s, cutoff, deleted);
-	return code == STORE_OK ? code : store_fail(s, code, "notifications prune", err, errlen);
-}

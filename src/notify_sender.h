@@ -26,9 +26,5 @@ void notify_sender_reload(config *cfg);
  * again by the next start) and join the thread. */
 void notify_sender_stop(void);
 
-/* Retention: delete notifications created before cutoff (their deliveries
- * go with them), always keeping the newest row so that ids never restart
- * below a notifier's cursor. *deleted (may be NULL) gets the count. */
-int notify_prune(store *s, double cutoff, int64_t *deleted, char *err, size_t errlen);
 
 #endif

@@ -131,9 +131,18 @@ static void set_errno_err(char *err, size_t errlen, const char *what, const char
 
 /* The daemon's variables every child inherits; "X*" is a prefix. */
 static const char *const env_fixed[] = {
-        "PATH",  "HOME",   "LANG",          "LC_*",
-        "TZ",    "USER",   "LOGNAME",       "SHELL",
-        "TMPDIR", "SSH_AUTH_SOCK", "FLEETKEEPER_CORRELATION_ID", NULL,
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_*",
+        "TZ",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "TMPDIR",
+        "SSH_AUTH_SOCK",
+        "FLEETKEEPER_CORRELATION_ID",
+        NULL,
 };
 
 static pthread_mutex_t pass_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -217,7 +226,8 @@ static bool env_overridden(const char *entry, const char *const *add, size_t fro
 static bool env_inherit(const char *entry, const char *const *add)
 {
 	size_t n = env_key_len(entry);
-	if (!env_listed(env_fixed, entry, n) && !env_listed((const char *const *)pass_names, entry, n))
+	if (!env_listed(env_fixed, entry, n) &&
+	    !env_listed((const char *const *)pass_names, entry, n))
 		return false;
 	return !env_overridden(entry, add, 0);
 }

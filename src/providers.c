@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "sync_common.h"
+#include "task.h"
 
 void provider_list_free(provider_list *l)
 {
@@ -245,4 +246,52 @@ int providers_read_credentials(const char *path, char **user, char **pass, char 
 		return -1;
 	}
 	return 0;
+}
+
+/* ---- how new servers enter ---- */
+
+static const char *const provider_names[] = {"time4vps", "inventory", NULL};
+
+const char *providers_initial_status(const config_section *sec, const char *provider)
+{
+	const char *v = sec ? config_get(sec, "initial_status") : NULL;
+	if (v && strcmp(v, "ready") == 0)
+		return "ready";
+	if (v && strcmp(v, "pending_setup") == 0)
+		return "pending_setup";
+	return strcmp(provider, "inventory") == 0 ? "ready" : "pending_setup";
+}
+
+bool providers_provisioning_configured(const config *cfg)
+{
+	for (size_t i = 0; cfg && i < cfg->ntasks; i++)
+		if (cfg->tasks[i].enabled && cfg->tasks[i].type &&
+		    strcmp(cfg->tasks[i].type->name, "provision") == 0)
+			return true;
+	return false;
+}
+
+size_t providers_config_warnings(const config *cfg, providers_warn_fn fn, void *ctx)
+{
+	size_t n = 0;
+	char name[64], msg[512];
+
+	if (providers_provisioning_configured(cfg))
+		return 0;
+	for (size_t i = 0; provider_names[i]; i++) {
+		snprintf(name, sizeof name, "provider.%s", provider_names[i]);
+		const config_section *sec = config_section_find(cfg, name);
+		if (sec == NULL ||
+		    strcmp(providers_initial_status(sec, provider_names[i]), "pending_setup") != 0)
+			continue;
+		const config_entry *e = config_entry_find(sec, "initial_status");
+		snprintf(msg, sizeof msg,
+		         "[%s] new servers enter pending_setup%s, but no provision task is"
+		         " configured: they would wait there, never health-checked; add a"
+		         " [task.X] with type = provision, or set initial_status = ready",
+		         name, e ? "" : " (the default of this provider)");
+		fn(ctx, e ? e->line : sec->line, msg);
+		n++;
+	}
+	return n;
 }

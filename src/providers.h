@@ -7,12 +7,20 @@
  *
  * Parsing is all or nothing: a listing with one malformed item is an error
  * (an incomplete listing must never make servers look vanished).
+ *
+ * How a provider's new servers enter (docs/servers.md): `initial_status`
+ * of its [provider.X] section, ready (the default of [provider.inventory]:
+ * those servers exist and are set up) or pending_setup (the default of
+ * providers that create servers, [provider.time4vps]), which only means
+ * something when a provision task consumes it.
  */
 #ifndef FK_PROVIDERS_H
 #define FK_PROVIDERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
 #include "http.h"
 
 typedef struct {
@@ -64,6 +72,23 @@ typedef struct {
  * was cancelled or memory ran out (unanswered items have err set). */
 int providers_time4vps_details_many(http_client *c, const char *api_url, t4v_details *items,
                                     size_t n, double now);
+
+/* ---- how new servers enter ---- */
+
+/* The status a new server of provider ("time4vps", "inventory") gets:
+ * sec's initial_status, else the provider's default. Static string. */
+const char *providers_initial_status(const config_section *sec, const char *provider);
+
+/* True if cfg has an enabled task of type provision: something consumes
+ * pending_setup servers (and the triggers server_sync publishes). */
+bool providers_provisioning_configured(const config *cfg);
+
+/* check-config's warnings about providers: a provider whose new servers
+ * enter pending_setup while no provision task is configured. fn(ctx,
+ * line, message) for each (line: of the section or its initial_status
+ * key); returns how many. */
+typedef void (*providers_warn_fn)(void *ctx, int line, const char *message);
+size_t providers_config_warnings(const config *cfg, providers_warn_fn fn, void *ctx);
 
 /* {"username": ..., "password": ...} from path; both malloc'd (wipe the
  * password when done). 0, or -1 with err (never the content). */

@@ -86,15 +86,27 @@ static void note_finished(notify_note *n, const server_row *srv, const recovery_
 
 /* ---- the sequence ---- */
 
-static bool ssh_reachable(const config *cfg, const server_row *srv, int cancel_fd)
+bool recovery_reprovision_configured(const config *cfg)
+{
+	const config_section *sec = config_section_find(cfg, "recovery");
+	const char *v = sec ? config_get(sec, "reprovision") : NULL;
+	bool on = false;
+	return v && config_parse_bool(v, &on) == 0 && on;
+}
+
+/* The SSH test of the server, logged as ssh_connection_test. */
+static bool ssh_check(const config *cfg, const server_row *srv, int cancel_fd, ssh_result *res)
 {
 	ssh_options o;
-	ssh_result res;
-	char kh[4096], err[256];
+	char kh[4096];
 
+	memset(res, 0, sizeof *res);
 	ssh_options_default(&o);
-	if (ssh_options_from_config(&o, config_section_find(cfg, "ssh"), err, sizeof err) != 0)
+	if (ssh_options_from_config(&o, config_section_find(cfg, "ssh"), res->message,
+	                            sizeof res->message) != 0) {
+		res->error = SSH_ERR_CREDENTIALS;
 		return false;
+	}
 	if (o.known_hosts == NULL) {
 		snprintf(kh, sizeof kh, "%.4000s/known_hosts", cfg->state_dir);
 		o.known_hosts = kh;
@@ -103,13 +115,15 @@ static bool ssh_reachable(const config *cfg, const server_row *srv, int cancel_f
 	o.port = srv->port;
 	if (srv->ssh_user && *srv->ssh_user)
 		o.user = srv->ssh_user;
-	ssh_test(&o, cancel_fd, &res);
-	log_emit(res.success ? LOG_INFO : LOG_WARNING, "ssh", "ssh_connection_test",
-	         LOG_STR("host", o.host), LOG_INT("port", o.port), LOG_BOOL("success", res.success),
-	         LOG_INT("duration_ms", res.duration_ms),
-	         LOG_STR("stage", ssh_stage_name(res.stage)),
-	         res.success ? LOG_NULL("error") : LOG_STR("error", res.message), LOG_END);
-	return res.success;
+	ssh_test(&o, cancel_fd, res);
+	log_emit(res->success ? LOG_INFO : LOG_WARNING, "ssh", "ssh_connection_test",
+	         LOG_STR("host", o.host), LOG_INT("port", o.port), LOG_BOOL("success", res->success),
+	         LOG_INT("duration_ms", res->duration_ms),
+	         LOG_STR("stage", ssh_stage_name(res->stage)),
+	         res->success ? LOG_NULL("error") : LOG_STR("error", res->message),
+	         res->success ? LOG_NULL("error_type") : LOG_STR("error_type", ssh_error_name(res->error)),
+	         LOG_END);
+	return res->success;
 }
 
 static cJSON *service_vars(const ansible_settings *set, const service_row *svc, char *err,
@@ -168,35 +182,116 @@ static bool redeploy(const config *cfg, const server_row *srv, const service_row
 	return ok;
 }
 
-/* SSH first; an unreachable managed server is reprovisioned. */
-static bool server_ready(const config *cfg, store *st, const server_row *srv, bool managed,
-                         int cancel_fd)
-{
-	provision_policy p;
-	char err[512];
+/* What a recovery does about a server that failed its SSH test. */
+typedef enum {
+	UNREACHABLE_REPROVISION,   /* reprovision it, then redeploy */
+	UNREACHABLE_HOSTKEY,       /* a host-key failure: never reprovisioned */
+	UNREACHABLE_NOT_REQUESTED, /* neither --reprovision nor [recovery] reprovision */
+	UNREACHABLE_UNMANAGED,     /* not ours to reprovision */
+} unreachable_action;
 
-	if (ssh_reachable(cfg, srv, cancel_fd))
-		return true;
-	if (!managed)
-		return false;
-	provision_policy_default(&p);
-	p.cooldown_ms = 0;
-	return provision_server(cfg, st, srv, &p, true, cancel_fd, err, sizeof err) ==
-	       PROVISION_DONE;
+static const char *const unreachable_reason[] = {
+        [UNREACHABLE_REPROVISION] = "reprovision",
+        [UNREACHABLE_HOSTKEY] = "hostkey",
+        [UNREACHABLE_NOT_REQUESTED] = "not_requested",
+        [UNREACHABLE_UNMANAGED] = "unmanaged",
+};
+
+static unreachable_action unreachable_decide(const ssh_result *res, bool managed,
+                                             bool reprovision)
+{
+	if (res->error == SSH_ERR_HOSTKEY_MISMATCH || res->error == SSH_ERR_HOSTKEY_UNKNOWN)
+		return UNREACHABLE_HOSTKEY;
+	if (!reprovision)
+		return UNREACHABLE_NOT_REQUESTED;
+	return managed ? UNREACHABLE_REPROVISION : UNREACHABLE_UNMANAGED;
 }
 
-static void redeploy_all(const config *cfg, store *st, const server_row *srv, bool managed,
-                         const service_list *svcs, int cancel_fd, recovery_counts *out,
-                         error_list *errs)
+/* err: why the server is not redeployed, with the command that fixes it. */
+static void unreachable_message(unreachable_action a, const server_row *srv,
+                                const ssh_result *res, char *err, size_t errlen)
 {
-	bool up = server_ready(cfg, st, srv, managed, cancel_fd);
+	const char *kind = ssh_error_name(res->error);
+	switch (a) {
+	case UNREACHABLE_HOSTKEY:
+		snprintf(err, errlen,
+		         "%s: %s (%s); not reprovisioned: reprovisioning cannot fix a host key. "
+		         "Check the host, then trust its key with "
+		         "`fleetkeeper known-hosts scan %s --accept`",
+		         srv->handle, res->message, kind, srv->handle);
+		return;
+	case UNREACHABLE_NOT_REQUESTED:
+		snprintf(err, errlen,
+		         "%s does not answer over SSH (%s: %s); not reprovisioned: run "
+		         "`fleetkeeper recover %s --reprovision` (or set [recovery] reprovision = "
+		         "true) to reprovision it first",
+		         srv->handle, kind, res->message, srv->handle);
+		return;
+	case UNREACHABLE_UNMANAGED:
+		snprintf(err, errlen,
+		         "%s does not answer over SSH (%s: %s); not reprovisioned: the server is "
+		         "not managed by fleetkeeper",
+		         srv->handle, kind, res->message);
+		return;
+	case UNREACHABLE_REPROVISION:
+		break;
+	}
+	err[0] = '\0';
+}
+
+/* SSH first; an unreachable server is reprovisioned only when asked and
+ * never after a host-key failure. true: go on redeploying; false: err and
+ * out->error_type say why not. */
+static bool server_ready(const config *cfg, store *st, const server_row *srv, bool managed,
+                         bool reprovision, int cancel_fd, recovery_counts *out, char *err,
+                         size_t errlen)
+{
+	provision_policy p;
+	ssh_result res;
+	char perr[512];
+
+	if (ssh_check(cfg, srv, cancel_fd, &res))
+		return true;
+	unreachable_action a = unreachable_decide(&res, managed, reprovision);
+	unreachable_message(a, srv, &res, err, errlen);
+	log_warning(RECOVERY_LOGGER, "recovery_server_unreachable",
+	            LOG_STR("server_handle", srv->handle),
+	            LOG_STR("ssh_error_type", ssh_error_name(res.error)),
+	            LOG_BOOL("reprovision", a == UNREACHABLE_REPROVISION),
+	            LOG_STR("reason", unreachable_reason[a]),
+	            a == UNREACHABLE_REPROVISION ? LOG_NULL("message") : LOG_STR("message", err));
+	if (a == UNREACHABLE_HOSTKEY) {
+		out->error_type = ssh_error_name(res.error);
+		return false;
+	}
+	if (a != UNREACHABLE_REPROVISION) {
+		out->error_type = "unreachable";
+		return false;
+	}
+	provision_policy_default(&p);
+	p.cooldown_ms = 0;
+	if (provision_server(cfg, st, srv, &p, true, cancel_fd, perr, sizeof perr) ==
+	    PROVISION_DONE)
+		return true;
+	out->error_type = "reprovision_failed";
+	snprintf(err, errlen, "reprovisioning %s failed: %s", srv->handle, perr);
+	return false;
+}
+
+/* Every service, or when the server is not ready, every service failed
+ * with why (err). */
+static void redeploy_all(const config *cfg, store *st, const server_row *srv, bool managed,
+                         bool reprovision, const service_list *svcs, int cancel_fd,
+                         recovery_counts *out, error_list *errs, char *err, size_t errlen)
+{
+	bool up = server_ready(cfg, st, srv, managed, reprovision, cancel_fd, out, err, errlen);
 	for (size_t i = 0; i < svcs->count; i++) {
 		if (!up) {
 			log_error(RECOVERY_LOGGER, "service_redeployment",
 			          LOG_STR("service_name", svcs->rows[i].name),
 			          LOG_STR("server", srv->handle), LOG_STR("status", "failed"),
-			          LOG_ERR("server unreachable", "unreachable"));
-			errors_add(errs, svcs->rows[i].name, "server unreachable");
+			          LOG_ERR("not redeployed: the server is not reachable",
+			                  out->error_type));
 			out->fail_count++;
 			continue;
 		}
@@ -205,32 +300,88 @@ static void redeploy_all(const config *cfg, store *st, const server_row *srv, bo
 		else
 			out->fail_count++;
 	}
-	if (!up && svcs->count == 0) {
-		out->fail_count++; /* nothing to redeploy, but the server is down */
-		errors_add(errs, srv->handle, "server unreachable");
+	if (!up) {
+		errors_add(errs, srv->handle, err);
+	} else if (out->fail_count > 0) {
+		out->error_type = "redeploy_failed";
+		snprintf(err, errlen, "%d of %d services not redeployed", out->fail_count,
+		         out->services_count);
 	}
 }
 
+/* A successful recovery of a server that, as far as the store knows, was
+ * never set up (pending_setup, discovered): it runs its services now, so
+ * it is in use (servers_end_recovery covers error, provisioning and ready;
+ * an operator's status — maintenance, reserved, force_rebuild — and
+ * sync's — missing, decommissioned — are left alone). final (cap) gets
+ * the status afterwards. */
+static int settle_status(store *st, const server_row *srv, double now, char *final, size_t cap,
+                         char *err, size_t errlen)
+{
+	server_row cur = {0};
+	int rc = servers_get(st, srv->id, &cur, err, errlen);
+	if (rc == STORE_NOTFOUND) { /* forgotten meanwhile: nothing to settle */
+		snprintf(final, cap, "%s", srv->status);
+		return STORE_OK;
+	}
+	if (rc != STORE_OK)
+		return rc;
+	bool unset = strcmp(cur.status, "pending_setup") == 0 || strcmp(cur.status, "discovered") == 0;
+	if (unset)
+		rc = servers_set_status(st, srv->id, "in_use", now, err, errlen);
+	snprintf(final, cap, "%s", unset ? "in_use" : cur.status);
+	server_row_free(&cur);
+	return rc;
+}
+
 /* The end (invariant 3): incidents, server status and recovery_finished
- * in one transaction; incident_resolved for each once it is committed. */
+ * in one transaction; incident_resolved for each and
+ * server_status_restored once it is committed. */
 static int end_recovery(store *st, const server_row *srv, const int64_t *ids, size_t n,
                         const recovery_counts *c, const error_list *errs, char *err,
                         size_t errlen)
 {
 	notify_note note;
 	bool ok = c->fail_count == 0;
+	double now = clock_wall();
+	char status[32] = "";
 
 	note_finished(&note, srv, c, errs, n);
-	int rc = incidents_end_recovery(st, srv->id, ids, n, ok, c->services_count, clock_wall(),
-	                                &note, err, errlen);
+	int rc = store_tx_begin(st);
+	if (rc != STORE_OK) {
+		notify_note_free(&note);
+		return store_fail(st, rc, "end recovery", err, errlen);
+	}
+	rc = incidents_end_recovery(st, srv->id, ids, n, ok, c->services_count, now, &note, err,
+	                            errlen);
+	if (rc == STORE_OK && ok)
+		rc = settle_status(st, srv, now, status, sizeof status, err, errlen);
+	if (rc == STORE_OK && (rc = store_tx_commit(st)) != STORE_OK)
+		store_fail(st, rc, "end recovery", err, errlen);
+	if (rc != STORE_OK)
+		store_tx_rollback(st);
 	notify_note_free(&note);
 	for (size_t i = 0; rc == STORE_OK && ok && i < n; i++)
 		log_info(RECOVERY_LOGGER, "incident_resolved", LOG_INT("incident_id", ids[i]));
+	if (rc == STORE_OK && ok && strcmp(status, srv->status) != 0)
+		log_info(RECOVERY_LOGGER, "server_status_restored",
+		         LOG_STR("server_handle", srv->handle), LOG_STR("from_status", srv->status),
+		         LOG_STR("status", status));
 	return rc;
 }
 
-int recovery_sequence(const config *cfg, store *st, const char *handle, int cancel_fd,
-                      recovery_counts *out, char *err, size_t errlen)
+/* No services: a no-op, said once (the incidents stay as they are: a
+ * health check that passes resolves them). */
+static int nothing_to_do(const char *handle, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "no services recorded for %s; nothing to redeploy", handle);
+	log_info(RECOVERY_LOGGER, "incident_recovery_skipped", LOG_STR("server_handle", handle),
+	         LOG_STR("reason", "no_services"), LOG_STR("message", err));
+	return RECOVERY_NOTHING;
+}
+
+int recovery_sequence(const config *cfg, store *st, const char *handle, bool reprovision,
+                      int cancel_fd, recovery_counts *out, char *err, size_t errlen)
 {
 	server_list srv = {0};
 	service_list svcs = {0};
@@ -239,12 +390,17 @@ int recovery_sequence(const config *cfg, store *st, const char *handle, int canc
 	bool managed = true;
 	int64_t started = clock_mono_ms();
 	error_list errs = {.n = 0};
+	char why[640] = "";
 
 	memset(out, 0, sizeof *out);
 	int rc = servers_find(st, handle, &srv, &managed, err, errlen);
 	if (rc != STORE_OK)
 		return rc;
 	rc = services_list(st, handle, &svcs, err, errlen);
+	if (rc == STORE_OK && svcs.count == 0) {
+		rc = nothing_to_do(handle, err, errlen);
+		goto out;
+	}
 	if (rc == STORE_OK)
 		rc = incidents_begin_recovery(st, srv.rows[0].id, clock_wall(), ids, MAX_INCIDENTS,
 		                              &nids, err, errlen);
@@ -253,15 +409,19 @@ int recovery_sequence(const config *cfg, store *st, const char *handle, int canc
 	out->services_count = (int)svcs.count;
 	log_info(RECOVERY_LOGGER, "incident_recovery_start", LOG_STR("server_handle", handle),
 	         LOG_INT("services_count", out->services_count));
-	redeploy_all(cfg, st, &srv.rows[0], managed, &svcs, cancel_fd, out, &errs);
+	redeploy_all(cfg, st, &srv.rows[0], managed,
+	             reprovision || recovery_reprovision_configured(cfg), &svcs, cancel_fd, out,
+	             &errs, why, sizeof why);
 	log_emit(out->fail_count ? LOG_ERROR : LOG_INFO, RECOVERY_LOGGER,
 	         "incident_recovery_complete", LOG_STR("server_handle", handle),
 	         LOG_INT("success_count", out->success_count),
 	         LOG_INT("fail_count", out->fail_count),
 	         LOG_DBL("duration_sec", (double)(clock_mono_ms() - started) / 1000.0), LOG_END);
 	rc = end_recovery(st, &srv.rows[0], ids, nids, out, &errs, err, errlen);
-	if (rc == STORE_OK)
-		rc = out->fail_count ? 1 : 0;
+	if (rc == STORE_OK && out->fail_count) {
+		snprintf(err, errlen, "%s", why);
+		rc = RECOVERY_FAILED;
+	}
 out:
 	server_list_free(&srv);
 	service_list_free(&svcs);
@@ -417,12 +577,13 @@ typedef struct {
 	run_control ctl;
 } recovery_job;
 
-static recovery_job *job_new(const char *handle)
+static recovery_job *job_new(const char *handle, bool reprovision)
 {
 	recovery_job *job = calloc(1, sizeof *job);
 	if (job == NULL)
 		return NULL;
 	snprintf(job->target.handle, sizeof job->target.handle, "%s", handle);
+	job->target.reprovision = reprovision;
 	job->tc.name = (char *)"recover";
 	job->tc.type = &task_type_recover;
 	job->tc.enabled = true;
@@ -442,11 +603,11 @@ static void job_free(recovery_job *job)
 	free(job);
 }
 
-int recovery_run_local(config *cfg, const char *handle, const char *trigger)
+int recovery_run_local(config *cfg, const char *handle, bool reprovision, const char *trigger)
 {
 	runtime rt;
 	char err[512], running[RUNNER_CORRELATION_MAX];
-	recovery_job *job = job_new(handle);
+	recovery_job *job = job_new(handle, reprovision);
 	int rc = EXIT_FAILURE;
 
 	if (job == NULL)
@@ -466,7 +627,9 @@ int recovery_run_local(config *cfg, const char *handle, const char *trigger)
 		        job->req.correlation_id);
 		active_set(handle, job->req.correlation_id, false);
 		run_status st = runner_execute(&job->req, rt.st, &job->ctl);
-		rc = st == RUN_SUCCESS ? EXIT_SUCCESS : EXIT_FAILURE;
+		rc = st == RUN_SUCCESS || st == RUN_SKIPPED ? EXIT_SUCCESS : EXIT_FAILURE;
+		if (job->target.outcome[0])
+			fprintf(stderr, "fleetkeeper: %s\n", job->target.outcome);
 	} else {
 		log_error("core.cli", "task_run_store_failed", LOG_ERR(err, "store"));
 	}
@@ -537,6 +700,7 @@ char *recovery_control_request(config *cfg, store *st, const cJSON *request)
 {
 	const cJSON *server = cJSON_GetObjectItemCaseSensitive(request, "server");
 	const cJSON *trig = cJSON_GetObjectItemCaseSensitive(request, "trigger");
+	const cJSON *reprovision = cJSON_GetObjectItemCaseSensitive(request, "reprovision");
 	char running[RUNNER_CORRELATION_MAX], err[512];
 	server_list srv = {0};
 
@@ -547,7 +711,7 @@ char *recovery_control_request(config *cfg, store *st, const cJSON *request)
 	server_list_free(&srv);
 	if (!active_take(cfg, server->valuestring, running, sizeof running))
 		return reply_busy(server->valuestring, running);
-	recovery_job *job = job_new(server->valuestring);
+	recovery_job *job = job_new(server->valuestring, cJSON_IsTrue(reprovision));
 	const char *trigger = cJSON_IsString(trig) ? trig->valuestring : "manual";
 	if (job && runner_prepare(&job->req, cfg, &job->tc, trigger, st, err, sizeof err) == 0) {
 		active_set(job->target.handle, job->req.correlation_id, false);
@@ -595,10 +759,15 @@ int recovery_request_auto(task_run *run, int64_t incident_id, const char *handle
 	}
 	const char *cid = log_bound_str("correlation_id");
 	active_set(handle, cid ? cid : "", false);
-	rc = recovery_sequence(run->cfg, run->store, handle, run->cancel_fd, counts, err, errlen);
+	char why[640];
+	rc = recovery_sequence(run->cfg, run->store, handle, false, run->cancel_fd, counts, why,
+	                       sizeof why);
 	active_set(handle, NULL, true);
-	if (rc == 1)
-		snprintf(err, errlen, "recovery of %s: %d of %d services not redeployed", handle,
-		         counts->fail_count, counts->services_count);
+	if (rc == RECOVERY_NOTHING)
+		return 0; /* said by incident_recovery_skipped; the incident stays open */
+	if (rc == RECOVERY_FAILED)
+		snprintf(err, errlen, "recovery of %s failed: %s", handle, why);
+	else
+		snprintf(err, errlen, "%s", why);
 	return rc;
 }

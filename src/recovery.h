@@ -1,16 +1,24 @@
 /*
  * recovery — incident recovery of one server (SPEC §3, recovery):
  *
+ *   no services recorded: incident_recovery_skipped (reason no_services),
+ *     nothing else (no SSH test, the incidents left as they are)
  *   incident_recovery_start (server_handle, services_count)
  *   open incidents of the server: detected -> recovering
- *   SSH test; a managed server that does not answer is reprovisioned first
+ *   SSH test; a server that does not answer is reprovisioned first only
+ *     when asked (recover --reprovision, [recovery] reprovision = true) and
+ *     it is managed, never after a host-key failure (hostkey_mismatch,
+ *     hostkey_unknown: reprovisioning over SSH cannot fix the key);
+ *     recovery_server_unreachable says which and why
  *   for each service: service_redeployment start, then success or failed
  *     (deploy_project.yml)
  *   incident_recovery_complete (server_handle, success_count, fail_count,
  *     duration_sec)
  *   all redeployed: incidents resolved (incident_resolved each), the server
- *     back to its previous status (in_use / ready); otherwise incidents
- *     failed and the server in error.
+ *     back to its previous status (ready / in_use, else in_use) from error,
+ *     provisioning, ready, pending_setup or discovered
+ *     (server_status_restored); otherwise incidents failed and the server
+ *     in error.
  *
  * A recovery runs through the runner as the run of a synthetic task named
  * "recover" (a task_runs row, recover_start / recover_complete |
@@ -32,6 +40,7 @@
 #ifndef FK_RECOVERY_H
 #define FK_RECOVERY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,11 +57,26 @@ typedef struct {
 	int services_count;
 	int success_count;
 	int fail_count;
+	/* When not every service was redeployed: unreachable, hostkey_mismatch,
+	 * hostkey_unknown, reprovision_failed or redeploy_failed (static). */
+	const char *error_type;
 } recovery_counts;
 
-/* The params of a recover run: the server to recover. */
+/* recovery_sequence's results besides a negative store_error. */
+enum {
+	RECOVERY_DONE = 0,    /* every service redeployed */
+	RECOVERY_FAILED = 1,  /* not every one: error_type, err says why */
+	RECOVERY_NOTHING = 2, /* no services recorded: nothing done, err says so */
+};
+
+/* The params of a recover run: the server to recover, whether reprovisioning
+ * was asked for (--reprovision; [recovery] reprovision applies too), and
+ * the run's outcome in words, written by the run for the CLI (owned by
+ * the job, read after the run). */
 typedef struct {
 	char handle[128];
+	bool reprovision;
+	char outcome[704];
 } recovery_target;
 
 /* The synthetic `recover` task type (tasks/recover.c). It is not in the
@@ -61,28 +85,36 @@ typedef struct {
  * by this module for one server. */
 extern const task_type task_type_recover;
 
-/* The sequence in the calling thread and log context. 0: every service
- * redeployed; 1: some failed; a negative store_error when it could not run
- * or its end could not be stored (STORE_NOTFOUND: no such server), with
- * err set and nothing logged. */
-int recovery_sequence(const config *cfg, store *st, const char *handle, int cancel_fd,
-                      recovery_counts *out, char *err, size_t errlen);
+/* [recovery] reprovision (default false). */
+bool recovery_reprovision_configured(const config *cfg);
 
-/* `recover` without a daemon: one run in this process. Exit status. */
-int recovery_run_local(config *cfg, const char *handle, const char *trigger);
+/* The sequence in the calling thread and log context; reprovision: asked
+ * for explicitly (or'ed with [recovery] reprovision). RECOVERY_DONE,
+ * RECOVERY_FAILED (out->error_type and err say why), RECOVERY_NOTHING (err
+ * says so), or a negative store_error when it could not run or its end
+ * could not be stored (STORE_NOTFOUND: no such server), with err set and
+ * nothing logged. */
+int recovery_sequence(const config *cfg, store *st, const char *handle, bool reprovision,
+                      int cancel_fd, recovery_counts *out, char *err, size_t errlen);
 
-/* The daemon's answer to {"cmd": "recover", "server": "H"}: starts the
- * recovery on its own thread and replies with run_id and correlation_id,
- * or {"ok": false, "error_type": "already_recovering",
+/* `recover` without a daemon: one run in this process; prints its outcome
+ * on stderr. Exit status. */
+int recovery_run_local(config *cfg, const char *handle, bool reprovision, const char *trigger);
+
+/* The daemon's answer to {"cmd": "recover", "server": "H"[, "reprovision":
+ * true]}: starts the recovery on its own thread and replies with run_id
+ * and correlation_id, or {"ok": false, "error_type": "already_recovering",
  * "running_correlation_id": ...}. malloc'd JSON. */
 char *recovery_control_request(config *cfg, store *st, const cJSON *request);
 
 /* health_check's auto_recover: ask the daemon (its control socket) to
- * recover handle; without a daemon, run the sequence inline in run.
- * Returns 0 when the daemon took the request (its run reports the
- * outcome), when another recovery of handle is running, or when the inline
- * recovery redeployed everything; else recovery_sequence's 1 or negative
- * store_error, with err set and *counts filled. Logs
+ * recover handle; without a daemon, run the sequence inline in run
+ * (reprovisioning as [recovery] reprovision says). Returns 0 when the
+ * daemon took the request (its run reports the outcome), when another
+ * recovery of handle is running, when there are no services to redeploy,
+ * or when the inline recovery redeployed everything; else
+ * RECOVERY_FAILED or a negative store_error, with err set and *counts
+ * filled. Logs
  * incident_recovery_requested, never the failure (the caller does). */
 int recovery_request_auto(task_run *run, int64_t incident_id, const char *handle,
                           recovery_counts *counts, char *err, size_t errlen);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "eventsink.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify_text.h"
@@ -128,6 +129,7 @@ int runner_prepare(run_request *req, config *cfg, const task_config *task, const
 		 * its row is written when it finishes (finish_row), or its terminal
 		 * event is the record if the store still refuses. */
 		req->run_id = 0;
+		metrics_store_write_error();
 		log_warning(RUNNER_LOGGER, "task_run_unrecorded", LOG_STR("task", task->name),
 		            LOG_STR("correlation_id", req->correlation_id),
 		            LOG_ERR(store_errmsg(st), "store"));
@@ -159,9 +161,11 @@ void runner_record_skip(config *cfg, const task_config *task, const char *trigge
 	log_info(RUNNER_LOGGER, "task_skipped", LOG_STR("task", task->name),
 	         LOG_STR("reason", reason), LOG_STR("trigger", trigger),
 	         LOG_STR("correlation_id", cid), LOG_INT("run_id", run_id));
-	if (rc != STORE_OK)
+	if (rc != STORE_OK) {
+		metrics_store_write_error();
 		log_error(RUNNER_LOGGER, "task_run_store_failed", LOG_STR("task", task->name),
 		          LOG_ERR(store_errmsg(st), "store"));
+	}
 }
 
 /* ---- executing a run ---- */
@@ -222,8 +226,11 @@ static void log_terminal_event(const task_run *run, run_status status, double du
 	if (run->exit_code >= 0)
 		fields[n++] = LOG_INT("exit_code", run->exit_code);
 	fields[n++] = LOG_DBL("duration_sec", duration);
-	log_emitv(status == RUN_SUCCESS || status == RUN_SKIPPED ? LOG_INFO : LOG_ERROR,
-	          run->logger, event, fields, n);
+	/* A run a clean shutdown interrupted did nothing wrong: a warning. */
+	log_level level = status == RUN_SUCCESS || status == RUN_SKIPPED ? LOG_INFO
+	                  : status == RUN_INTERRUPTED                    ? LOG_WARNING
+	                                                                 : LOG_ERROR;
+	log_emitv(level, run->logger, event, fields, n);
 }
 
 /* ---- task_failing ---- */
@@ -310,6 +317,8 @@ static void finish_row(task_run *run, run_status status, double duration, double
 		                               sizeof err)
 		             : runs_finish(run->store, run->run_id, status, clock_wall(),
 		                                duration, run->exit_code, error, error_type, items);
+	if (rc != STORE_OK)
+		metrics_store_write_error();
 	if (run->run_id == 0)
 		log_error(
 		        RUNNER_LOGGER, "task_run_store_failed",
@@ -341,6 +350,7 @@ run_status runner_execute(run_request *req, store *st, run_control *ctl)
 	declare_items(&run, type);
 
 	log_clear_context();
+	eventsink_thread_paced(true);
 	log_bind(LOG_STR("correlation_id", req->correlation_id));
 	log_bind(LOG_STR("task", req->task->name));
 	log_bind(LOG_INT("run_id", req->run_id));
@@ -359,6 +369,11 @@ run_status runner_execute(run_request *req, store *st, run_control *ctl)
 	task_result result = type->run(&run);
 	double duration = (double)(clock_mono_ms() - started) / 1000.0;
 	run_status status = outcome_status(result, &run);
+	/* Events of this run the queue had no room for (disk full, a flood):
+	 * the row's items and the terminal event say how many. */
+	uint64_t dropped = eventsink_run_dropped_take(req->correlation_id);
+	if (dropped > 0)
+		task_run_count(&run, "events_dropped", (int64_t)dropped);
 
 	/* The row first: whoever sees the terminal event finds the row final. */
 	finish_row(&run, status, duration, req->queued_at);
@@ -366,5 +381,6 @@ run_status runner_execute(run_request *req, store *st, run_control *ctl)
 	metrics_run_finished(&run, status, duration);
 	log_terminal_event(&run, status, duration);
 	log_clear_context();
+	eventsink_thread_paced(false);
 	return status;
 }

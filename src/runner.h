@@ -9,7 +9,12 @@
  *                     <task>_complete (duration_sec + item counts) or
  *                     <task>_failed (error, error_type, duration_sec) or
  *                     <task>_skipped (reason); the task_runs row finished
- *                     with the matching status; context cleared.
+ *                     with the matching status; context cleared. Events of
+ *                     the run the event queue dropped are counted in the
+ *                     items as events_dropped (only when > 0), so both the
+ *                     row and the terminal event carry it. The run's thread
+ *                     is paced by the event writer (eventsink_thread_paced)
+ *                     meanwhile.
  *
  * A run is cancelled through its run_control (timeout or shutdown): the
  * eventfd becomes readable and the task's run() returns; the row then gets

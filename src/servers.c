@@ -102,6 +102,7 @@ static void read_check_columns(store_stmt *q, server_row *r)
 	r->consecutive_failures = store_col_int(q, 6);
 	r->consecutive_successes = store_col_int(q, 7);
 	r->open_incident = store_col_int64(q, 8);
+	r->open_provisioning = store_col_int64(q, 9);
 }
 
 int servers_list_for_check(store *s, const char *const *statuses, server_list *out, char *err,
@@ -111,10 +112,13 @@ int servers_list_for_check(store *s, const char *const *statuses, server_list *o
 	        "SELECT s.id, s.handle, s.ip, s.port, s.ssh_user, s.status,"
 	        " s.consecutive_failures, s.consecutive_successes,"
 	        " (SELECT max(i.id) FROM incidents i WHERE i.server_id = s.id AND "
-	        INCIDENTS_OPEN_UNREACHABLE ")"
+	        INCIDENTS_OPEN_UNREACHABLE "),"
+	        " (SELECT max(i.id) FROM incidents i WHERE i.server_id = s.id AND "
+	        INCIDENTS_OPEN_PROVISIONING ")"
 	        " FROM servers s WHERE s.is_managed = 1 AND (s.status IN (SELECT value FROM"
 	        " json_each(?1)) OR EXISTS (SELECT 1 FROM incidents i WHERE i.server_id = s.id"
-	        " AND " INCIDENTS_OPEN_UNREACHABLE ")) ORDER BY s.handle";
+	        " AND i.type IN ('server_unreachable', 'provisioning_failed') AND i."
+	        INCIDENTS_OPEN ")) ORDER BY s.handle";
 	store_stmt *q = NULL;
 	cJSON *list = cJSON_CreateArray();
 	char *json = NULL;
@@ -337,6 +341,24 @@ int servers_set_status(store *s, int64_t id, const char *status, double now, cha
 	return update_finish(s, q, rc, NULL, "set server status", err, errlen);
 }
 
+int servers_forget_previous(store *s, int64_t id, double now, char *err, size_t errlen)
+{
+	static const char sql[] =
+	        "UPDATE servers SET previous_status = NULL, updated_at = ?2 WHERE id = ?1";
+	store_stmt *q = NULL;
+	int rc = update_prepare(s, sql, id, now, &q);
+	return update_finish(s, q, rc, NULL, "forget previous status", err, errlen);
+}
+
+int servers_reset_failures(store *s, int64_t id, double now, char *err, size_t errlen)
+{
+	static const char sql[] =
+	        "UPDATE servers SET consecutive_failures = 0, updated_at = ?2 WHERE id = ?1";
+	store_stmt *q = NULL;
+	int rc = update_prepare(s, sql, id, now, &q);
+	return update_finish(s, q, rc, NULL, "reset failures", err, errlen);
+}
+
 /* ---- provisioning (invariant 4) ---- */
 
 int servers_list_due_provisioning(store *s, double now, double timeout_sec, double cooldown_sec,
@@ -385,11 +407,93 @@ int servers_claim_provisioning(store *s, int64_t id, bool force, double now, dou
 	return rc;
 }
 
+int servers_health_each(store *s, servers_health_cb cb, void *ctx)
+{
+	static const char sql[] = "SELECT handle, consecutive_failures, response_time_ms"
+	                          " FROM servers WHERE last_health_check IS NOT NULL"
+	                          " AND status <> 'decommissioned' ORDER BY handle";
+	store_stmt *st;
+	int rc = store_prepare(s, sql, &st), ret = 0;
+	if (rc != STORE_OK)
+		return rc;
+	while ((rc = store_step(st)) == STORE_ROW)
+		if ((ret = cb(ctx, store_col_text(st, 0), store_col_int(st, 1),
+		              store_col_double(st, 2, -1))) != 0)
+			break;
+	store_stmt_done(st);
+	return rc < 0 ? rc : ret;
+}
+
+/* ---- the operator's view ---- */
+
+int servers_view_each(store *s, const char *handle, double now, server_view_cb cb, void *ctx)
+{
+	static const char sql[] =
+	        "SELECT s.id, s.handle, s.ip, s.port, s.status, s.previous_status, s.provider,"
+	        " s.is_managed, s.consecutive_failures, s.consecutive_successes,"
+	        " s.last_health_check, s.response_time_ms, s.maintenance_active,"
+	        " (SELECT i.id FROM incidents i WHERE i.server_id = s.id AND i.resolved_at IS NULL"
+	        "   AND i.status IN ('detected', 'recovering', 'failed') ORDER BY i.id DESC LIMIT 1),"
+	        " (SELECT i.type FROM incidents i WHERE i.server_id = s.id AND i.resolved_at IS NULL"
+	        "   AND i.status IN ('detected', 'recovering', 'failed') ORDER BY i.id DESC LIMIT 1),"
+	        " (SELECT max(w.ends_at) FROM maintenance_windows w WHERE w.server_id = s.id"
+	        "   AND w.starts_at <= ?2 AND w.ends_at > ?2 AND (w.ended_at IS NULL OR w.ended_at > ?2))"
+	        " FROM servers s WHERE ?1 IS NULL OR s.handle = ?1 ORDER BY s.handle";
+	store_stmt *st;
+	int rc = store_prepare(s, sql, &st), ret = 0;
+	if (rc != STORE_OK)
+		return rc;
+	store_bind_text(st, 1, handle);
+	store_bind_double(st, 2, now);
+	while ((rc = store_step(st)) == STORE_ROW) {
+		server_view v = {
+		        .id = store_col_int64(st, 0),
+		        .handle = store_col_text(st, 1),
+		        .ip = store_col_text(st, 2),
+		        .port = store_col_null(st, 3) ? 22 : store_col_int(st, 3),
+		        .status = store_col_text(st, 4),
+		        .previous_status = store_col_text(st, 5),
+		        .provider = store_col_text(st, 6),
+		        .managed = store_col_int(st, 7) != 0,
+		        .consecutive_failures = store_col_int(st, 8),
+		        .consecutive_successes = store_col_int(st, 9),
+		        .last_health_check = store_col_double(st, 10, 0),
+		        .response_time_ms = store_col_double(st, 11, -1),
+		        .maintenance_recorded = store_col_int(st, 12) != 0,
+		        .open_incident = store_col_null(st, 13) ? 0 : store_col_int64(st, 13),
+		        .open_incident_type = store_col_text(st, 14),
+		        .maintenance_until = store_col_double(st, 15, 0),
+		};
+		if ((ret = cb(ctx, &v)) != 0)
+			break;
+	}
+	store_stmt_done(st);
+	return rc < 0 ? rc : ret;
+}
+
+int servers_forget(store *s, int64_t id)
+{
+	static const char sql[] = "DELETE FROM servers WHERE id = ?1";
+	store_stmt *st;
+	int rc = store_prepare(s, sql, &st);
+	if (rc != STORE_OK)
+		return rc;
+	store_bind_int64(st, 1, id);
+	rc = store_step_done(st);
+	store_stmt_done(st);
+	if (rc == STORE_OK && store_changes(s) == 0)
+		return store_set_error(s, STORE_NOTFOUND, "no server with id %lld", (long long)id);
+	return rc;
+}
+
 /* ---- server_sync: servers from providers and inventories ---- */
 
 static const char SQL_SYNC_LOAD[] =
-        "SELECT id, handle, ip, ssh_user, provider, provider_id, status, previous_status,"
-        " labels, details, COALESCE(port, 22), is_managed FROM servers ORDER BY id";
+        "SELECT s.id, s.handle, s.ip, s.ssh_user, s.provider, s.provider_id, s.status,"
+        " s.previous_status, s.labels, s.details, COALESCE(s.port, 22), s.is_managed,"
+        " EXISTS (SELECT 1 FROM incidents i WHERE i.server_id = s.id AND i.type IN"
+        " ('server_unreachable', 'provisioning_failed') AND i." INCIDENTS_OPEN ")"
+        " FROM servers s ORDER BY s.id";
 static const char SQL_SYNC_INSERT[] =
         "INSERT INTO servers(handle, ip, port, ssh_user, provider, provider_id, status,"
         " is_managed, labels, last_seen_at, created_at, updated_at)"
@@ -442,7 +546,8 @@ static server_sync_row sync_row_read(store_stmt *st)
 	                         .labels = store_col_dup(st, 8),
 	                         .details = store_col_dup(st, 9),
 	                         .port = store_col_int(st, 10),
-	                         .managed = store_col_int(st, 11) != 0};
+	                         .managed = store_col_int(st, 11) != 0,
+	                         .open_incident = store_col_int(st, 12) != 0};
 }
 
 /* Room for one more row: 0, or -1 when out of memory. */

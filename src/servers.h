@@ -35,6 +35,7 @@ typedef struct {
 	int consecutive_failures;
 	int consecutive_successes;
 	int64_t open_incident; /* id of the open server_unreachable incident, 0 if none */
+	int64_t open_provisioning; /* id of the open provisioning_failed incident, 0 if none */
 } server_row;
 
 typedef struct {
@@ -57,10 +58,18 @@ int servers_get(store *s, int64_t id, server_row *out, char *err, size_t errlen)
 typedef int (*servers_count_cb)(void *ctx, const char *status, int64_t count);
 int servers_count_by_status(store *s, servers_count_cb cb, void *ctx);
 
+/* Every server checked at least once and not decommissioned, by handle:
+ * its consecutive failures and last response time (-1 if none). For the
+ * metrics endpoint; the message of a failure is in store_errmsg(). */
+typedef int (*servers_health_cb)(void *ctx, const char *handle, int consecutive_failures,
+                                 double response_ms);
+int servers_health_each(store *s, servers_health_cb cb, void *ctx);
+
 /* Managed servers whose status is one of statuses (NULL-terminated), plus
- * every managed server with an open server_unreachable incident (so a
- * server put in error by an outage keeps being checked and can recover).
- * Ordered by handle. */
+ * every managed server with an open server_unreachable or
+ * provisioning_failed incident (so a server put in error by an outage or a
+ * failed provisioning keeps being checked and can recover). Ordered by
+ * handle; open_incident and open_provisioning are set. */
 int servers_list_for_check(store *s, const char *const *statuses, server_list *out, char *err,
                            size_t errlen);
 
@@ -101,6 +110,10 @@ int servers_end_recovery(store *s, int64_t id, bool ok, int services_count, doub
                          char *err, size_t errlen);
 int servers_set_status(store *s, int64_t id, const char *status, double now, char *err,
                        size_t errlen);
+/* previous_status cleared (a later restore gives ready). */
+int servers_forget_previous(store *s, int64_t id, double now, char *err, size_t errlen);
+/* consecutive_failures = 0 (an operator closed the outage). */
+int servers_reset_failures(store *s, int64_t id, double now, char *err, size_t errlen);
 
 /* ---- provisioning (provisioner.c) ---- */
 
@@ -114,6 +127,38 @@ int servers_list_due_provisioning(store *s, double now, double timeout_sec, doub
  * recovery); cooldown_sec <= 0: no cooldown. *claimed says whether it was. */
 int servers_claim_provisioning(store *s, int64_t id, bool force, double now, double timeout_sec,
                                double cooldown_sec, bool *claimed, char *err, size_t errlen);
+
+/* ---- the operator's view (servers, servers show) ---- */
+
+/* One server as `fleetkeeper servers` shows it. Strings are borrowed for
+ * the callback. */
+typedef struct {
+	int64_t id;
+	const char *handle;
+	const char *ip;       /* NULL if unknown */
+	int port;             /* 22 if unset */
+	const char *status;
+	const char *previous_status; /* NULL if none */
+	const char *provider;        /* NULL if none */
+	bool managed;
+	int consecutive_failures;
+	int consecutive_successes;
+	double last_health_check; /* 0 if never checked */
+	double response_time_ms;  /* -1 if none */
+	int64_t open_incident;    /* the newest open incident's id, 0 if none */
+	const char *open_incident_type;
+	bool maintenance_recorded; /* servers.maintenance_active */
+	double maintenance_until;  /* a stored window active at now ends then; 0 if none */
+} server_view;
+
+typedef int (*server_view_cb)(void *ctx, const server_view *v);
+/* Every server (handle NULL) or the one with this handle, by handle; a
+ * non-zero return of cb stops and is returned. The message of a failure is
+ * in store_errmsg(). */
+int servers_view_each(store *s, const char *handle, double now, server_view_cb cb, void *ctx);
+/* Remove the server's row: its services and maintenance windows go with
+ * it, its incidents stay (without a server). STORE_NOTFOUND if none. */
+int servers_forget(store *s, int64_t id);
 
 /* ---- server_sync: servers from providers and inventories ---- */
 
@@ -131,6 +176,7 @@ typedef struct {
 	char *labels, *details; /* JSON or NULL */
 	int port;               /* 22 if unset */
 	bool managed;
+	bool open_incident; /* a server_unreachable or provisioning_failed is open */
 } server_sync_row;
 
 typedef struct {
@@ -158,7 +204,8 @@ int servers_sync_update(store *s, int64_t id, const server_listed *p, const char
                         const char *previous, bool managed, double now);
 /* Server id was listed unchanged: only last_seen_at moves. */
 int servers_sync_seen(store *s, int64_t id, double now);
-/* Server id is no longer listed: missing since now, previous kept. */
+/* Server id is no longer listed: missing since now, previous kept in
+ * previous_status (the status to come back to when it is listed again). */
 int servers_sync_mark_missing(store *s, int64_t id, const char *previous, double now);
 /* The provider's details JSON of the server named handle. */
 int servers_sync_set_details(store *s, const char *handle, const char *details, double now);

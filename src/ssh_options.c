@@ -123,3 +123,41 @@ const char *hostkey_policy_name(hostkey_policy p)
 		return "unknown";
 	return policy_names[p];
 }
+
+/* ---- known_hosts and host key hints ---- */
+
+void ssh_options_known_hosts(ssh_options *opt, const char *state_dir, char *buf, size_t cap)
+{
+	if (opt->known_hosts)
+		return;
+	snprintf(buf, cap, "%s/known_hosts", state_dir ? state_dir : ".");
+	opt->known_hosts = buf;
+}
+
+bool ssh_error_is_hostkey(ssh_error err)
+{
+	return err == SSH_ERR_HOSTKEY_UNKNOWN || err == SSH_ERR_HOSTKEY_MISMATCH;
+}
+
+bool ssh_hostkey_hint(ssh_error err, const char *target, char *buf, size_t cap)
+{
+	if (cap > 0)
+		buf[0] = '\0';
+	if (err == SSH_ERR_HOSTKEY_UNKNOWN)
+		snprintf(buf, cap, "fleetkeeper known-hosts scan %s --accept", target);
+	else if (err == SSH_ERR_HOSTKEY_MISMATCH)
+		snprintf(buf, cap,
+		         "if the server was rebuilt: fleetkeeper known-hosts forget %s, then "
+		         "fleetkeeper known-hosts scan %s --accept",
+		         target, target);
+	return ssh_error_is_hostkey(err);
+}
+
+void ssh_target_address(char *buf, size_t cap, const char *host, int port)
+{
+	int p = port > 0 ? port : 22;
+	if (strchr(host, ':'))
+		snprintf(buf, cap, "[%s]:%d", host, p);
+	else
+		snprintf(buf, cap, "%s:%d", host, p);
+}

@@ -4,6 +4,10 @@
  * policies, stages and error kinds with their names, one attempt's options
  * and result, and the options from [ssh]. Implemented in src/ssh_options.c.
  *
+ * Host key failures (hostkey_unknown, hostkey_mismatch) name the command
+ * that fixes them: ssh_hostkey_hint (docs/ssh.md, "host_key_policy =
+ * strict").
+ *
  * Threads: every function is pure or reads only its arguments (and
  * $SSH_AUTH_SOCK); safe from any thread.
  * Errors: 0, or -1 with a message in err. Ownership: options borrow their
@@ -77,6 +81,9 @@ typedef struct {
 	hostkey_policy policy;
 	int64_t timeout_ms;  /* the whole attempt; <= 0: default */
 	const char *command; /* NULL: "true" */
+	bool hostkey_only;   /* end after the host key stage, with success if
+	                      * the key matched (or was recorded): no auth, no
+	                      * exec (`known-hosts scan`) */
 } ssh_options;
 
 typedef struct {
@@ -88,6 +95,12 @@ typedef struct {
 	bool hostkey_added; /* accept-new recorded the host */
 	char message[256];  /* "" on success; never holds a secret */
 	char output[256];   /* first line of the command's stdout */
+	/* The host key the server offered, once the handshake got it ("" before):
+	 * its type as OpenSSH names it ("ssh-ed25519") and its SHA256
+	 * fingerprint as `ssh-keygen -l` prints it ("SHA256:" + base64 without
+	 * padding). */
+	char key_type[32];
+	char fingerprint[64];
 } ssh_result;
 
 /* Defaults: port 22, user root, policy accept-new, 10 s, "true". */
@@ -99,5 +112,23 @@ void ssh_options_default(ssh_options *opt);
  * when neither key_file nor password_file is set and $SSH_AUTH_SOCK is.
  * 0, or -1 with a message. */
 int ssh_options_from_config(ssh_options *opt, const config_section *sec, char *err, size_t errlen);
+
+/* The known_hosts the daemon uses: [ssh] known_hosts if opt has one, else
+ * <state_dir>/known_hosts written into buf and set in opt. */
+void ssh_options_known_hosts(ssh_options *opt, const char *state_dir, char *buf, size_t cap);
+
+/* true for hostkey_unknown and hostkey_mismatch. */
+bool ssh_error_is_hostkey(ssh_error err);
+
+/* The command that fixes a host key failure of target (a server handle, or
+ * HOST:PORT as `known-hosts scan` takes it) into buf: for hostkey_unknown
+ * "fleetkeeper known-hosts scan T --accept", for hostkey_mismatch "if the
+ * server was rebuilt: fleetkeeper known-hosts forget T, then fleetkeeper
+ * known-hosts scan T --accept". "" (and false) for any other error. */
+bool ssh_hostkey_hint(ssh_error err, const char *target, char *buf, size_t cap);
+
+/* HOST:PORT of host and port as `known-hosts scan` takes it: "[v6]:PORT"
+ * when host holds a ':', port 22 when port <= 0. */
+void ssh_target_address(char *buf, size_t cap, const char *host, int port);
 
 #endif

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <time.h>
@@ -178,9 +179,33 @@ static const char schema_v4[] =
         " notifier TEXT PRIMARY KEY,"
         " last_id INTEGER NOT NULL);";
 
+/* v5: the operator's controls (issue 14): incident acknowledgement and
+ * resolution, maintenance windows, retry attempts. */
+static const char schema_v5[] =
+        "ALTER TABLE incidents ADD COLUMN acknowledged_at REAL;"
+        "ALTER TABLE incidents ADD COLUMN acknowledged_by TEXT;"
+        "ALTER TABLE incidents ADD COLUMN ack_reason TEXT;"
+        /* how it ended: recovered (health), recovery, closed (operator) */
+        "ALTER TABLE incidents ADD COLUMN resolution TEXT;"
+        "ALTER TABLE incidents ADD COLUMN resolution_reason TEXT;"
+        "ALTER TABLE task_runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;"
+        /* the maintenance state health_check last saw (for its events) */
+        "ALTER TABLE servers ADD COLUMN maintenance_active INTEGER NOT NULL DEFAULT 0;"
+        "CREATE TABLE maintenance_windows ("
+        " id INTEGER PRIMARY KEY,"
+        " server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,"
+        " starts_at REAL NOT NULL,"
+        " ends_at REAL NOT NULL,"
+        " reason TEXT,"
+        " created_by TEXT,"
+        " created_at REAL NOT NULL,"
+        " ended_at REAL,"   /* ended early (servers maintenance H --end) */
+        " CHECK(ends_at > starts_at));"
+        "CREATE INDEX maintenance_windows_server ON maintenance_windows(server_id, ends_at);";
+
 /* migrations[i] takes the schema from version i to version i + 1. */
 static const char *const migrations[STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
-                                                             schema_v4};
+                                                             schema_v4, schema_v5};
 
 struct store_stmt {
 	store *s;
@@ -646,8 +671,18 @@ static void create_private(const char *path)
 		close(fd);
 }
 
+/* Before the first connection: no bulk page-cache allocation per
+ * connection (about 90 KiB each, six connections in a daemon, mostly never
+ * used by an idle one); pages are allocated as they are needed. */
+static void configure_library(void)
+{
+	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+}
+
 static int open_connection(store **out, const char *path, int flags, char *err, size_t errlen)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, configure_library);
 	sqlite3 *db = NULL;
 	int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 	*out = NULL;

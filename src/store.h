@@ -35,7 +35,7 @@ typedef enum {
 	STORE_TOONEW = -7, /* schema version newer than this binary */
 } store_error;
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 
 /* Open (creating the file and schema if needed) and migrate. Read-only

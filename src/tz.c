@@ -19,6 +19,8 @@
  */
 #include "tz.h"
 
+#include <ctype.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -657,5 +659,74 @@ int tz_from_civil(const tz *zone, const tz_civil *c, int64_t *first, int64_t *se
 	}
 	/* Neither offset gives this local time: it was skipped. */
 	*first = *second = gap_transition(zone, local, tl < te ? tl : te, tl < te ? te : tl);
+	return 0;
+}
+
+/* ---- ISO 8601 (see tz.h) ---- */
+
+static int read_digits(const char **p, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)**p))
+			return -1;
+		v = v * 10 + (*(*p)++ - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* 2026-02-30 is no date (tz_days_from_civil would make it March 2nd). */
+static bool date_exists(int year, int month, int day)
+{
+	int y, m, d;
+	tz_civil_from_days(tz_days_from_civil(year, month, day), &y, &m, &d);
+	return d == day;
+}
+
+int tz_parse_iso8601(const char *s, const tz *zone, int64_t *out)
+{
+	tz_civil c = {0};
+	const char *p = s;
+	int oh = 0, om = 0, sign = 0;
+
+	if (read_digits(&p, 4, &c.year) || *p++ != '-' || read_digits(&p, 2, &c.month) ||
+	    *p++ != '-' || read_digits(&p, 2, &c.day))
+		return -1;
+	if (*p == 'T' || *p == 't' || *p == ' ') {
+		p++;
+		if (read_digits(&p, 2, &c.hour) || *p++ != ':' || read_digits(&p, 2, &c.minute))
+			return -1;
+		if (*p == ':' && (p++, read_digits(&p, 2, &c.second)))
+			return -1;
+		if (*p == '.' || *p == ',')
+			for (p++; isdigit((unsigned char)*p); p++)
+				;
+	}
+	if (*p == 'Z' || *p == 'z') {
+		sign = 1;
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		sign = *p++ == '+' ? 1 : -1;
+		if (read_digits(&p, 2, &oh))
+			return -1;
+		if (*p == ':')
+			p++;
+		if (read_digits(&p, 2, &om))
+			return -1;
+	}
+	if (*p != '\0' || c.month < 1 || c.month > 12 || c.day < 1 || c.day > 31 || c.hour > 23 ||
+	    c.minute > 59 || c.second > 60 || oh > 23 || om > 59 ||
+	    !date_exists(c.year, c.month, c.day))
+		return -1;
+	if (sign != 0) {
+		int64_t days = tz_days_from_civil(c.year, c.month, c.day);
+		*out = days * 86400 + c.hour * 3600 + c.minute * 60 + c.second -
+		       sign * (oh * 3600 + om * 60);
+		return 0;
+	}
+	int64_t first, second;
+	tz_from_civil(zone, &c, &first, &second);
+	*out = first;
 	return 0;
 }

@@ -45,6 +45,10 @@ int tz_from_civil(const tz *zone, const tz_civil *c, int64_t *first, int64_t *se
 
 /* Days since 1970-01-01 of a proleptic Gregorian date, and back. */
 int64_t tz_days_from_civil(int year, int month, int day);
+/* YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|+HH:MM|+HHMM]; without an offset the
+ * time is civil time in zone (the earlier instant of an ambiguous one).
+ * 0, or -1 for anything else, impossible dates (2026-02-30) included. */
+int tz_parse_iso8601(const char *s, const tz *zone, int64_t *out);
 void tz_civil_from_days(int64_t days, int *year, int *month, int *day);
 
 #endif

@@ -272,10 +272,20 @@ static task_result command_run(task_run *run)
 
 extern const task_type task_type_command; /* referenced by tasks/registry.c */
 
+static const config_key_doc command_keys[] = {
+        {"command", "required"},
+        {"workdir", "the daemon's working directory"},
+        {"shell", "/bin/sh"},
+        {"env", "none"},
+        {"kill_grace", "5s"},
+        {NULL, NULL},
+};
+
 const task_type task_type_command = {
         .name = "command",
         .logger = "tasks.command",
         .items = command_items,
+        .keys = command_keys,
         .config_key = command_config_key,
         .config_finish = command_config_finish,
         .config_free = command_config_free,

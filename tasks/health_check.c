@@ -15,12 +15,17 @@
  *                                        a server_unreachable notification,
  *                                        server_unhealthy_incident_created,
  *                                        with auto_recover the recovery hook
- *   successes reach success_threshold -> incident resolved, previous status
+ *   successes reach success_threshold -> incident resolved (resolution
+ *                                        recovered), previous status
  *                                        restored, a server_recovered
  *                                        notification, server_recovered
  *
+ * A server with an open provisioning_failed incident is checked too and
+ * counts as unhealthy already: failing checks open no second incident,
+ * and passing ones resolve it (incident_resolved, the server ready).
+ *
  * The incidents' transitions are incidents.c's (incidents_open_unreachable,
- * incidents_close_unreachable). With auto_recover and no daemon, the
+ * incidents_resolve_healthy). With auto_recover and no daemon, the
  * recovery runs inline in this run, and a recovery that fails (or cannot
  * be stored) fails the run: error_type recovery_failed (or store), after
  * every server was checked.
@@ -45,6 +50,7 @@
 #include "duration.h"
 #include "log.h"
 #include "incidents.h"
+#include "maintenance.h"
 #include "recovery.h"
 #include "servers.h"
 #include "ssh.h"
@@ -62,8 +68,9 @@ typedef struct {
 	int64_t check_timeout_ms;         /* 0: [ssh] timeout */
 } hc_params;
 
-static const char *const health_check_items[] = {"healthy_count", "unhealthy_count",
-                                                 "incidents_created", "servers_recovered", NULL};
+static const char *const health_check_items[] = {"healthy_count",     "unhealthy_count",
+                                                 "incidents_created", "servers_recovered",
+                                                 "servers_in_maintenance", NULL};
 
 static const char *const server_statuses[] = {
         "discovered", "pending_setup", "provisioning", "force_rebuild", "ready",          "in_use",
@@ -188,14 +195,22 @@ static void store_failed(task_run *run, const server_row *srv, const char *err)
 }
 
 /* The incident's details (also the notification's fields): stage,
- * error_type, failures and the SSH error message, escaped by cJSON. */
-static void details_json(const hc_params *p, const ssh_result *res, char *buf, size_t cap)
+ * error_type, failures and the SSH error message, escaped by cJSON; for a
+ * host key failure also key_type, fingerprint and hint. */
+static void details_json(const hc_params *p, const char *handle, const ssh_result *res, char *buf,
+                         size_t cap)
 {
+	char hint[700];
 	cJSON *d = cJSON_CreateObject();
 	cJSON_AddStringToObject(d, "stage", ssh_stage_name(res->stage));
 	cJSON_AddStringToObject(d, "error_type", ssh_error_name(res->error));
 	cJSON_AddNumberToObject(d, "failures", (double)p->failure_threshold);
 	cJSON_AddStringToObject(d, "error", res->message);
+	if (ssh_hostkey_hint(res->error, handle, hint, sizeof hint)) {
+		cJSON_AddStringToObject(d, "key_type", res->key_type);
+		cJSON_AddStringToObject(d, "fingerprint", res->fingerprint);
+		cJSON_AddStringToObject(d, "hint", hint);
+	}
 	if (d == NULL || !cJSON_PrintPreallocated(d, buf, (int)cap, false))
 		snprintf(buf, cap, "{\"stage\": \"%s\", \"error_type\": \"%s\", \"failures\": %ld}",
 		         ssh_stage_name(res->stage), ssh_error_name(res->error),
@@ -227,7 +242,7 @@ static void became_unhealthy(task_run *run, const hc_params *p, const server_row
 	int64_t incident = 0;
 	bool created = false;
 
-	details_json(p, res, details, sizeof details);
+	details_json(p, srv->handle, res, details, sizeof details);
 	if (incidents_open_unreachable(run->store, srv->id, now, run->correlation_id, details,
 	                               &incident, &created, previous, sizeof previous, err,
 	                               sizeof err) != 0) {
@@ -246,34 +261,72 @@ static void became_unhealthy(task_run *run, const hc_params *p, const server_row
 		auto_recover(run, incident, srv, fails);
 }
 
+/* Its server_unreachable and provisioning_failed incidents resolved
+ * (resolution recovered), its status restored. */
 static void became_healthy(task_run *run, const server_row *srv, double now)
 {
 	char err[256], restored[32] = "";
-	int64_t incident = 0;
+	int64_t ids[4];
+	size_t n = 0;
 
-	if (incidents_close_unreachable(run->store, srv->id, now, &incident, restored,
-	                                sizeof restored, err, sizeof err) != 0) {
+	if (incidents_resolve_healthy(run->store, srv->id, now, ids, 4, &n, restored,
+	                              sizeof restored, err, sizeof err) != 0) {
 		store_failed(run, srv, err);
 		return;
 	}
 	task_run_count(run, "servers_recovered", 1);
 	log_info(run->logger, "server_recovered", LOG_STR("server_handle", srv->handle),
-	         LOG_INT("incident_id", incident), LOG_STR("status", restored));
-	if (incident)
-		log_info(run->logger, "incident_resolved", LOG_INT("incident_id", incident),
-		         LOG_STR("server_handle", srv->handle));
+	         LOG_INT("incident_id", srv->open_incident ? srv->open_incident
+	                                                   : srv->open_provisioning),
+	         LOG_STR("status", restored));
+	for (size_t i = 0; i < n; i++)
+		log_info(run->logger, "incident_resolved", LOG_INT("incident_id", ids[i]),
+		         LOG_STR("server_handle", srv->handle),
+		         LOG_STR("incident_type",
+		                 ids[i] == srv->open_provisioning ? "provisioning_failed"
+		                                                  : "server_unreachable"),
+		         LOG_STR("resolution", "recovered"));
+}
+
+/* The server's maintenance state now (maintenance.h): a window or a
+ * [maintenance.*] rule. Its start and end are said once, when a check
+ * first sees them. A store error counts as no maintenance. */
+static bool in_maintenance(task_run *run, const server_row *srv, double now)
+{
+	maintenance_state m;
+	bool changed = false;
+	if (maintenance_state_at(run->store, run->cfg->maintenance, run->cfg->nmaintenance, srv->id,
+	                         srv->handle, now, &m) != STORE_OK)
+		return false;
+	if (maintenance_note(run->store, srv->id, m.active, &changed) == STORE_OK && changed) {
+		if (m.active)
+			log_info(run->logger, "maintenance_started", LOG_STR("server_handle", srv->handle),
+			         LOG_DBL("until", m.until), LOG_STR("source", m.source),
+			         LOG_STR("reason", m.reason[0] ? m.reason : NULL));
+		else
+			log_info(run->logger, "maintenance_ended", LOG_STR("server_handle", srv->handle));
+	}
+	if (m.active)
+		task_run_count(run, "servers_in_maintenance", 1);
+	return m.active;
 }
 
 static void apply_result(task_run *run, const hc_params *p, const server_row *srv,
                          const ssh_result *res, double now, recovery_failures *fails)
 {
+	bool maintenance = in_maintenance(run, srv, now);
+	/* an open provisioning_failed incident counts as unhealthy: its server
+	 * is known broken (no second incident), and healthy again resolves it */
 	health_counters c = {srv->consecutive_failures, srv->consecutive_successes,
-	                     srv->open_incident != 0};
+	                     srv->open_incident != 0 || srv->open_provisioning != 0};
 	health_transition tr = servers_debounce(&c, res->success, (int)p->failure_threshold,
 	                                        (int)p->success_threshold);
 	char err[256];
 
 	task_run_count(run, res->success ? "healthy_count" : "unhealthy_count", 1);
+	/* a host key failure shows the offered key and the command that fixes it */
+	char hint[700];
+	bool hostkey = ssh_hostkey_hint(res->error, srv->handle, hint, sizeof hint);
 	log_emit(res->success ? LOG_INFO : LOG_WARNING, run->logger, "server_health_check",
 	         LOG_STR("server_handle", srv->handle), LOG_STR("server_ip", srv->ip),
 	         LOG_STR("status", res->success ? "healthy" : "unhealthy"),
@@ -281,11 +334,22 @@ static void apply_result(task_run *run, const hc_params *p, const server_row *sr
 	         LOG_STR("stage", ssh_stage_name(res->stage)),
 	         LOG_STR("error", res->success ? NULL : res->message),
 	         LOG_STR("error_type", res->success ? NULL : ssh_error_name(res->error)),
-	         LOG_INT("consecutive_failures", c.failures), LOG_END);
+	         LOG_INT("consecutive_failures", c.failures),
+	         LOG_STR("key_type", hostkey ? res->key_type : NULL),
+	         LOG_STR("fingerprint", hostkey ? res->fingerprint : NULL),
+	         LOG_STR("hint", hostkey ? hint : NULL), LOG_END);
 	if (servers_record_check(run->store, srv->id, now,
 	                         res->success ? (double)res->duration_ms : -1.0, &c, err,
 	                         sizeof err) != 0)
 		store_failed(run, srv, err);
+	if (maintenance && tr != HEALTH_STEADY) {
+		/* recorded, but no incident opens or ends in a window: the
+		 * counters go on, so the first check after it decides */
+		log_info(run->logger, "health_transition_held", LOG_STR("server_handle", srv->handle),
+		         LOG_STR("transition", tr == HEALTH_BECAME_UNHEALTHY ? "unhealthy" : "healthy"),
+		         LOG_STR("reason", "maintenance"));
+		return;
+	}
 	if (tr == HEALTH_BECAME_UNHEALTHY)
 		became_unhealthy(run, p, srv, res, now, fails);
 	else if (tr == HEALTH_BECAME_HEALTHY)
@@ -409,10 +473,22 @@ static size_t health_check_start_fields(task_run *run, log_field *out, size_t ca
 	return n;
 }
 
+static const config_key_doc health_check_keys[] = {
+        {"concurrency", "32"},
+        {"failure_threshold", "2"},
+        {"success_threshold", "1"},
+        {"auto_recover", "false"},
+        {"statuses", "ready, in_use"},
+        {"command", "true"},
+        {"check_timeout", "[ssh] timeout"},
+        {NULL, NULL},
+};
+
 const task_type task_type_health_check = {
         .name = "health_check",
         .logger = "tasks.health_check",
         .items = health_check_items,
+        .keys = health_check_keys,
         .config_key = health_check_config_key,
         .config_free = health_check_config_free,
         .start_fields = health_check_start_fields,

@@ -99,10 +99,26 @@ static task_result provision_run(task_run *run)
 	return TASK_OK;
 }
 
+/* The Ansible keys count only without an [ansible] section; their
+ * defaults are [ansible]'s. */
+static const config_key_doc provision_keys[] = {
+        {"provisioning_timeout", "30m"},
+        {"cooldown", "5m"},
+        {"playbook_dir", "playbooks"},
+        {"deploy_root", "/srv/fleetkeeper"},
+        {"vars_file", "none"},
+        {"playbook_timeout", "30m"},
+        {"kill_grace", "5s"},
+        {"ansible_playbook", "ansible-playbook"},
+        {"pipelining", "false"},
+        {NULL, NULL},
+};
+
 const task_type task_type_provision = {
         .name = "provision",
         .logger = "tasks.provision",
         .items = provision_items,
+        .keys = provision_keys,
         .config_key = provision_config_key,
         .config_free = provision_config_free,
         .run = provision_run,

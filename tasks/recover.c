@@ -9,8 +9,15 @@
  * [task.X] of type recover is refused like any unknown type.
  *
  * Items: success_count, fail_count. Failures: not_found (no such server),
- * store (the store failed; reported here once), redeploy_failed.
+ * store (the store failed; reported here once), unreachable (not
+ * reprovisioned: not asked to, or not managed), hostkey_mismatch /
+ * hostkey_unknown (never reprovisioned), reprovision_failed,
+ * redeploy_failed. No services recorded: skipped, reason no_services.
+ * The run's outcome in words goes to the target's outcome, which the CLI
+ * prints.
  */
+#include <stdio.h>
+
 #include "recovery.h"
 #include "task.h"
 
@@ -27,19 +34,29 @@ static size_t recover_start_fields(task_run *run, log_field *out, size_t cap)
 
 static task_result recover_run(task_run *run)
 {
-	const recovery_target *target = run->task->params;
+	recovery_target *target = run->task->params; /* the job's own: outcome is written */
 	recovery_counts c;
 	char err[512];
 
-	int rc = recovery_sequence(run->cfg, run->store, target->handle, run->cancel_fd, &c, err,
-	                           sizeof err);
+	int rc = recovery_sequence(run->cfg, run->store, target->handle, target->reprovision,
+	                           run->cancel_fd, &c, err, sizeof err);
 	task_run_count(run, "success_count", c.success_count);
 	task_run_count(run, "fail_count", c.fail_count);
+	if (rc == RECOVERY_DONE)
+		snprintf(target->outcome, sizeof target->outcome,
+		         "recovered %s: %d of %d services redeployed", target->handle,
+		         c.success_count, c.services_count);
+	else if (rc == RECOVERY_NOTHING)
+		snprintf(target->outcome, sizeof target->outcome, "%s", err);
+	else
+		snprintf(target->outcome, sizeof target->outcome, "recovery of %s failed: %s",
+		         target->handle, err);
 	if (rc < 0)
 		return task_run_fail(run, rc == STORE_NOTFOUND ? "not_found" : "store", "%s", err);
-	if (rc > 0)
-		return task_run_fail(run, "redeploy_failed", "%d of %d services not redeployed",
-		                     c.fail_count, c.services_count);
+	if (rc == RECOVERY_FAILED)
+		return task_run_fail(run, c.error_type ? c.error_type : "redeploy_failed", "%s", err);
+	if (rc == RECOVERY_NOTHING)
+		return task_run_skip(run, "no_services");
 	return TASK_OK;
 }
 

@@ -5,10 +5,14 @@
  * One run, per configured provider: list its servers; only a complete
  * listing is applied, in one transaction:
  *
- *   new server            -> pending_setup, managed (managed_server_discovered,
- *                            a server_discovered notification)
+ *   new server            -> the provider's initial_status (ready for an
+ *                            inventory, pending_setup for Time4VPS;
+ *                            providers_initial_status), managed
+ *                            (managed_server_discovered, a server_discovered
+ *                            notification)
  *   new ghost server      -> reserved, not managed (ghost_server_discovered)
- *   listed, was missing   -> its status before it went missing (server_reappeared)
+ *   listed, was missing   -> its status before it went missing, or error
+ *                            while an incident of it is open (server_reappeared)
  *   listed, now a ghost   -> reserved, not managed
  *   not listed any more   -> missing, missing_since set (server_missing_from_provider;
  *                            a server_missing notification if managed)
@@ -20,10 +24,16 @@
  * in the provider's ghost_servers list. Time4VPS details are refreshed
  * when older than details_interval (default 6h), T4V_DETAILS_PARALLEL
  * requests in flight at once; a failed detail request is logged, not
- * fatal. Finally every managed server in pending_setup or
- * force_rebuild is published as a provisioning trigger
+ * fatal. Finally, when a provision task is configured (something
+ * consumes them: providers_provisioning_configured), every managed server
+ * in pending_setup or force_rebuild is published as a provisioning trigger
  * (provisioning_trigger_published); the provisioning task picks such
  * servers from the store by status.
+ *
+ * previous_status while missing: the status to come back to. A server in
+ * error with an open incident keeps the incident's previous status there
+ * (so that resolving the incident still restores what the server was
+ * before it), and comes back in error.
  *
  * Invariants: a provider whose listing failed changes no row of its own,
  * and the run then fails (after the other providers were applied); rows
@@ -55,6 +65,8 @@ typedef struct {
 	server_sync_rows rows; /* loaded in the listing's transaction */
 	bool *seen;            /* per row: listed in this run */
 	const provider_list *listing;
+	const char *initial; /* the status of new managed servers */
+	bool provisioning;   /* a provision task is configured */
 	double now;
 	char err[512]; /* why a notification could not be added */
 } srv_sync;
@@ -127,15 +139,17 @@ static int notify_server(srv_sync *s, const char *kind, const char *handle, cons
 		notify_note_line(&n, "The %s listing no longer has it; it was %s, now missing.",
 		                 s->provider, previous ? previous : "unknown");
 	} else {
+		bool next = s->provisioning && strcmp(s->initial, "pending_setup") == 0;
 		notify_note_title(&n, "New managed server %s discovered", handle);
-		notify_note_line(&n, "Found in %s at %s; status pending_setup (provisioning next).",
-		                 s->provider, ip ? ip : "an unknown address");
+		notify_note_line(&n, "Found in %s at %s; status %s%s.", s->provider,
+		                 ip ? ip : "an unknown address", s->initial,
+		                 next ? " (provisioning next)" : "");
 	}
 	notify_field_str(&n, "server_handle", handle);
 	notify_field_str(&n, "ip", ip);
 	notify_field_str(&n, "provider", s->provider);
 	notify_field_str(&n, missing ? "previous_status" : "status",
-	                 missing ? previous : "pending_setup");
+	                 missing ? previous : s->initial);
 	int rc = notify_add(s->run->store, &n, s->now, NULL, s->err, sizeof s->err);
 	notify_note_free(&n);
 	return rc;
@@ -152,11 +166,11 @@ static int discover(srv_sync *s, const provider_server *p, bool ghost)
 		         LOG_STR("server_ip", p->ip));
 	else
 		log_info(L, "managed_server_discovered", LOG_STR("server_handle", p->handle),
-		         LOG_STR("server_ip", p->ip), LOG_STR("status", "pending_setup"));
+		         LOG_STR("server_ip", p->ip), LOG_STR("status", s->initial));
 	task_run_count(s->run, "servers_discovered", 1);
 	server_listed l = listed_of(s, p);
-	int rc = servers_sync_insert(s->run->store, &l, ghost ? "reserved" : "pending_setup",
-	                             !ghost, s->now, NULL);
+	int rc = servers_sync_insert(s->run->store, &l, ghost ? "reserved" : s->initial, !ghost,
+	                             s->now, NULL);
 	if (rc == 0 && !ghost)
 		rc = notify_server(s, NOTIFY_SERVER_DISCOVERED, p->handle, p->ip, NULL);
 	return rc;
@@ -168,10 +182,14 @@ static int update(srv_sync *s, const server_sync_row *r, const provider_server *
 	bool managed = r->managed && !ghost;
 
 	if (r->status && strcmp(r->status, "missing") == 0) {
-		status = previous && strcmp(previous, "missing") != 0
-		                 ? previous
-		                 : (ghost ? "reserved" : "pending_setup");
-		previous = "missing";
+		if (r->open_incident) { /* the outage goes on; previous is the incident's */
+			status = "error";
+		} else {
+			status = previous && strcmp(previous, "missing") != 0
+			                 ? previous
+			                 : (ghost ? "reserved" : s->initial);
+			previous = NULL;
+		}
 		log_info(s->run->logger, "server_reappeared", LOG_STR("server_handle", p->handle),
 		         LOG_STR("server_ip", p->ip), LOG_STR("status", status));
 	}
@@ -196,7 +214,10 @@ static int mark_missing(srv_sync *s, const server_sync_row *r)
 	            LOG_STR("server_handle", r->handle), LOG_STR("server_ip", r->ip),
 	            LOG_STR("previous_status", r->status), LOG_STR("provider", s->provider));
 	task_run_count(s->run, "servers_missing", 1);
-	int rc = servers_sync_mark_missing(s->run->store, r->id, r->status, s->now);
+	/* in error with an open incident: keep the status before the incident */
+	bool keep = r->open_incident && !sync_str_differs(r->status, "error");
+	int rc = servers_sync_mark_missing(s->run->store, r->id,
+	                                   keep ? r->previous_status : r->status, s->now);
 	if (rc == 0 && r->managed)
 		rc = notify_server(s, NOTIFY_SERVER_MISSING, r->handle, r->ip, r->status);
 	return rc;
@@ -343,11 +364,13 @@ static int publish_trigger(void *ctx, const char *handle, const char *ip, const 
 	return 0;
 }
 
-/* Best effort, as the provisioning task reads the store itself: a store
- * error only ends the announcements early. */
+/* Only when a provision task consumes them. Best effort, as the
+ * provisioning task reads the store itself: a store error only ends the
+ * announcements early. */
 static void publish_triggers(task_run *run)
 {
-	(void)servers_sync_triggers(run->store, publish_trigger, run);
+	if (providers_provisioning_configured(run->cfg))
+		(void)servers_sync_triggers(run->store, publish_trigger, run);
 }
 
 static const char *const provider_names[] = {"time4vps", "inventory", NULL};
@@ -363,9 +386,11 @@ static task_result server_sync_run(task_run *run)
 		srv_sync s = {.run = run,
 		              .provider = provider_names[i],
 		              .sec = config_section_find(run->cfg, name),
+		              .provisioning = providers_provisioning_configured(run->cfg),
 		              .now = clock_wall()};
 		if (s.sec == NULL)
 			continue;
+		s.initial = providers_initial_status(s.sec, s.provider);
 		nproviders++;
 		err[0] = '\0';
 		int rc = i == 0 ? sync_time4vps(&s, err, sizeof err)

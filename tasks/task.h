@@ -66,6 +66,10 @@ typedef struct task_type {
 	/* Item counts reported (0 when the run did not reach them), in the
 	 * order the complete event lists them; NULL-terminated, may be NULL. */
 	const char *const *items;
+	/* Every key config_key takes, with its default, {NULL}-terminated; NULL
+	 * if none. What `check-config --list-keys` prints and
+	 * docs/configuration.md must document (test_config_docs.py). */
+	const config_key_doc *keys;
 	/* One type-specific key of [task.X]. 0, or -1 with a message. */
 	int (*config_key)(void **params, const char *key, const char *value, char *err,
 	                  size_t errlen);

@@ -5,15 +5,18 @@
  */
 #include "cli.h"
 
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "log.h"
+#include "providers.h"
 
 #define DEFAULT_CONFIG "etc/fleetkeeper.conf"
 
@@ -28,17 +31,30 @@ static const char usage_text[] =
         "                                the next N fire times\n"
         "  status                        tasks, servers and open incidents\n"
         "  runs [--task T] [--limit N]   task run history\n"
-        "  incidents [--open]            incidents\n"
+        "  incidents [--open]            incidents (open: detected, recovering or failed)\n"
+        "  incidents ack ID [--reason R] acknowledge: it stays open, its notifications stop\n"
+        "  incidents close ID --reason R resolve it by hand; the server's status comes back\n"
         "  trace CORRELATION_ID          every stored event of one correlation id, in order\n"
         "  ssh-test [USER@]HOST[:PORT] [--key F] [--timeout S] [--command C]\n"
         "                                test SSH access (--known-hosts F, --policy P)\n"
+        "  known-hosts scan [SERVER...|--all] [--accept] | forget SERVER...\n"
+        "                                host key fingerprints; record (trust on first use) "
+        "or forget them\n"
         "  ansible PLAYBOOK --server S [-e KEY=VALUE | -e @FILE ...]\n"
         "                                run one playbook against one server\n"
         "  services add|list|rm          the services deployed on each server\n"
-        "  recover SERVER [--follow]     incident recovery (through the daemon when it runs)\n"
+        "  recover SERVER [--reprovision] [--follow]\n"
+        "                                redeploy the server's services (through the daemon "
+        "when it runs);\n"
+        "                                --reprovision: reprovision an unreachable server "
+        "first\n"
         "  notify test NAME              send a test message through notifier NAME\n"
         "  store check | backup FILE     check the state store for damage | copy it safely\n"
-        "  check-config                  validate the configuration\n"
+        "  servers [show S | set-status S STATUS --reason R | forget S |\n"
+        "          maintenance S --for DURATION [--from TIME] [--reason R] | --end]\n"
+        "                                the fleet, and the operator's controls of a server\n"
+        "  check-config [--list-keys]    validate the configuration | list every key and "
+        "its default\n"
         "  version | help\n"
         "\n"
         "FILE: -c, else $FLEETKEEPER_CONFIG, else " DEFAULT_CONFIG ".\n"
@@ -91,6 +107,34 @@ int cli_load_config(const cli_ctx *ctx, config **out)
 	return EXIT_USAGE;
 }
 
+int cli_load_config_lenient(const cli_ctx *ctx, config **out)
+{
+	config_errors errs = {0};
+	int rc = config_load_lenient(out, ctx->config_path, &errs);
+	for (size_t i = 0; i < errs.count; i++)
+		fprintf(stderr, "%s%s\n", rc == 1 ? "warning: " : "", errs.lines[i]);
+	if (rc < 0 && errs.count == 0)
+		fprintf(stderr, "%s: invalid configuration\n", ctx->config_path);
+	config_errors_free(&errs);
+	if (rc < 0)
+		return EXIT_USAGE;
+	if (rc == 1)
+		fprintf(stderr,
+		        "warning: %s has errors (a running daemon keeps its configuration); %s "
+		        "answers from the state directory %s\n",
+		        ctx->config_path, ctx->command, (*out)->state_dir);
+	return EXIT_OK;
+}
+
+const char *cli_operator_name(void)
+{
+	const char *u = getenv("SUDO_USER");
+	if (u && *u)
+		return u;
+	struct passwd *pw = getpwuid(getuid());
+	return pw ? pw->pw_name : "unknown";
+}
+
 int cli_setup_logging(const config *cfg)
 {
 	log_options opts;
@@ -127,12 +171,50 @@ int cli_print_json(cJSON *o)
 	return s ? 0 : -1;
 }
 
+static void print_key(void *arg, const char *section, const char *key, const char *def)
+{
+	const cli_ctx *ctx = arg;
+	if (!ctx->json) {
+		printf("%s\t%s\t%s\n", section, key, def);
+		return;
+	}
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "section", section);
+	cJSON_AddStringToObject(o, "key", key);
+	cJSON_AddStringToObject(o, "default", def);
+	cli_print_json(o);
+}
+
+/* check-config --list-keys: every key config_load accepts, from its own
+ * tables, with the default as documented (no file is read). */
+static int list_keys(const cli_ctx *ctx)
+{
+	if (!ctx->json)
+		printf("SECTION\tKEY\tDEFAULT\n");
+	config_keys_foreach(print_key, (void *)ctx);
+	return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+}
+
+/* A warning does not fail check-config: FILE:LINE: warning: message. */
+static void print_warning(void *arg, int line, const char *message)
+{
+	const config *cfg = arg;
+	fprintf(stderr, "%s:%d: warning: %s\n", cfg->path, line, message);
+}
+
 static int cmd_check_config(const cli_ctx *ctx)
 {
 	config *cfg = NULL;
+	if (ctx->argc == 1 && strcmp(ctx->argv[0], "--list-keys") == 0)
+		return list_keys(ctx);
+	if (ctx->argc > 0) {
+		cli_usage_error("check-config: unexpected argument '%s'", ctx->argv[0]);
+		return EXIT_USAGE;
+	}
 	int rc = cli_load_config(ctx, &cfg);
 	if (rc != EXIT_OK)
 		return rc;
+	providers_config_warnings(cfg, print_warning, cfg);
 	if (ctx->json) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddBoolToObject(o, "ok", true);
@@ -181,6 +263,8 @@ static const command commands[] = {
         {"recover", cli_cmd_recover},
         {"notify", cli_cmd_notify},
         {"store", cli_cmd_store},
+        {"servers", cli_cmd_servers},
+        {"known-hosts", cli_cmd_known_hosts},
         {"check-config", cmd_check_config},
         {"version", cmd_version},
         {"help", cmd_help},

@@ -4,8 +4,14 @@
  * process, with user, port and key from the server record and [ssh].
  * -e @FILE merges a JSON object (the way to pass a secret: never on the
  * command line). Exit 0 when the run succeeded, 1 when it failed, 2 on a
- * usage error or an unknown server.
+ * usage error, an unknown server or a playbook that does not exist.
+ *
+ * The playbook runs through the runner as the run of a synthetic task
+ * named "ansible" (as `recover` does): a task_runs row with trigger cli
+ * (so `runs` lists it), ansible_start / ansible_complete | ansible_failed
+ * around ansible's own events, one correlation id.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,13 +93,90 @@ static int parse_args(const cli_ctx *ctx, const char **playbook, const char **se
 	return 0;
 }
 
+/* ---- the synthetic task ---- */
+
+typedef struct {
+	ansible_spec spec;
+	ansible_result res;
+} ansible_job;
+
+static const char *const ansible_items[] = {"ok_count", "changed_count", "failed_count",
+                                            "unreachable_count", "skipped_count", NULL};
+
+static size_t ansible_start_fields(task_run *run, log_field *out, size_t cap)
+{
+	const ansible_job *job = run->task->params;
+	if (cap < 2)
+		return 0;
+	out[0] = LOG_STR("playbook", job->spec.playbook);
+	out[1] = LOG_STR("server_handle", job->spec.server_handle);
+	return 2;
+}
+
+static task_result ansible_task_run(task_run *run)
+{
+	ansible_job *job = run->task->params;
+	const ansible_result *r = &job->res;
+	job->spec.correlation_id = run->correlation_id;
+	job->spec.cancel_fd = run->cancel_fd;
+	ansible_run(&job->spec, &job->res);
+	task_run_count(run, "ok_count", r->ok);
+	task_run_count(run, "changed_count", r->changed);
+	task_run_count(run, "failed_count", r->failed);
+	task_run_count(run, "unreachable_count", r->unreachable);
+	task_run_count(run, "skipped_count", r->skipped);
+	run->exit_code = r->exit_code;
+	if (ansible_result_ok(r))
+		return TASK_OK;
+	if (r->error[0])
+		return task_run_fail(run, r->error_type[0] ? r->error_type : "ansible", "%s",
+		                     r->error);
+	return task_run_fail(run, r->timed_out ? "timeout" : "playbook_failed",
+	                     "ansible-playbook exited %d (%d failed, %d unreachable)", r->exit_code,
+	                     r->failed, r->unreachable);
+}
+
+static const task_type ansible_task_type = {
+        .name = "ansible",
+        .logger = ANSIBLE_LOGGER,
+        .items = ansible_items,
+        .start_fields = ansible_start_fields,
+        .run = ansible_task_run,
+};
+
+static int run_task(config *cfg, store *st, ansible_job *job)
+{
+	task_config tc = {.name = (char *)"ansible",
+	                  .type = &ansible_task_type,
+	                  .enabled = true,
+	                  .params = job};
+	run_request req = {0};
+	run_control ctl = {.cancel_fd = -1};
+	char err[512];
+	int rc = EXIT_FAILED;
+
+	if (run_control_init(&ctl) != 0) {
+		fprintf(stderr, "fleetkeeper: cannot create an eventfd\n");
+		return EXIT_FAILED;
+	}
+	if (runner_prepare(&req, cfg, &tc, "cli", st, err, sizeof err) == 0)
+		rc = runner_execute(&req, st, &ctl) == RUN_SUCCESS ? EXIT_OK : EXIT_FAILED;
+	else
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+	run_request_release(&req);
+	run_control_destroy(&ctl);
+	return rc;
+}
+
+/* ---- the command ---- */
+
 static int run_one(config *cfg, store *st, const char *playbook, const char *server, cJSON *extra)
 {
 	ansible_settings set;
-	ansible_spec spec;
-	ansible_result res;
+	ansible_job job = {0};
+	ansible_spec *spec = &job.spec;
 	server_list srv = {0};
-	char err[512], kh[4096], cid[RUNNER_CORRELATION_MAX];
+	char err[512], kh[4096], path[PATH_MAX];
 	cJSON *it;
 
 	if (servers_find(st, server, &srv, NULL, err, sizeof err) != 0) {
@@ -103,7 +186,7 @@ static int run_one(config *cfg, store *st, const char *playbook, const char *ser
 	ansible_settings_load(cfg, &set);
 	cJSON *vars = ansible_base_vars(&set, err, sizeof err);
 	int rc = EXIT_USAGE;
-	if (vars == NULL || ansible_spec_for_server(&spec, cfg, &set, &srv.rows[0], kh, sizeof kh,
+	if (vars == NULL || ansible_spec_for_server(spec, cfg, &set, &srv.rows[0], kh, sizeof kh,
 	                                            err, sizeof err) != 0) {
 		fprintf(stderr, "fleetkeeper: %s: %s\n", cfg->path, err);
 		goto out;
@@ -113,16 +196,14 @@ static int run_one(config *cfg, store *st, const char *playbook, const char *ser
 		cJSON_DeleteItemFromObjectCaseSensitive(vars, it->string);
 		cJSON_AddItemToObject(vars, it->string, it);
 	}
-	runner_new_correlation_id("ansible", clock_wall(), cid, sizeof cid);
-	log_bind(LOG_STR("correlation_id", cid));
-	spec.playbook = playbook;
-	spec.extra_vars = vars;
-	spec.correlation_id = cid;
-	ansible_run(&spec, &res);
-	rc = ansible_result_ok(&res) ? EXIT_OK : EXIT_FAILED;
-	if (res.error_type[0] && strcmp(res.error_type, "not_found") == 0)
-		fprintf(stderr, "fleetkeeper: %s\n", res.error);
-	log_clear_context();
+	spec->playbook = playbook;
+	spec->extra_vars = vars;
+	if (ansible_playbook_resolve(spec, path, sizeof path) != 0) {
+		fprintf(stderr, "fleetkeeper: ansible: playbook %s not found in %s\n", playbook,
+		        spec->playbook_dir ? spec->playbook_dir : "playbooks");
+		goto out; /* a usage error: no run */
+	}
+	rc = run_task(cfg, st, &job);
 out:
 	cJSON_Delete(vars);
 	server_list_free(&srv);

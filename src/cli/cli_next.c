@@ -1,15 +1,26 @@
 /*
- * cli_next — `fleetkeeper next TASK|EXPR [-n N] [--from ISO8601] [--tz ZONE]`:
- * the next N fire times strictly after --from (default now), one ISO 8601
- * timestamp with UTC offset a line, in the task's zone (or --tz, or local).
+ * cli_next — `fleetkeeper next TASK|EXPR [-n N] [--from ISO8601] [--tz ZONE]
+ * [--json]`: the next N fire times strictly after --from (default now), one
+ * ISO 8601 timestamp with UTC offset a line, in the task's zone (or --tz, or
+ * local); with --json one {"next_run": ISO, "unix": seconds} a line.
+ *
+ * An interval task (`@every`) counts from the daemon's start or its last
+ * fire, not from the wall clock: without --from, when a daemon answers, the
+ * first time is the daemon's own next run of the task (its status) and the
+ * rest follow it by the interval, so `next` and `status` agree. Without a
+ * daemon the times are from now (what a daemon started now would do), and
+ * stderr says so.
  */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli.h"
 #include "clock.h"
+#include "control.h"
 #include "schedule.h"
 #include "tz.h"
 
@@ -50,87 +61,53 @@ static int parse_args(const cli_ctx *ctx, next_args *a)
 	return 0;
 }
 
-static int read_digits(const char **p, int n, int *out)
-{
-	int v = 0;
-	for (int i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)**p))
-			return -1;
-		v = v * 10 + (*(*p)++ - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-/* 2026-02-30 is no date (tz_days_from_civil would make it March 2nd). */
-static bool date_exists(int year, int month, int day)
-{
-	int y, m, d;
-	tz_civil_from_days(tz_days_from_civil(year, month, day), &y, &m, &d);
-	return d == day;
-}
-
-/* YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|±HH:MM|±HHMM]; without an offset the
- * time is civil time in zone. */
-static int parse_iso8601(const char *s, const tz *zone, int64_t *out)
-{
-	tz_civil c = {0};
-	const char *p = s;
-	int oh = 0, om = 0, sign = 0;
-
-	if (read_digits(&p, 4, &c.year) || *p++ != '-' || read_digits(&p, 2, &c.month) ||
-	    *p++ != '-' || read_digits(&p, 2, &c.day))
-		return -1;
-	if (*p == 'T' || *p == 't' || *p == ' ') {
-		p++;
-		if (read_digits(&p, 2, &c.hour) || *p++ != ':' || read_digits(&p, 2, &c.minute))
-			return -1;
-		if (*p == ':' && (p++, read_digits(&p, 2, &c.second)))
-			return -1;
-		if (*p == '.' || *p == ',')
-			for (p++; isdigit((unsigned char)*p); p++)
-				;
-	}
-	if (*p == 'Z' || *p == 'z') {
-		sign = 1;
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		sign = *p++ == '+' ? 1 : -1;
-		if (read_digits(&p, 2, &oh))
-			return -1;
-		if (*p == ':')
-			p++;
-		if (read_digits(&p, 2, &om))
-			return -1;
-	}
-	if (*p != '\0' || c.month < 1 || c.month > 12 || c.day < 1 || c.day > 31 || c.hour > 23 ||
-	    c.minute > 59 || c.second > 60 || oh > 23 || om > 59 ||
-	    !date_exists(c.year, c.month, c.day))
-		return -1;
-	if (sign != 0) {
-		int64_t days = tz_days_from_civil(c.year, c.month, c.day);
-		*out = days * 86400 + c.hour * 3600 + c.minute * 60 + c.second -
-		       sign * (oh * 3600 + om * 60);
-		return 0;
-	}
-	int64_t first, second;
-	tz_from_civil(zone, &c, &first, &second);
-	*out = first;
-	return 0;
-}
-
-static void print_time(const tz *zone, int64_t t)
+static void print_time(const cli_ctx *ctx, const tz *zone, int64_t t)
 {
 	tz_civil c;
+	char buf[64];
 	int32_t off = tz_offset_at(zone, t);
 	int32_t a = off < 0 ? -off : off;
 	tz_to_civil(zone, t, &c);
-	printf("%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d\n", c.year, c.month, c.day, c.hour,
-	       c.minute, c.second, off < 0 ? '-' : '+', a / 3600, (a / 60) % 60);
+	snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", c.year, c.month,
+	         c.day, c.hour, c.minute, c.second, off < 0 ? '-' : '+', a / 3600, (a / 60) % 60);
+	if (!ctx->json) {
+		printf("%s\n", buf);
+		return;
+	}
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "next_run", buf);
+	cJSON_AddNumberToObject(o, "unix", (double)t);
+	cli_print_json(o);
 }
 
-/* The schedule and zone of a task of the configuration. */
-static int task_schedule(const cli_ctx *ctx, const char *name, schedule *s, const tz **zone)
+/* The running daemon's next run of task name (unix seconds, from its
+ * status); 0 if no daemon answers or it has none. */
+static int64_t daemon_next_run(const config *cfg, const char *name)
+{
+	char *reply = NULL, err[256];
+	int64_t t = 0;
+	if (control_request(cfg->control_socket, "{\"cmd\": \"status\"}", &reply, err,
+	                    sizeof err) != 0)
+		return 0;
+	cJSON *r = cJSON_Parse(reply);
+	free(reply);
+	const cJSON *task;
+	cJSON_ArrayForEach(task, cJSON_GetObjectItemCaseSensitive(r, "tasks"))
+	{
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(task, "name");
+		const cJSON *next = cJSON_GetObjectItemCaseSensitive(task, "next_run");
+		if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0 && cJSON_IsString(next) &&
+		    tz_parse_iso8601(next->valuestring, NULL, &t) != 0)
+			t = 0; /* it carries its offset: no zone needed */
+	}
+	cJSON_Delete(r);
+	return t;
+}
+
+/* The schedule and zone of a task of the configuration; *daemon_next the
+ * daemon's next run of an interval task (0: none, or not asked). */
+static int task_schedule(const cli_ctx *ctx, const char *name, bool ask_daemon, schedule *s,
+                         const tz **zone, int64_t *daemon_next)
 {
 	config *cfg = NULL;
 	int rc = cli_load_config(ctx, &cfg);
@@ -147,6 +124,12 @@ static int task_schedule(const cli_ctx *ctx, const char *name, schedule *s, cons
 	}
 	*s = tc->sched;
 	*zone = tc->zone; /* zones live for the whole process */
+	if (ask_daemon && s->kind == SCHEDULE_INTERVAL) {
+		*daemon_next = daemon_next_run(cfg, name);
+		if (*daemon_next == 0)
+			fprintf(stderr, "fleetkeeper: no daemon answers: times from now (an interval "
+			                "counts from the daemon's start or the task's last fire)\n");
+	}
 	config_unref(cfg);
 	return EXIT_OK;
 }
@@ -161,6 +144,7 @@ int cli_cmd_next(const cli_ctx *ctx)
 	next_args a = {0};
 	schedule s;
 	const tz *zone = NULL;
+	int64_t daemon_next = 0;
 	char err[256];
 
 	if (parse_args(ctx, &a) != 0)
@@ -171,7 +155,7 @@ int cli_cmd_next(const cli_ctx *ctx)
 			return EXIT_USAGE;
 		}
 	} else {
-		int rc = task_schedule(ctx, a.target, &s, &zone);
+		int rc = task_schedule(ctx, a.target, a.from == NULL, &s, &zone, &daemon_next);
 		if (rc != EXIT_OK)
 			return rc;
 	}
@@ -180,7 +164,7 @@ int cli_cmd_next(const cli_ctx *ctx)
 		return EXIT_USAGE;
 	}
 	int64_t t = (int64_t)clock_wall();
-	if (a.from && parse_iso8601(a.from, zone, &t) != 0) {
+	if (a.from && tz_parse_iso8601(a.from, zone, &t) != 0) {
 		cli_usage_error("--from: expected an ISO 8601 time such as "
 		                "2026-03-29T01:30:00+01:00, got '%s'",
 		                a.from);
@@ -195,10 +179,10 @@ int cli_cmd_next(const cli_ctx *ctx)
 		return EXIT_USAGE;
 	}
 	for (long i = 0; i < a.count; i++) {
-		t = schedule_next(&s, zone, t);
+		t = i == 0 && daemon_next > 0 ? daemon_next : schedule_next(&s, zone, t);
 		if (t < 0)
 			break;
-		print_time(zone, t);
+		print_time(ctx, zone, t);
 	}
-	return EXIT_OK;
+	return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
 }

@@ -5,10 +5,16 @@
  * outbox: nothing is stored, the daemon need not run) and prints one
  * notification_test event. Exit 0 sent, 1 not sent (the event's error says
  * why, without secrets), 2 usage error or unknown notifier.
+ *
+ * A step answered 429 with a retry_after of at most NOTIFY_TEST_WAIT_MAX
+ * seconds (Telegram's flood control) is sent again once after that wait,
+ * as the daemon's sender would; a longer wait fails the test at once.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "clock.h"
@@ -28,6 +34,26 @@ static int parse_args(const cli_ctx *ctx, const char **name)
 	}
 	*name = ctx->argv[1];
 	return 0;
+}
+
+#define NOTIFY_TEST_WAIT_MAX 30 /* seconds */
+
+/* One step, sent again once when the receiver asks for a short wait. */
+static int send_step(const notifier *nf, http_client *c, const outbox_row *row, const char *text,
+                     size_t step, notify_result *res, char *err, size_t errlen)
+{
+	int rc = notifier_send_step(nf, c, row, text, step, clock_wall(), res, err, errlen);
+	if (rc == 0 || res->status != 429 || res->retry_after < 0 ||
+	    res->retry_after > NOTIFY_TEST_WAIT_MAX)
+		return rc;
+	fprintf(stderr, "fleetkeeper: notify test: %s answered 429, retry_after %lld s; waiting, "
+	                "then sending once more\n",
+	        nf->name, (long long)res->retry_after);
+	struct timespec ts = {.tv_sec = (time_t)res->retry_after};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+	*res = (notify_result){.retry_after = -1};
+	return notifier_send_step(nf, c, row, text, step, clock_wall(), res, err, errlen);
 }
 
 /* 0 if every step was delivered; err and res describe the first failure. */
@@ -54,7 +80,7 @@ static int send_test(const notifier *nf, const char *cid, notify_result *res, ch
 	if (rc != 0)
 		snprintf(err, errlen, "out of memory");
 	for (size_t i = 0; rc == 0 && i < notifier_steps(nf); i++)
-		rc = notifier_send_step(nf, c, &row, text, i, clock_wall(), res, err, errlen);
+		rc = send_step(nf, c, &row, text, i, res, err, errlen);
 	free(text);
 	http_client_free(c);
 	return rc;

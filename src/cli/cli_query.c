@@ -1,7 +1,8 @@
 /*
  * cli_query — the commands that read state: status (live from the daemon
  * when it runs, else from the store and the configuration), runs, incidents
- * and trace. Tables by default, JSON lines with --json.
+ * and trace. Tables by default, JSON lines with --json. `incidents ack` and
+ * `incidents close` are dispatched to cli_incidents.c.
  */
 #include <math.h>
 #include <stdio.h>
@@ -30,10 +31,12 @@ static void format_time(double t, char *buf, size_t cap)
 	buf[19] = '\0'; /* seconds are enough in a table */
 }
 
+/* The configuration (leniently: a file with errors still names the state
+ * directory, see cli_load_config_lenient) and the store, read-only. */
 static int open_store(const cli_ctx *ctx, config **cfg, store **st)
 {
 	char err[512];
-	int rc = cli_load_config(ctx, cfg);
+	int rc = cli_load_config_lenient(ctx, cfg);
 	if (rc != EXIT_OK)
 		return rc;
 	if (store_open_readonly(st, (*cfg)->db_path, err, sizeof err) != 0) {
@@ -78,6 +81,9 @@ static cJSON *run_json(const run_row *r)
 	cJSON_AddItemToObject(o, "error_type",
 	                      r->error_type ? cJSON_CreateString(r->error_type)
 	                                    : cJSON_CreateNull());
+	bool skipped = r->status == RUN_SKIPPED && r->error;
+	cJSON_AddItemToObject(o, "reason",
+	                      skipped ? cJSON_CreateString(r->error) : cJSON_CreateNull());
 	cJSON *items = r->items_json ? cJSON_Parse(r->items_json) : NULL;
 	cJSON_AddItemToObject(o, "items", items ? items : cJSON_CreateObject());
 	return o;
@@ -97,8 +103,11 @@ static int add_run(void *arg, const run_row *r)
 		snprintf(dur, sizeof dur, "%.3f", r->duration_sec);
 	else
 		snprintf(dur, sizeof dur, "-");
-	table_add(l->t, id, r->task, run_status_name(r->status), r->trigger, started, dur,
-	          r->error_type, r->correlation_id);
+	/* A skipped run's row keeps its reason (no_servers, still_running) as
+	 * the error, with no error_type: that is what the column shows then. */
+	const char *why = r->status == RUN_SKIPPED ? r->error : r->error_type;
+	table_add(l->t, id, r->task, run_status_name(r->status), r->trigger, started, dur, why,
+	          r->correlation_id);
 	return 0;
 }
 
@@ -142,38 +151,56 @@ int cli_cmd_runs(const cli_ctx *ctx)
 
 /* ---- incidents ---- */
 
+static cJSON *str_or_null(const char *v)
+{
+	return v ? cJSON_CreateString(v) : cJSON_CreateNull();
+}
+
+static cJSON *time_or_null(double t)
+{
+	return t > 0 ? cJSON_CreateNumber(t) : cJSON_CreateNull();
+}
+
+static cJSON *incident_json(const incident_row *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "incident_id", (double)r->id);
+	cJSON_AddItemToObject(o, "server_handle", str_or_null(r->server_handle));
+	cJSON_AddStringToObject(o, "type", r->type);
+	cJSON_AddStringToObject(o, "status", r->status);
+	cJSON_AddNumberToObject(o, "detected_at", r->detected_at);
+	cJSON_AddItemToObject(o, "resolved_at", time_or_null(r->resolved_at));
+	cJSON_AddItemToObject(o, "resolution", str_or_null(r->resolution));
+	cJSON_AddItemToObject(o, "resolution_reason", str_or_null(r->resolution_reason));
+	cJSON_AddBoolToObject(o, "acknowledged", r->acknowledged_at > 0);
+	cJSON_AddItemToObject(o, "acknowledged_at", time_or_null(r->acknowledged_at));
+	cJSON_AddItemToObject(o, "acknowledged_by", str_or_null(r->acknowledged_by));
+	cJSON_AddItemToObject(o, "ack_reason", str_or_null(r->ack_reason));
+	cJSON_AddItemToObject(o, "correlation_id", str_or_null(r->correlation_id));
+	return o;
+}
+
 static int add_incident(void *arg, const incident_row *r)
 {
 	run_list *l = arg;
-	char id[24], detected[40], resolved[40];
+	char id[24], detected[40], resolved[40], ack[160];
 	if (l->ctx->json) {
-		cJSON *o = cJSON_CreateObject();
-		cJSON_AddNumberToObject(o, "incident_id", (double)r->id);
-		cJSON_AddItemToObject(o, "server_handle",
-		                      r->server_handle ? cJSON_CreateString(r->server_handle)
-		                                       : cJSON_CreateNull());
-		cJSON_AddStringToObject(o, "type", r->type);
-		cJSON_AddStringToObject(o, "status", r->status);
-		cJSON_AddNumberToObject(o, "detected_at", r->detected_at);
-		if (r->resolved_at > 0)
-			cJSON_AddNumberToObject(o, "resolved_at", r->resolved_at);
-		else
-			cJSON_AddNullToObject(o, "resolved_at");
-		cJSON_AddItemToObject(o, "correlation_id",
-		                      r->correlation_id ? cJSON_CreateString(r->correlation_id)
-		                                        : cJSON_CreateNull());
-		cli_print_json(o);
+		cli_print_json(incident_json(r));
 		return 0;
 	}
 	snprintf(id, sizeof id, "%lld", (long long)r->id);
 	format_time(r->detected_at, detected, sizeof detected);
 	format_time(r->resolved_at, resolved, sizeof resolved);
-	table_add(l->t, id, r->server_handle, r->type, r->status, detected, resolved,
-	          r->correlation_id);
+	if (r->acknowledged_at > 0)
+		snprintf(ack, sizeof ack, "%s", r->acknowledged_by ? r->acknowledged_by : "yes");
+	else
+		snprintf(ack, sizeof ack, "-");
+	table_add(l->t, id, r->server_handle, r->type, r->status, ack, detected, resolved,
+	          r->resolution, r->correlation_id);
 	return 0;
 }
 
-int cli_cmd_incidents(const cli_ctx *ctx)
+static int list_incidents(const cli_ctx *ctx)
 {
 	bool open_only = false;
 	for (int i = 0; i < ctx->argc; i++) {
@@ -189,8 +216,9 @@ int cli_cmd_incidents(const cli_ctx *ctx)
 	if (rc != EXIT_OK)
 		return rc;
 	run_list l = {ctx, ctx->json ? NULL
-	                             : table_new(7, "ID", "SERVER", "TYPE", "STATUS", "DETECTED",
-	                                         "RESOLVED", "CORRELATION_ID")};
+	                             : table_new(9, "ID", "SERVER", "TYPE", "STATUS", "ACK",
+	                                         "DETECTED", "RESOLVED", "RESOLUTION",
+	                                         "CORRELATION_ID")};
 	if (incidents_list(st, open_only, add_incident, &l) < 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", store_errmsg(st));
 		rc = EXIT_FAILED;
@@ -200,6 +228,16 @@ int cli_cmd_incidents(const cli_ctx *ctx)
 	store_close(st);
 	config_unref(cfg);
 	return rc;
+}
+
+/* incidents [--open] | ack ID [--reason T] | close ID --reason T */
+int cli_cmd_incidents(const cli_ctx *ctx)
+{
+	if (ctx->argc > 0 && strcmp(ctx->argv[0], "ack") == 0)
+		return cli_incidents_ack(ctx);
+	if (ctx->argc > 0 && strcmp(ctx->argv[0], "close") == 0)
+		return cli_incidents_close(ctx);
+	return list_incidents(ctx);
 }
 
 /* ---- trace ---- */

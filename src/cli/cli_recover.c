@@ -1,9 +1,13 @@
 /*
- * cli_recover — `fleetkeeper recover SERVER [--follow]`: through the
- * daemon's control socket when a daemon runs (its events then reach the
- * daemon's log stream and metrics), in this process otherwise. --follow
- * prints the run's stored events as they arrive (follow.h), until
- * recover_complete or recover_failed. Exit 0 when every service was redeployed, 1 when not
+ * cli_recover — `fleetkeeper recover SERVER [--reprovision] [--follow]`:
+ * through the daemon's control socket when a daemon runs (its events then
+ * reach the daemon's log stream and metrics), in this process otherwise.
+ * --reprovision: an unreachable managed server is reprovisioned before the
+ * redeployment (never after a host-key failure); without it (and without
+ * [recovery] reprovision = true) recovery only redeploys. --follow prints
+ * the run's stored events as they arrive (follow.h, in the log format),
+ * until recover_complete, recover_failed or recover_skipped. Exit 0 when
+ * every service was redeployed or none is recorded (a no-op), 1 when not
  * (or "already recovering"), 2 on a usage error.
  */
 #include <stdio.h>
@@ -56,13 +60,36 @@ out:
 	return rc;
 }
 
+/* SERVER [--reprovision] [--follow|-f]; -1 after a usage error. */
+static int parse_args(const cli_ctx *ctx, const char **server, bool *reprovision, bool *follow)
+{
+	for (int i = 0; i < ctx->argc; i++) {
+		const char *arg = ctx->argv[i];
+		if (strcmp(arg, "--reprovision") == 0) {
+			*reprovision = true;
+		} else if (strcmp(arg, "--follow") == 0 || strcmp(arg, "-f") == 0) {
+			*follow = true;
+		} else if (*server == NULL && arg[0] != '-' && arg[0] != '\0') {
+			*server = arg;
+		} else {
+			cli_usage_error("recover: unexpected argument '%s'", arg);
+			return -1;
+		}
+	}
+	if (*server == NULL) {
+		cli_usage_error("recover needs a SERVER");
+		return -1;
+	}
+	return 0;
+}
+
 int cli_cmd_recover(const cli_ctx *ctx)
 {
 	const char *server = NULL;
-	bool want_follow = false;
+	bool want_follow = false, reprovision = false;
 	config *cfg = NULL;
 
-	if (cli_parse_name_follow(ctx, "recover", "SERVER", &server, &want_follow) != 0)
+	if (parse_args(ctx, &server, &reprovision, &want_follow) != 0)
 		return EXIT_USAGE;
 	int rc = cli_load_config(ctx, &cfg);
 	if (rc != EXIT_OK)
@@ -71,6 +98,8 @@ int cli_cmd_recover(const cli_ctx *ctx)
 	cJSON *req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "cmd", "recover");
 	cJSON_AddStringToObject(req, "server", server);
+	if (reprovision)
+		cJSON_AddTrueToObject(req, "reprovision");
 	cJSON_PrintPreallocated(req, request, sizeof request, false);
 	cJSON_Delete(req);
 	int crc = control_request(cfg->control_socket, request, &reply, err, sizeof err);
@@ -82,7 +111,7 @@ int cli_cmd_recover(const cli_ctx *ctx)
 		        err, server);
 		rc = cli_setup_logging(cfg);
 		if (rc == EXIT_OK)
-			rc = recovery_run_local(cfg, server, "cli") == 0 ? EXIT_OK : EXIT_FAILED;
+			rc = recovery_run_local(cfg, server, reprovision, "cli") == 0 ? EXIT_OK : EXIT_FAILED;
 		log_shutdown();
 	} else {
 		fprintf(stderr, "fleetkeeper: %s\n", err);

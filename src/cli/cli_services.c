@@ -3,9 +3,14 @@
  * on each server, which recovery redeploys.
  *
  *   services add SERVER NAME --repo URL [--ref REF] [--port N]
- *                [--start CMD] [--env KEY=VALUE ...]
+ *                [--start CMD] [--env KEY=VALUE ...] [--json]
  *   services list [SERVER] [--json]
- *   services rm SERVER NAME
+ *   services rm SERVER NAME [--json]
+ *
+ * add and rm say what they did on stdout: one line ("added service NAME on
+ * SERVER: ...", "updated ...", "removed ..."), or with --json one object
+ * {"action": "added" | "updated" | "removed", "server", "name", ...}. Env
+ * values are never printed, only their names.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,34 +95,12 @@ static int parse_add(const cli_ctx *ctx, service_row *svc, cJSON *env)
 	return 0;
 }
 
-static int cmd_add(const cli_ctx *ctx)
-{
-	service_row svc = {0};
-	cJSON *env = cJSON_CreateObject();
-	config *cfg = NULL;
-	store *st = NULL;
-	char err[512];
-	int rc = parse_add(ctx, &svc, env) == 0 ? EXIT_OK : EXIT_USAGE;
-
-	if (rc == EXIT_OK && (rc = open_rw(ctx, &cfg, &st)) == EXIT_OK) {
-		char *env_text = env->child ? cJSON_PrintUnformatted(env) : NULL;
-		svc.env = env_text;
-		int s = services_add(st, &svc, err, sizeof err);
-		if (s != 0) {
-			fprintf(stderr, "fleetkeeper: %s\n", err);
-			rc = s == STORE_NOTFOUND ? EXIT_USAGE : EXIT_FAILED;
-		}
-		free(env_text);
-		store_close(st);
-		config_unref(cfg);
-	}
-	cJSON_Delete(env);
-	return rc;
-}
-
-static void print_json(const service_row *r)
+/* A service as JSON (action first when given); env values left out. */
+static cJSON *service_json(const char *action, const service_row *r)
 {
 	cJSON *o = cJSON_CreateObject();
+	if (action)
+		cJSON_AddStringToObject(o, "action", action);
 	cJSON_AddStringToObject(o, "server", r->server_handle);
 	cJSON_AddStringToObject(o, "name", r->name);
 	cJSON_AddStringToObject(o, "git_repo", r->git_repo ? r->git_repo : "");
@@ -135,7 +118,71 @@ static void print_json(const service_row *r)
 	      *env = cJSON_Parse(r->env ? r->env : "{}"), *it;
 	cJSON_ArrayForEach(it, env) cJSON_AddItemToArray(keys, cJSON_CreateString(it->string));
 	cJSON_Delete(env);
-	cli_print_json(o);
+	return o;
+}
+
+/* Whether SERVER already has a service NAME (for the message only). */
+static bool service_exists(store *st, const char *server, const char *name)
+{
+	service_list list;
+	char err[512];
+	bool found = false;
+	if (services_list(st, server, &list, err, sizeof err) != 0)
+		return false;
+	for (size_t i = 0; i < list.count && !found; i++)
+		found = strcmp(list.rows[i].name, name) == 0;
+	service_list_free(&list);
+	return found;
+}
+
+/* "added service NAME on SERVER: repo URL, ref REF, port N, env KEYS". */
+static void print_added(const cli_ctx *ctx, const char *action, const service_row *svc,
+                        const cJSON *env)
+{
+	if (ctx->json) {
+		cli_print_json(service_json(action, svc));
+		return;
+	}
+	printf("%s service %s on %s: repo %s, ref %s", action, svc->name, svc->server_handle,
+	       svc->git_repo, svc->ref && *svc->ref ? svc->ref : "HEAD");
+	if (svc->port)
+		printf(", port %d", svc->port);
+	const cJSON *it;
+	bool first = true;
+	cJSON_ArrayForEach(it, env)
+	{
+		printf("%s%s", first ? ", env " : " ", it->string);
+		first = false;
+	}
+	printf("\n");
+}
+
+static int cmd_add(const cli_ctx *ctx)
+{
+	service_row svc = {0};
+	cJSON *env = cJSON_CreateObject();
+	config *cfg = NULL;
+	store *st = NULL;
+	char err[512];
+	int rc = parse_add(ctx, &svc, env) == 0 ? EXIT_OK : EXIT_USAGE;
+
+	if (rc == EXIT_OK && (rc = open_rw(ctx, &cfg, &st)) == EXIT_OK) {
+		char *env_text = env->child ? cJSON_PrintUnformatted(env) : NULL;
+		svc.env = env_text;
+		bool existed = service_exists(st, svc.server_handle, svc.name);
+		int s = services_add(st, &svc, err, sizeof err);
+		if (s != 0) {
+			fprintf(stderr, "fleetkeeper: %s\n", err);
+			rc = s == STORE_NOTFOUND ? EXIT_USAGE : EXIT_FAILED;
+		} else {
+			print_added(ctx, existed ? "updated" : "added", &svc, env);
+		}
+		free(env_text);
+		store_close(st);
+		config_unref(cfg);
+	}
+	cJSON_Delete(env);
+	return rc;
 }
 
 static int cmd_list(const cli_ctx *ctx)
@@ -166,7 +213,7 @@ static int cmd_list(const cli_ctx *ctx)
 				table_add(t, r->server_handle, r->name, r->git_repo, r->ref,
 				          r->port ? port : NULL, r->start_command);
 			else
-				print_json(r);
+				cli_print_json(service_json(NULL, r));
 		}
 		if (t) {
 			table_print(t, stdout);
@@ -185,7 +232,7 @@ static int cmd_rm(const cli_ctx *ctx)
 	store *st = NULL;
 	char err[512];
 	if (ctx->argc != 3) {
-		cli_usage_error("usage: services rm SERVER NAME");
+		cli_usage_error("usage: services rm SERVER NAME [--json]");
 		return EXIT_USAGE;
 	}
 	int rc = open_rw(ctx, &cfg, &st);
@@ -194,6 +241,14 @@ static int cmd_rm(const cli_ctx *ctx)
 	if (services_remove(st, ctx->argv[1], ctx->argv[2], err, sizeof err) != 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", err);
 		rc = EXIT_FAILED;
+	} else if (ctx->json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "action", "removed");
+		cJSON_AddStringToObject(o, "server", ctx->argv[1]);
+		cJSON_AddStringToObject(o, "name", ctx->argv[2]);
+		cli_print_json(o);
+	} else {
+		printf("removed service %s from %s\n", ctx->argv[2], ctx->argv[1]);
 	}
 	store_close(st);
 	config_unref(cfg);

@@ -5,7 +5,9 @@
  * Defaults come from [ssh] of the configuration; the options override them.
  * Prints one ssh_connection_test event and exits 0 (the command ran and
  * exited 0), 1 (any failure, named by stage and error_type) or 2 (bad
- * arguments or configuration).
+ * arguments or configuration). The event carries the offered host key
+ * (key_type, fingerprint) and, for hostkey_unknown / hostkey_mismatch, the
+ * known-hosts command that fixes it (hint, naming HOST:PORT).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,16 +135,19 @@ static int apply_args(ssh_args *a, const config *cfg, ssh_options *o)
 		                o->timeout_ms <= 0 ? "must be positive" : err);
 		return -1;
 	}
-	if (o->known_hosts == NULL) {
-		snprintf(a->default_kh, sizeof a->default_kh, "%s/known_hosts", cfg->state_dir);
-		o->known_hosts = a->default_kh;
-	}
+	ssh_options_known_hosts(o, cfg->state_dir, a->default_kh, sizeof a->default_kh);
 	return 0;
 }
 
+/* key_type and fingerprint whenever the handshake got the key; a host key
+ * failure also names the command that fixes it (hint). */
 static void log_result(const ssh_options *o, const ssh_result *r)
 {
 	const char *kind = r->success ? NULL : ssh_error_name(r->error);
+	char target[300], hint[700];
+
+	ssh_target_address(target, sizeof target, o->host, o->port);
+	bool hinted = !r->success && ssh_hostkey_hint(r->error, target, hint, sizeof hint);
 	log_emit(r->success ? LOG_INFO : LOG_WARNING, "ssh", "ssh_connection_test",
 	         LOG_STR("host", o->host), LOG_INT("port", o->port), LOG_STR("user", o->user),
 	         LOG_BOOL("success", r->success), LOG_INT("duration_ms", r->duration_ms),
@@ -152,7 +157,10 @@ static void log_result(const ssh_options *o, const ssh_result *r)
 	                             : LOG_NULL("exit_status"),
 	         LOG_STR("output", r->exit_status >= 0 ? r->output : NULL),
 	         LOG_BOOL("hostkey_added", r->hostkey_added),
-	         LOG_STR("host_key_policy", hostkey_policy_name(o->policy)), LOG_END);
+	         LOG_STR("host_key_policy", hostkey_policy_name(o->policy)),
+	         LOG_STR("key_type", r->key_type[0] ? r->key_type : NULL),
+	         LOG_STR("fingerprint", r->fingerprint[0] ? r->fingerprint : NULL),
+	         LOG_STR("hint", hinted ? hint : NULL), LOG_END);
 }
 
 int cli_cmd_ssh_test(const cli_ctx *ctx)

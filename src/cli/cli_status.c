@@ -37,27 +37,6 @@ static const char *json_str(const cJSON *o, const char *key)
 	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* Task rows from the stored state: the last run of each task. */
-typedef struct {
-	cJSON *tasks;
-} stored_ctx;
-
-static int add_last_run(void *arg, const run_row *r)
-{
-	stored_ctx *sc = arg;
-	cJSON *t;
-	cJSON_ArrayForEach(t, sc->tasks)
-	{
-		const char *name = json_str(t, "name");
-		if (name && strcmp(name, r->task) == 0) {
-			cJSON_ReplaceItemInObject(t, "last_status",
-			                          cJSON_CreateString(run_status_name(r->status)));
-			cJSON_AddNumberToObject(t, "last_run_id", (double)r->id);
-		}
-	}
-	return 0;
-}
-
 static void add_time(cJSON *o, const char *key, double t)
 {
 	char buf[40];
@@ -67,6 +46,47 @@ static void add_time(cJSON *o, const char *key, double t)
 	}
 	log_format_timestamp(buf, sizeof buf, (int64_t)llround(t * 1e6));
 	cJSON_AddStringToObject(o, key, buf);
+}
+
+/* Task rows from the stored state: the last run of each task. With a
+ * configuration that has errors (degraded: no tasks), the stored tasks
+ * themselves are the rows (add_missing). */
+typedef struct {
+	cJSON *tasks;
+	bool add_missing;
+} stored_ctx;
+
+static cJSON *stored_task(cJSON *tasks, const char *name)
+{
+	cJSON *t = cJSON_CreateObject();
+	cJSON_AddStringToObject(t, "name", name);
+	cJSON_AddNullToObject(t, "schedule");
+	cJSON_AddBoolToObject(t, "running", false);
+	cJSON_AddNullToObject(t, "last_status");
+	cJSON_AddNullToObject(t, "next_run");
+	cJSON_AddItemToArray(tasks, t);
+	return t;
+}
+
+static int add_last_run(void *arg, const run_row *r)
+{
+	stored_ctx *sc = arg;
+	cJSON *t, *found = NULL;
+	cJSON_ArrayForEach(t, sc->tasks)
+	{
+		const char *name = json_str(t, "name");
+		if (name && strcmp(name, r->task) == 0)
+			found = t;
+	}
+	if (found == NULL && sc->add_missing)
+		found = stored_task(sc->tasks, r->task);
+	if (found == NULL)
+		return 0;
+	cJSON_ReplaceItemInObject(found, "last_status",
+	                          cJSON_CreateString(run_status_name(r->status)));
+	cJSON_AddNumberToObject(found, "last_run_id", (double)r->id);
+	add_time(found, "last_finished_at", r->finished_at);
+	return 0;
 }
 
 static cJSON *tasks_from_config(const config *cfg)
@@ -208,7 +228,7 @@ static int add_count(void *arg, const char *name, int64_t count)
 	return 0;
 }
 
-static void add_store_state(cJSON *status, store *st, bool live)
+static void add_store_state(cJSON *status, store *st, bool live, bool degraded)
 {
 	cJSON *servers = cJSON_AddObjectToObject(status, "servers");
 	int64_t open = 0;
@@ -218,7 +238,7 @@ static void add_store_state(cJSON *status, store *st, bool live)
 	incidents_open_count(st, &open);
 	cJSON_AddNumberToObject(status, "incidents_open", (double)open);
 	if (!live) {
-		stored_ctx sc = {cJSON_GetObjectItemCaseSensitive(status, "tasks")};
+		stored_ctx sc = {cJSON_GetObjectItemCaseSensitive(status, "tasks"), degraded};
 		runs_last_per_task(st, add_last_run, &sc);
 	}
 }
@@ -248,18 +268,16 @@ static void print_table(const cJSON *status)
 		       json_str(dm, "started_at") ? json_str(dm, "started_at") : "?");
 	else
 		print_daemon_absent(status);
+	/* LAST: the last run's status; LAST_RUN: when it finished (its id is
+	 * in --json, last_run_id, for `runs`). */
 	table *t = table_new(6, "TASK", "SCHEDULE", "RUNNING", "LAST", "LAST_RUN", "NEXT_RUN");
 	const cJSON *task;
 	cJSON_ArrayForEach(task, cJSON_GetObjectItemCaseSensitive(status, "tasks"))
 	{
-		char last_id[24] = "-";
-		const cJSON *id = cJSON_GetObjectItemCaseSensitive(task, "last_run_id");
-		if (cJSON_IsNumber(id))
-			snprintf(last_id, sizeof last_id, "%lld", (long long)id->valuedouble);
 		bool running = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(task, "running"));
 		table_add(t, json_str(task, "name"), json_str(task, "schedule"),
-		          running ? "yes" : "no", json_str(task, "last_status"), last_id,
-		          json_str(task, "next_run"));
+		          running ? "yes" : "no", json_str(task, "last_status"),
+		          json_str(task, "last_finished_at"), json_str(task, "next_run"));
 	}
 	table_print(t, stdout);
 	table_free(t);
@@ -282,7 +300,7 @@ int cli_cmd_status(const cli_ctx *ctx)
 		cli_usage_error("status takes no arguments, got '%s'", ctx->argv[0]);
 		return EXIT_USAGE;
 	}
-	int rc = cli_load_config(ctx, &cfg);
+	int rc = cli_load_config_lenient(ctx, &cfg);
 	if (rc != EXIT_OK)
 		return rc;
 	daemon_probe probe = {.state = "running"};
@@ -298,7 +316,7 @@ int cli_cmd_status(const cli_ctx *ctx)
 	add_probe(status, &probe);
 	if (store_open_readonly(&st, cfg->db_path, err, sizeof err) != 0)
 		st = NULL;
-	add_store_state(status, st, live);
+	add_store_state(status, st, live, cfg->degraded);
 	if (ctx->json) {
 		cJSON_DeleteItemFromObject(status, "ok");
 		cli_print_json(status);

@@ -3,10 +3,14 @@
  * known_hosts.h.
  *
  * Invariants:
- *  1. The file is never rewritten, only appended to, so comments, markers
- *     and entries libssh2 cannot parse survive our writes untouched.
- *  2. An append happens only under the process mutex and an exclusive flock
- *     on the file, after re-reading it under that lock.
+ *  1. accept-new only appends; the one rewrite is known_hosts_forget's,
+ *     which drops the forgotten host's lines and copies every other line
+ *     byte for byte, so comments, markers and entries libssh2 cannot parse
+ *     survive our writes untouched.
+ *  2. An append or a forget happens only under the process mutex and an
+ *     exclusive flock on the file that is at path when the lock is held
+ *     (a forget renames a new file over the old one: whoever locked the old
+ *     inode locks again), after re-reading it under that lock.
  *  3. A host known under another key type than the one presented counts as
  *     a mismatch, never as unknown: accept-new cannot be bypassed by a
  *     server that offers a different key type.
@@ -19,9 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 struct known_hosts {
 	LIBSSH2_KNOWNHOSTS *list;
@@ -33,15 +41,19 @@ static pthread_mutex_t add_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct {
 	int type;
 	int bits;
+	const char *name; /* as OpenSSH names the key */
 	const char *methods;
 } key_types[] = {
-        {LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519, "ssh-ed25519"},
-        {LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ecdsa-sha2-nistp256"},
-        {LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ecdsa-sha2-nistp384"},
-        {LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ecdsa-sha2-nistp521"},
-        {LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA,
+        {LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519, "ssh-ed25519", "ssh-ed25519"},
+        {LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ecdsa-sha2-nistp256",
+         "ecdsa-sha2-nistp256"},
+        {LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ecdsa-sha2-nistp384",
+         "ecdsa-sha2-nistp384"},
+        {LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ecdsa-sha2-nistp521",
+         "ecdsa-sha2-nistp521"},
+        {LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA, "ssh-rsa",
          "rsa-sha2-512,rsa-sha2-256,ssh-rsa"},
-        {LIBSSH2_HOSTKEY_TYPE_DSS, LIBSSH2_KNOWNHOST_KEY_SSHDSS, "ssh-dss"},
+        {LIBSSH2_HOSTKEY_TYPE_DSS, LIBSSH2_KNOWNHOST_KEY_SSHDSS, "ssh-dss", "ssh-dss"},
 };
 #define KEY_TYPE_COUNT (sizeof key_types / sizeof key_types[0])
 
@@ -51,6 +63,30 @@ void known_hosts_name(char *buf, size_t cap, const char *host, int port)
 		snprintf(buf, cap, "%s", host);
 	else
 		snprintf(buf, cap, "[%s]:%d", host, port);
+}
+
+const char *known_hosts_key_type_name(int type)
+{
+	for (size_t i = 0; i < KEY_TYPE_COUNT; i++)
+		if (key_types[i].type == type)
+			return key_types[i].name;
+	return "unknown";
+}
+
+void known_hosts_fingerprint(const char *key, size_t keylen, char *buf, size_t cap)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+	unsigned int mdlen = 0;
+
+	if (cap > 0)
+		buf[0] = '\0';
+	if (EVP_Digest(key, keylen, md, &mdlen, EVP_sha256(), NULL) != 1)
+		return;
+	int n = EVP_EncodeBlock(b64, md, (int)mdlen);
+	while (n > 0 && b64[n - 1] == '=')
+		b64[--n] = '\0';
+	snprintf(buf, cap, "SHA256:%s", (const char *)b64);
 }
 
 static int key_bits(int type)
@@ -256,31 +292,244 @@ static int add_locked(LIBSSH2_SESSION *session, int fd, const char *path, const 
 	return rc;
 }
 
+/* Open path and take an exclusive flock on the file that is at path once
+ * the lock is held (invariant 2: a forget may have renamed a new file over
+ * the one we locked). Without O_CREAT a missing file gives 0 and *fd -1. */
+static int open_locked(const char *path, int flags, int *fd, char *err, size_t errlen)
+{
+	struct stat held, now;
+
+	for (int tries = 0; tries < 100; tries++) {
+		*fd = open(path, flags | O_CLOEXEC, 0600);
+		if (*fd < 0 && errno == ENOENT && !(flags & O_CREAT))
+			return KNOWN_HOSTS_OK;
+		if (*fd < 0) {
+			snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+			return KNOWN_HOSTS_EIO;
+		}
+		if (flock(*fd, LOCK_EX) != 0) {
+			snprintf(err, errlen, "cannot lock %s: %s", path, strerror(errno));
+			break;
+		}
+		if (fstat(*fd, &held) == 0 && stat(path, &now) == 0 && held.st_ino == now.st_ino &&
+		    held.st_dev == now.st_dev)
+			return KNOWN_HOSTS_OK;
+		close(*fd); /* replaced (or removed) while we waited: lock the new one */
+	}
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+	if (err[0] == '\0')
+		snprintf(err, errlen, "cannot lock %s: it keeps being replaced", path);
+	return KNOWN_HOSTS_EIO;
+}
+
+static bool host_name_valid(const char *host)
+{
+	return host && *host && strpbrk(host, " \t\r\n,#*?!|") == NULL;
+}
+
 int known_hosts_add(LIBSSH2_SESSION *session, const char *path, const char *host, int port,
                     const char *key, size_t keylen, int type, char *err, size_t errlen)
 {
 	int bits = key_bits(type);
-	int rc;
+	int fd = -1;
 
-	if (bits < 0 || host == NULL || *host == '\0' || strpbrk(host, " \t\r\n,#")) {
+	if (bits < 0 || !host_name_valid(host)) {
 		snprintf(err, errlen, "cannot record this host key");
 		return KNOWN_HOSTS_EINVAL;
 	}
+	err[0] = '\0';
 	pthread_mutex_lock(&add_lock);
 	make_parent_dir(path);
-	int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-		rc = KNOWN_HOSTS_EIO;
-	} else if (flock(fd, LOCK_EX) != 0) {
-		snprintf(err, errlen, "cannot lock %s: %s", path, strerror(errno));
-		rc = KNOWN_HOSTS_EIO;
-	} else {
+	int rc = open_locked(path, O_RDWR | O_CREAT | O_APPEND, &fd, err, errlen);
+	if (rc == KNOWN_HOSTS_OK)
 		rc = add_locked(session, fd, path, host, port, key, keylen, bits, type, err,
 		                errlen);
-	}
 	if (fd >= 0)
 		close(fd); /* releases the flock */
+	pthread_mutex_unlock(&add_lock);
+	return rc;
+}
+
+/* ---- forget ---- */
+
+/* Base64 of n characters into out; the decoded length or -1. */
+static int b64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
+{
+	if (n == 0 || n % 4 != 0 || n / 4 * 3 > cap)
+		return -1;
+	int len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
+	for (size_t i = n; len > 0 && i > 0 && in[i - 1] == '='; i--)
+		len--;
+	return len;
+}
+
+/* A hashed pattern's "salt|hash" (after "|1|") names name: HMAC-SHA1 of
+ * the name keyed with the salt, as OpenSSH's HashKnownHosts writes it. */
+static bool hashed_names(const char *p, size_t n, const char *name)
+{
+	unsigned char salt[64], hash[64], mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	const char *bar = memchr(p, '|', n);
+
+	if (bar == NULL)
+		return false;
+	int saltlen = b64_decode(p, (size_t)(bar - p), salt, sizeof salt);
+	int hashlen = b64_decode(bar + 1, n - (size_t)(bar - p) - 1, hash, sizeof hash);
+	if (saltlen <= 0 || hashlen <= 0 ||
+	    HMAC(EVP_sha1(), salt, saltlen, (const unsigned char *)name, strlen(name), mac,
+	         &maclen) == NULL)
+		return false;
+	return maclen == (unsigned)hashlen && memcmp(mac, hash, maclen) == 0;
+}
+
+static bool pattern_names(const char *p, size_t n, const char *name)
+{
+	if (n > 3 && strncmp(p, "|1|", 3) == 0)
+		return hashed_names(p + 3, n - 3, name);
+	return n == strlen(name) && strncasecmp(p, name, n) == 0;
+}
+
+/* The line (without its newline) is an entry whose name list names name.
+ * Markers (@cert-authority, @revoked), comments and blank lines never are;
+ * wildcard or negated patterns never equal a valid name. */
+static bool line_names(const char *line, size_t len, const char *name)
+{
+	size_t i = 0;
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	if (i == len || line[i] == '#' || line[i] == '@')
+		return false;
+	size_t end = i;
+	while (end < len && line[end] != ' ' && line[end] != '\t')
+		end++;
+	if (end == len)
+		return false; /* a name without a key is no entry */
+	for (size_t p = i; p < end;) {
+		const char *comma = memchr(line + p, ',', end - p);
+		size_t plen = comma ? (size_t)(comma - (line + p)) : end - p;
+		if (pattern_names(line + p, plen, name))
+			return true;
+		p += plen + 1;
+	}
+	return false;
+}
+
+/* The whole file, NUL-terminated; *len its size. NULL on error. */
+static char *read_all(int fd, size_t *len)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0 || st.st_size < 0)
+		return NULL;
+	char *buf = malloc((size_t)st.st_size + 1);
+	size_t got = 0;
+	while (buf && got < (size_t)st.st_size) {
+		ssize_t n = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got);
+		if (n <= 0) {
+			free(buf);
+			return NULL;
+		}
+		got += (size_t)n;
+	}
+	if (buf)
+		buf[got] = '\0';
+	*len = got;
+	return buf;
+}
+
+/* Keep every line that does not name name, in order; *removed counts the
+ * others. out must hold len bytes. */
+static size_t filter_lines(const char *in, size_t len, const char *name, char *out, int *removed)
+{
+	size_t used = 0;
+	for (size_t pos = 0; pos < len;) {
+		const char *nl = memchr(in + pos, '\n', len - pos);
+		size_t end = nl ? (size_t)(nl - in) : len;
+		size_t next = nl ? end + 1 : len;
+		size_t body = end > pos && in[end - 1] == '\r' ? end - 1 - pos : end - pos;
+		if (line_names(in + pos, body, name)) {
+			(*removed)++;
+		} else {
+			memcpy(out + used, in + pos, next - pos);
+			used += next - pos;
+		}
+		pos = next;
+	}
+	return used;
+}
+
+/* Write data to a new file beside path (the mode of fd) and rename it over
+ * path. */
+static int replace_file(int fd, const char *path, const char *data, size_t len, char *err,
+                        size_t errlen)
+{
+	char tmp[4200];
+	struct stat st;
+
+	snprintf(tmp, sizeof tmp, "%s.fk-XXXXXX", path);
+	int out = mkostemp(tmp, O_CLOEXEC);
+	if (out < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+		return KNOWN_HOSTS_EIO;
+	}
+	bool ok = fstat(fd, &st) == 0 && fchmod(out, st.st_mode & 07777) == 0;
+	for (size_t done = 0; ok && done < len;) {
+		ssize_t n = write(out, data + done, len - done);
+		ok = n > 0;
+		done += ok ? (size_t)n : 0;
+	}
+	ok = ok && fsync(out) == 0;
+	if (close(out) != 0 || !ok || rename(tmp, path) != 0) {
+		snprintf(err, errlen, "cannot rewrite %s: %s", path, strerror(errno));
+		unlink(tmp);
+		return KNOWN_HOSTS_EIO;
+	}
+	return KNOWN_HOSTS_OK;
+}
+
+static int forget_locked(int fd, const char *path, const char *name, int *removed, char *err,
+                         size_t errlen)
+{
+	size_t len = 0;
+	char *in = read_all(fd, &len);
+	char *out = in ? malloc(len + 1) : NULL;
+	int rc = KNOWN_HOSTS_OK;
+
+	if (out == NULL) {
+		snprintf(err, errlen, "cannot read %s", path);
+		rc = KNOWN_HOSTS_EIO;
+	} else {
+		size_t kept = filter_lines(in, len, name, out, removed);
+		if (*removed > 0)
+			rc = replace_file(fd, path, out, kept, err, errlen);
+	}
+	free(in);
+	free(out);
+	return rc;
+}
+
+int known_hosts_forget(const char *path, const char *host, int port, int *removed, char *err,
+                       size_t errlen)
+{
+	char name[300];
+	int fd = -1;
+
+	*removed = 0;
+	if (!host_name_valid(host)) {
+		snprintf(err, errlen, "not a host name: '%s'", host ? host : "");
+		return KNOWN_HOSTS_EINVAL;
+	}
+	known_hosts_name(name, sizeof name, host, port);
+	for (char *c = name; *c; c++)
+		*c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+	err[0] = '\0';
+	pthread_mutex_lock(&add_lock);
+	int rc = open_locked(path, O_RDWR, &fd, err, errlen);
+	if (rc == KNOWN_HOSTS_OK && fd >= 0)
+		rc = forget_locked(fd, path, name, removed, err, errlen);
+	if (fd >= 0)
+		close(fd);
 	pthread_mutex_unlock(&add_lock);
 	return rc;
 }

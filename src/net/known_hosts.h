@@ -14,6 +14,12 @@
  * same host at once record it once, and a key recorded meanwhile by somebody
  * else is compared rather than overwritten.
  *
+ * known_hosts_forget (`known-hosts forget`) is the one writer that removes:
+ * it writes the file without the host's lines to a temporary file and
+ * renames it over the original, under the same mutex and flock; an adder
+ * that locked the old file notices the rename and locks the new one. Every
+ * other line is kept byte for byte.
+ *
  * Errors: functions return 0 or a negative code with a message in err;
  * nothing is logged here.
  */
@@ -68,5 +74,24 @@ int known_hosts_add(LIBSSH2_SESSION *session, const char *path, const char *host
 
 /* How OpenSSH names host:port in the file: "host" or "[host]:port". */
 void known_hosts_name(char *buf, size_t cap, const char *host, int port);
+
+/* The OpenSSH name of a LIBSSH2_HOSTKEY_TYPE_* ("ssh-ed25519", "ssh-rsa",
+ * "ecdsa-sha2-nistp256" ...); "unknown" for any other. */
+const char *known_hosts_key_type_name(int type);
+
+/* The SHA256 fingerprint of a raw host key as `ssh-keygen -l` prints it:
+ * "SHA256:" + base64 of the digest without padding (50 characters; cap
+ * >= 51). "" if it cannot be computed. */
+void known_hosts_fingerprint(const char *key, size_t keylen, char *buf, size_t cap);
+
+/* Remove every entry for host:port (under the name known_hosts_name gives)
+ * from path: plain entries whose name list holds that name (the whole line
+ * goes, as with `ssh-keygen -R`) and hashed |1|salt|hash entries of it.
+ * Wildcard and negated patterns, @cert-authority and @revoked lines,
+ * comments and lines libssh2 cannot parse are kept. *removed gets the
+ * number of lines removed; a missing file removes nothing. 0 or
+ * KNOWN_HOSTS_EIO / KNOWN_HOSTS_EINVAL. */
+int known_hosts_forget(const char *path, const char *host, int port, int *removed, char *err,
+                       size_t errlen);
 
 #endif

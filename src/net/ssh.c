@@ -7,6 +7,7 @@
  *   IDLE --begin: getaddrinfo + connect()--> CONNECTING --SO_ERROR 0--> HANDSHAKE
  *   HANDSHAKE --host key checked--> AUTH_LIST --> AUTH_KEY | AUTH_AGENT | AUTH_PASSWORD
  *   AUTH_* --authenticated--> CHANNEL --> EXEC --> READ --EOF--> CLOSE --> DONE
+ *   HANDSHAKE --host key checked, hostkey_only--> DONE (known-hosts scan)
  *
  * A state function returns STEP_WAIT when libssh2 (or connect) would block,
  * STEP_NEXT after changing state, and STEP_DONE once the result is final.
@@ -302,7 +303,8 @@ static step_result hostkey_unknown(attempt *a, const char *key, size_t len, int 
 
 	if (a->opt->policy == HOSTKEY_POLICY_STRICT)
 		return attempt_fail(a, SSH_ERR_HOSTKEY_UNKNOWN,
-		                    "host key of %s:%d is not in %s (policy strict)", a->opt->host,
+		                    "host key %s %s of %s:%d is not in %s (policy strict)",
+		                    a->res->key_type, a->res->fingerprint, a->opt->host,
 		                    a->opt->port, a->opt->known_hosts);
 	int rc = known_hosts_add(a->session, a->opt->known_hosts, a->opt->host, a->opt->port, key,
 	                         len, type, err, sizeof err);
@@ -314,19 +316,23 @@ static step_result hostkey_unknown(attempt *a, const char *key, size_t len, int 
 	return STEP_NEXT;
 }
 
+/* The offered key's type and fingerprint go into the result whatever the
+ * policy, so every later failure (and a scan) can show them. */
 static step_result check_hostkey(attempt *a)
 {
 	size_t len = 0;
 	int type = 0;
 
 	a->res->stage = SSH_STAGE_HOSTKEY;
+	const char *key = libssh2_session_hostkey(a->session, &len, &type);
+	if (key == NULL)
+		return attempt_fail(a, SSH_ERR_HANDSHAKE, "no host key: %s", session_error(a));
+	snprintf(a->res->key_type, sizeof a->res->key_type, "%s", known_hosts_key_type_name(type));
+	known_hosts_fingerprint(key, len, a->res->fingerprint, sizeof a->res->fingerprint);
 	if (a->opt->policy == HOSTKEY_POLICY_OFF)
 		return STEP_NEXT;
 	if (a->kh == NULL)
 		return attempt_fail(a, SSH_ERR_KNOWN_HOSTS, "%s", a->kh_error);
-	const char *key = libssh2_session_hostkey(a->session, &len, &type);
-	if (key == NULL)
-		return attempt_fail(a, SSH_ERR_HANDSHAKE, "no host key: %s", session_error(a));
 	switch (known_hosts_check(a->kh, a->opt->host, a->opt->port, key, len, type)) {
 	case KNOWN_HOSTS_MATCH:
 		return STEP_NEXT;
@@ -334,9 +340,20 @@ static step_result check_hostkey(attempt *a)
 		return hostkey_unknown(a, key, len, type);
 	default:
 		return attempt_fail(a, SSH_ERR_HOSTKEY_MISMATCH,
-		                    "host key of %s:%d does not match %s", a->opt->host,
-		                    a->opt->port, a->opt->known_hosts);
+		                    "host key %s %s of %s:%d does not match %s", a->res->key_type,
+		                    a->res->fingerprint, a->opt->host, a->opt->port,
+		                    a->opt->known_hosts);
 	}
+}
+
+/* hostkey_only: the key is checked (or recorded); nothing more to do. */
+static step_result hostkey_done(attempt *a)
+{
+	libssh2_session_disconnect(a->session, "fleetkeeper host key scan done");
+	a->res->success = true;
+	a->res->error = SSH_OK;
+	attempt_end(a);
+	return STEP_DONE;
 }
 
 static step_result state_handshake(attempt *a)
@@ -348,6 +365,8 @@ static step_result state_handshake(attempt *a)
 		return attempt_fail(a, SSH_ERR_HANDSHAKE, "handshake failed: %s", session_error(a));
 	if (check_hostkey(a) == STEP_DONE)
 		return STEP_DONE;
+	if (a->opt->hostkey_only)
+		return hostkey_done(a);
 	a->state = A_AUTH_LIST;
 	a->res->stage = SSH_STAGE_AUTH;
 	return load_credentials(a);
@@ -794,4 +813,10 @@ out:
 int ssh_test(const ssh_options *opt, int cancel_fd, ssh_result *result)
 {
 	return ssh_run_many(opt, 1, 1, cancel_fd, result);
+}
+
+int ssh_known_hosts_forget(const char *path, const char *host, int port, int *removed, char *err,
+                           size_t errlen)
+{
+	return known_hosts_forget(path, host, port, removed, err, errlen) == 0 ? 0 : -1;
 }

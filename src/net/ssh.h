@@ -18,6 +18,12 @@
  * begins, wiped when the attempt ends, and never copied into a result,
  * message or log.
  *
+ * An attempt with hostkey_only ends after the host key stage (known-hosts
+ * scan): with policy strict it reports an unknown key, with accept-new it
+ * records it; a mismatch is never overwritten. Every attempt that got
+ * through the handshake carries the offered key's type and SHA256
+ * fingerprint in its result.
+ *
  * Nothing is logged here: callers log the result (ssh_connection_test,
  * server_health_check).
  */
@@ -37,5 +43,12 @@ int ssh_run_many(const ssh_options *opts, size_t n, size_t concurrency, int canc
 
 /* One attempt; same as ssh_run_many with n = 1. */
 int ssh_test(const ssh_options *opt, int cancel_fd, ssh_result *result);
+
+/* `known-hosts forget`: remove host:port's entries from the known_hosts
+ * file at path (known_hosts_forget in known_hosts.h, for callers without
+ * libssh2's header). *removed gets the number of lines removed. 0, or -1
+ * with a message in err. */
+int ssh_known_hosts_forget(const char *path, const char *host, int port, int *removed, char *err,
+                           size_t errlen);
 
 #endif

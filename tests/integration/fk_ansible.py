@@ -7,6 +7,14 @@ deploy_root in the test's temporary directory, and a vars_file that keeps
 the provisioning playbooks inside that directory (no packages installed, a
 copy of sshd_config hardened, a private authorized_keys). Servers are added
 straight into the store. Services' repositories are local bare git repos.
+
+Options for the attack tests: known_hosts (a path written as given, may be
+relative; "" leaves the key out, so the default <state_dir>/known_hosts
+applies), policy (host_key_policy), key_file=False (no client key: with a
+password, password-only authentication) or a path written as given,
+state_dir (written as given, e.g.
+"./var": the commands run in tmp, so it is still env.state) and sshd (keyword
+arguments for Sshd, e.g. password_auth, log_level).
 """
 import json
 import os
@@ -29,7 +37,8 @@ needs_ansible = pytest.mark.skipif(not (ANSIBLE and have_sshd()),
 
 class AnsibleHost:
     def __init__(self, tmp: Path, extra_vars=None, playbook_timeout="120s", password=None,
-                 extra_tasks=""):
+                 extra_tasks="", known_hosts=None, policy="accept-new", key_file=True,
+                 state_dir=None, sshd=None):
         self.tmp = tmp
         self.env = Env(tmp)
         # ansible runs' private directories go here, so that a test sees its
@@ -38,7 +47,7 @@ class AnsibleHost:
         self.private_tmp.mkdir()
         self.env.extra_env["TMPDIR"] = str(self.private_tmp)
         self.private_marker = f"{self.private_tmp}/fleetkeeper-ansible-"
-        self.sshd = Sshd(tmp).start()
+        self.sshd = Sshd(tmp, **(sshd or {})).start()
         self.deploy = tmp / "deploy"
         self.deploy.mkdir()
         shutil.copy(self.sshd.conf, tmp / "sshd_config_copy")
@@ -54,11 +63,15 @@ class AnsibleHost:
             pw.write_text(password + "\n")
             pw.chmod(0o600)
             ssh_extra = f"password_file = {pw}\n"
+        if known_hosts is None:
+            known_hosts = tmp / "known_hosts"
+        if key_file:
+            ssh_extra += f"key_file = {self.sshd.client_key if key_file is True else key_file}\n"
+        if known_hosts != "":
+            ssh_extra += f"known_hosts = {known_hosts}\n"
         self.env.write_config(f"""[ssh]
 user = root
-key_file = {self.sshd.client_key}
-known_hosts = {tmp / 'known_hosts'}
-host_key_policy = accept-new
+host_key_policy = {policy}
 timeout = 10s
 {ssh_extra}
 [task.provision]
@@ -70,6 +83,10 @@ playbook_timeout = {playbook_timeout}
 kill_grace = 2s
 {extra_tasks}
 """)
+        if state_dir is not None:
+            conf = self.env.conf.read_text()
+            self.env.conf.write_text(conf.replace(f"state_dir = {self.env.state}\n",
+                                                  f"state_dir = {state_dir}\n", 1))
         r = self.env.run("services", "list")  # creates the store
         assert r.returncode == 0, r.stderr
 

@@ -7,6 +7,11 @@ directory, StrictModes no) and starts `sshd -D -e -f CONFIG` listening on
 the ports to accept with a deadline, never a sleep. SilentListener accepts
 TCP connections and never says a word. Only 127.0.0.0/8 is ever used.
 
+Sshd(..., password_auth=True) also accepts passwords (no user here has one
+that works, so a password offered shows up as a failed attempt), and
+log_level="DEBUG1" (or VERBOSE) writes sshd's log to a file (-E) that
+log() returns, e.g. to prove which authentication methods a client tried.
+
 Also imported by bench/health.sh.
 """
 import os
@@ -58,7 +63,7 @@ def wait_accepting(addr, port, deadline=DEADLINE, proc=None):
 
 class Sshd:
     def __init__(self, tmp: Path, name="sshd", addrs=("127.0.0.1",), nports=1, host_key=None,
-                 client_key=None):
+                 client_key=None, password_auth=False, log_level="ERROR"):
         self.dir = Path(tmp) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host_key = host_key or keygen(self.dir / "host_ed25519")
@@ -72,6 +77,9 @@ class Sshd:
         self.endpoints = [(a, p) for a in self.addrs for p in self.ports]
         self.proc = None
         self.conf = self.dir / "sshd_config"
+        self.password_auth = password_auth
+        self.log_level = log_level
+        self.log_path = self.dir / "sshd.log" if log_level != "ERROR" else None
 
     @property
     def port(self):
@@ -96,7 +104,7 @@ UsePAM no
 StrictModes no
 PermitRootLogin yes
 PubkeyAuthentication yes
-PasswordAuthentication no
+PasswordAuthentication {'yes' if self.password_auth else 'no'}
 KbdInteractiveAuthentication no
 MaxStartups 2000
 MaxSessions 100
@@ -104,19 +112,27 @@ LoginGraceTime 60
 UseDNS no
 SetEnv HOME={self.dir}
 PrintMotd no
-LogLevel ERROR
+LogLevel {self.log_level}
 """
         )
 
     def start(self):
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         self.write_config()
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.conf)],
+        log = ["-E", str(self.log_path)] if self.log_path else []
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", *log, "-f", str(self.conf)],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         for a, p in self.endpoints:
             wait_accepting(a, p, proc=self.proc)
         return self
+
+    def log(self):
+        """The log so far ("" unless started with a log_level)."""
+        try:
+            return self.log_path.read_text(errors="replace") if self.log_path else ""
+        except FileNotFoundError:
+            return ""
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

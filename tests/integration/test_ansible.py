@@ -166,7 +166,7 @@ def test_unknown_server_and_playbook(host):
     r = host.env.run("ansible", "health_check", "--server", "nope")
     assert r.returncode == 2 and "nope" in r.stderr
     r = host.env.run("ansible", "no_such_book", "--server", "vps-1")
-    assert r.returncode == 1 and "not found" in r.stderr
+    assert r.returncode == 2 and "not found" in r.stderr  # a usage error (issue 14)
     r = host.env.run("ansible", "health_check")
     assert r.returncode == 2
 

@@ -2,6 +2,7 @@
 import json
 import os
 import random
+import re
 import subprocess
 import time
 from datetime import datetime
@@ -425,3 +426,180 @@ def test_next_agrees_with_croniter_in_utc():
             it = croniter(expr, start)
             want = [it.get_next(datetime).isoformat() for _ in range(5)]
             assert (rc, out) == (0, want), (expr, frm, err)
+
+
+# ---- issue 14: an operator's first hour ----
+
+BROKEN = "\n[task.broken]\ntype = command\nschedule = 61 * * * *\ncommand = true\n"
+
+
+def test_read_only_commands_answer_while_the_config_is_broken(env, tmp_path):
+    """With errors in the file, status, runs, incidents and trace print the
+    errors as warnings and answer from the state directory the file names,
+    exit 0; check-config and once still refuse it (exit 2)."""
+    other = tmp_path / "elsewhere"  # not ./var: the state directory is the file's
+    env.write_config(HELLO)
+    env.conf.write_text(env.conf.read_text().replace(f"state_dir = {env.state}",
+                                                     f"state_dir = {other}")
+                        .replace(f"control_socket = {env.sock}\n", ""))
+    r = env.run("once", "hello")
+    assert r.returncode == 0, r.stderr
+    cid = parse_lines(r.stdout)[-1]["correlation_id"]
+    env.conf.write_text(env.conf.read_text() + BROKEN)
+    bad_line = env.conf.read_text().splitlines().index("schedule = 61 * * * *") + 1
+    for args in (["status"], ["status", "--json"], ["runs"], ["runs", "--json"], ["incidents"],
+                 ["incidents", "--open", "--json"], ["trace", cid]):
+        r = subprocess.run([BIN, "-c", str(env.conf), *args], capture_output=True, text=True,
+                           env=base_env(), cwd="/")
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+        assert f"warning: {env.conf}:{bad_line}: [task.broken] schedule" in r.stderr, args
+        assert f"answers from the state directory {other}" in r.stderr, (args, r.stderr)
+        if args == ["runs", "--json"]:
+            assert [x["correlation_id"] for x in parse_lines(r.stdout)] == [cid]
+        if args == ["status", "--json"]:
+            st = json.loads(r.stdout)
+            assert [(t["name"], t["last_status"]) for t in st["tasks"]] == [("hello", "success")]
+        if args[0] == "trace":
+            assert parse_lines(r.stdout)[0]["event"] == "hello_start"
+    assert env.run("check-config").returncode == 2
+    assert env.run("once", "hello").returncode == 2
+    # a file that cannot be read names no state directory: still exit 2
+    r = subprocess.run([BIN, "-c", str(tmp_path / "missing.conf"), "status"],
+                       capture_output=True, text=True, env=base_env())
+    assert r.returncode == 2 and "missing.conf" in r.stderr
+
+
+def test_status_reaches_the_daemon_while_the_config_is_broken(env, daemons):
+    env.write_config(HELLO)
+    d = daemons(env)
+    d.wait_for("scheduler_started")
+    env.conf.write_text(env.conf.read_text() + BROKEN)
+    r = env.run("status", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["daemon"]["pid"] == d.proc.pid
+    assert "warning:" in r.stderr
+
+
+def test_status_last_run_column_is_a_time_not_a_run_id(env):
+    env.write_config(HELLO)
+    assert env.run("once", "hello").returncode == 0
+    r = env.run("status")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    header = next(l for l in lines if l.startswith("TASK"))
+    row = next(l for l in lines if l.startswith("hello"))
+    col = header.index("LAST_RUN")
+    last_run = row[col:].split()[0]
+    assert last_run != "1" and last_run.startswith(str(datetime.now().year)), lines
+    st = json.loads(env.run("status", "--json").stdout)
+    t = st["tasks"][0]
+    assert t["last_run_id"] == 1 and t["last_finished_at"].startswith(last_run)
+
+
+def test_runs_shows_a_skipped_runs_reason(env):
+    env.write_config("[task.server_sync]\n")
+    r = env.run("once", "server_sync")
+    assert r.returncode == 0, r.stderr
+    r = env.run("runs")
+    row = r.stdout.splitlines()[1]
+    assert "skipped" in row and "no_providers" in row, r.stdout
+    (run,) = parse_lines(env.run("runs", "--json").stdout)
+    assert run["status"] == "skipped" and run["reason"] == "no_providers"
+
+
+def test_next_json_prints_json_lines():
+    rc, out, err = next_lines("@every 90s", "-n", "2", "--tz", "UTC",
+                              "--from", "2026-01-01T00:00:00Z", "--json")
+    assert (rc, err) == (0, "")
+    assert [json.loads(l) for l in out] == [
+        {"next_run": "2026-01-01T00:01:30+00:00", "unix": 1767225690},
+        {"next_run": "2026-01-01T00:03:00+00:00", "unix": 1767225780}]
+
+
+def test_next_interval_task_agrees_with_the_daemon(env, daemons):
+    """An interval counts from the daemon's start: `next TASK` starts from
+    the daemon's own next run (it used to count from now)."""
+    env.write_config("[task.every]\ntype = command\nschedule = @every 1h\ncommand = true\n")
+    d = daemons(env)
+    d.wait_for("scheduler_started")
+    time.sleep(2.2)  # now + 1h is no longer the daemon's next run
+    st = json.loads(env.run("status", "--json").stdout)
+    daemon_next = datetime.fromisoformat(st["tasks"][0]["next_run"]).timestamp()
+    rc, out, err = next_lines("every", "-n", "2", config=env.conf)
+    assert rc == 0, err
+    first, second = (datetime.fromisoformat(x).timestamp() for x in out)
+    assert first == int(daemon_next) and second == first + 3600, (out, st)
+    d.stop()
+    rc, out, err = next_lines("every", "-n", "1", config=env.conf)
+    assert rc == 0 and "no daemon answers" in err
+
+
+def test_interrupted_run_is_a_warning_not_an_error(env, daemons):
+    env.write_config("[task.slow]\ntype = command\ncommand = sleep 30\nrun_on_start = true\n",
+                     shutdown_grace="1s")
+    d = daemons(env)
+    d.wait_for("slow_start")
+    d.signal(15)
+    d.wait_exit()
+    (ev,) = d.named("slow_failed")
+    assert ev["status"] == "interrupted" and ev["level"] == "warning", ev
+    assert env.sql("SELECT status FROM task_runs") == [("interrupted",)]
+
+
+SECRETS = [
+    ("[github]\n", "token"), ("[ssh]\n", "password"), ("[ssh]\n", "passphrase"),
+    ("[notify.wh]\ntype = webhook\napi_url = http://127.0.0.1:9/\nsecret_file = /dev/null\n",
+     "secret"),
+    ("[notify.tg]\ntype = telegram\nchat_ids = 1\ntoken_env = FK_T\n", "token"),
+    ("[provider.time4vps]\n", "api_key"), ("[task.t]\ntype = command\ncommand = true\n", "secret"),
+]
+
+
+def test_inline_secret_message_suggests_only_keys_the_section_takes(env):
+    """The message used to suggest KEY_env for every secret ([notify.X]
+    secret_env, [ssh] password_env), keys that are then refused as unknown."""
+    r = subprocess.run([BIN, "check-config", "--list-keys", "--json"], capture_output=True,
+                       text=True)
+    accepted = {(o["section"], o["key"]) for o in parse_lines(r.stdout)}
+    for section, key in SECRETS:
+        env.conf.write_text(section + f"{key} = s3cret\n")
+        r = env.run("check-config")
+        msg = next(l for l in r.stderr.splitlines() if f"] {key}: put secrets" in l)
+        name = section.split("]")[0][1:]
+        doc_section = name.split(".")[0] + ".NAME" if "." in name and not name.startswith(
+            "provider.") else name
+        suggested = re.findall(r"\((\w+_(?:file|env))\)", msg)
+        for s in suggested:
+            assert (doc_section, s) in accepted or (
+                doc_section == "task.NAME" and ("task.NAME type=command", s) in accepted), msg
+        assert "s3cret" not in msg
+    env.conf.write_text(SECRETS[3][0] + "secret = s3cret\n")
+    r = env.run("check-config")
+    assert "put secrets in a file (secret_file), not in the configuration" in r.stderr
+    assert "secret_env" not in r.stderr
+
+
+def test_ansible_runs_are_recorded_and_an_unknown_playbook_is_a_usage_error(tmp_path):
+    from fk_ansible import AnsibleHost, needs_ansible  # noqa: F401 (sshd, ansible-playbook)
+    if needs_ansible.args[0]:
+        pytest.skip(needs_ansible.kwargs["reason"])
+    h = AnsibleHost(tmp_path)
+    try:
+        h.add_server("vps-1")
+        pb = tmp_path / "noop.yml"
+        pb.write_text("---\n- hosts: all\n  gather_facts: false\n  tasks:\n"
+                      "    - ansible.builtin.command: 'true'\n")
+        r = h.env.run("ansible", str(pb), "--server", "vps-1")
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+        events = parse_lines(r.stdout)
+        done = next(e for e in events if e["event"] == "ansible_complete")
+        start = next(e for e in events if e["event"] == "ansible_playbook_start")
+        assert done["correlation_id"] == start["correlation_id"] and done["ok_count"] == 1
+        (run,) = parse_lines(h.env.run("runs", "--json").stdout)
+        assert (run["task"], run["trigger"], run["status"]) == ("ansible", "cli", "success")
+        assert run["correlation_id"] == start["correlation_id"]
+        r = h.env.run("ansible", "no_such_book", "--server", "vps-1")
+        assert r.returncode == 2 and "not found" in r.stderr
+        assert len(parse_lines(h.env.run("runs", "--json").stdout)) == 1
+    finally:
+        h.close()

@@ -239,6 +239,21 @@ def test_task_slot_allocation_failure_reports_its_error(env, tmp_path):
     assert "scheduler_started" not in r.stdout
 
 
+def test_task_added_by_reload_without_memory_is_reported(env, daemons, tmp_path):
+    # A slot that cannot be allocated at reload used to vanish silently.
+    env.write_config("[task.tick]\ntype = command\nschedule = @every 1s\ncommand = echo tick\n")
+    d = daemons(env, extra_env=strdup_fault_env(tmp_path, "late"))
+    d.wait_for("tick_complete")
+    env.conf.write_text(env.conf.read_text() + "\n[task.late]\ntype = command\ncommand = true\n")
+    d.signal(signal.SIGHUP)
+    failed = d.wait_for("task_add_failed")[0]
+    assert failed["task"] == "late" and failed["error_type"] == "resources", failed
+    d.wait_for("config_reloaded")
+    n = len(d.named("tick_complete"))
+    d.wait_for("tick_complete", count=n + 1)  # the daemon goes on
+    assert env.run("trigger", "late").returncode != 0
+
+
 def test_trigger_follow_returns_exit_status(env, daemons):
     env.write_config("[task.ok]\ntype = command\ncommand = echo fine\n"
                      "\n[task.ko]\ntype = command\ncommand = echo bad; exit 4\n")

@@ -201,3 +201,71 @@ def test_run_timeout_cancels_checks_promptly(env, tmp_path):
         for s in silent:
             s.close()
         up.stop()
+
+
+# ---- issue 14: one definition of open, provisioning_failed resolved by health ----
+
+def open_incidents_json(env):
+    r = env.run("incidents", "--open", "--json")
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def test_failed_recovery_stays_open_everywhere(env, fleet):
+    """After a failed recovery the incident is failed, and still open for
+    `incidents --open`, `status` and the metric (it used to drop out)."""
+    up, _ = fleet
+    configure(env, up.client_key, task_extra="auto_recover = true", failure_threshold=1)
+    for handle in ("db-1", "db-2"):  # something to redeploy, on a server that is down
+        r = env.run("services", "add", handle, "app", "--repo", "file:///nonexistent.git",
+                    "--port", "1", "--start", "true")
+        assert r.returncode == 0, r.stderr
+    r, ev = once(env)
+    assert r.returncode == 1
+    assert sorted(s for (s,) in env.sql("SELECT status FROM incidents")) == ["failed", "failed"]
+    listed = open_incidents_json(env)
+    assert sorted((i["server_handle"], i["status"]) for i in listed) == [
+        ("db-1", "failed"), ("db-2", "failed")]
+    assert all(i["resolution"] is None and i["acknowledged"] is False for i in listed)
+    st = env.run("status", "--json")
+    assert st.returncode == 0, st.stderr
+    assert '"incidents_open":2' in st.stdout.replace(" ", ""), st.stdout
+
+
+def test_provisioning_failed_resolved_when_healthy(env, fleet):
+    """A server in error with a provisioning_failed incident is checked; when
+    it passes, the incident resolves (resolution recovered) and the server is
+    ready. It used to stay open forever, the server never checked."""
+    add_servers(env, [("fixed", "127.0.0.1", fleet[0].port, "error")])
+    con = sqlite3.connect(env.db, timeout=10)
+    with con:
+        con.execute("INSERT INTO incidents (server_id, type, status, detected_at, details)"
+                    " SELECT id, 'provisioning_failed', 'detected', 1, '{\"error\":\"x\"}'"
+                    " FROM servers WHERE handle = 'fixed'")
+    con.close()
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert "fixed" in {e["server_handle"] for e in named(ev, "server_health_check")}
+    (res,) = [e for e in named(ev, "incident_resolved") if e["server_handle"] == "fixed"]
+    assert (res["incident_type"], res["resolution"]) == ("provisioning_failed", "recovered")
+    assert env.sql("SELECT status, resolution, resolved_at IS NOT NULL FROM incidents"
+                   " WHERE type = 'provisioning_failed'") == [("resolved", "recovered", 1)]
+    assert statuses(env)["fixed"] == "ready"
+    (fields,) = env.sql("SELECT fields FROM notifications WHERE kind = 'server_recovered'")[0]
+    assert json.loads(fields)["incident_type"] == "provisioning_failed"
+
+
+def test_provisioning_failed_unreachable_opens_no_second_incident(env, fleet):
+    _, down = fleet
+    add_servers(env, [("broken", "127.0.0.1", down.ports[0], "error")])
+    con = sqlite3.connect(env.db, timeout=10)
+    with con:
+        con.execute("DELETE FROM servers WHERE handle NOT IN ('broken')")
+        con.execute("INSERT INTO incidents (server_id, type, status, detected_at)"
+                    " SELECT id, 'provisioning_failed', 'detected', 1 FROM servers")
+    con.close()
+    for _ in range(3):
+        r, ev = once(env)
+        assert r.returncode == 0, r.stderr
+        assert named(ev, "server_health_check")[0]["status"] == "unhealthy"
+    assert env.sql("SELECT type, status FROM incidents") == [("provisioning_failed", "detected")]

@@ -408,6 +408,31 @@ def test_notify_test_command(env, receiver):
     assert env.run("notify", "test").returncode == 2
 
 
+def test_notify_test_waits_a_short_retry_after_and_sends_once_more(env, receiver):
+    """Telegram's flood control (429, retry_after 1) used to fail `notify
+    test`; it now waits that second and sends again, once (issue 14)."""
+    configure(env, receiver, telegram(env, receiver).replace("chat_ids = 111, -222\n",
+                                                             "chat_ids = 111\n"))
+    receiver.rate_limit_next(retry_after=1)
+    r = env.run("notify", "test", "tg")
+    assert r.returncode == 0, r.stdout + r.stderr
+    ev = [e for e in parse_lines(r.stdout) if e["event"] == "notification_test"][0]
+    assert ev["success"] is True
+    reqs = receiver.wait_requests(2)
+    assert len(receiver.requests) == 2
+    assert reqs[1].time - reqs[0].time >= 1.0 - 0.05
+    assert "retry_after 1" in r.stderr
+    # a second 429 in a row is not waited for again; a long wait not at all
+    receiver.rate_limit_next(retry_after=1, n=2)
+    r = env.run("notify", "test", "tg")
+    assert r.returncode == 1 and len(receiver.requests) == 4
+    receiver.rate_limit_next(retry_after=3600)
+    r = env.run("notify", "test", "tg")
+    assert r.returncode == 1 and len(receiver.requests) == 5
+    ev = [e for e in parse_lines(r.stdout) if e["event"] == "notification_test"][0]
+    assert ev["http_status"] == 429 and TOKEN not in r.stdout + r.stderr
+
+
 def test_sighup_starts_a_new_notifier(env, receiver, daemons):
     env.write_config("")
     write_secrets(env, receiver)

@@ -190,9 +190,12 @@ def test_server_sync_discovered_and_missing(env):
     assert [(n["kind"], n["level"], n["fields"]["server_handle"]) for n in rows] == [
         ("server_discovered", "info", "web1"), ("server_discovered", "info", "web2")]
     assert {n["correlation_id"] for n in rows} == {cid}
+    # an inventory's servers enter ready (issue 14), and without a provision
+    # task nothing promises provisioning
     assert rows[0]["fields"] == {"server_handle": "web1", "ip": "127.0.0.11",
-                                 "provider": "inventory", "status": "pending_setup"}
+                                 "provider": "inventory", "status": "ready"}
     assert rows[0]["title"] == "New managed server web1 discovered"
+    assert rows[0]["body"] == "Found in inventory at 127.0.0.11; status ready."
 
     # Unchanged: nothing new.
     once(env, "server_sync", 0)
@@ -207,7 +210,7 @@ def test_server_sync_discovered_and_missing(env):
     assert (missing["kind"], missing["level"], missing["correlation_id"]) == (
         "server_missing", "warning", cid2)
     assert missing["fields"] == {"server_handle": "web2", "ip": "127.0.0.12",
-                                 "provider": "inventory", "previous_status": "pending_setup"}
+                                 "provider": "inventory", "previous_status": "ready"}
     assert env.sql("SELECT status FROM servers WHERE handle = 'web2'") == [("missing",)]
 
 

@@ -1,7 +1,8 @@
 """server_sync (issue 6): Time4VPS-shaped API on the replay server, an Ansible
 inventory of five hosts with groups, ghosts, vanished and reappearing
 servers, details refresh (concurrent requests, per-server failures) and
-provisioning triggers."""
+provisioning triggers; how new servers enter (issue 14: initial_status,
+triggers only with a provision task, the check-config warning)."""
 import base64
 import json
 import shutil
@@ -70,7 +71,9 @@ def test_time4vps_discovery_ghost_missing_reappeared(env, replay):
     assert named(ev, "server_sync_start")[0]["providers"] == "time4vps"
     c = complete(ev)
     assert c["servers_discovered"] == 3 and c["details_updated"] == 3
-    assert c["triggers_published"] == 2 and c["servers_missing"] == 0
+    # no provision task: nothing consumes triggers, none is published
+    assert c["triggers_published"] == 0 and c["servers_missing"] == 0
+    assert not named(ev, "provisioning_trigger_published")
     assert rows(env) == {
         "vps-101": ("10.0.0.1", "pending_setup", 1, "time4vps", "101"),
         "vps-102": ("10.0.0.2", "pending_setup", 1, "time4vps", "102"),
@@ -236,14 +239,18 @@ ghost_servers = spare1
     got = {h: (ip, port, user, status, managed, json.loads(labels) if labels else None)
            for h, ip, port, user, status, managed, labels in env.sql(
                "SELECT handle, ip, port, ssh_user, status, is_managed, labels FROM servers")}
+    # An inventory's servers exist and are set up: they enter ready (issue 14;
+    # they used to wait in pending_setup, never health-checked).
     assert got == {
-        "web1": ("127.0.0.11", 2201, "deploy", "pending_setup", 1, ["prod", "web"]),
-        "web2": ("127.0.0.12", 22, None, "pending_setup", 1, ["prod", "web"]),
-        "db1": ("127.0.0.21", 22, "postgres", "pending_setup", 1, ["db", "prod"]),
-        "cache1": ("127.0.0.31", 22, None, "pending_setup", 1, ["cache"]),
+        "web1": ("127.0.0.11", 2201, "deploy", "ready", 1, ["prod", "web"]),
+        "web2": ("127.0.0.12", 22, None, "ready", 1, ["prod", "web"]),
+        "db1": ("127.0.0.21", 22, "postgres", "ready", 1, ["db", "prod"]),
+        "cache1": ("127.0.0.31", 22, None, "ready", 1, ["cache"]),
         "spare1": ("127.0.0.99", 22, None, "reserved", 0, ["spare"]),
     }
-    assert complete(ev)["servers_discovered"] == 5 and complete(ev)["triggers_published"] == 4
+    assert complete(ev)["servers_discovered"] == 5 and complete(ev)["triggers_published"] == 0
+    assert {e["server_handle"]: e["status"] for e in named(ev, "managed_server_discovered")} == {
+        "web1": "ready", "web2": "ready", "db1": "ready", "cache1": "ready"}
 
     # cache1 removed, web2 moved: missing and updated.
     inv.write_text(INVENTORY.replace("cache1 ansible_host=127.0.0.31\n", "")
@@ -282,3 +289,133 @@ def test_no_providers_is_skipped(env):
     r, ev = once(env)
     assert r.returncode == 0
     assert named(ev, "server_sync_skipped")[0]["reason"] == "no_providers"
+
+
+# ---- how new servers enter (issue 14) ----
+
+needs_inventory = pytest.mark.skipif(shutil.which("ansible-inventory") is None,
+                                     reason="needs ansible")
+PROVISION = "\n[task.provision]\n"
+
+
+def line_of(env, text):
+    return env.conf.read_text().splitlines().index(text) + 1
+
+
+def discovered_note(env, handle):
+    (body, fields) = env.sql("SELECT body, fields FROM notifications WHERE kind = 'server_discovered'"
+                             " AND json_extract(fields, '$.server_handle') = ?", handle)[0]
+    return body, json.loads(fields)
+
+
+def test_time4vps_triggers_only_with_a_provision_task(env, replay):
+    t4v_config(env, replay, extra=PROVISION)
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert complete(ev)["triggers_published"] == 2
+    assert sorted(e["server_handle"] for e in named(ev, "provisioning_trigger_published")) == [
+        "vps-101", "vps-102"]
+    body, fields = discovered_note(env, "vps-101")
+    assert "status pending_setup (provisioning next)" in body
+    assert fields["status"] == "pending_setup"
+    ok = env.run("check-config")
+    assert ok.returncode == 0 and "warning" not in ok.stderr, ok.stderr
+
+
+def test_time4vps_without_provisioning_warns_and_says_nothing_of_it(env, replay):
+    """pending_setup without a provision task: check-config warns (exit 0), the
+    discovery message no longer promises provisioning, no trigger."""
+    t4v_config(env, replay)
+    r = env.run("check-config")
+    assert r.returncode == 0, r.stderr
+    at = line_of(env, "[provider.time4vps]")
+    assert f"{env.conf}:{at}: warning: [provider.time4vps] new servers enter pending_setup" in r.stderr
+    assert "type = provision" in r.stderr and "initial_status = ready" in r.stderr
+    r, ev = once(env)
+    body, fields = discovered_note(env, "vps-101")
+    assert "provisioning next" not in body and "status pending_setup" in body
+    assert complete(ev)["triggers_published"] == 0
+
+
+def test_time4vps_initial_status_ready(env, replay):
+    t4v_config(env, replay, extra="initial_status = ready")
+    r = env.run("check-config")
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert {k: v[1] for k, v in rows(env).items()} == {
+        "vps-101": "ready", "vps-102": "ready", "vps-103": "reserved"}
+    body, fields = discovered_note(env, "vps-102")
+    assert fields["status"] == "ready" and "status ready." in body
+
+
+def test_initial_status_bad_value_is_a_config_error(env, replay):
+    t4v_config(env, replay, extra="initial_status = provisioning")
+    r = env.run("check-config")
+    assert r.returncode == 2
+    assert "initial_status" in r.stderr and "ready|pending_setup" in r.stderr, r.stderr
+
+
+@needs_inventory
+def test_inventory_initial_status_pending_setup_warns_on_its_line(env):
+    inv = env.dir / "inventory.ini"
+    inv.write_text(INVENTORY)
+    env.write_config(f"""[provider.inventory]
+file = {inv}
+initial_status = pending_setup
+
+[task.server_sync]
+""")
+    r = env.run("check-config")
+    assert r.returncode == 0, r.stderr
+    at = line_of(env, "initial_status = pending_setup")
+    assert f"{env.conf}:{at}: warning: [provider.inventory] new servers enter pending_setup," in r.stderr
+    r, ev = once(env)
+    assert env.sql("SELECT status FROM servers WHERE handle = 'web1'") == [("pending_setup",)]
+
+
+@needs_inventory
+def test_missing_during_an_outage_keeps_the_status_to_restore(env):
+    """A server that leaves the listing while its incident is open comes back
+    in error with the incident's previous status kept, so resolving the
+    incident restores what it was. It used to come back with previous_status
+    'missing', and the resolution then moved it to missing."""
+    inv = env.dir / "inventory.ini"
+    inv.write_text(INVENTORY)
+    env.write_config(f"""[provider.inventory]
+file = {inv}
+
+[task.server_sync]
+""")
+    assert once(env)[0].returncode == 0
+    import sqlite3
+    con = sqlite3.connect(env.db)
+    with con:  # an outage of db1, as health_check records it
+        con.execute("UPDATE servers SET status = 'error', previous_status = 'in_use'"
+                    " WHERE handle = 'db1'")
+        con.execute("INSERT INTO incidents (server_id, type, status, detected_at)"
+                    " SELECT id, 'server_unreachable', 'detected', 1 FROM servers"
+                    " WHERE handle = 'db1'")
+    con.close()
+    state = "SELECT status, previous_status FROM servers WHERE handle = 'db1'"
+    inv.write_text(INVENTORY.replace("db1 ansible_host=127.0.0.21 ansible_user=postgres\n", ""))
+    assert once(env)[0].returncode == 0
+    assert env.sql(state) == [("missing", "in_use")]
+    inv.write_text(INVENTORY)
+    r, ev = once(env)
+    (re_,) = named(ev, "server_reappeared")
+    assert re_["status"] == "error"
+    assert env.sql(state) == [("error", "in_use")]
+    (iid,) = env.sql("SELECT id FROM incidents")[0]
+    r = env.run("incidents", "close", str(iid), "--reason", "it was the switch")
+    assert r.returncode == 0, r.stderr
+    assert env.sql(state) == [("in_use", None)]
+
+    # Without an incident, a server that comes back has its old status and
+    # no stale previous_status.
+    inv.write_text(INVENTORY.replace("web2 ansible_host=127.0.0.12\n", ""))
+    once(env)
+    inv.write_text(INVENTORY)
+    once(env)
+    assert env.sql("SELECT status, previous_status FROM servers WHERE handle = 'web2'") == [
+        ("ready", None)]

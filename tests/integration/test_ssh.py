@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import parse_lines
-from sshd import Sshd, SilentListener, closed_port, have_sshd, keygen
+from sshd import SSH_KEYGEN, Sshd, SilentListener, closed_port, have_sshd, keygen
 
 pytestmark = pytest.mark.skipif(not have_sshd(), reason="needs root and OpenSSH sshd/ssh-keygen")
 
@@ -34,6 +34,14 @@ timeout = {timeout}
     return kh
 
 
+def fingerprint(sshd):
+    """The sshd's host key fingerprint as `ssh-keygen -lf` prints it."""
+    import subprocess
+    r = subprocess.run([SSH_KEYGEN, "-lf", str(sshd.host_key) + ".pub"], capture_output=True,
+                       text=True, check=True)
+    return r.stdout.split()[1]
+
+
 def ssh_test(env, *args):
     r = env.run("ssh-test", *args)
     events = [e for e in parse_lines(r.stdout) if e.get("event") == "ssh_connection_test"]
@@ -52,6 +60,8 @@ def test_healthy_host_runs_command(env, sshd):
     assert e["logger"] == "ssh" and isinstance(e["duration_ms"], int)
     assert e["hostkey_added"] is True
     assert kh.read_text() == sshd.known_hosts_line()
+    # the offered key, whatever the outcome; a hint only for a host key failure
+    assert (e["key_type"], e["fingerprint"], e["hint"]) == ("ssh-ed25519", fingerprint(sshd), None)
 
 
 def test_command_exit_status_fails(env, sshd):
@@ -110,6 +120,11 @@ def test_changed_host_key_fails_in_hostkey(env, sshd, tmp_path, policy):
     assert rc == 1
     assert (e["stage"], e["error_type"]) == ("hostkey", "hostkey_mismatch")
     assert kh.read_text() == before
+    # the offered key (not the recorded one) and the commands that fix it
+    assert e["fingerprint"] == fingerprint(sshd) and e["fingerprint"] in e["error"]
+    addr = f"127.0.0.1:{sshd.port}"
+    assert e["hint"] == (f"if the server was rebuilt: fleetkeeper known-hosts forget {addr}, "
+                         f"then fleetkeeper known-hosts scan {addr} --accept")
 
 
 def test_strict_unknown_host_fails_and_known_host_passes(env, sshd, tmp_path):
@@ -119,6 +134,8 @@ def test_strict_unknown_host_fails_and_known_host_passes(env, sshd, tmp_path):
     assert rc == 1
     assert (e["stage"], e["error_type"]) == ("hostkey", "hostkey_unknown")
     assert not kh.exists()
+    assert (e["key_type"], e["fingerprint"]) == ("ssh-ed25519", fingerprint(sshd))
+    assert e["hint"] == f"fleetkeeper known-hosts scan 127.0.0.1:{sshd.port} --accept"
     kh.write_text(sshd.known_hosts_line())
     rc, e = ssh_test(env, f"127.0.0.1:{sshd.port}")
     assert rc == 0, e

@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "eventsink.h"
+#include "metrics.h"
 #include "store.h"
 
 typedef struct {
@@ -79,12 +80,18 @@ static void capture_start(fixture *f)
 	fclose(fp);
 }
 
-static void start_sink(fixture *f, size_t max_queued, int64_t flush_ms)
+static void start_sink_bytes(fixture *f, size_t max_queued, size_t max_bytes, int64_t flush_ms)
 {
 	char err[256] = "";
-	eventsink_options o = {.max_queued = max_queued, .flush_interval_ms = flush_ms};
+	eventsink_options o = {
+	        .max_queued = max_queued, .max_bytes = max_bytes, .flush_interval_ms = flush_ms};
 	if (eventsink_start(&f->sink, f->path, &o, err, sizeof err) != 0)
 		fail_msg("eventsink_start: %s", err);
+}
+
+static void start_sink(fixture *f, size_t max_queued, int64_t flush_ms)
+{
+	start_sink_bytes(f, max_queued, 0, flush_ms);
 }
 
 static void lock_db(fixture *f)
@@ -286,7 +293,7 @@ static void test_throughput(void **state)
 {
 	fixture *f = *state;
 	const int n = 200000;
-	start_sink(f, (size_t)n, 0);
+	start_sink_bytes(f, (size_t)n, (size_t)1 << 30, 0); /* neither bound is reached */
 	int64_t t0 = clock_wall_usec();
 	for (int i = 0; i < n; i++)
 		emit(f->sink, "tick", "bulk", 0, i);
@@ -452,6 +459,180 @@ static void test_stop_is_bounded(void **state)
 	cJSON_Delete(j);
 }
 
+/* An event with a line of len bytes (the size of a long output line). */
+static void emit_long(eventsink *sink, const char *cid, size_t len)
+{
+	char *json = malloc(len + 64);
+	int n = snprintf(json, len + 64, "{\"event\": \"long\", \"line\": \"");
+	memset(json + n, 'x', len);
+	snprintf(json + n + len, 8, "\"}");
+	log_record rec = {.unix_time = 1735689600.0,
+	                  .timestamp = "2025-01-01T00:00:00.000000+00:00",
+	                  .level = LOG_INFO,
+	                  .logger = "test",
+	                  .event = "long",
+	                  .correlation_id = cid,
+	                  .json = json,
+	                  .json_len = strlen(json)};
+	eventsink_log_sink(sink, &rec);
+	free(json);
+}
+
+/* The queue is bounded in bytes too: with the store refusing writes, long
+ * lines fill 64 KiB, then they are dropped, counted per correlation id
+ * and in fleetkeeper_events_dropped_total. */
+static void test_dropped_when_bytes_full(void **state)
+{
+	fixture *f = *state;
+	metrics_reset();
+	start_sink_bytes(f, 100000, 64 * 1024, 60000);
+	lock_db(f);
+	for (int i = 0; i < 40; i++)
+		emit_long(f->sink, i % 2 ? "run-a" : "run-b", 4000);
+	assert_true(eventsink_queued_bytes(f->sink) <= 64 * 1024);
+	uint64_t dropped = eventsink_dropped(f->sink);
+	assert_true(dropped >= 40 - 16 && dropped < 40); /* 15 fit, whatever the headers */
+	assert_int_equal(eventsink_run_dropped_take("run-a") + eventsink_run_dropped_take("run-b"),
+	                 dropped);
+	assert_int_equal(eventsink_run_dropped_take("run-a"), 0); /* taken */
+	metrics_buf b = {0};
+	metrics_render(&b, NULL);
+	char want[96];
+	snprintf(want, sizeof want, "fleetkeeper_events_dropped_total %llu\n",
+	         (unsigned long long)dropped);
+	assert_non_null(strstr(b.data, want));
+	metrics_buf_free(&b);
+	capture_start(f);
+	unlock_db(f);
+	assert_int_equal(eventsink_flush(f->sink, 20000), 0);
+	capture_stop(f);
+	assert_int_equal(count_rows(f, ALL_EVENTS " WHERE event = ?1", "long"), 40 - (int)dropped);
+	assert_int_equal(eventsink_queued_bytes(f->sink), 0);
+}
+
+static void test_run_drops_by_correlation_id(void **state)
+{
+	fixture *f = *state;
+	start_sink(f, 2, 60000);
+	lock_db(f);
+	emit(f->sink, "tick", "run-x", 0, 0);
+	emit(f->sink, "tick", "run-x", 0, 1);
+	for (int i = 0; i < 3; i++)
+		emit(f->sink, "tick", "run-x", 0, 2 + i);
+	for (int i = 0; i < 2; i++)
+		emit(f->sink, "tick", "run-y", 0, i);
+	emit(f->sink, "tick", NULL, 0, 9); /* no correlation id: counted in total only */
+	assert_int_equal(eventsink_dropped(f->sink), 6);
+	assert_int_equal(eventsink_run_dropped_take("run-y"), 2);
+	assert_int_equal(eventsink_run_dropped_take("run-x"), 3);
+	assert_int_equal(eventsink_run_dropped_take("run-x"), 0);
+	assert_int_equal(eventsink_run_dropped_take(NULL), 0);
+	/* More correlation ids than slots: the oldest are forgotten, never mixed. */
+	for (int i = 0; i < 100; i++) {
+		char cid[32];
+		snprintf(cid, sizeof cid, "many-%d", i);
+		emit(f->sink, "tick", cid, 0, i);
+	}
+	assert_int_equal(eventsink_run_dropped_take("many-0"), 0);
+	assert_int_equal(eventsink_run_dropped_take("many-99"), 1);
+	capture_start(f);
+	unlock_db(f);
+	assert_int_equal(eventsink_flush(f->sink, 20000), 0);
+	capture_stop(f);
+}
+
+/* The writer's outcome reaches metrics: failing (and the error counter)
+ * while a write fails, ok again after the next successful write. */
+static void test_writer_state_published(void **state)
+{
+	fixture *f = *state;
+	char why[256] = "";
+	metrics_reset();
+	start_sink(f, 1000, 60000);
+	assert_false(metrics_store_writer_failing(why, sizeof why));
+	lock_db(f);
+	capture_start(f);
+	emit(f->sink, "tick", "c", 0, 0);
+	assert_int_equal(eventsink_flush(f->sink, 30000), -1);
+	assert_true(metrics_store_writer_failing(why, sizeof why));
+	assert_non_null(strstr(why, "locked"));
+	metrics_buf b = {0};
+	metrics_render(&b, NULL);
+	assert_non_null(strstr(b.data, "fleetkeeper_store_write_failing 1\n"));
+	assert_null(strstr(b.data, "fleetkeeper_store_write_errors_total 0\n"));
+	metrics_buf_free(&b);
+	unlock_db(f);
+	assert_int_equal(eventsink_flush(f->sink, 30000), 0);
+	capture_stop(f);
+	assert_false(metrics_store_writer_failing(why, sizeof why));
+	metrics_render(&b, NULL);
+	assert_non_null(strstr(b.data, "fleetkeeper_store_write_failing 0\n"));
+	metrics_buf_free(&b);
+}
+
+typedef struct {
+	eventsink *sink;
+	int n;
+	size_t max_bytes_seen;
+	int64_t ms;
+} paced_producer;
+
+static void *produce_paced(void *arg)
+{
+	paced_producer *p = arg;
+	int64_t t0 = clock_mono_ms();
+	eventsink_thread_paced(true);
+	for (int i = 0; i < p->n; i++) {
+		emit_long(p->sink, "paced", 300);
+		size_t held = eventsink_queued_bytes(p->sink);
+		if (held > p->max_bytes_seen)
+			p->max_bytes_seen = held;
+	}
+	eventsink_thread_paced(false);
+	p->ms = clock_mono_ms() - t0;
+	return NULL;
+}
+
+static paced_producer run_paced(eventsink *sink, int n)
+{
+	pthread_t th;
+	paced_producer p = {.sink = sink, .n = n};
+	assert_int_equal(pthread_create(&th, NULL, produce_paced, &p), 0);
+	pthread_join(th, NULL);
+	return p;
+}
+
+/* A paced thread (a run's) never runs more than about 2 MiB ahead of a
+ * healthy writer: that is what a kill -9 can lose. */
+static void test_paced_thread_stays_close_to_the_writer(void **state)
+{
+	fixture *f = *state;
+	start_sink(f, 0, 0);
+	paced_producer p = run_paced(f->sink, 60000); /* ~25 MB of events */
+	assert_int_equal(eventsink_dropped(f->sink), 0);
+	assert_true(p.max_bytes_seen <= (size_t)3 << 20);
+	assert_int_equal(eventsink_flush(f->sink, 30000), 0);
+	assert_int_equal(count_rows(f, ALL_EVENTS, NULL), 60000);
+	print_message("eventsink: paced, at most %zu bytes held\n", p.max_bytes_seen);
+}
+
+/* ... but a store that does not take writes never holds it back for long:
+ * one pacing wait of at most 1 s, then none until a commit. */
+static void test_paced_thread_not_held_by_a_stuck_store(void **state)
+{
+	fixture *f = *state;
+	start_sink(f, 0, 0);
+	lock_db(f);
+	capture_start(f);
+	paced_producer p = run_paced(f->sink, 20000); /* ~8 MB: queued, none dropped */
+	assert_true(p.ms < 3000);
+	assert_int_equal(eventsink_dropped(f->sink), 0);
+	unlock_db(f);
+	assert_int_equal(eventsink_flush(f->sink, 30000), 0);
+	capture_stop(f);
+	assert_int_equal(count_rows(f, ALL_EVENTS, NULL), 20000);
+}
+
 static void test_start_fails_on_bad_path(void **state)
 {
 	fixture *f = *state;
@@ -476,6 +657,11 @@ int main(void)
 	        T(test_stop_flushes),      T(test_interval_commits),
 	        T(test_dropped_when_full), T(test_failed_write_is_kept),
 	        T(test_stop_is_bounded),   T(test_start_fails_on_bad_path),
+	        T(test_dropped_when_bytes_full),
+	        T(test_run_drops_by_correlation_id),
+	        T(test_writer_state_published),
+	        T(test_paced_thread_stays_close_to_the_writer),
+	        T(test_paced_thread_not_held_by_a_stuck_store),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

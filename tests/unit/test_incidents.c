@@ -1,6 +1,7 @@
 /* Unit tests: incidents — every transition (open, close, recovering,
- * resolve, fail, provisioning_failed), each with its notification in one
- * transaction, the listings, and the error paths of the modules that drive
+ * resolve, fail, provisioning_failed, the operator's ack and close), each
+ * with its notification in one transaction, the one definition of open,
+ * the listings, and the error paths of the modules that drive
  * them: provisioner.c (a failed step rolls the final status back) and
  * recovery.c (a store failure comes back with its code, an inline recovery
  * returns its result). */
@@ -112,6 +113,7 @@ static void test_incident_once_per_outage(void **state)
 	assert_string_equal(restored, "in_use");
 	assert_int_equal(int_query(f->st, "SELECT resolved_at FROM incidents"), 300);
 	assert_string_equal(text_query(f->st, "SELECT status FROM incidents"), "resolved");
+	assert_string_equal(text_query(f->st, "SELECT resolution FROM incidents"), "recovered");
 	assert_string_equal(text_query(f->st, "SELECT previous_status FROM servers WHERE id = 2"),
 	                    "(null)");
 
@@ -211,16 +213,21 @@ static void test_list_and_open_count(void **state)
 	assert_string_equal(l.handle[3], "a");
 	assert_true(l.resolved_at[3] == 150);
 
+	/* open: detected, recovering and failed (a failed recovery does not
+	 * end the outage; the failed one used to drop out of --open, the
+	 * status count and the metric) */
 	memset(&l, 0, sizeof l);
 	assert_int_equal(incidents_list(f->st, true, collect_incident, &l), STORE_OK);
-	assert_int_equal(l.n, 2);
+	assert_int_equal(l.n, 3);
 	assert_int_equal(l.ids[0], 2);
 	assert_string_equal(l.status[0], "detected");
-	assert_int_equal(l.ids[1], 3);
-	assert_string_equal(l.status[1], "recovering");
+	assert_int_equal(l.ids[1], 4);
+	assert_string_equal(l.status[1], "failed");
+	assert_int_equal(l.ids[2], 3);
+	assert_string_equal(l.status[2], "recovering");
 
 	assert_int_equal(incidents_open_count(f->st, &open), STORE_OK);
-	assert_int_equal(open, 2);
+	assert_int_equal(open, 3);
 }
 
 /* ---- recovering, resolve, fail ---- */
@@ -229,6 +236,201 @@ static void note_for(notify_note *n)
 {
 	notify_note_init(n, NOTIFY_RECOVERY_FINISHED, LOG_INFO, "run_recover_1");
 	notify_note_title(n, "Recovery of b");
+}
+
+/* ---- the operator: ack and close ---- */
+
+static int64_t open_b(fixture *f, double at)
+{
+	int64_t id = 0;
+	bool created = false;
+	char err[256];
+	assert_int_equal(incidents_open_unreachable(f->st, 2, at, "run_hc", NULL, &id, &created,
+	                                            NULL, 0, err, sizeof err),
+	                 STORE_OK);
+	assert_true(created);
+	return id;
+}
+
+static int64_t count_kind(fixture *f, const char *kind)
+{
+	store_stmt *q = NULL;
+	int64_t n = -1;
+	assert_int_equal(store_prepare(f->st, "SELECT count(*) FROM notifications WHERE kind = ?1",
+	                               &q),
+	                 STORE_OK);
+	store_bind_text(q, 1, kind);
+	if (store_step(q) == STORE_ROW)
+		n = store_col_int64(q, 0);
+	store_stmt_done(q);
+	return n;
+}
+
+static void test_ack_keeps_open_and_silences(void **state)
+{
+	fixture *f = *state;
+	int64_t id = open_b(f, 100), ids[4], open = 0;
+	size_t n = 0;
+	bool already = true;
+	char err[256];
+	notify_note note;
+
+	assert_int_equal(incidents_ack(f->st, id, "alice", "looking at it", 110, &already, err,
+	                               sizeof err),
+	                 STORE_OK);
+	assert_false(already);
+	assert_string_equal(text_query(f->st, "SELECT status || ' ' || acknowledged_by || ' '"
+	                                      " || ack_reason FROM incidents"),
+	                    "detected alice looking at it");
+	assert_int_equal(int_query(f->st, "SELECT acknowledged_at FROM incidents"), 110);
+	assert_int_equal(incidents_open_count(f->st, &open), STORE_OK);
+	assert_int_equal(open, 1); /* it stays open */
+
+	/* again: the first acknowledgement stays */
+	assert_int_equal(incidents_ack(f->st, id, "bob", NULL, 120, &already, err, sizeof err),
+	                 STORE_OK);
+	assert_true(already);
+	assert_string_equal(text_query(f->st, "SELECT acknowledged_by FROM incidents"), "alice");
+
+	/* a failed recovery of it is not notified; a successful one is */
+	int64_t before = count_kind(f, NOTIFY_RECOVERY_FINISHED);
+	assert_int_equal(incidents_begin_recovery(f->st, 2, 130, ids, 4, &n, err, sizeof err),
+	                 STORE_OK);
+	note_for(&note);
+	assert_int_equal(
+	        incidents_end_recovery(f->st, 2, ids, n, false, 1, 140, &note, err, sizeof err),
+	        STORE_OK);
+	assert_int_equal(count_kind(f, NOTIFY_RECOVERY_FINISHED), before);
+	assert_string_equal(text_query(f->st, "SELECT status FROM incidents"), "failed");
+	assert_int_equal(incidents_begin_recovery(f->st, 2, 150, ids, 4, &n, err, sizeof err),
+	                 STORE_OK);
+	assert_int_equal(
+	        incidents_end_recovery(f->st, 2, ids, n, true, 1, 160, &note, err, sizeof err),
+	        STORE_OK);
+	notify_note_free(&note);
+	assert_int_equal(count_kind(f, NOTIFY_RECOVERY_FINISHED), before + 1);
+
+	/* resolved: not open any more */
+	assert_int_equal(incidents_ack(f->st, id, "alice", NULL, 170, &already, err, sizeof err),
+	                 INCIDENTS_NOT_OPEN);
+	assert_non_null(strstr(err, "not open"));
+	assert_int_equal(incidents_ack(f->st, 999, "alice", NULL, 170, &already, err, sizeof err),
+	                 STORE_NOTFOUND);
+	assert_string_equal(err, "no incident 999");
+}
+
+static void test_close_restores_previous_status(void **state)
+{
+	fixture *f = *state;
+	int64_t id = open_b(f, 100), open = -1;
+	char restored[32], err[256];
+
+	exec_ok(f->st, "UPDATE servers SET consecutive_failures = 7 WHERE id = 2");
+	assert_int_equal(incidents_close(f->st, id, "false alarm: firewall test", 200, restored,
+	                                 sizeof restored, err, sizeof err),
+	                 STORE_OK);
+	assert_string_equal(restored, "in_use");
+	assert_string_equal(text_query(f->st, "SELECT status || ' ' || resolution || ' ' ||"
+	                                      " resolution_reason FROM incidents"),
+	                    "resolved closed false alarm: firewall test");
+	assert_int_equal(int_query(f->st, "SELECT resolved_at FROM incidents"), 200);
+	assert_string_equal(text_query(f->st, "SELECT status FROM servers WHERE id = 2"), "in_use");
+	assert_int_equal(int_query(f->st, "SELECT consecutive_failures FROM servers WHERE id = 2"),
+	                 0);
+	assert_int_equal(incidents_open_count(f->st, &open), STORE_OK);
+	assert_int_equal(open, 0);
+	assert_int_equal(incidents_close(f->st, id, "again", 210, restored, sizeof restored, err,
+	                                 sizeof err),
+	                 INCIDENTS_NOT_OPEN);
+	assert_int_equal(incidents_close(f->st, 12345, "x", 210, restored, sizeof restored, err,
+	                                 sizeof err),
+	                 STORE_NOTFOUND);
+
+	/* another incident still open: the server stays in error */
+	int64_t second = open_b(f, 300);
+	exec_ok(f->st, "INSERT INTO incidents (server_id, type, status, detected_at)"
+	               " VALUES (2, 'service_down', 'detected', 301)");
+	assert_int_equal(incidents_close(f->st, second, "known", 310, restored, sizeof restored,
+	                                 err, sizeof err),
+	                 STORE_OK);
+	assert_string_equal(restored, "error");
+}
+
+/* ---- provisioning_failed: one per server, resolved by health ---- */
+
+static void test_provisioning_failed_once_and_acked(void **state)
+{
+	fixture *f = *state;
+	server_row a = {.id = 1, .handle = "a", .ip = "10.0.0.1", .status = "error"};
+	bool already = false;
+	char err[256];
+
+	exec_ok(f->st, "UPDATE servers SET status = 'error', previous_status = 'missing'"
+	               " WHERE id = 1");
+	assert_int_equal(incidents_open_provisioning_failed(f->st, &a, "first", "c1", 100, err,
+	                                                    sizeof err),
+	                 STORE_OK);
+	/* a stale previous status would come back later: cleared */
+	assert_string_equal(text_query(f->st, "SELECT previous_status FROM servers WHERE id = 1"),
+	                    "(null)");
+	assert_int_equal(incidents_open_provisioning_failed(f->st, &a, "second", "c2", 110, err,
+	                                                    sizeof err),
+	                 STORE_OK);
+	assert_int_equal(int_query(f->st, "SELECT count(*) FROM incidents"), 1);
+	assert_string_equal(text_query(f->st, "SELECT details FROM incidents"),
+	                    "{\"error\":\"second\"}");
+	assert_int_equal(count_kind(f, NOTIFY_PROVISIONING_FAILED), 2);
+
+	int64_t id = int_query(f->st, "SELECT id FROM incidents");
+	assert_int_equal(incidents_ack(f->st, id, "ops", NULL, 120, &already, err, sizeof err),
+	                 STORE_OK);
+	assert_int_equal(incidents_open_provisioning_failed(f->st, &a, "third", "c3", 130, err,
+	                                                    sizeof err),
+	                 STORE_OK);
+	assert_int_equal(count_kind(f, NOTIFY_PROVISIONING_FAILED), 2); /* silenced */
+	assert_string_equal(text_query(f->st, "SELECT details FROM incidents"),
+	                    "{\"error\":\"third\"}");
+}
+
+/* A provisioning_failed incident used to stay open after the server was
+ * healthy again (nothing resolved it; health_check did not even check a
+ * server in error without an unreachable incident). */
+static void test_provisioning_failed_resolved_when_healthy(void **state)
+{
+	fixture *f = *state;
+	server_row a = {.id = 1, .handle = "a", .ip = "10.0.0.1", .status = "error"};
+	static const char *const statuses[] = {"ready", "in_use", NULL};
+	server_list list = {0};
+	int64_t ids[4];
+	size_t n = 0;
+	char restored[32], err[256];
+
+	exec_ok(f->st, "UPDATE servers SET status = 'error' WHERE id = 1");
+	assert_int_equal(incidents_open_provisioning_failed(f->st, &a, "boom", "c1", 100, err,
+	                                                    sizeof err),
+	                 STORE_OK);
+	int64_t id = int_query(f->st, "SELECT id FROM incidents");
+
+	/* checked although in error, marked with its incident */
+	assert_int_equal(servers_list_for_check(f->st, statuses, &list, err, sizeof err), STORE_OK);
+	assert_int_equal(list.count, 2); /* a (error, provisioning_failed) and b (in_use) */
+	assert_string_equal(list.rows[0].handle, "a");
+	assert_int_equal(list.rows[0].open_provisioning, id);
+	assert_int_equal(list.rows[0].open_incident, 0);
+	server_list_free(&list);
+
+	assert_int_equal(incidents_resolve_healthy(f->st, 1, 200, ids, 4, &n, restored,
+	                                           sizeof restored, err, sizeof err),
+	                 STORE_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], id);
+	assert_string_equal(restored, "ready");
+	assert_string_equal(text_query(f->st, "SELECT status || ' ' || resolution FROM incidents"),
+	                    "resolved recovered");
+	assert_string_equal(text_query(f->st, "SELECT status FROM servers WHERE id = 1"), "ready");
+	assert_non_null(strstr(text_query(f->st, "SELECT fields FROM notifications"
+	                                         " WHERE kind = 'server_recovered'"),
+	                       "\"incident_type\":\"provisioning_failed\""));
 }
 
 static void test_recovery_transitions(void **state)
@@ -266,6 +468,7 @@ static void test_recovery_transitions(void **state)
 	        STORE_OK);
 	notify_note_free(&note);
 	assert_string_equal(text_query(f->st, "SELECT status FROM incidents"), "resolved");
+	assert_string_equal(text_query(f->st, "SELECT resolution FROM incidents"), "recovery");
 	assert_int_equal(int_query(f->st, "SELECT resolved_at FROM incidents"), 140);
 	assert_string_equal(text_query(f->st, "SELECT status FROM servers WHERE id = 2"), "in_use");
 	assert_int_equal(int_query(f->st, "SELECT count(*) FROM notifications"
@@ -386,12 +589,15 @@ static void test_provisioning_failure_rolls_back(void **state)
 
 /* ---- recovery's results ---- */
 
-/* Server b unmanaged on a closed port and without services: its recovery
- * fails fast (SSH refused, nothing reprovisioned). */
+/* Server b unmanaged on a closed port with one service: its recovery
+ * fails fast (SSH refused, nothing reprovisioned). (A server without
+ * services is a no-op: recovery.c, test_recover.py.) */
 static void unreachable_b(fixture *f)
 {
 	exec_ok(f->st, "UPDATE servers SET ip = '127.0.0.1', port = 1, is_managed = 0,"
 	               " status = 'error', previous_status = 'in_use' WHERE id = 2");
+	exec_ok(f->st, "INSERT INTO services (server_id, name, git_repo, created_at, updated_at)"
+	               " VALUES (2, 'web', 'file:///nonexistent.git', 1, 1)");
 	exec_ok(f->st, "INSERT INTO incidents (server_id, type, status, detected_at)"
 	               " VALUES (2, 'server_unreachable', 'detected', 1)");
 }
@@ -406,12 +612,12 @@ static void test_recovery_store_failure_returned(void **state)
 	recovery_counts c;
 	char err[512] = "";
 
-	assert_int_equal(recovery_sequence(cfg, f->st, "nope", -1, &c, err, sizeof err),
+	assert_int_equal(recovery_sequence(cfg, f->st, "nope", false, -1, &c, err, sizeof err),
 	                 STORE_NOTFOUND);
 	assert_string_equal(err, "no server 'nope'");
 	unreachable_b(f);
 	exec_ok(f->st, FAIL_OUTBOX);
-	int rc = recovery_sequence(cfg, f->st, "b", -1, &c, err, sizeof err);
+	int rc = recovery_sequence(cfg, f->st, "b", false, -1, &c, err, sizeof err);
 	assert_true(rc < 0 && rc != STORE_NOTFOUND);
 	assert_non_null(strstr(err, "outbox unavailable"));
 	assert_int_equal(c.fail_count, 1);
@@ -452,6 +658,10 @@ int main(void)
 	        T(test_list_and_open_count),
 	        T(test_recovery_transitions),
 	        T(test_end_recovery_rolls_back),
+	        T(test_ack_keeps_open_and_silences),
+	        T(test_close_restores_previous_status),
+	        T(test_provisioning_failed_once_and_acked),
+	        T(test_provisioning_failed_resolved_when_healthy),
 	        T(test_provisioning_failed),
 	        T(test_provisioning_failure_rolls_back),
 	        T(test_recovery_store_failure_returned),

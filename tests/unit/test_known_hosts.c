@@ -1,5 +1,8 @@
 /* Unit tests: known_hosts lookups (plain, [host]:port, hashed, other key
- * types), accept-new appends (once, under concurrency, no rewrite). */
+ * types), accept-new appends (once, under concurrency, no rewrite), host
+ * key fingerprints as ssh-keygen -l prints them, forget (plain, name
+ * lists, hashed; everything else kept byte for byte) and an append that
+ * waited for the lock while a forget replaced the file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,12 +10,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "known_hosts.h"
+#include "ssh_options.h"
 
 /* Two real ed25519 public keys and one ecdsa key, base64 as in .pub files. */
 #define KEY_A "AAAAC3NzaC1lZDI1NTE5AAAAIP+ulKk4qeaNmgNxt6QaIUVqdMcA2BweDB9/AkX/cmWE"
@@ -247,6 +254,148 @@ static void test_concurrent_adds_record_once(void **state)
 	assert_string_equal(read_file(f->path), "127.0.0.7 ssh-ed25519 " KEY_A "\n");
 }
 
+/* The fingerprints `ssh-keygen -lf` prints for KEY_A and KEY_E. */
+#define FP_A "SHA256:7i4iDGwCYHULKVxqrFGyRmKhQ9quJDzMj+3MTrvozew"
+#define FP_E "SHA256:UXJxIxrRV9wZZpMlvHv3gankXL9pCbTFQ7TdWbnURbQ"
+
+static void test_fingerprint_as_ssh_keygen_prints_it(void **state)
+{
+	unsigned char blob[256];
+	char fp[64];
+	(void)state;
+	size_t n = b64decode(KEY_A, blob);
+	known_hosts_fingerprint((const char *)blob, n, fp, sizeof fp);
+	assert_string_equal(fp, FP_A); /* no '=' padding */
+	n = b64decode(KEY_E, blob);
+	known_hosts_fingerprint((const char *)blob, n, fp, sizeof fp);
+	assert_string_equal(fp, FP_E);
+	assert_int_equal(strlen(fp), 50);
+	assert_string_equal(known_hosts_key_type_name(LIBSSH2_HOSTKEY_TYPE_ED25519), "ssh-ed25519");
+	assert_string_equal(known_hosts_key_type_name(LIBSSH2_HOSTKEY_TYPE_RSA), "ssh-rsa");
+	assert_string_equal(known_hosts_key_type_name(LIBSSH2_HOSTKEY_TYPE_ECDSA_256),
+	                    "ecdsa-sha2-nistp256");
+	assert_string_equal(known_hosts_key_type_name(999), "unknown");
+}
+
+static void test_hostkey_hints(void **state)
+{
+	char hint[256], addr[64];
+	(void)state;
+	assert_true(ssh_hostkey_hint(SSH_ERR_HOSTKEY_UNKNOWN, "vps-1", hint, sizeof hint));
+	assert_string_equal(hint, "fleetkeeper known-hosts scan vps-1 --accept");
+	assert_true(ssh_hostkey_hint(SSH_ERR_HOSTKEY_MISMATCH, "vps-1", hint, sizeof hint));
+	assert_string_equal(hint,
+	                    "if the server was rebuilt: fleetkeeper known-hosts forget vps-1, "
+	                    "then fleetkeeper known-hosts scan vps-1 --accept");
+	assert_false(ssh_hostkey_hint(SSH_ERR_AUTH, "vps-1", hint, sizeof hint));
+	assert_string_equal(hint, "");
+	ssh_target_address(addr, sizeof addr, "127.0.0.1", 2222);
+	assert_string_equal(addr, "127.0.0.1:2222");
+	ssh_target_address(addr, sizeof addr, "::1", 0);
+	assert_string_equal(addr, "[::1]:22");
+}
+
+static int forget(fixture *f, const char *host, int port)
+{
+	char err[256];
+	int removed = -1;
+	assert_int_equal(known_hosts_forget(f->path, host, port, &removed, err, sizeof err), 0);
+	return removed;
+}
+
+static void test_forget_keeps_every_other_line(void **state)
+{
+	fixture *f = *state;
+	struct stat st;
+	int type = LIBSSH2_HOSTKEY_TYPE_ED25519;
+
+	write_file(f->path, "# keep: [127.0.0.5]:2022 in a comment\n"
+	                    "[127.0.0.5]:2022 ssh-ed25519 " KEY_A "\n"
+	                    "127.0.0.5 ssh-ed25519 " KEY_B "\n"
+	                    "web1,[127.0.0.5]:2022 ssh-ed25519 " KEY_A " list\r\n"
+	                    "[127.0.0.5]:20222 ssh-ed25519 " KEY_A "\n"
+	                    "@revoked [127.0.0.5]:2022 ssh-ed25519 " KEY_B "\n"
+	                    "[127.0.0.*]:2022 ssh-ed25519 " KEY_B "\n"
+	                    "  \n"
+	                    "not an entry\n"
+	                    "[127.0.0.5]:2022 ssh-ed25519 " KEY_B); /* no final newline */
+	chmod(f->path, 0640);
+	assert_int_equal(forget(f, "127.0.0.5", 2022), 3);
+	assert_string_equal(read_file(f->path), "# keep: [127.0.0.5]:2022 in a comment\n"
+	                                        "127.0.0.5 ssh-ed25519 " KEY_B "\n"
+	                                        "[127.0.0.5]:20222 ssh-ed25519 " KEY_A "\n"
+	                                        "@revoked [127.0.0.5]:2022 ssh-ed25519 " KEY_B "\n"
+	                                        "[127.0.0.*]:2022 ssh-ed25519 " KEY_B "\n"
+	                                        "  \n"
+	                                        "not an entry\n");
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_int_equal(check(f, "127.0.0.5", 2022, f->a, f->alen, type), KNOWN_HOSTS_UNKNOWN);
+	assert_int_equal(check(f, "127.0.0.5", 22, f->b, f->blen, type), KNOWN_HOSTS_MATCH);
+	/* again: nothing left to remove, the file untouched */
+	assert_int_equal(forget(f, "127.0.0.5", 2022), 0);
+	/* port 22 is the plain name, case does not matter */
+	write_file(f->path, "WEB1 ssh-ed25519 " KEY_A "\n");
+	assert_int_equal(forget(f, "web1", 22), 1);
+	assert_string_equal(read_file(f->path), "");
+}
+
+static void test_forget_hashed_entries(void **state)
+{
+	fixture *f = *state;
+	char cmd[512];
+
+	if (access("/usr/bin/ssh-keygen", X_OK) != 0)
+		skip();
+	write_file(f->path, "[127.0.0.9]:2200 ssh-ed25519 " KEY_A "\n"
+	                    "[127.0.0.9]:2201 ssh-ed25519 " KEY_B "\n");
+	snprintf(cmd, sizeof cmd, "/usr/bin/ssh-keygen -q -H -f '%s' >/dev/null 2>&1", f->path);
+	assert_int_equal(system(cmd), 0);
+	assert_memory_equal(read_file(f->path), "|1|", 3);
+	assert_int_equal(forget(f, "127.0.0.9", 2200), 1);
+	assert_int_equal(check(f, "127.0.0.9", 2200, f->a, f->alen, LIBSSH2_HOSTKEY_TYPE_ED25519),
+	                 KNOWN_HOSTS_UNKNOWN);
+	assert_int_equal(check(f, "127.0.0.9", 2201, f->b, f->blen, LIBSSH2_HOSTKEY_TYPE_ED25519),
+	                 KNOWN_HOSTS_MATCH);
+}
+
+static void test_forget_missing_file_and_bad_names(void **state)
+{
+	fixture *f = *state;
+	char err[256];
+	int removed = -1;
+	assert_int_equal(forget(f, "127.0.0.5", 22), 0);
+	assert_int_equal(access(f->path, F_OK), -1); /* not created */
+	assert_int_equal(known_hosts_forget(f->path, "*", 22, &removed, err, sizeof err),
+	                 KNOWN_HOSTS_EINVAL);
+	assert_int_equal(known_hosts_forget(f->path, "a b", 22, &removed, err, sizeof err),
+	                 KNOWN_HOSTS_EINVAL);
+}
+
+/* An append that waited for the flock while the file was replaced (as a
+ * forget replaces it) goes into the new file, not the unlinked old one. */
+static void test_add_after_replace_goes_to_the_new_file(void **state)
+{
+	fixture *f = *state;
+	char tmp[160];
+	pthread_t t;
+	adder a = {f, -99};
+
+	write_file(f->path, "old ssh-ed25519 " KEY_B "\n");
+	int fd = open(f->path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(flock(fd, LOCK_EX), 0);
+	pthread_create(&t, NULL, add_thread, &a);
+	usleep(200 * 1000); /* the adder opens the old file and waits for its lock */
+	snprintf(tmp, sizeof tmp, "%s.new", f->path);
+	write_file(tmp, "# replaced\n");
+	assert_int_equal(rename(tmp, f->path), 0);
+	close(fd); /* releases the lock on the old file */
+	pthread_join(t, NULL);
+	assert_int_equal(a.rc, 0);
+	assert_string_equal(read_file(f->path), "# replaced\n127.0.0.7 ssh-ed25519 " KEY_A "\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -259,6 +408,15 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_add_creates_file_and_directory, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_concurrent_adds_record_once, setup, teardown),
+	        cmocka_unit_test(test_fingerprint_as_ssh_keygen_prints_it),
+	        cmocka_unit_test(test_hostkey_hints),
+	        cmocka_unit_test_setup_teardown(test_forget_keeps_every_other_line, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_forget_hashed_entries, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_forget_missing_file_and_bad_names, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_add_after_replace_goes_to_the_new_file, setup,
+	                                        teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

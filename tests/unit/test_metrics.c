@@ -139,6 +139,11 @@ static void test_families_always_declared(void **state)
 	assert_line(t, "fleetkeeper_events_total{level=\"error\"} 1");
 	assert_line(t, "fleetkeeper_events_total{level=\"critical\"} 0");
 	assert_line(t, "fleetkeeper_store_scrape_error 1");
+	assert_line(t, "# TYPE fleetkeeper_events_dropped_total counter");
+	assert_line(t, "fleetkeeper_events_dropped_total 0");
+	assert_line(t, "# TYPE fleetkeeper_store_write_errors_total counter");
+	assert_line(t, "fleetkeeper_store_write_errors_total 0");
+	assert_line(t, "fleetkeeper_store_write_failing 0");
 	assert_non_null(strstr(t, "\nprocess_cpu_seconds_total "));
 	assert_non_null(strstr(t, "\nprocess_resident_memory_bytes "));
 	assert_non_null(strstr(t, "\nprocess_open_fds "));
@@ -298,6 +303,22 @@ static void test_http_endpoint(void **state)
 	assert_int_equal(http_get(addr, "/metrics", &body), 200); /* readers go on */
 	free(body);
 	store_tx_rollback(f.rw);
+
+	/* The event writer's writes fail (a full disk, which the probe cannot
+	 * see): 503 naming the writer's error, until a write succeeds. */
+	metrics_store_write_error();
+	metrics_store_writer_state(false, "commit events: database or disk is full");
+	assert_int_equal(http_get(addr, "/healthz", &body), 503);
+	assert_non_null(strstr(body, "\"loop\": true, \"store\": false"));
+	assert_non_null(strstr(body, "event writer: commit events: database or disk is full"));
+	free(body);
+	assert_int_equal(http_get(addr, "/metrics", &body), 200);
+	assert_non_null(strstr(body, "\nfleetkeeper_store_write_errors_total 1\n"));
+	assert_non_null(strstr(body, "\nfleetkeeper_store_write_failing 1\n"));
+	free(body);
+	metrics_store_writer_state(true, NULL);
+	assert_int_equal(http_get(addr, "/healthz", &body), 200);
+	free(body);
 
 	/* The loop stops answering. */
 	assert_int_equal(write(l.stop_fd[1], "x", 1), 1);

@@ -298,6 +298,54 @@ static void test_sshd_exec_output(void **state)
 	assert_string_equal(r.output, "out");
 }
 
+/* The fingerprint `ssh-keygen -lf` prints for the sshd's host key. */
+static void keygen_fingerprint(const sshd_fixture *f, char *out, size_t cap)
+{
+	char cmd[512], line[512] = "";
+	snprintf(cmd, sizeof cmd, "ssh-keygen -lf %s/host.pub", f->dir);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_non_null(fgets(line, sizeof line, p));
+	pclose(p);
+	char *fp = strchr(line, ' ');
+	assert_non_null(fp);
+	snprintf(out, cap, "%.*s", (int)strcspn(fp + 1, " \n"), fp + 1);
+}
+
+/* known-hosts scan: the handshake only, never the (here unreadable) key. */
+static void test_sshd_hostkey_only(void **state)
+{
+	sshd_fixture *f = *state;
+	char kh[300], want[128];
+	ssh_result r;
+	if (f->pid <= 0)
+		skip();
+	keygen_fingerprint(f, want, sizeof want);
+	snprintf(kh, sizeof kh, "%s/kh_scan", f->dir);
+	ssh_options o = sshd_options(f);
+	o.known_hosts = kh;
+	o.key_file = "/nonexistent/key";
+	o.hostkey_only = true;
+	o.policy = HOSTKEY_POLICY_STRICT;
+	ssh_test(&o, -1, &r);
+	assert_int_equal(r.error, SSH_ERR_HOSTKEY_UNKNOWN);
+	assert_int_equal(r.stage, SSH_STAGE_HOSTKEY);
+	assert_string_equal(r.key_type, "ssh-ed25519");
+	assert_string_equal(r.fingerprint, want);
+	assert_non_null(strstr(r.message, want));
+	o.policy = HOSTKEY_POLICY_ACCEPT_NEW;
+	ssh_test(&o, -1, &r);
+	assert_true(r.success);
+	assert_true(r.hostkey_added);
+	assert_int_equal(r.stage, SSH_STAGE_HOSTKEY);
+	assert_int_equal(r.exit_status, -1);
+	o.policy = HOSTKEY_POLICY_STRICT;
+	ssh_test(&o, -1, &r);
+	assert_true(r.success);
+	assert_false(r.hostkey_added);
+	assert_string_equal(r.fingerprint, want);
+}
+
 static void test_sshd_no_fd_leak_over_1000_attempts(void **state)
 {
 	sshd_fixture *f = *state;
@@ -361,6 +409,7 @@ int main(void)
 	};
 	const struct CMUnitTest sshd_tests[] = {
 	        cmocka_unit_test(test_sshd_exec_output),
+	        cmocka_unit_test(test_sshd_hostkey_only),
 	        cmocka_unit_test(test_sshd_no_fd_leak_over_1000_attempts),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);

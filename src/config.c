@@ -51,6 +51,7 @@
 #include "proc.h"
 #include "task.h"
 #include "tz.h"
+#include "utf8.h"
 
 extern char **environ;
 
@@ -135,6 +136,9 @@ static const key_spec daemon_keys[] = {
         {.name = "shutdown_grace", .kind = KV_DURATION, .def = "30s"},
         {.name = "retention_days", .kind = KV_INT, .min = 1, .max = 36500, .def = "30"},
         {.name = "pass_env", .kind = KV_ENV_LIST, .empty_ok = true, .def = "none"},
+        {.name = "max_line_bytes", .kind = KV_INT, .min = CONFIG_LINE_BYTES_MIN,
+         .max = CONFIG_LINE_BYTES_MAX, .def = "65536"},
+        {.name = "output_drain", .kind = KV_DURATION, .def = "5s"},
         {.name = NULL},
 };
 
@@ -223,6 +227,9 @@ static const key_spec task_keys[] = {
         {.name = "persistent", .kind = KV_BOOL, .def = "false"},
         {.name = "run_on_start", .kind = KV_BOOL, .def = "false"},
         {.name = "failure_alert_after", .kind = KV_INT, .min = 0, .max = 1000, .def = "0"},
+        {.name = "retries", .kind = KV_INT, .min = 0, .max = 100, .def = "0"},
+        {.name = "retry_backoff", .kind = KV_DURATION, .def = "30s"},
+        {.name = "retry_backoff_max", .kind = KV_DURATION, .def = "10m"},
         {.name = "description", .kind = KV_STRING, .empty_ok = true, .def = "none"},
         {.name = NULL},
 };
@@ -233,11 +240,11 @@ typedef struct {
 } section_schema;
 
 static const key_spec maintenance_keys[] = {
-        {.name = "servers", .kind = KV_STRING},
-        {.name = "schedule", .kind = KV_STRING},
-        {.name = "duration", .kind = KV_DURATION},
-        {.name = "tz", .kind = KV_STRING},
-        {.name = "reason", .kind = KV_STRING, .empty_ok = true},
+        {.name = "servers", .kind = KV_STRING, .def = "required"},
+        {.name = "schedule", .kind = KV_STRING, .def = "required"},
+        {.name = "duration", .kind = KV_DURATION, .def = "required"},
+        {.name = "tz", .kind = KV_STRING, .def = "the local zone"},
+        {.name = "reason", .kind = KV_STRING, .empty_ok = true, .def = "none"},
         {.name = NULL},
 };
 
@@ -429,19 +436,6 @@ static void names_free(char **names)
 static void load_error_add(loader *ld, int line, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
-static size_t utf8_valid_len(const unsigned char *p)
-{
-	size_t n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-	for (size_t i = 1; i < n; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	if ((n == 3 && p[0] == 0xe0 && p[1] < 0xa0) || (n == 3 && p[0] == 0xed && p[1] >= 0xa0) ||
-	    (n == 4 && p[0] == 0xf0 && p[1] < 0x90) || (n == 4 && p[0] == 0xf4 && p[1] >= 0x90))
-		return 0;
-	return n;
-}
-
 /* Messages echo what the file says: keep them one printable UTF-8 line. */
 static void message_sanitize(char *msg)
 {
@@ -453,8 +447,8 @@ static void message_sanitize(char *msg)
 			p++;
 			continue;
 		}
-		size_t n = utf8_valid_len(p);
-		if (n == 0)
+		int n = utf8_seq(p);
+		if (n < 0)
 			*p++ = '?';
 		else
 			p += n;
@@ -1190,6 +1184,12 @@ static void daemon_apply(config *cfg, const config_section *sec)
 	if (config_get(sec, "shutdown_grace") &&
 	    duration_parse(config_get(sec, "shutdown_grace"), &ms, err, sizeof err) == 0)
 		cfg->shutdown_grace_ms = ms;
+	if (config_parse_int(config_get(sec, "max_line_bytes"), CONFIG_LINE_BYTES_MIN,
+	                     CONFIG_LINE_BYTES_MAX, &n) == 0)
+		cfg->max_line_bytes = (int)n;
+	if (config_get(sec, "output_drain") &&
+	    duration_parse(config_get(sec, "output_drain"), &ms, err, sizeof err) == 0)
+		cfg->output_drain_ms = ms;
 	char **pass =
 	        config_get(sec, "pass_env") ? env_list_parse(config_get(sec, "pass_env")) : NULL;
 	if (pass) {
@@ -1442,6 +1442,12 @@ static int task_common_set(loader *ld, task_config *t, const config_section *sec
 		t->overlap = strcasecmp(v, "queue") == 0 ? OVERLAP_QUEUE : OVERLAP_SKIP;
 	if (strcmp(k, "failure_alert_after") == 0 && config_parse_int(v, 0, 1000, &n) == 0)
 		t->failure_alert_after = (int)n;
+	if (strcmp(k, "retries") == 0 && config_parse_int(v, 0, 100, &n) == 0)
+		t->retries = (int)n;
+	if (strcmp(k, "retry_backoff") == 0)
+		return duration_parse(v, &t->retry_backoff_ms, err, sizeof err);
+	if (strcmp(k, "retry_backoff_max") == 0)
+		return duration_parse(v, &t->retry_backoff_max_ms, err, sizeof err);
 	return 0;
 }
 
@@ -1517,8 +1523,12 @@ static void task_build(loader *ld, task_config *t, const config_section *sec)
 	const char *name = sec->name + strlen("task.");
 	char err[512];
 
-	*t = (task_config){
-	        .name = xstrdup(name), .line = sec->line, .enabled = true, .section = sec};
+	*t = (task_config){.name = xstrdup(name),
+	                   .line = sec->line,
+	                   .enabled = true,
+	                   .retry_backoff_ms = 30 * 1000,
+	                   .retry_backoff_max_ms = 10 * 60 * 1000,
+	                   .section = sec};
 	if (!name_valid(name))
 		load_error_add(
 		        ld, sec->line,
@@ -1765,6 +1775,8 @@ static config *config_new(const char *path)
 	        .max_concurrent_tasks = 4,
 	        .shutdown_grace_ms = 30000,
 	        .retention_days = 30,
+	        .max_line_bytes = CONFIG_LINE_BYTES_MAX,
+	        .output_drain_ms = 5000,
 	        .refs = 1,
 	};
 	memset(cfg->index, 0, sizeof *cfg->index);

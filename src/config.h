@@ -42,6 +42,10 @@ struct task_type;
 struct config_index;
 
 #define CONFIG_MAX_BYTES (16 * 1024 * 1024) /* the largest file config_load reads */
+/* max_line_bytes ([daemon], command tasks): the most is the log's own line
+ * budget (an event line holds about 64 KiB of strings, log.c). */
+#define CONFIG_LINE_BYTES_MIN 256
+#define CONFIG_LINE_BYTES_MAX 65536
 
 typedef enum { OVERLAP_SKIP, OVERLAP_QUEUE } overlap_policy;
 
@@ -72,6 +76,9 @@ typedef struct {
 	bool persistent;
 	bool run_on_start;
 	int failure_alert_after;       /* 0: off */
+	int retries;                   /* extra attempts after a failed or timed-out run */
+	int64_t retry_backoff_ms;      /* delay before the first retry, doubled for each next */
+	int64_t retry_backoff_max_ms;  /* cap on that delay */
 	void *params;                  /* the type's own settings, owned */
 	const config_section *section; /* raw keys, borrowed from the config */
 } task_config;
@@ -97,6 +104,8 @@ typedef struct config {
 	int64_t shutdown_grace_ms;
 	int retention_days;
 	char **pass_env; /* NULL-terminated, never NULL: names children inherit */
+	int max_line_bytes;      /* command output lines are cut here (a task may override) */
+	int64_t output_drain_ms; /* wait for leftover output after a command exits */
 	/* [log] (the environment wins over these; NULL if not set) */
 	char *log_level;
 	char *log_format;

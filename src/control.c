@@ -34,6 +34,7 @@
 
 #include "clock.h"
 #include "looptimer.h"
+#include "utf8.h"
 
 typedef struct client {
 	looptimer idle; /* first member: container_of from the timer */
@@ -72,60 +73,6 @@ char *control_error_reply(const char *msg)
 
 /* ---- text checks: replies must be valid JSON, and cJSON prints bytes raw ---- */
 
-/* Length of the well-formed UTF-8 sequence at p (1..4), 0 if ill-formed. */
-static size_t utf8_seq_len(const unsigned char *p)
-{
-	if (p[0] < 0x80)
-		return 1;
-	size_t n = p[0] >= 0xf5 ? 0 : p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-	for (size_t i = 1; i < n; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0; /* also stops at the terminating NUL */
-	if ((n == 3 && p[0] == 0xe0 && p[1] < 0xa0) || (n == 3 && p[0] == 0xed && p[1] >= 0xa0) ||
-	    (n == 4 && p[0] == 0xf0 && p[1] < 0x90) || (n == 4 && p[0] == 0xf4 && p[1] >= 0x90))
-		return 0; /* overlong, surrogate, above U+10FFFF */
-	return n;
-}
-
-static bool utf8_valid(const char *s)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		size_t n = utf8_seq_len(p);
-		if (n == 0)
-			return false;
-		p += n;
-	}
-	return true;
-}
-
-/* s (taken) with every ill-formed byte replaced by U+FFFD; malloc'd, NULL
- * if s is NULL or memory runs out. Bytes >= 0x80 are never JSON syntax, so
- * a JSON text stays JSON. */
-static char *utf8_sanitize(char *s)
-{
-	if (s == NULL || utf8_valid(s))
-		return s;
-	size_t len = strlen(s);
-	char *out = malloc(3 * len + 1);
-	char *o = out;
-	for (const unsigned char *p = (const unsigned char *)s; out && *p;) {
-		size_t n = utf8_seq_len(p);
-		if (n == 0) {
-			memcpy(o, "\xef\xbf\xbd", 3);
-			o += 3;
-			p++;
-			continue;
-		}
-		memcpy(o, p, n);
-		o += n;
-		p += n;
-	}
-	if (out)
-		*o = '\0';
-	free(s);
-	return out;
-}
-
 /* A \u0000 escape inside a JSON string of text: cJSON would decode it into
  * a NUL that ends the C string early ("status\u0000x" would read "status"). */
 static bool json_has_nul_escape(const char *text)
@@ -142,21 +89,6 @@ static bool json_has_nul_escape(const char *text)
 		}
 	}
 	return false;
-}
-
-size_t control_utf8_prefix(const char *s, size_t max)
-{
-	size_t len = 0;
-	const unsigned char *p = (const unsigned char *)s;
-	while (p[len]) {
-		size_t n = utf8_seq_len(p + len);
-		if (n == 0)
-			n = 1;
-		if (len + n > max)
-			break;
-		len += n;
-	}
-	return len;
 }
 
 /* ---- client side ---- */

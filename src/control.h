@@ -44,10 +44,6 @@ enum { CONTROL_NO_DAEMON = -2 };
  * any other failure (err says why: permission, timeout, closed). */
 int control_request(const char *path, const char *request, char **reply, char *err, size_t errlen);
 
-/* The longest prefix of s, at most max bytes, that does not cut a UTF-8
- * character: for "%.*s" in messages that quote a request. */
-size_t control_utf8_prefix(const char *s, size_t max);
-
 /* ---- server ---- */
 
 typedef struct control control;

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "recovery.h"
 #include "runs.h"
+#include "utf8.h"
 
 static void add_time(cJSON *obj, const char *key, double unix_time)
 {
@@ -41,6 +42,12 @@ static cJSON *slot_status(const daemon_state *d, const task_slot *s)
 		cJSON_AddStringToObject(t, "correlation_id", s->running->req.correlation_id);
 	}
 	cJSON_AddBoolToObject(t, "queued", s->pending);
+	if (s->retry_pending) {
+		cJSON_AddNumberToObject(t, "retry_attempt", s->retry_attempt);
+		cJSON_AddNumberToObject(t, "retry_attempts", s->retry_attempts);
+		cJSON_AddStringToObject(t, "retry_correlation_id", s->retry_correlation_id);
+	}
+	add_time(t, "retry_at", daemon_slot_retry_at(s));
 	if (s->has_last) {
 		cJSON_AddStringToObject(t, "last_status", run_status_name(s->last_status));
 		cJSON_AddNumberToObject(t, "last_run_id", (double)s->last_run_id);
@@ -93,6 +100,24 @@ static char *busy_reply(const task_slot *s)
 	return out;
 }
 
+/* overlap = skip and a failed run's retry waits: refused like a busy run. */
+static char *retry_pending_reply(const task_slot *s)
+{
+	char msg[320], when[40];
+	daemon_format_time(daemon_slot_retry_at(s), when, sizeof when);
+	snprintf(msg, sizeof msg,
+	         "task %s has a retry pending (attempt %d of %d at %s, correlation_id %s)", s->name,
+	         s->retry_attempt, s->retry_attempts, when, s->retry_correlation_id);
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddFalseToObject(r, "ok");
+	cJSON_AddStringToObject(r, "error", msg);
+	cJSON_AddStringToObject(r, "error_type", "retry_pending");
+	cJSON_AddStringToObject(r, "retry_correlation_id", s->retry_correlation_id);
+	char *out = cJSON_PrintUnformatted(r);
+	cJSON_Delete(r);
+	return out;
+}
+
 static char *trigger_reply(daemon_state *d, const cJSON *request)
 {
 	const cJSON *name = cJSON_GetObjectItemCaseSensitive(request, "task");
@@ -102,14 +127,16 @@ static char *trigger_reply(daemon_state *d, const cJSON *request)
 	task_slot *s = daemon_slot_find(d, name->valuestring);
 	if (s == NULL) {
 		snprintf(msg, sizeof msg, "unknown task '%.*s'",
-		         (int)control_utf8_prefix(name->valuestring, 128), name->valuestring);
+		         (int)utf8_prefix(name->valuestring, 128), name->valuestring);
 		return control_error_reply(msg);
 	}
 	if (d->stopping)
 		return control_error_reply("the daemon is shutting down");
 	if (s->running && s->cfg->overlap == OVERLAP_SKIP)
 		return busy_reply(s);
-	bool queue_full = s->running && s->pending;
+	if (s->retry_pending && s->cfg->overlap == OVERLAP_SKIP)
+		return retry_pending_reply(s);
+	bool queue_full = (s->running || s->retry_pending) && s->pending;
 	bool queued = false;
 	job *j = daemon_dispatch(d, s, "manual", &queued);
 	cJSON *r = cJSON_CreateObject();
@@ -152,6 +179,6 @@ char *daemon_control_handle(void *ctx, const cJSON *request)
 	if (strcmp(cmd, "recover") == 0)
 		return recovery_control_request(d->cfg, d->rt.st, request);
 	snprintf(msg, sizeof msg, "unknown cmd '%.*s' (known: ping, status, trigger, recover)",
-	         (int)control_utf8_prefix(cmd, 64), cmd);
+	         (int)utf8_prefix(cmd, 64), cmd);
 	return control_error_reply(msg);
 }

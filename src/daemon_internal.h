@@ -48,6 +48,14 @@ struct task_slot {
 	job *running;
 	bool pending; /* overlap = queue: one run waits */
 	char pending_trigger[16];
+	/* A failed run's next attempt, waiting for its backoff (retry_pending
+	 * only while running is NULL; daemon_tasks.c invariant 4). */
+	looptimer retry;
+	bool retry_pending;
+	int retry_attempt;  /* the attempt the timer starts, 2.. */
+	int retry_attempts; /* the run's last attempt (retries + 1 when it began) */
+	uint64_t retry_due_mono;
+	char retry_correlation_id[RUNNER_CORRELATION_MAX];
 	bool has_last;
 	run_status last_status;
 	int64_t last_run_id;
@@ -101,6 +109,7 @@ size_t daemon_jobs_running(const daemon_state *d);
 void daemon_reload(daemon_state *d);
 void daemon_format_time(double unix_time, char *buf, size_t cap);
 double daemon_slot_next_run(const daemon_state *d, const task_slot *s); /* unix s, 0 none */
+double daemon_slot_retry_at(const task_slot *s); /* unix s of the pending retry, 0 none */
 
 /* daemon_control.c */
 char *daemon_control_handle(void *ctx, const cJSON *request);

@@ -14,6 +14,15 @@
  *     at most one catch-up run (trigger catchup when over a minute late) and
  *     a jump back never repeats a fire time. Intervals follow the monotonic
  *     clock only. See docs/scheduling.md, "When the wall clock jumps".
+ *  4. A run that ends failed or timeout before its last attempt (retries)
+ *     gets a retry: the slot's retry timer, armed only while no job runs,
+ *     starts attempt n+1 (trigger retry, same correlation_id) after the
+ *     backoff. Until that chain ends the slot counts as busy: a fire or a
+ *     trigger is skipped (reason retry_pending) or queued (overlap = queue)
+ *     and the queued run starts when the last attempt has ended. A reload
+ *     that removes the task and a shutdown cancel a pending retry
+ *     (task_retry_cancelled); skipped and interrupted runs are never
+ *     retried.
  */
 #include <errno.h>
 #include <math.h>
@@ -130,11 +139,14 @@ void daemon_slots_clock_changed(daemon_state *d)
 	}
 }
 
+static void retry_cancel(daemon_state *d, task_slot *s, const char *reason);
+
 void daemon_slots_stop_timers(daemon_state *d)
 {
 	for (task_slot *s = d->slots; s; s = s->next) {
 		wheel_cancel(&d->w, &s->fire.wt);
 		s->pending = false;
+		retry_cancel(d, s, "shutdown");
 	}
 }
 
@@ -163,9 +175,11 @@ static void job_timed_out(looptimer *t)
 	run_control_cancel(&j->ctl, RUN_CANCEL_TIMEOUT);
 }
 
-static job *job_start(daemon_state *d, task_slot *s, const char *trigger)
+/* at: the attempt, NULL for the first attempt of a new run. */
+static job *job_start(daemon_state *d, task_slot *s, const char *trigger, const run_attempt *at)
 {
 	char err[512];
+	run_attempt first = {.correlation_id = NULL, .attempt = 1, .attempts = s->cfg->retries + 1};
 	job *j = calloc(1, sizeof *j);
 	if (j == NULL || run_control_init(&j->ctl) != 0) {
 		log_error(DAEMON_LOGGER, "task_dispatch_failed", LOG_STR("task", s->name),
@@ -173,7 +187,8 @@ static job *job_start(daemon_state *d, task_slot *s, const char *trigger)
 		free(j);
 		return NULL;
 	}
-	if (runner_prepare(&j->req, d->cfg, s->cfg, trigger, d->rt.st, err, sizeof err) != 0) {
+	if (runner_prepare_attempt(&j->req, d->cfg, s->cfg, trigger, at ? at : &first, d->rt.st,
+	                           err, sizeof err) != 0) {
 		log_error(DAEMON_LOGGER, "task_dispatch_failed", LOG_STR("task", s->name),
 		          LOG_ERR(err, "store"));
 		run_control_destroy(&j->ctl);
@@ -209,20 +224,110 @@ job *daemon_dispatch(daemon_state *d, task_slot *s, const char *trigger, bool *q
 	*queued = false;
 	if (d->stopping || s->cfg == NULL)
 		return NULL;
-	if (s->running == NULL)
-		return job_start(d, s, trigger);
+	if (s->running == NULL && !s->retry_pending)
+		return job_start(d, s, trigger, NULL);
+	/* Busy: a run is going, or its retry waits (invariant 4). */
+	const char *busy_cid =
+	        s->running ? s->running->req.correlation_id : s->retry_correlation_id;
 	if (s->cfg->overlap == OVERLAP_QUEUE && !s->pending) {
 		s->pending = true;
 		snprintf(s->pending_trigger, sizeof s->pending_trigger, "%s", trigger);
 		*queued = true;
 		log_info(DAEMON_LOGGER, "task_queued", LOG_STR("task", s->name),
-		         LOG_STR("trigger", trigger),
-		         LOG_STR("running_correlation_id", s->running->req.correlation_id));
+		         LOG_STR("trigger", trigger), LOG_STR("running_correlation_id", busy_cid));
 		return NULL;
 	}
-	runner_record_skip(d->cfg, s->cfg, trigger, s->pending ? "queue_full" : "still_running",
-	                   d->rt.st);
+	const char *reason = s->pending   ? "queue_full"
+	                     : s->running ? "still_running"
+	                                  : "retry_pending";
+	runner_record_skip(d->cfg, s->cfg, trigger, reason, d->rt.st);
 	return NULL;
+}
+
+/* ---- retries ---- */
+
+/* The delay before retry number n (1 for the second attempt): the backoff
+ * doubled n - 1 times, capped at retry_backoff_max, then drawn uniformly
+ * from [delay/2, delay] so that tasks failing together do not retry in
+ * step. */
+static uint64_t retry_delay_ms(const task_config *tc, int n)
+{
+	uint64_t cap = (uint64_t)tc->retry_backoff_max_ms;
+	uint64_t delay = (uint64_t)tc->retry_backoff_ms;
+	for (int i = 1; i < n && delay < cap; i++)
+		delay *= 2;
+	if (delay > cap)
+		delay = cap;
+	return delay - random_below(delay / 2 + 1);
+}
+
+static bool retry_due(const daemon_state *d, const task_slot *s, run_status st,
+                      const run_request *req)
+{
+	return (st == RUN_FAILED || st == RUN_TIMEOUT) && req->attempt < req->attempts &&
+	       !d->stopping && s->cfg != NULL;
+}
+
+static void retry_schedule(daemon_state *d, task_slot *s, const run_request *req, run_status st)
+{
+	uint64_t delay = retry_delay_ms(s->cfg, req->attempt);
+	s->retry_pending = true;
+	s->retry_attempt = req->attempt + 1;
+	s->retry_attempts = req->attempts;
+	snprintf(s->retry_correlation_id, sizeof s->retry_correlation_id, "%s",
+	         req->correlation_id);
+	s->retry_due_mono = (uint64_t)clock_mono_ms() + delay;
+	wheel_add(&d->w, &s->retry.wt, s->retry_due_mono);
+	log_info(DAEMON_LOGGER, "task_retry_scheduled", LOG_STR("task", s->name),
+	         LOG_INT("attempt", s->retry_attempt), LOG_INT("attempts", s->retry_attempts),
+	         LOG_DBL("delay_sec", (double)delay / 1000.0),
+	         LOG_STR("correlation_id", s->retry_correlation_id), LOG_INT("run_id", req->run_id),
+	         LOG_STR("status", run_status_name(st)));
+}
+
+/* Drop a pending retry (a reload removed the task, or shutdown). */
+static void retry_cancel(daemon_state *d, task_slot *s, const char *reason)
+{
+	if (!s->retry_pending)
+		return;
+	wheel_cancel(&d->w, &s->retry.wt);
+	s->retry_pending = false;
+	log_info(DAEMON_LOGGER, "task_retry_cancelled", LOG_STR("task", s->name),
+	         LOG_INT("attempt", s->retry_attempt), LOG_STR("reason", reason),
+	         LOG_STR("correlation_id", s->retry_correlation_id));
+}
+
+double daemon_slot_retry_at(const task_slot *s)
+{
+	if (!s->retry_pending)
+		return 0;
+	double in_sec = ((double)s->retry_due_mono - (double)clock_mono_ms()) / 1000.0;
+	return clock_wall() + (in_sec > 0 ? in_sec : 0);
+}
+
+/* The slot is free again (its run's last attempt has ended): a queued run
+ * starts. */
+static void slot_idle(daemon_state *d, task_slot *s)
+{
+	if (s->pending && !d->stopping) {
+		bool queued;
+		s->pending = false;
+		daemon_dispatch(d, s, s->pending_trigger, &queued);
+	}
+}
+
+static void retry_fire(looptimer *t)
+{
+	task_slot *s = wheel_container_of(t, task_slot, retry);
+	daemon_state *d = s->d;
+	run_attempt at = {.correlation_id = s->retry_correlation_id,
+	                  .attempt = s->retry_attempt,
+	                  .attempts = s->retry_attempts};
+	s->retry_pending = false;
+	if (d->stopping || s->cfg == NULL || s->running) /* cancelled first; never */
+		return;
+	if (job_start(d, s, "retry", &at) == NULL)
+		slot_idle(d, s);
 }
 
 static void slot_free(task_slot *s)
@@ -250,6 +355,9 @@ static void reap_job(daemon_state *d, job *j)
 	s->last_status = j->status;
 	s->last_run_id = j->req.run_id;
 	s->last_finished_at = clock_wall();
+	bool retry = retry_due(d, s, j->status, &j->req);
+	if (retry)
+		retry_schedule(d, s, &j->req, j->status);
 	run_request_release(&j->req);
 	run_control_destroy(&j->ctl);
 	free(j);
@@ -258,11 +366,8 @@ static void reap_job(daemon_state *d, job *j)
 		slot_free(s);
 		return;
 	}
-	if (s->pending && !d->stopping) {
-		bool queued;
-		s->pending = false;
-		daemon_dispatch(d, s, s->pending_trigger, &queued);
-	}
+	if (!retry)
+		slot_idle(d, s);
 }
 
 void daemon_jobs_reap(daemon_state *d)
@@ -351,6 +456,7 @@ static task_slot *slot_new(daemon_state *d, const task_config *tc)
 	s->d = d;
 	s->cfg = tc;
 	looptimer_init(&s->fire, slot_fire);
+	looptimer_init(&s->retry, retry_fire);
 	s->next = d->slots;
 	d->slots = s;
 	return s;
@@ -464,6 +570,7 @@ static void apply_tasks(daemon_state *d, config *nc, int *added, int *removed, i
 		const task_config *ntc = config_task(nc, s->name);
 		if (ntc == NULL) {
 			wheel_cancel(&d->w, &s->fire.wt);
+			retry_cancel(d, s, "task_removed");
 			s->cfg = NULL;
 			s->pending = false;
 			(*removed)++;

@@ -49,26 +49,26 @@
 #include "store.h"
 #include "events.h"
 
-#define DEFAULT_FLUSH_MS   250
-#define BATCH_MAX          2000
-#define BATCH_BYTES        (1u << 20)
-#define PACE_EVENTS        10000
-#define PACE_BYTES         (2u << 20)
-#define PACE_WAIT_MS       1000
-#define TRIM_AFTER_BYTES   (4u << 20)
-#define RUN_DROPS_SLOTS    64
-#define RUN_CID_MAX        128
-#define BACKOFF_MIN_MS     100
-#define BACKOFF_MAX_MS     5000
-#define FAILURE_REPORT_MS  10000
-#define STOP_FLUSH_MS      5000
+#define DEFAULT_FLUSH_MS  250
+#define BATCH_MAX         2000
+#define BATCH_BYTES       (1u << 20)
+#define PACE_EVENTS       10000
+#define PACE_BYTES        (2u << 20)
+#define PACE_WAIT_MS      1000
+#define TRIM_AFTER_BYTES  (4u << 20)
+#define RUN_DROPS_SLOTS   64
+#define RUN_CID_MAX       128
+#define BACKOFF_MIN_MS    100
+#define BACKOFF_MAX_MS    5000
+#define FAILURE_REPORT_MS 10000
+#define STOP_FLUSH_MS     5000
 
 /* One queued event: the header, then its strings in the same block. */
 typedef struct ev_node {
 	struct ev_node *next;
 	size_t size; /* of the whole block */
 	uint64_t seq;
-	int64_t enq_ms; /* monotonic */
+	int64_t enq_ms;  /* monotonic */
 	event_record ev; /* strings point into data */
 	char data[];
 } ev_node;
@@ -118,6 +118,12 @@ struct eventsink {
 	_Atomic uint64_t dropped;
 	_Atomic uint64_t stored;
 };
+
+static void deadline_ts(struct timespec *ts, int64_t mono_ms)
+{
+	ts->tv_sec = (time_t)(mono_ms / 1000);
+	ts->tv_nsec = (long)(mono_ms % 1000) * 1000000L;
+}
 
 /* ---- nodes ---- */
 
@@ -251,16 +257,13 @@ static bool over_bounds(const eventsink *k, size_t size)
 	       k->queued_bytes + k->inflight_bytes + size > k->max_bytes;
 }
 
-static void count_drop(eventsink *k, const log_record *rec, bool locked)
+/* With mu held. */
+static void count_drop(eventsink *k, const log_record *rec)
 {
 	atomic_fetch_add(&k->dropped, 1);
 	metrics_events_dropped(1);
 	run_drop_count(rec->correlation_id);
-	if (!locked)
-		pthread_mutex_lock(&k->mu);
 	k->dropped_unreported++;
-	if (!locked)
-		pthread_mutex_unlock(&k->mu);
 }
 
 static bool over_pace(const eventsink *k)
@@ -277,9 +280,7 @@ static void pace(eventsink *k)
 	if (!over_pace(k) || k->failing || k->stopping || k->pace_stalled == k->committed_seq + 1)
 		return;
 	struct timespec ts;
-	int64_t until = clock_mono_ms() + PACE_WAIT_MS;
-	ts.tv_sec = (time_t)(until / 1000);
-	ts.tv_nsec = (long)(until % 1000) * 1000000L;
+	deadline_ts(&ts, clock_mono_ms() + PACE_WAIT_MS);
 	pthread_cond_signal(&k->work);
 	while (over_pace(k) && !k->failing && !k->stopping) {
 		if (pthread_cond_timedwait(&k->done, &k->mu, &ts) == ETIMEDOUT) {
@@ -297,13 +298,15 @@ void eventsink_log_sink(void *ctx, const log_record *rec)
 	metrics_event_logged(rec->level);
 	ev_node *n = node_new(rec);
 	if (!n) {
-		count_drop(k, rec, false);
+		pthread_mutex_lock(&k->mu);
+		count_drop(k, rec);
+		pthread_mutex_unlock(&k->mu);
 		return;
 	}
 	n->enq_ms = clock_mono_ms();
 	pthread_mutex_lock(&k->mu);
 	if (k->stopping || over_bounds(k, n->size)) {
-		count_drop(k, rec, true);
+		count_drop(k, rec);
 		pthread_mutex_unlock(&k->mu);
 		free(n);
 		return;
@@ -354,11 +357,11 @@ static size_t render_report(char *buf, size_t cap, char *ts, size_t tscap, log_l
 		return 0;
 	log_format_timestamp(ts, tscap, now);
 	*ev = (event_record){.unix_time = (double)now / 1e6,
-	                    .timestamp = ts,
-	                    .level = log_level_name(level),
-	                    .logger = "store",
-	                    .event = event,
-	                    .json = buf};
+	                     .timestamp = ts,
+	                     .level = log_level_name(level),
+	                     .logger = "store",
+	                     .event = event,
+	                     .json = buf};
 	return len;
 }
 
@@ -400,8 +403,9 @@ static int report_dropped(eventsink *k, uint64_t count, bool store_it)
 {
 	char buf[512], ts[40];
 	event_record ev;
-	log_field f[] = {LOG_INT("count", count),
-	                 LOG_STR("reason", "event queue full (events or bytes) or store unavailable")};
+	log_field f[] = {
+	        LOG_INT("count", count),
+	        LOG_STR("reason", "event queue full (events or bytes) or store unavailable")};
 	size_t len = render_report(buf, sizeof buf, ts, sizeof ts, LOG_WARNING, "events_dropped", f,
 	                           2, &ev);
 	if (len == 0)
@@ -413,12 +417,6 @@ static int report_dropped(eventsink *k, uint64_t count, bool store_it)
 }
 
 /* ---- the writer thread ---- */
-
-static void deadline_ts(struct timespec *ts, int64_t mono_ms)
-{
-	ts->tv_sec = (time_t)(mono_ms / 1000);
-	ts->tv_nsec = (long)(mono_ms % 1000) * 1000000L;
-}
 
 /* With mu held: is there a batch to write right now? If not, *wait_until
  * is when to look again (-1: only when signalled). */

@@ -1,9 +1,10 @@
 /*
  * incidents — see incidents.h. Invariants:
  *
- *  1. At most one open server_unreachable incident per server: the look
- *     for an open one and the insert are in one transaction (store_tx_begin
- *     takes the write lock at once, so two processes cannot both open one).
+ *  1. At most one open incident per server and type (server_unreachable,
+ *     provisioning_failed): the look for an open one and the insert are in
+ *     one transaction (store_tx_begin takes the write lock at once, so two
+ *     processes cannot both open one).
  *  2. Every transition is one transaction with the server's status change
  *     (servers.c) and its outbox row: a failed step, the notification
  *     included, rolls all of it back.
@@ -50,8 +51,7 @@ static const char SQL_OTHERS_OPEN[] =
 static const char SQL_PROBLEM_ACKED[] =
         "SELECT count(*) FROM incidents WHERE server_id = ?1 AND type = ?2"
         " AND acknowledged_at IS NOT NULL AND " INCIDENTS_OPEN;
-static const char SQL_ACKED[] =
-        "SELECT acknowledged_at IS NOT NULL FROM incidents WHERE id = ?1";
+static const char SQL_ACKED[] = "SELECT acknowledged_at IS NOT NULL FROM incidents WHERE id = ?1";
 static const char SQL_RECOVERING[] =
         "UPDATE incidents SET status = 'recovering', updated_at = ?2 WHERE id = ?1";
 static const char SQL_RESOLVE[] =
@@ -70,8 +70,8 @@ static const char SQL_STATE[] =
 	" i.correlation_id, i.details, i.acknowledged_at, i.acknowledged_by, i.ack_reason,"        \
 	" i.resolution, i.resolution_reason FROM incidents i"                                      \
 	" LEFT JOIN servers s ON s.id = i.server_id"
-static const char SQL_LIST[] = SQL_LIST_COLUMNS
-        " WHERE ?1 = 0 OR i." INCIDENTS_OPEN " ORDER BY i.detected_at DESC, i.id DESC";
+static const char SQL_LIST[] = SQL_LIST_COLUMNS " WHERE ?1 = 0 OR i." INCIDENTS_OPEN
+                                                " ORDER BY i.detected_at DESC, i.id DESC";
 static const char SQL_GET[] = SQL_LIST_COLUMNS " WHERE i.id = ?1";
 static const char SQL_OPEN_COUNT[] = "SELECT count(*) FROM incidents WHERE " INCIDENTS_OPEN;
 
@@ -118,8 +118,8 @@ typedef struct {
 	const char *b_text;
 } query_args;
 
-#define ARGS1(x)        ((query_args){.a = (x)})
-#define ARGS2(x, y)     ((query_args){.a = (x), .has_b = true, .b = (y)})
+#define ARGS1(x)         ((query_args){.a = (x)})
+#define ARGS2(x, y)      ((query_args){.a = (x), .has_b = true, .b = (y)})
 #define ARGS2_TEXT(x, y) ((query_args){.a = (x), .has_b = true, .b_text = (y)})
 
 /* The first column of sql's first row (0 if none or NULL). */
@@ -158,14 +158,15 @@ static int problem_acked(store *s, int64_t server_id, const char *type, bool *ac
                          const char *what, char *err, size_t errlen)
 {
 	int64_t n = 0;
-	int rc = query_int(s, SQL_PROBLEM_ACKED, ARGS2_TEXT(server_id, type), &n, what, err, errlen);
+	int rc =
+	        query_int(s, SQL_PROBLEM_ACKED, ARGS2_TEXT(server_id, type), &n, what, err, errlen);
 	*acked = n > 0;
 	return rc;
 }
 
 /* Resolve incident id (if still open) with resolution and reason. */
-static int resolve_one(store *s, int64_t id, double now, const char *resolution,
-                       const char *reason, const char *what, char *err, size_t errlen)
+static int resolve_one(store *s, int64_t id, double now, const char *resolution, const char *reason,
+                       const char *what, char *err, size_t errlen)
 {
 	store_stmt *q = NULL;
 	int rc = store_prepare(s, SQL_RESOLVE, &q);
@@ -370,9 +371,8 @@ static int note_recovered(store *s, const server_row *srv, int64_t incident_id, 
 	return rc;
 }
 
-static int resolve_healthy_steps(store *s, int64_t server_id, double now, int64_t *ids,
-                                 size_t cap, size_t *n, char *restored, size_t rcap, char *err,
-                                 size_t errlen)
+static int resolve_healthy_steps(store *s, int64_t server_id, double now, int64_t *ids, size_t cap,
+                                 size_t *n, char *restored, size_t rcap, char *err, size_t errlen)
 {
 	static const char what[] = "resolve incident";
 	server_row srv;
@@ -408,21 +408,6 @@ int incidents_resolve_healthy(store *s, int64_t server_id, double now, int64_t *
 	rc = tx_end(s, rc, "resolve incident", err, errlen);
 	if (rc != STORE_OK)
 		*n = 0;
-	return rc;
-}
-
-int incidents_close_unreachable(store *s, int64_t server_id, double now, int64_t *incident_id,
-                                char *restored, size_t cap, char *err, size_t errlen)
-{
-	int64_t ids[4], unreachable = 0;
-	size_t n = 0;
-	*incident_id = 0;
-	int rc = open_unreachable_id(s, server_id, &unreachable, "resolve incident", err, errlen);
-	if (rc == STORE_OK)
-		rc = incidents_resolve_healthy(s, server_id, now, ids, 4, &n, restored, cap, err,
-		                               errlen);
-	if (rc == STORE_OK && n)
-		*incident_id = unreachable;
 	return rc;
 }
 
@@ -463,8 +448,8 @@ static int set_details(store *s, int64_t id, const char *details, double now, co
 /* One open provisioning_failed incident per server: a new one, or the open
  * one with the new details; its notification unless acknowledged. */
 static int provisioning_failed_steps(store *s, const server_row *srv, const char *error,
-                                     const char *details, const char *correlation_id,
-                                     double now, char *err, size_t errlen)
+                                     const char *details, const char *correlation_id, double now,
+                                     char *err, size_t errlen)
 {
 	static const char what[] = "open incident";
 	int64_t id = 0, others = 0;
@@ -533,8 +518,7 @@ int incidents_begin_recovery(store *s, int64_t server_id, double now, int64_t *i
 
 /* Invariant 6: a failed recovery of acknowledged incidents only is not
  * told again. */
-static int all_acked(store *s, const int64_t *ids, size_t n, bool *acked, char *err,
-                     size_t errlen)
+static int all_acked(store *s, const int64_t *ids, size_t n, bool *acked, char *err, size_t errlen)
 {
 	int rc = STORE_OK;
 	*acked = n > 0;

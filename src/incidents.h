@@ -89,11 +89,6 @@ int incidents_open_unreachable(store *s, int64_t server_id, double now, const ch
 int incidents_resolve_healthy(store *s, int64_t server_id, double now, int64_t *ids, size_t cap,
                               size_t *n, char *restored, size_t rcap, char *err, size_t errlen);
 
-/* incidents_resolve_healthy, for a caller that only wants the
- * server_unreachable incident's id (*incident_id, 0 if none was open). */
-int incidents_close_unreachable(store *s, int64_t server_id, double now, int64_t *incident_id,
-                                char *restored, size_t cap, char *err, size_t errlen);
-
 /* A provisioning_failed incident of srv (details {"error": error}) and its
  * provisioning_failed notification, with correlation_id (NULL: ""); if one
  * is open already, it takes the new details instead (one per server) and
@@ -152,11 +147,11 @@ typedef struct {
 	double resolved_at; /* 0 if open */
 	const char *correlation_id;
 	const char *details;
-	double acknowledged_at;         /* 0 if not acknowledged */
-	const char *acknowledged_by;    /* NULL if none */
-	const char *ack_reason;         /* NULL if none */
-	const char *resolution;         /* recovered, recovery, closed; NULL while open */
-	const char *resolution_reason;  /* NULL if none */
+	double acknowledged_at;        /* 0 if not acknowledged */
+	const char *acknowledged_by;   /* NULL if none */
+	const char *ack_reason;        /* NULL if none */
+	const char *resolution;        /* recovered, recovery, closed; NULL while open */
+	const char *resolution_reason; /* NULL if none */
 } incident_row;
 
 /* Strings are borrowed for the callback; non-zero stops (and is returned). */

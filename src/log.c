@@ -22,6 +22,8 @@
  *   copied raw (structlog's json.dumps would write \uXXXX: both are the same
  *   JSON string); each maximal ill-formed UTF-8 subsequence becomes U+FFFD,
  *   also written raw (EF BF BD), as Python's decode(errors="replace") does.
+ *   A LOG_STRN value is its length, not its first NUL: a NUL byte inside
+ *   it is escaped (\u0000; \x00 on the console) like any control byte.
  * - A line is capped softly at LINE_BUDGET bytes: a string value that would
  *   cross it is cut (at a character boundary) and ends with "...(truncated)";
  *   values after it become "...(truncated)" too. Names (keys, logger, event)
@@ -59,6 +61,7 @@
 #include <unistd.h>
 
 #include "log_classify.h"
+#include "utf8.h"
 
 #define LINE_BUDGET    (64 * 1024 - 512) /* soft cap on one line's strings */
 #define BOUND_BUDGET   8192              /* cap on one bound field's fragment */
@@ -244,6 +247,8 @@ static void bound_field_free(struct bound_field *b)
 {
 	if (b->f.type == LOG_T_STR || b->f.type == LOG_T_RAW)
 		free((char *)b->f.v.s);
+	else if (b->f.type == LOG_T_STRN)
+		free((char *)b->f.v.sn.p);
 	free((char *)b->f.key);
 	free(b->frag);
 }
@@ -361,42 +366,10 @@ static void put_ascii_esc(struct ob *o, unsigned char c, enum esc_mode mode)
 	ob_put(o, e, n);
 }
 
-/*
- * Length of the well-formed UTF-8 sequence at p, or -(length of its maximal
- * ill-formed subpart) (at least 1): the Unicode "substitution of maximal
- * subparts" that Python's errors="replace" follows.
- */
-static int utf8_seq(const unsigned char *p)
-{
-	unsigned char c = p[0];
-	unsigned char lo = 0x80, hi = 0xbf;
-	int n;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 4;
-	else
-		return -1;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (p[1] < lo || p[1] > hi)
-		return -1;
-	for (int i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return -i;
-	return n;
-}
-
-/* Append s escaped for mode (no quotes). False if it was truncated. */
-static bool put_esc(struct ob *o, const char *s, enum esc_mode mode)
+/* Append s escaped for mode (no quotes), up to its NUL, or up to end when
+ * end is not NULL: a NUL before end is escaped like any control character
+ * (*end must be '\0'). False if it was truncated. */
+static bool put_esc_n(struct ob *o, const char *s, const char *end, enum esc_mode mode)
 {
 	const unsigned char *tab = esc_tab[mode];
 	const unsigned char *p = (const unsigned char *)s;
@@ -415,7 +388,7 @@ static bool put_esc(struct ob *o, const char *s, enum esc_mode mode)
 			ob_put(o, run, n);
 		}
 		unsigned char c = *p;
-		if (c == 0)
+		if (c == 0 && (end == NULL || p >= (const unsigned char *)end))
 			return true;
 		if (ob_room(o) < 6) {
 			put_trunc(o);
@@ -435,6 +408,11 @@ static bool put_esc(struct ob *o, const char *s, enum esc_mode mode)
 			p += -len;
 		}
 	}
+}
+
+static bool put_esc(struct ob *o, const char *s, enum esc_mode mode)
+{
+	return put_esc_n(o, s, NULL, mode);
 }
 
 /* Names (keys, logger, event) are not cut by the line budget, which is for
@@ -785,6 +763,15 @@ static void put_json_value(struct ob *o, const log_field *f, bool secret)
 		put_esc(o, f->v.s, ESC_JSON);
 		ob_putc(o, '"');
 		return;
+	case LOG_T_STRN:
+		if (!f->v.sn.p) {
+			OB_LIT(o, "null");
+			return;
+		}
+		ob_putc(o, '"');
+		put_esc_n(o, f->v.sn.p, f->v.sn.p + f->v.sn.n, ESC_JSON);
+		ob_putc(o, '"');
+		return;
 	case LOG_T_INT:
 		put_int(o, f->v.i);
 		return;
@@ -833,6 +820,12 @@ static int bound_field_set(struct bound_field *b, log_field f)
 		nb.f.v.s = strdup(f.v.s);
 		if (!nb.f.v.s)
 			goto fail;
+	} else if (f.type == LOG_T_STRN && f.v.sn.p) {
+		char *copy = malloc(f.v.sn.n + 1);
+		nb.f.v.sn.p = copy;
+		if (!copy)
+			goto fail;
+		memcpy(copy, f.v.sn.p, f.v.sn.n + 1);
 	}
 	if (!nb.f.key)
 		goto fail;
@@ -1165,19 +1158,26 @@ static void put_padded(struct ob *o, const char *s, size_t width)
 		ob_putc(o, ' ');
 }
 
-/* Bare if it is one plain word, else quoted the way Python's repr() does. */
-static void put_console_str(struct ob *o, const char *s)
+/* Bare if it is one plain word, else quoted the way Python's repr() does.
+ * n bytes (NUL bytes among them are quoted and escaped). */
+static void put_console_str_n(struct ob *o, const char *s, size_t n)
 {
-	bool quote = *s == '\0';
-	for (const unsigned char *p = (const unsigned char *)s; *p && !quote; p++)
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	bool quote = n == 0;
+	for (; p < end && !quote; p++)
 		quote = *p <= ' ' || *p == 0x7f || *p == '\'' || *p == '"';
 	if (!quote) {
-		put_esc(o, s, ESC_PLAIN);
+		put_esc_n(o, s, s + n, ESC_PLAIN);
 		return;
 	}
 	ob_putc(o, '\'');
-	put_esc(o, s, ESC_REPR);
+	put_esc_n(o, s, s + n, ESC_REPR);
 	ob_putc(o, '\'');
+}
+
+static void put_console_str(struct ob *o, const char *s)
+{
+	put_console_str_n(o, s, strlen(s));
 }
 
 static void put_console_value(struct ob *o, const log_field *f, bool secret)
@@ -1190,6 +1190,12 @@ static void put_console_value(struct ob *o, const log_field *f, bool secret)
 	case LOG_T_STR:
 		if (f->v.s)
 			put_console_str(o, f->v.s);
+		else
+			OB_LIT(o, "null");
+		return;
+	case LOG_T_STRN:
+		if (f->v.sn.p)
+			put_console_str_n(o, f->v.sn.p, f->v.sn.n);
 		else
 			OB_LIT(o, "null");
 		return;

@@ -44,6 +44,8 @@ typedef enum {
 	LOG_T_BOOL,
 	LOG_T_NULL,
 	LOG_T_RAW, /* pre-rendered, valid JSON value (object, array) */
+	LOG_T_STRN, /* v.sn: n bytes that may hold NUL bytes (rendered \u0000 in
+	             * JSON, \x00 on the console); p[n] must be '\0' */
 } log_type;
 
 typedef struct {
@@ -51,6 +53,10 @@ typedef struct {
 	log_type type;
 	union {
 		const char *s;
+		struct {
+			const char *p;
+			size_t n;
+		} sn;
 		int64_t i;
 		double d;
 		bool b;
@@ -63,6 +69,8 @@ typedef struct {
 #define LOG_BOOL(k, x) ((log_field){.key = (k), .type = LOG_T_BOOL, .v.b = (x)})
 #define LOG_NULL(k)    ((log_field){.key = (k), .type = LOG_T_NULL})
 #define LOG_RAW(k, x)  ((log_field){.key = (k), .type = LOG_T_RAW, .v.s = (x)})
+#define LOG_STRN(k, x, len) \
+	((log_field){.key = (k), .type = LOG_T_STRN, .v.sn = {.p = (x), .n = (len)}})
 #define LOG_END        ((log_field){.key = NULL, .type = LOG_T_END})
 
 /* error and error_type, the two fields every error event carries. */

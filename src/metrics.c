@@ -429,9 +429,10 @@ static void render_registry(metrics_buf *b)
 	              "counter");
 	metrics_buf_printf(b, "fleetkeeper_events_dropped_total %llu\n",
 	                   (unsigned long long)atomic_load(&events_dropped));
-	render_header(b, "fleetkeeper_store_write_errors_total",
-	              "Failed writes to the state store (event batches, each retry counted; run rows).",
-	              "counter");
+	render_header(
+	        b, "fleetkeeper_store_write_errors_total",
+	        "Failed writes to the state store (event batches, each retry counted; run rows).",
+	        "counter");
 	metrics_buf_printf(b, "fleetkeeper_store_write_errors_total %llu\n",
 	                   (unsigned long long)atomic_load(&store_write_errors));
 	render_header(b, "fleetkeeper_store_write_failing",
@@ -607,7 +608,8 @@ int metrics_render_store(metrics_buf *out, store *st)
 		rc = incidents_open_count(st, &open);
 	if (rc == STORE_OK)
 		render_gauge(out, "fleetkeeper_incidents_open",
-		             "Incidents open (detected or recovering).", "gauge", (double)open);
+		             "Incidents open (detected, recovering or failed).", "gauge",
+		             (double)open);
 	int64_t maintenance = 0;
 	if (rc == STORE_OK)
 		rc = maintenance_count_active(st, &maintenance);

@@ -3,9 +3,11 @@
  * the Prometheus text exposition format (version 0.0.4).
  *
  * The hooks (metrics_run_*, metrics_event_logged, metrics_events_dropped,
- * metrics_store_*, metrics_ansible_run) may be called from any thread at any time, also before anything else of this
- * module ran: the registry is a static structure guarded by one mutex (the
- * event counters are plain atomics, they are hit on every log line). Values
+ * metrics_store_*, metrics_ansible_run) may be called from any thread at
+ * any time, also before anything else of this module ran: the registry is
+ * a static structure guarded by one mutex (the event counters are plain
+ * atomics, they are hit on every log line; the event writer's state has a
+ * mutex of its own). Values
  * live as long as the process, so they survive configuration reloads.
  *
  * Rendering adds, next to the registry: the process_* metrics read from

@@ -18,24 +18,33 @@
  * 4. The supervisor's first message on the socket is SUP_STARTED (the
  *    command exec'd) or SUP_FAILED {stage, errno}; then SUP_EXITED with the
  *    command's status once it has exited.
- * 5. The supervisor keeps the exited command unreaped until we close the
- *    socket: the zombie keeps its pid, hence the process group id, from
- *    being reused, so kill(-cmd) never reaches a stranger.
+ * 5. The supervisor keeps the exited command unreaped until we shut our
+ *    end of the socket: the zombie keeps its pid, hence the process group
+ *    id, from being reused, so kill(-cmd) never reaches a stranger. We send
+ *    no signal after that.
  * 6. The watch loop ends once the command has exited AND either both pipes
- *    are at EOF or the grace expired and the group got SIGKILL. So a command
- *    that exited normally while a background grandchild still holds the
- *    pipes is waited for (its output is read) until EOF or cancellation; a
- *    process that left the group (setsid) and holds the pipes cannot make a
- *    cancelled run hang past the grace.
- * 7. At the end we close the socket: the supervisor SIGKILLs everything
- *    left of the run (the group, and every orphan reparented to it — it is a
- *    child subreaper), reaps it all and exits; we reap the supervisor. The
- *    same EOF reaches it when the daemon dies, SIGKILL included, so no
- *    descendant of a run survives the daemon.
+ *    are at EOF, or drain_ms passed since it exited, or the grace expired and
+ *    the group got SIGKILL. So a command that exited normally while a
+ *    background grandchild still holds the pipes is waited for (its output
+ *    is read) until EOF, for drain_ms at most: a child that daemonized and
+ *    kept stdout open cannot keep the run `running` (or make it end
+ *    `timeout` after the command exited 0). A cancel that comes once the
+ *    command has exited only ends the drain: the run keeps the command's
+ *    status. A process that left the group (setsid) and holds the pipes
+ *    cannot make a cancelled run hang past the grace.
+ * 7. At the end we shut our end of the socket for writing: the supervisor
+ *    SIGKILLs everything left of the run (the group, and every orphan
+ *    reparented to it — it is a child subreaper), reaps it all, sends
+ *    SUP_CLEANED with how many it killed (orphans_killed) and exits; we
+ *    read to its EOF and reap it. The same EOF reaches it when the daemon
+ *    dies, SIGKILL included, so no descendant of a run survives the daemon.
  *
- * Lines are delivered NUL-terminated (line[len] == '\0'); a line ending in
- * "\r\n" loses the '\r'. out->killed means the grace expired and SIGKILL was
- * sent to the group.
+ * Lines are delivered NUL-terminated (line[len] == '\0') with their length
+ * (a NUL byte of the output stays in the line); a line ending in "\r\n"
+ * loses the '\r'. Per stream at most limit + 2 bytes of a line are held:
+ * a longer line is split (on_line) or cut (on_cut_line, the rest counted
+ * and discarded up to its newline). out->killed means the grace expired and
+ * SIGKILL was sent to the group.
  *
  * The child's environment is built from environ filtered by the allowlist
  * (env_fixed and the proc_env_pass list) plus env_add, so a secret in the
@@ -77,15 +86,20 @@
 
 extern char **environ;
 
-#define PROC_BUF_CAP       (PROC_MAX_LINE + 2) /* a full line plus "\r\n" */
 #define PROC_GRACE_DEFAULT 5000
 #define PROC_DEFAULT_PATH  "/usr/local/bin:/usr/bin:/bin"
+#define PROC_READ_CHUNK    16384
+#define PROC_MIN_LINE      4 /* room for one UTF-8 character */
+#define PROC_MAX_CUT       ((size_t)1 << 30)
 
 typedef struct {
 	int fd; /* -1 once at EOF */
 	int stream;
 	size_t len;
-	char buf[PROC_BUF_CAP + 1]; /* +1: room for the NUL after a line */
+	bool cutting;   /* cut mode: buf holds the head of a longer line */
+	bool last_cr;   /* cutting: the last byte discarded was '\r' */
+	size_t dropped; /* cutting: bytes of the line discarded so far */
+	char *buf;      /* cap + 1 bytes: +1 for the NUL after a line */
 } proc_stream;
 
 typedef struct {
@@ -101,7 +115,14 @@ typedef struct {
 	int64_t term_at;
 	bool exited;
 	bool group_killed;
+	bool cancel_seen; /* cancel_fd fired (no need to poll it again) */
+	int64_t drain_ms;
+	int64_t drain_at; /* when the command was seen to exit */
+	bool cut;         /* lines are cut at limit (else split at limit) */
+	size_t limit;     /* PROC_MAX_LINE, or spec->max_line */
+	size_t cap;       /* limit + 2: a full line plus "\r\n" */
 	proc_stream out, err;
+	char chunk[PROC_READ_CHUNK];
 } proc_watch;
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -359,7 +380,12 @@ static void report_format(const sup_msg *m, const proc_spec *spec, char *err, si
 		set_errno_err(err, errlen, "cannot set up the child for", spec->argv[0], m->b);
 }
 
-/* ---- output ---- */
+/* ---- output ----
+ * Reads go to w->chunk and are fed into the stream's buffer, which holds at
+ * most cap bytes of the current line. A line longer than limit is split
+ * into limit-sized pieces (split mode, !w->cut), or its first limit bytes
+ * are kept and the rest is counted and discarded up to its newline (cut
+ * mode), so one line costs at most cap bytes whatever its length. */
 
 static void stream_deliver(const proc_watch *w, proc_stream *s, char *line, size_t len)
 {
@@ -370,8 +396,46 @@ static void stream_deliver(const proc_watch *w, proc_stream *s, char *line, size
 	line[len] = saved;
 }
 
-/* Deliver every complete line in the buffer (and a forced split when the
- * buffer is full without a newline); keep the rest at the front. */
+/* The length of line[0..len) without a UTF-8 sequence its end cuts. */
+static size_t utf8_whole(const char *line, size_t len)
+{
+	for (size_t back = 1; back <= 3 && back <= len; back++) {
+		unsigned char c = (unsigned char)line[len - back];
+		if ((c & 0xc0) == 0x80)
+			continue; /* a continuation byte: look further back */
+		size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+		return need > back ? len - back : len;
+	}
+	return len;
+}
+
+/* Cut mode: a line of len bytes (without its newline) of which more than
+ * limit may have been seen; extra bytes were discarded before. */
+static void stream_deliver_cut(const proc_watch *w, proc_stream *s, char *line, size_t len,
+                               size_t extra)
+{
+	size_t keep = len;
+	if (len > w->limit || extra > 0)
+		keep = utf8_whole(line, len < w->limit ? len : w->limit);
+	char saved = line[keep];
+	line[keep] = '\0';
+	if (w->spec->on_cut_line)
+		w->spec->on_cut_line(w->spec->ctx, s->stream, line, keep, len - keep + extra);
+	line[keep] = saved;
+}
+
+/* Cut mode, the buffer full without a newline: keep the head, discard the
+ * rest of the line as it comes. */
+static void stream_cut_begin(const proc_watch *w, proc_stream *s)
+{
+	s->cutting = true;
+	s->dropped = s->len - w->limit;
+	s->last_cr = s->buf[s->len - 1] == '\r';
+	s->len = w->limit;
+}
+
+/* Deliver every complete line in the buffer (and a forced split or cut
+ * when the buffer is full without a newline); keep the rest at the front. */
 static void stream_lines(const proc_watch *w, proc_stream *s)
 {
 	size_t start = 0;
@@ -379,49 +443,102 @@ static void stream_lines(const proc_watch *w, proc_stream *s)
 		char *line = s->buf + start;
 		size_t avail = s->len - start;
 		char *nl = memchr(line, '\n', avail);
-		if (nl == NULL && avail < PROC_BUF_CAP)
+		if (nl == NULL && avail < w->cap)
 			break;
+		if (nl == NULL && w->cut) { /* full: start is 0 */
+			stream_cut_begin(w, s);
+			return;
+		}
 		size_t len = nl ? (size_t)(nl - line) : avail;
 		if (nl && len > 0 && line[len - 1] == '\r')
 			len--;
-		if (len > PROC_MAX_LINE) {
-			stream_deliver(w, s, line, PROC_MAX_LINE);
-			start += PROC_MAX_LINE;
+		if (len > w->limit && !w->cut) {
+			stream_deliver(w, s, line, w->limit);
+			start += w->limit;
 			continue;
 		}
-		stream_deliver(w, s, line, len);
+		if (w->cut)
+			stream_deliver_cut(w, s, line, len, 0);
+		else
+			stream_deliver(w, s, line, len);
 		start = (size_t)(nl - s->buf) + 1;
 	}
 	memmove(s->buf, s->buf + start, s->len - start);
 	s->len -= start;
 }
 
+/* Cutting: discard up to the newline; then deliver the head. Returns the
+ * bytes of p consumed. */
+static size_t stream_skip(const proc_watch *w, proc_stream *s, const char *p, size_t n)
+{
+	const char *nl = memchr(p, '\n', n);
+	if (nl == NULL) {
+		s->dropped += n;
+		s->last_cr = p[n - 1] == '\r';
+		return n;
+	}
+	size_t k = (size_t)(nl - p);
+	bool cr = k > 0 ? p[k - 1] == '\r' : s->last_cr;
+	s->dropped += k - (cr ? 1 : 0); /* the '\r' of "\r\n" is no content */
+	stream_deliver_cut(w, s, s->buf, s->len, s->dropped);
+	s->cutting = false;
+	s->len = s->dropped = 0;
+	return k + 1;
+}
+
+/* Append what fits into the buffer and deliver its lines. */
+static size_t stream_fill(const proc_watch *w, proc_stream *s, const char *p, size_t n)
+{
+	size_t k = w->cap - s->len;
+	if (k > n)
+		k = n;
+	memcpy(s->buf + s->len, p, k);
+	s->len += k;
+	stream_lines(w, s);
+	return k;
+}
+
+static void stream_feed(const proc_watch *w, proc_stream *s, const char *p, size_t n)
+{
+	while (n > 0) {
+		size_t k = s->cutting ? stream_skip(w, s, p, n) : stream_fill(w, s, p, n);
+		p += k;
+		n -= k;
+	}
+}
+
 /* EOF (or giving up on the pipe): the last line, even without newline. */
 static void stream_finish(const proc_watch *w, proc_stream *s)
 {
 	size_t start = 0;
-	stream_lines(w, s);
-	while (s->len - start > PROC_MAX_LINE) {
-		stream_deliver(w, s, s->buf + start, PROC_MAX_LINE);
-		start += PROC_MAX_LINE;
+	if (s->cutting) {
+		stream_deliver_cut(w, s, s->buf, s->len, s->dropped);
+	} else if (w->cut) {
+		if (s->len > 0)
+			stream_deliver_cut(w, s, s->buf, s->len, 0);
+	} else {
+		while (s->len - start > w->limit) {
+			stream_deliver(w, s, s->buf + start, w->limit);
+			start += w->limit;
+		}
+		if (s->len > start)
+			stream_deliver(w, s, s->buf + start, s->len - start);
 	}
-	if (s->len > start)
-		stream_deliver(w, s, s->buf + start, s->len - start);
-	s->len = 0;
+	s->len = s->dropped = 0;
+	s->cutting = false;
 	fd_close(&s->fd);
 }
 
-static void stream_read(const proc_watch *w, proc_stream *s)
+static void stream_read(proc_watch *w, proc_stream *s)
 {
-	ssize_t n = read(s->fd, s->buf + s->len, PROC_BUF_CAP - s->len);
+	ssize_t n = read(s->fd, w->chunk, sizeof w->chunk);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
 	if (n <= 0) {
 		stream_finish(w, s);
 		return;
 	}
-	s->len += (size_t)n;
-	stream_lines(w, s);
+	stream_feed(w, s, w->chunk, (size_t)n);
 }
 
 /* ---- the watch loop ---- */
@@ -437,11 +554,25 @@ static void watch_signal(const proc_watch *w, int sig)
 	kill(w->cmd, sig);
 }
 
+/* The command gone, a cancel only ends the drain: the run keeps the
+ * command's own status. */
 static void watch_cancel(proc_watch *w)
 {
+	w->cancel_seen = true;
+	if (w->exited) {
+		w->drain_at = clock_mono_ms() - w->drain_ms;
+		return;
+	}
 	w->res->cancelled = true;
 	w->term_at = clock_mono_ms();
 	watch_signal(w, SIGTERM);
+}
+
+static void watch_exited(proc_watch *w)
+{
+	if (!w->exited)
+		w->drain_at = clock_mono_ms();
+	w->exited = true;
 }
 
 static void watch_escalate(proc_watch *w)
@@ -463,34 +594,49 @@ static void watch_supervisor(proc_watch *w)
 	if (rc < 0)
 		return;
 	if (rc == 0) {
-		w->exited = true;
+		watch_exited(w);
 		w->sup_lost = !w->have_exit;
 		fd_close(&w->sock);
 		return;
 	}
 	if (m.kind == SUP_EXITED && !w->have_exit) {
-		w->have_exit = w->exited = true;
+		w->have_exit = true;
+		watch_exited(w);
 		w->res->exit_code = m.a;
 		w->res->term_signal = m.b;
 	}
 }
 
+static bool watch_pipes_open(const proc_watch *w)
+{
+	return w->out.fd >= 0 || w->err.fd >= 0;
+}
+
+/* Milliseconds until the drain ends (0: over), -1 if none is running. */
+static int64_t watch_drain_left(const proc_watch *w)
+{
+	if (!w->exited || !watch_pipes_open(w))
+		return -1;
+	int64_t t = w->drain_at + w->drain_ms - clock_mono_ms();
+	return t > 0 ? t : 0;
+}
+
 static bool watch_done(const proc_watch *w)
 {
-	return w->exited && ((w->out.fd < 0 && w->err.fd < 0) || w->group_killed);
+	return w->exited && (!watch_pipes_open(w) || w->group_killed || watch_drain_left(w) == 0);
 }
 
 static int watch_timeout(const proc_watch *w)
 {
-	int64_t t = -1;
+	int64_t t = watch_drain_left(w);
 	if (w->res->cancelled && !w->group_killed) {
-		t = w->term_at + w->grace_ms - clock_mono_ms();
-		if (t < 0)
-			t = 0;
-		if (t > INT_MAX)
-			t = INT_MAX;
+		int64_t g = w->term_at + w->grace_ms - clock_mono_ms();
+		if (g < 0)
+			g = 0;
+		if (t < 0 || g < t)
+			t = g;
 	}
-	return (int)t;
+	return (int)(t > INT_MAX ? INT_MAX : t);
 }
 
 static void watch_step(proc_watch *w)
@@ -501,7 +647,7 @@ static void watch_step(proc_watch *w)
 	for (int i = 0; i < 2; i++)
 		if (streams[i]->fd >= 0)
 			pfd[n++] = (struct pollfd){.fd = streams[i]->fd, .events = POLLIN};
-	bool watch_cancel_fd = w->cancel_fd >= 0 && !w->res->cancelled;
+	bool watch_cancel_fd = w->cancel_fd >= 0 && !w->cancel_seen;
 	if (watch_cancel_fd)
 		pfd[n++] = (struct pollfd){.fd = w->cancel_fd, .events = POLLIN};
 	if (w->sock >= 0)
@@ -512,7 +658,7 @@ static void watch_step(proc_watch *w)
 		/* Cannot wait any more: end the run hard rather than spin. */
 		watch_signal(w, SIGKILL);
 		w->group_killed = true;
-		w->exited = true;
+		watch_exited(w);
 		return;
 	}
 	for (nfds_t i = 0; rc > 0 && i < n; i++) {
@@ -530,19 +676,42 @@ static void watch_step(proc_watch *w)
 	watch_escalate(w);
 }
 
-/* Closing the socket tells the supervisor to kill whatever is left of the
- * run and exit; its own status stands in for a command status it never
+/* Shutting our end for writing tells the supervisor to kill whatever is
+ * left of the run, say how many it killed and exit; read to its EOF. */
+static void watch_collect(proc_watch *w)
+{
+	sup_msg m;
+	int rc;
+	if (w->sock < 0)
+		return;
+	shutdown(w->sock, SHUT_WR);
+	while ((rc = sup_recv(w->sock, &m, true)) != 0) {
+		if (rc < 0)
+			continue;
+		if (m.kind == SUP_CLEANED)
+			w->res->orphans_killed = m.a;
+		else if (m.kind == SUP_EXITED && !w->have_exit) {
+			w->have_exit = true;
+			w->res->exit_code = m.a;
+			w->res->term_signal = m.b;
+		}
+	}
+	fd_close(&w->sock);
+}
+
+/* The supervisor's own status stands in for a command status it never
  * sent (it was killed). */
 static void watch_finish(proc_watch *w)
 {
 	int status = 0;
+	w->res->drain_expired = w->exited && watch_pipes_open(w) && !w->group_killed;
 	if (w->out.fd >= 0)
 		stream_finish(w, &w->out);
 	if (w->err.fd >= 0)
 		stream_finish(w, &w->err);
 	if (w->res->cancelled)
 		watch_signal(w, SIGKILL); /* whatever is left of the group */
-	fd_close(&w->sock);
+	watch_collect(w);
 	while (waitpid(w->sup, &status, 0) < 0 && errno == EINTR)
 		;
 	if (w->have_exit)
@@ -556,6 +725,24 @@ static void watch_finish(proc_watch *w)
 }
 
 /* ---- proc_run ---- */
+
+static int watch_buffers(proc_watch *w, const proc_spec *spec, char *err, size_t errlen)
+{
+	w->cut = spec->max_line > 0;
+	w->limit = w->cut ? spec->max_line : PROC_MAX_LINE;
+	if (w->limit < PROC_MIN_LINE)
+		w->limit = PROC_MIN_LINE;
+	if (w->limit > PROC_MAX_CUT)
+		w->limit = PROC_MAX_CUT;
+	w->cap = w->limit + 2;
+	w->out.buf = malloc(w->cap + 1);
+	w->err.buf = malloc(w->cap + 1);
+	if (w->out.buf == NULL || w->err.buf == NULL) {
+		set_errno_err(err, errlen, "cannot run", spec->argv[0], ENOMEM);
+		return -1;
+	}
+	return 0;
+}
 
 typedef struct {
 	int out[2], err[2], sock[2];
@@ -699,7 +886,8 @@ int proc_run(const proc_spec *spec, proc_result *out, char *err, size_t errlen)
 	w->err.stream = PROC_STDERR;
 	w->cancel_fd = spec->cancel_fd;
 	w->grace_ms = spec->kill_grace_ms > 0 ? spec->kill_grace_ms : PROC_GRACE_DEFAULT;
-	if (proc_start(spec, &f, w, err, errlen) != 0)
+	w->drain_ms = spec->drain_ms > 0 ? spec->drain_ms : PROC_DRAIN_DEFAULT;
+	if (watch_buffers(w, spec, err, errlen) != 0 || proc_start(spec, &f, w, err, errlen) != 0)
 		goto out;
 	while (!watch_done(w))
 		watch_step(w);
@@ -707,6 +895,8 @@ int proc_run(const proc_spec *spec, proc_result *out, char *err, size_t errlen)
 	rc = 0;
 out:
 	fds_close_all(&f);
+	free(w->out.buf);
+	free(w->err.buf);
 	free(w);
 	return rc;
 }

@@ -14,8 +14,10 @@ enum { STAGE_SETUP = 1, STAGE_CHDIR, STAGE_EXEC, STAGE_SUPERVISOR };
 
 /* Supervisor -> daemon, one SOCK_SEQPACKET datagram each:
  * SUP_STARTED (a = command pid) or SUP_FAILED (a = stage, b = errno) first,
- * then SUP_EXITED (a = exit code, b = terminating signal or 0) once. */
-enum { SUP_STARTED = 1, SUP_FAILED, SUP_EXITED };
+ * then SUP_EXITED (a = exit code, b = terminating signal or 0) once, and
+ * after the daemon shut its end for writing (the run is over) SUP_CLEANED
+ * (a = how many leftover processes it SIGKILLed) just before it exits. */
+enum { SUP_STARTED = 1, SUP_FAILED, SUP_EXITED, SUP_CLEANED };
 
 typedef struct {
 	int kind;

@@ -24,10 +24,13 @@
  *    with its status but do NOT reap it: as a zombie it keeps its pid, hence
  *    the group id the daemon signals, from being reused. Other children
  *    (reparented orphans) are reaped as they exit.
- * 4. EOF on the socket — the daemon finished the run, or died (kill -9
- *    included: the kernel closes its fds) — means: SIGKILL the command's
- *    group, then every child of ours, reap, and repeat until none is left
- *    (each death reparents that process's children to us). Then exit 0.
+ * 4. EOF on the socket — the daemon finished the run (it shut its end for
+ *    writing), or died (kill -9 included: the kernel closes its fds) —
+ *    means: SIGKILL the command's group, then every child of ours, reap,
+ *    and repeat until none is left (each death reparents that process's
+ *    children to us). Every process reaped there that our SIGKILL ended,
+ *    the command aside, counts as an orphan killed; SUP_CLEANED tells the
+ *    daemon how many (a dead daemon does not hear it). Then exit 0.
  *    Children are listed from /proc/thread-self/children; without it only
  *    the command's group is killed.
  */
@@ -297,22 +300,31 @@ static void sup_watch(int sock, int sfd, pid_t cmd)
 	}
 }
 
-/* Kill and reap every descendant; without the children list, only the
- * command's group. */
-static void sup_cleanup(pid_t cmd)
+/* 1 if pid, reaped with status st, was a leftover our SIGKILL ended. */
+static int killed_orphan(pid_t pid, int st, pid_t cmd)
 {
+	return pid > 0 && pid != cmd && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+}
+
+/* Kill and reap every descendant; without the children list, only the
+ * command's group. Returns how many leftovers were killed. */
+static int sup_cleanup(pid_t cmd)
+{
+	int killed = 0, st = 0;
+	pid_t p;
 	kill(-cmd, SIGKILL);
 	for (;;) {
 		if (children_each(kill_child, cmd) != 0) {
 			kill(cmd, SIGKILL);
 			waitpid(cmd, NULL, 0);
-			while (waitpid(-1, NULL, WNOHANG) > 0)
-				;
-			return;
+			while ((p = waitpid(-1, &st, WNOHANG)) > 0)
+				killed += killed_orphan(p, st, cmd);
+			return killed;
 		}
-		pid_t p = waitpid(-1, NULL, 0);
+		p = waitpid(-1, &st, 0);
 		if (p < 0 && errno != EINTR)
-			return; /* ECHILD: nobody left */
+			return killed; /* ECHILD: nobody left */
+		killed += killed_orphan(p, st, cmd);
 	}
 }
 
@@ -333,6 +345,6 @@ void proc_supervise(const child_plan *plan)
 		sup_fail(c.sup_fd, STAGE_SUPERVISOR, errno);
 	pid_t cmd = sup_start(&c);
 	sup_watch(c.sup_fd, sfd, cmd);
-	sup_cleanup(cmd);
+	sup_send(c.sup_fd, SUP_CLEANED, sup_cleanup(cmd), 0);
 	_exit(0);
 }

@@ -117,11 +117,12 @@ static bool ssh_check(const config *cfg, const server_row *srv, int cancel_fd, s
 		o.user = srv->ssh_user;
 	ssh_test(&o, cancel_fd, res);
 	log_emit(res->success ? LOG_INFO : LOG_WARNING, "ssh", "ssh_connection_test",
-	         LOG_STR("host", o.host), LOG_INT("port", o.port), LOG_BOOL("success", res->success),
-	         LOG_INT("duration_ms", res->duration_ms),
+	         LOG_STR("host", o.host), LOG_INT("port", o.port),
+	         LOG_BOOL("success", res->success), LOG_INT("duration_ms", res->duration_ms),
 	         LOG_STR("stage", ssh_stage_name(res->stage)),
 	         res->success ? LOG_NULL("error") : LOG_STR("error", res->message),
-	         res->success ? LOG_NULL("error_type") : LOG_STR("error_type", ssh_error_name(res->error)),
+	         res->success ? LOG_NULL("error_type")
+	                      : LOG_STR("error_type", ssh_error_name(res->error)),
 	         LOG_END);
 	return res->success;
 }
@@ -197,8 +198,7 @@ static const char *const unreachable_reason[] = {
         [UNREACHABLE_UNMANAGED] = "unmanaged",
 };
 
-static unreachable_action unreachable_decide(const ssh_result *res, bool managed,
-                                             bool reprovision)
+static unreachable_action unreachable_decide(const ssh_result *res, bool managed, bool reprovision)
 {
 	if (res->error == SSH_ERR_HOSTKEY_MISMATCH || res->error == SSH_ERR_HOSTKEY_UNKNOWN)
 		return UNREACHABLE_HOSTKEY;
@@ -208,8 +208,8 @@ static unreachable_action unreachable_decide(const ssh_result *res, bool managed
 }
 
 /* err: why the server is not redeployed, with the command that fixes it. */
-static void unreachable_message(unreachable_action a, const server_row *srv,
-                                const ssh_result *res, char *err, size_t errlen)
+static void unreachable_message(unreachable_action a, const server_row *srv, const ssh_result *res,
+                                char *err, size_t errlen)
 {
 	const char *kind = ssh_error_name(res->error);
 	switch (a) {
@@ -257,6 +257,8 @@ static bool server_ready(const config *cfg, store *st, const server_row *srv, bo
 	log_warning(RECOVERY_LOGGER, "recovery_server_unreachable",
 	            LOG_STR("server_handle", srv->handle),
 	            LOG_STR("ssh_error_type", ssh_error_name(res.error)),
+	            res.fingerprint[0] ? LOG_STR("fingerprint", res.fingerprint)
+	                               : LOG_NULL("fingerprint"),
 	            LOG_BOOL("reprovision", a == UNREACHABLE_REPROVISION),
 	            LOG_STR("reason", unreachable_reason[a]),
 	            a == UNREACHABLE_REPROVISION ? LOG_NULL("message") : LOG_STR("message", err));
@@ -326,7 +328,8 @@ static int settle_status(store *st, const server_row *srv, double now, char *fin
 	}
 	if (rc != STORE_OK)
 		return rc;
-	bool unset = strcmp(cur.status, "pending_setup") == 0 || strcmp(cur.status, "discovered") == 0;
+	bool unset =
+	        strcmp(cur.status, "pending_setup") == 0 || strcmp(cur.status, "discovered") == 0;
 	if (unset)
 		rc = servers_set_status(st, srv->id, "in_use", now, err, errlen);
 	snprintf(final, cap, "%s", unset ? "in_use" : cur.status);
@@ -338,8 +341,7 @@ static int settle_status(store *st, const server_row *srv, double now, char *fin
  * in one transaction; incident_resolved for each and
  * server_status_restored once it is committed. */
 static int end_recovery(store *st, const server_row *srv, const int64_t *ids, size_t n,
-                        const recovery_counts *c, const error_list *errs, char *err,
-                        size_t errlen)
+                        const recovery_counts *c, const error_list *errs, char *err, size_t errlen)
 {
 	notify_note note;
 	bool ok = c->fail_count == 0;
@@ -719,7 +721,7 @@ char *recovery_control_request(config *cfg, store *st, const cJSON *request)
 		if (reply)
 			return reply;
 		runs_finish(st, job->req.run_id, RUN_FAILED, clock_wall(), 0, -1,
-		                 "could not start a thread", "resources", NULL);
+		            "could not start a thread", "resources", NULL);
 	}
 	active_set(server->valuestring, NULL, true);
 	if (job)

@@ -10,7 +10,10 @@
  * task's last N runs with a verdict (success, failed, timeout; skipped and
  * interrupted runs neither count nor break a streak) all failed and the one
  * before them did not (or there is none), a task_failing notification is
- * added in that transaction: once per streak, never half.
+ * added in that transaction: once per streak, never half. With retries a
+ * run and its retries are one entry of the streak (runs_failure_streak
+ * groups them by correlation_id), checked only when the last attempt
+ * (req->attempts) ends: an attempt the daemon will retry is no verdict.
  */
 #include "runner.h"
 
@@ -116,14 +119,26 @@ void runner_new_correlation_id(const char *task, double now, char *buf, size_t c
 int runner_prepare(run_request *req, config *cfg, const task_config *task, const char *trigger,
                    store *st, char *err, size_t errlen)
 {
+	return runner_prepare_attempt(req, cfg, task, trigger, NULL, st, err, errlen);
+}
+
+int runner_prepare_attempt(run_request *req, config *cfg, const task_config *task,
+                           const char *trigger, const run_attempt *at, store *st, char *err,
+                           size_t errlen)
+{
 	memset(req, 0, sizeof *req);
 	req->queued_at = clock_wall();
 	snprintf(req->trigger, sizeof req->trigger, "%s", trigger);
-	runner_new_correlation_id(task->name, req->queued_at, req->correlation_id,
-	                          sizeof req->correlation_id);
+	req->attempt = at ? at->attempt : 1;
+	req->attempts = at && at->attempts > req->attempt ? at->attempts : req->attempt;
+	if (at && at->correlation_id)
+		snprintf(req->correlation_id, sizeof req->correlation_id, "%s", at->correlation_id);
+	else
+		runner_new_correlation_id(task->name, req->queued_at, req->correlation_id,
+		                          sizeof req->correlation_id);
 	(void)err, (void)errlen;
-	int rc = runs_start(st, task->name, req->trigger, req->correlation_id, req->queued_at,
-	                         &req->run_id);
+	int rc = runs_start_attempt(st, task->name, req->trigger, req->correlation_id, req->attempt,
+	                            req->queued_at, &req->run_id);
 	if (rc != STORE_OK) {
 		/* The store is a dependency like any other: the run goes ahead and
 		 * its row is written when it finishes (finish_row), or its terminal
@@ -283,17 +298,18 @@ static int finish_alerting(const task_run *run, run_status status, double durati
 
 /* A run that started without its row (the store refused it): insert the
  * row now, so finish_row can finish it like any other. */
-static void record_late(task_run *run, double started_at)
+static void record_late(task_run *run, const run_request *req)
 {
 	int rc = STORE_ERROR;
 	for (int attempt = 0; attempt < 3 && rc != STORE_OK; attempt++)
-		rc = runs_start(run->store, run->task->name, run->trigger, run->correlation_id,
-		                     started_at, &run->run_id);
+		rc = runs_start_attempt(run->store, run->task->name, run->trigger,
+		                        run->correlation_id, req->attempt, req->queued_at,
+		                        &run->run_id);
 	if (rc != STORE_OK)
 		run->run_id = 0;
 }
 
-static void finish_row(task_run *run, run_status status, double duration, double started_at)
+static void finish_row(task_run *run, run_status status, double duration, const run_request *req)
 {
 	char items[1024];
 	const char *error = NULL, *error_type = NULL;
@@ -307,16 +323,18 @@ static void finish_row(task_run *run, run_status status, double duration, double
 	}
 	int rc = STORE_ERROR;
 	char err[512] = "";
+	/* An attempt that will be retried is not a verdict yet: the run and its
+	 * retries are judged once, at the last attempt (runs_failure_streak). */
 	bool alerting = run->task->failure_alert_after > 0 &&
-	                (status == RUN_FAILED || status == RUN_TIMEOUT);
+	                (status == RUN_FAILED || status == RUN_TIMEOUT) &&
+	                req->attempt >= req->attempts;
 	if (run->run_id == 0)
-		record_late(run, started_at);
+		record_late(run, req);
 	for (int attempt = 0; run->run_id != 0 && attempt < 3 && rc != STORE_OK; attempt++)
-		rc = alerting
-		             ? finish_alerting(run, status, duration, error, error_type, items, err,
-		                               sizeof err)
-		             : runs_finish(run->store, run->run_id, status, clock_wall(),
-		                                duration, run->exit_code, error, error_type, items);
+		rc = alerting ? finish_alerting(run, status, duration, error, error_type, items,
+		                                err, sizeof err)
+		              : runs_finish(run->store, run->run_id, status, clock_wall(), duration,
+		                            run->exit_code, error, error_type, items);
 	if (rc != STORE_OK)
 		metrics_store_write_error();
 	if (run->run_id == 0)
@@ -357,10 +375,11 @@ run_status runner_execute(run_request *req, store *st, run_control *ctl)
 
 	int64_t started = clock_mono_ms();
 	snprintf(event, sizeof event, "%s_start", req->task->name);
-	log_field start[12];
+	log_field start[13];
 	size_t nstart = 0;
 	start[nstart++] = LOG_STR("type", type->name);
 	start[nstart++] = LOG_STR("trigger", req->trigger);
+	start[nstart++] = LOG_INT("attempt", req->attempt);
 	if (type->start_fields)
 		nstart += type->start_fields(&run, start + nstart, 10);
 	log_emitv(LOG_INFO, run.logger, event, start, nstart);
@@ -376,7 +395,7 @@ run_status runner_execute(run_request *req, store *st, run_control *ctl)
 		task_run_count(&run, "events_dropped", (int64_t)dropped);
 
 	/* The row first: whoever sees the terminal event finds the row final. */
-	finish_row(&run, status, duration, req->queued_at);
+	finish_row(&run, status, duration, req);
 	req->run_id = run.run_id; /* a late-recorded row has its id only now */
 	metrics_run_finished(&run, status, duration);
 	log_terminal_event(&run, status, duration);

@@ -2,7 +2,8 @@
  * runner — the one path every task run goes through, whatever its type and
  * whoever asked for it (schedule, manual trigger, catch-up, start, CLI):
  *
- *   runner_prepare    correlation id + task_runs row (status running; when
+ *   runner_prepare    correlation id (a retry's: its first attempt's) +
+ *                     task_runs row with its attempt (status running; when
  *                     the store refuses it, the row is written at the end)
  *   runner_execute    bind correlation_id/task/run_id into the thread's log
  *                     context, <task>_start, the type's run(), then
@@ -53,7 +54,16 @@ typedef struct {
 	char correlation_id[RUNNER_CORRELATION_MAX];
 	int64_t run_id;
 	double queued_at;
+	int attempt;  /* 1, or 2.. for a retry */
+	int attempts; /* the last attempt there may be (retries + 1); 1 if never retried */
 } run_request;
+
+/* Which attempt of a run a request is (runner_prepare_attempt). */
+typedef struct {
+	const char *correlation_id; /* the first attempt's; NULL for a new one */
+	int attempt;                /* 1.. */
+	int attempts;               /* retries + 1 where a failure is retried, else 1 */
+} run_attempt;
 
 /* correlation id "run_<task>_<unix>_<4 hex>" */
 void runner_new_correlation_id(const char *task, double now, char *buf, size_t cap);
@@ -64,6 +74,14 @@ void runner_new_correlation_id(const char *task, double now, char *buf, size_t c
  * end if it can. Returns 0; err is kept for callers that may fail later. */
 int runner_prepare(run_request *req, config *cfg, const task_config *task, const char *trigger,
                    store *st, char *err, size_t errlen);
+/* runner_prepare of one attempt of a run that may be retried (the daemon's
+ * runs): at NULL is attempt 1 of 1, which is what runner_prepare does. A
+ * failed or timed-out attempt before the last is not counted for
+ * failure_alert_after: the run and its retries count once, when the last
+ * attempt ends (see runs_failure_streak). */
+int runner_prepare_attempt(run_request *req, config *cfg, const task_config *task,
+                           const char *trigger, const run_attempt *at, store *st, char *err,
+                           size_t errlen);
 void run_request_release(run_request *req);
 
 /* Execute a prepared run. Returns its final status. */

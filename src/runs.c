@@ -15,7 +15,7 @@
 #define INTERRUPTED_ERROR "daemon stopped before the run finished"
 #define RUN_COLS                                                                                   \
 	"id, task, trigger, status, correlation_id, started_at, finished_at, duration_sec,"        \
-	" exit_code, error, error_type, items"
+	" exit_code, error, error_type, items, attempt"
 
 static const char *const run_status_names[] = {
         [RUN_RUNNING] = "running", [RUN_SUCCESS] = "success", [RUN_FAILED] = "failed",
@@ -57,9 +57,15 @@ static int step_returning(store_stmt *st, int64_t *id)
 int runs_start(store *s, const char *task, const char *trigger, const char *correlation_id,
                double started_at, int64_t *out_run_id)
 {
+	return runs_start_attempt(s, task, trigger, correlation_id, 1, started_at, out_run_id);
+}
+
+int runs_start_attempt(store *s, const char *task, const char *trigger, const char *correlation_id,
+                       int attempt, double started_at, int64_t *out_run_id)
+{
 	static const char sql[] =
-	        "INSERT INTO task_runs (task, trigger, status, correlation_id, started_at)"
-	        " VALUES (?1, ?2, 'running', ?3, ?4) RETURNING id";
+	        "INSERT INTO task_runs (task, trigger, status, correlation_id, started_at, attempt)"
+	        " VALUES (?1, ?2, 'running', ?3, ?4, ?5) RETURNING id";
 	store_stmt *st;
 	int code = store_prepare(s, sql, &st);
 	if (code != STORE_OK)
@@ -68,6 +74,7 @@ int runs_start(store *s, const char *task, const char *trigger, const char *corr
 	store_bind_text(st, 2, trigger);
 	store_bind_text(st, 3, correlation_id);
 	store_bind_double(st, 4, started_at);
+	store_bind_int64(st, 5, attempt > 0 ? attempt : 1);
 	return step_returning(st, out_run_id);
 }
 
@@ -120,10 +127,9 @@ int runs_skipped(store *s, const char *task, const char *trigger, const char *co
 
 int runs_mark_interrupted(store *s, double now, int *count)
 {
-	static const char sql[] =
-	        "UPDATE task_runs SET status = 'interrupted', finished_at = ?1,"
-	        " duration_sec = max(?1 - started_at, 0), error = ?2,"
-	        " error_type = 'interrupted' WHERE status = 'running'";
+	static const char sql[] = "UPDATE task_runs SET status = 'interrupted', finished_at = ?1,"
+	                          " duration_sec = max(?1 - started_at, 0), error = ?2,"
+	                          " error_type = 'interrupted' WHERE status = 'running'";
 	store_stmt *st;
 	int code = store_prepare(s, sql, &st);
 	if (code == STORE_OK) {
@@ -152,6 +158,7 @@ static void read_run_row(store_stmt *st, run_row *r)
 	r->error = store_col_text(st, 9);
 	r->error_type = store_col_text(st, 10);
 	r->items_json = store_col_text(st, 11);
+	r->attempt = store_col_int(st, 12);
 }
 
 /* Hand every row of st to cb; *rows (may be NULL) gets how many were read.
@@ -262,9 +269,12 @@ int runs_last_fire_set(store *s, const char *task, double fire_time)
 
 int runs_failure_streak(store *s, const char *task, int limit, int *out)
 {
+	/* The newest row with a verdict of each correlation_id: a run, or the
+	 * last of its retries (retry rows are inserted after the run's). */
 	static const char sql[] =
 	        "SELECT CASE WHEN status IN ('failed', 'timeout') THEN 1 ELSE 0 END"
-	        " FROM task_runs WHERE task = ?1 AND status IN ('success', 'failed', 'timeout')"
+	        " FROM task_runs WHERE id IN (SELECT max(id) FROM task_runs WHERE task = ?1"
+	        " AND status IN ('success', 'failed', 'timeout') GROUP BY correlation_id)"
 	        " ORDER BY finished_at DESC, id DESC LIMIT ?2";
 	store_stmt *st;
 	*out = 0;

@@ -31,7 +31,8 @@ int run_status_parse(const char *name, run_status *out);
 typedef struct {
 	int64_t id;
 	const char *task;
-	const char *trigger; /* schedule, manual, catchup, start, cli */
+	const char *trigger; /* schedule, manual, catchup, start, cli, retry */
+	int attempt;         /* 1, or 2.. for the retries of a run (trigger retry) */
 	run_status status;
 	const char *correlation_id;
 	double started_at;   /* unix seconds */
@@ -47,6 +48,10 @@ typedef int (*run_row_cb)(void *ctx, const run_row *row);
 
 int runs_start(store *s, const char *task, const char *trigger, const char *correlation_id,
                double started_at, int64_t *out_run_id);
+/* runs_start of a given attempt: a retry (attempt > 1) shares the
+ * correlation_id of the run it retries. */
+int runs_start_attempt(store *s, const char *task, const char *trigger, const char *correlation_id,
+                       int attempt, double started_at, int64_t *out_run_id);
 /* STORE_NOTFOUND if there is no run run_id. */
 int runs_finish(store *s, int64_t run_id, run_status status, double finished_at,
                 double duration_sec, int exit_code, const char *error, const char *error_type,
@@ -64,9 +69,11 @@ int runs_list(store *s, const char *task, int limit, run_row_cb cb, void *ctx);
 /* The newest run of each task that has one, by task name. */
 int runs_last_per_task(store *s, run_row_cb cb, void *ctx);
 
-/* The length of the task's current failure streak: its runs with a verdict
- * (success, failed, timeout), newest first, counted while they failed, at
- * most limit. */
+/* The length of the task's current failure streak, at most limit. A run
+ * and its retries (the rows sharing a correlation_id) count as one, judged
+ * by the newest of them with a verdict (success, failed, timeout): those
+ * runs, newest first, are counted while they failed. Skipped and
+ * interrupted rows neither count nor break a streak. */
 int runs_failure_streak(store *s, const char *task, int limit, int *out);
 
 /* Delete finished runs that finished before cutoff (unix seconds). */

@@ -111,14 +111,14 @@ int servers_list_for_check(store *s, const char *const *statuses, server_list *o
 	static const char sql[] =
 	        "SELECT s.id, s.handle, s.ip, s.port, s.ssh_user, s.status,"
 	        " s.consecutive_failures, s.consecutive_successes,"
-	        " (SELECT max(i.id) FROM incidents i WHERE i.server_id = s.id AND "
-	        INCIDENTS_OPEN_UNREACHABLE "),"
-	        " (SELECT max(i.id) FROM incidents i WHERE i.server_id = s.id AND "
-	        INCIDENTS_OPEN_PROVISIONING ")"
+	        " (SELECT max(i.id) FROM incidents i WHERE i.server_id = s.id "
+	        "AND " INCIDENTS_OPEN_UNREACHABLE "),"
+	        " (SELECT max(i.id) FROM incidents i WHERE i.server_id = s.id "
+	        "AND " INCIDENTS_OPEN_PROVISIONING ")"
 	        " FROM servers s WHERE s.is_managed = 1 AND (s.status IN (SELECT value FROM"
 	        " json_each(?1)) OR EXISTS (SELECT 1 FROM incidents i WHERE i.server_id = s.id"
-	        " AND i.type IN ('server_unreachable', 'provisioning_failed') AND i."
-	        INCIDENTS_OPEN ")) ORDER BY s.handle";
+	        " AND i.type IN ('server_unreachable', 'provisioning_failed') AND i." INCIDENTS_OPEN
+	        ")) ORDER BY s.handle";
 	store_stmt *q = NULL;
 	cJSON *list = cJSON_CreateArray();
 	char *json = NULL;

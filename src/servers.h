@@ -34,7 +34,7 @@ typedef struct {
 	char *previous_status; /* servers_get only; NULL if none */
 	int consecutive_failures;
 	int consecutive_successes;
-	int64_t open_incident; /* id of the open server_unreachable incident, 0 if none */
+	int64_t open_incident;     /* id of the open server_unreachable incident, 0 if none */
 	int64_t open_provisioning; /* id of the open provisioning_failed incident, 0 if none */
 } server_row;
 

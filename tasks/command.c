@@ -8,6 +8,8 @@
  *   shell = /bin/bash                          ; optional, default /bin/sh
  *   env = BACKUP_TARGET=s3 RETRIES=3           ; optional KEY=VALUE pairs, space separated
  *   kill_grace = 10s                           ; SIGTERM -> SIGKILL on cancel, default 5s
+ *   max_line_bytes = 4096                      ; cut longer output lines, default [daemon]'s
+ *   output_drain = 1s                          ; after the shell exits, default [daemon]'s
  *
  * env values cannot contain spaces (there is no quoting); use an env file
  * read by the command for anything richer. The child also gets
@@ -16,14 +18,24 @@
  * and [daemon] pass_env): never a secret named by a *_env key.
  *
  * Events: command_start (command), one command_output (stream, line) per
- * output line, command_complete (exit_code, duration_sec) whenever the child
- * ran — also when it failed or was cancelled. The command line is logged as
+ * output line, command_complete (exit_code, duration_sec, orphans_killed)
+ * whenever the child ran — also when it failed or was cancelled. A line
+ * longer than max_line_bytes is cut there: its command_output carries
+ * truncated: true and bytes_dropped (the rest of the line, read and
+ * discarded), and the run counts it in the item lines_truncated. A NUL byte
+ * in a line is kept, escaped (\u0000). The command line is logged as
  * written: it is operator configuration, so secrets belong in env files or
  * the environment, not on the command line. Output lines are logged at info
  * level on both streams; the stream field says which one (many tools write
  * progress to stderr, so stderr is no warning by itself).
  *
  * kill_grace = 0 means SIGKILL right after SIGTERM.
+ *
+ * Once the shell has exited, whatever it left behind may hold its stdout or
+ * stderr for output_drain more (a daemonized child that kept them): then the
+ * run ends with the shell's status, and every process left of the run is
+ * killed and counted (orphans_killed, also an item of the run when not 0).
+ * output_drain = 0 ends the run as soon as the shell exits.
  *
  * Outcome: exit 0 is success; otherwise the run fails with error_type
  * exit_status, signal, timeout / cancelled (run cancelled: the process group
@@ -52,8 +64,11 @@ typedef struct {
 	char *shell;
 	char **env; /* "KEY=VALUE", NULL-terminated, NULL when none */
 	int64_t kill_grace_ms;
+	int max_line_bytes;      /* 0: [daemon] max_line_bytes */
+	int64_t output_drain_ms; /* -1: [daemon] output_drain */
 } command_params;
 
+/* lines_truncated and orphans_killed are reported only when not 0. */
 static const char *const command_items[] = {"lines_output", NULL};
 
 static void env_free(char **env)
@@ -124,13 +139,27 @@ static int set_string(char **slot, const char *value, const char *key, char *err
 	return 0;
 }
 
+static int set_line_bytes(command_params *p, const char *value, char *err, size_t errlen)
+{
+	long n;
+	if (config_parse_int(value, CONFIG_LINE_BYTES_MIN, CONFIG_LINE_BYTES_MAX, &n) != 0) {
+		snprintf(err, errlen, "max_line_bytes: expected an integer from %d to %d, got '%s'",
+		         CONFIG_LINE_BYTES_MIN, CONFIG_LINE_BYTES_MAX, value);
+		return -1;
+	}
+	p->max_line_bytes = (int)n;
+	return 0;
+}
+
 static command_params *params_get(void **params)
 {
 	command_params *p = *params;
 	if (p == NULL) {
 		p = calloc(1, sizeof *p);
-		if (p)
+		if (p) {
 			p->kill_grace_ms = COMMAND_GRACE_DEFAULT;
+			p->output_drain_ms = -1;
+		}
 		*params = p;
 	}
 	return p;
@@ -152,6 +181,10 @@ static int command_config_key(void **params, const char *key, const char *value,
 		return set_string(&p->shell, value, key, err, errlen);
 	if (strcmp(key, "kill_grace") == 0)
 		return duration_parse(value, &p->kill_grace_ms, err, errlen);
+	if (strcmp(key, "output_drain") == 0)
+		return duration_parse(value, &p->output_drain_ms, err, errlen);
+	if (strcmp(key, "max_line_bytes") == 0)
+		return set_line_bytes(p, value, err, errlen);
 	if (strcmp(key, "env") == 0) {
 		char **env = NULL;
 		if (env_parse(value, &env, err, errlen) != 0)
@@ -197,14 +230,21 @@ static void command_config_free(void *params)
 
 /* ---- running ---- */
 
-static void command_on_line(void *ctx, int stream, const char *line, size_t len)
+/* proc delivers line[len] == '\0'; NUL bytes inside it are kept (STRN). */
+static void command_on_line(void *ctx, int stream, const char *line, size_t len, size_t dropped)
 {
 	task_run *run = ctx;
-	(void)len; /* proc delivers line NUL-terminated */
-	log_info(run->logger, "command_output",
-	         LOG_STR("stream", stream == PROC_STDERR ? "stderr" : "stdout"),
-	         LOG_STR("line", line));
+	const char *name = stream == PROC_STDERR ? "stderr" : "stdout";
+	if (dropped == 0)
+		log_info(run->logger, "command_output", LOG_STR("stream", name),
+		         LOG_STRN("line", line, len));
+	else
+		log_info(run->logger, "command_output", LOG_STR("stream", name),
+		         LOG_STRN("line", line, len), LOG_BOOL("truncated", true),
+		         LOG_INT("bytes_dropped", dropped));
 	task_run_count(run, "lines_output", 1);
+	if (dropped > 0)
+		task_run_count(run, "lines_truncated", 1);
 }
 
 /* FLEETKEEPER_* then the configured env; strings live in bufs. */
@@ -221,6 +261,13 @@ static void command_env(const task_run *run, const command_params *p, char bufs[
 	for (size_t i = 0; p->env && p->env[i]; i++)
 		env[n++] = p->env[i];
 	env[n] = NULL;
+}
+
+/* The task's max_line_bytes, else [daemon]'s. */
+static size_t command_max_line(const task_run *run, const command_params *p)
+{
+	int n = p->max_line_bytes ? p->max_line_bytes : run->cfg->max_line_bytes;
+	return (size_t)(n > 0 ? n : CONFIG_LINE_BYTES_MAX);
 }
 
 static task_result command_outcome(task_run *run, const proc_result *res)
@@ -251,13 +298,16 @@ static task_result command_run(task_run *run)
 
 	command_env(run, p, bufs, env);
 	log_info(run->logger, "command_start", LOG_STR("command", p->command));
+	int64_t drain = p->output_drain_ms >= 0 ? p->output_drain_ms : run->cfg->output_drain_ms;
 	proc_spec spec = {
 	        .argv = argv,
 	        .env_add = env,
 	        .cwd = p->workdir,
 	        .cancel_fd = run->cancel_fd,
 	        .kill_grace_ms = p->kill_grace_ms > 0 ? p->kill_grace_ms : 1,
-	        .on_line = command_on_line,
+	        .max_line = command_max_line(run, p),
+	        .on_cut_line = command_on_line,
+	        .drain_ms = drain > 0 ? drain : 1,
 	        .ctx = run,
 	};
 	int64_t started = clock_mono_ms();
@@ -265,7 +315,9 @@ static task_result command_run(task_run *run)
 		return task_run_fail(run, "exec_failed", "%s", err);
 	double secs = (double)(clock_mono_ms() - started) / 1000.0;
 	log_info(run->logger, "command_complete", LOG_INT("exit_code", res.exit_code),
-	         LOG_DBL("duration_sec", secs));
+	         LOG_DBL("duration_sec", secs), LOG_INT("orphans_killed", res.orphans_killed));
+	if (res.orphans_killed > 0)
+		task_run_count(run, "orphans_killed", res.orphans_killed);
 	run->exit_code = res.exit_code;
 	return command_outcome(run, &res);
 }
@@ -278,6 +330,8 @@ static const config_key_doc command_keys[] = {
         {"shell", "/bin/sh"},
         {"env", "none"},
         {"kill_grace", "5s"},
+        {"max_line_bytes", "[daemon] max_line_bytes"},
+        {"output_drain", "[daemon] output_drain"},
         {NULL, NULL},
 };
 

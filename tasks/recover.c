@@ -54,7 +54,8 @@ static task_result recover_run(task_run *run)
 	if (rc < 0)
 		return task_run_fail(run, rc == STORE_NOTFOUND ? "not_found" : "store", "%s", err);
 	if (rc == RECOVERY_FAILED)
-		return task_run_fail(run, c.error_type ? c.error_type : "redeploy_failed", "%s", err);
+		return task_run_fail(run, c.error_type ? c.error_type : "redeploy_failed", "%s",
+		                     err);
 	if (rc == RECOVERY_NOTHING)
 		return task_run_skip(run, "no_services");
 	return TASK_OK;

@@ -27,7 +27,7 @@ static const char usage_text[] =
         "  once TASK                     run one task now, in this process, and exit with its "
         "result\n"
         "  trigger TASK [--follow]       ask the running daemon to run TASK now\n"
-        "  next TASK|EXPR [-n N] [--from ISO8601] [--tz ZONE]\n"
+        "  next TASK|EXPR [-n N] [--from ISO8601] [--tz ZONE] [--json]\n"
         "                                the next N fire times\n"
         "  status                        tasks, servers and open incidents\n"
         "  runs [--task T] [--limit N]   task run history\n"

@@ -133,7 +133,8 @@ static int apply(runtime *rt, const incident_args *a)
 		snprintf(err, sizeof err, "%s",
 		         rc == STORE_NOTFOUND ? "no such incident" : store_errmsg(rt->st));
 	if (rc == STORE_NOTFOUND) {
-		fprintf(stderr, "fleetkeeper: no incident %" PRId64 " (see 'fleetkeeper incidents')\n",
+		fprintf(stderr,
+		        "fleetkeeper: no incident %" PRId64 " (see 'fleetkeeper incidents')\n",
 		        a->id);
 		return EXIT_FAILED;
 	}

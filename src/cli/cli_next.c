@@ -11,7 +11,6 @@
  * daemon the times are from now (what a daemon started now would do), and
  * stderr says so.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,14 +80,14 @@ static void print_time(const cli_ctx *ctx, const tz *zone, int64_t t)
 }
 
 /* The running daemon's next run of task name (unix seconds, from its
- * status); 0 if no daemon answers or it has none. */
-static int64_t daemon_next_run(const config *cfg, const char *name)
+ * status); 0 if it has none, -1 if no daemon answers. */
+static int64_t daemon_next_run(const config *cfg, const char *name, const tz *zone)
 {
 	char *reply = NULL, err[256];
 	int64_t t = 0;
 	if (control_request(cfg->control_socket, "{\"cmd\": \"status\"}", &reply, err,
 	                    sizeof err) != 0)
-		return 0;
+		return -1;
 	cJSON *r = cJSON_Parse(reply);
 	free(reply);
 	const cJSON *task;
@@ -96,9 +95,9 @@ static int64_t daemon_next_run(const config *cfg, const char *name)
 	{
 		const cJSON *n = cJSON_GetObjectItemCaseSensitive(task, "name");
 		const cJSON *next = cJSON_GetObjectItemCaseSensitive(task, "next_run");
-		if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0 && cJSON_IsString(next) &&
-		    tz_parse_iso8601(next->valuestring, NULL, &t) != 0)
-			t = 0; /* it carries its offset: no zone needed */
+		if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0 &&
+		    cJSON_IsString(next) && tz_parse_iso8601(next->valuestring, zone, &t) != 0)
+			t = 0; /* it carries its offset; zone only in case it does not */
 	}
 	cJSON_Delete(r);
 	return t;
@@ -125,10 +124,13 @@ static int task_schedule(const cli_ctx *ctx, const char *name, bool ask_daemon, 
 	*s = tc->sched;
 	*zone = tc->zone; /* zones live for the whole process */
 	if (ask_daemon && s->kind == SCHEDULE_INTERVAL) {
-		*daemon_next = daemon_next_run(cfg, name);
-		if (*daemon_next == 0)
-			fprintf(stderr, "fleetkeeper: no daemon answers: times from now (an interval "
-			                "counts from the daemon's start or the task's last fire)\n");
+		*daemon_next = daemon_next_run(cfg, name, tc->zone);
+		if (*daemon_next <= 0)
+			fprintf(stderr,
+			        "fleetkeeper: %s: times from now (an interval counts from the "
+			        "daemon's start or the task's last fire)\n",
+			        *daemon_next < 0 ? "no daemon answers"
+			                         : "the daemon has no next run of this task");
 	}
 	config_unref(cfg);
 	return EXIT_OK;

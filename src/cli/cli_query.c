@@ -55,12 +55,34 @@ typedef struct {
 	table *t;
 } run_list;
 
-static cJSON *run_json(const run_row *r)
+/* `runs`: the list and the configuration, for each task's retries. */
+typedef struct {
+	run_list out;
+	const config *cfg;
+} run_view;
+
+/* The last attempt a run of this task may have (retries + 1 in the
+ * configuration as it is now), 0 when the task is not configured (removed,
+ * or a file with errors). The row keeps only its own attempt. */
+static int run_attempts(const run_view *v, const run_row *r)
+{
+	const task_config *tc = config_task(v->cfg, r->task);
+	if (tc == NULL)
+		return 0;
+	return tc->retries + 1 > r->attempt ? tc->retries + 1 : r->attempt;
+}
+
+static cJSON *run_json(const run_row *r, int attempts)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "run_id", (double)r->id);
 	cJSON_AddStringToObject(o, "task", r->task);
 	cJSON_AddStringToObject(o, "trigger", r->trigger);
+	cJSON_AddNumberToObject(o, "attempt", r->attempt);
+	if (attempts > 0)
+		cJSON_AddNumberToObject(o, "attempts", attempts);
+	else
+		cJSON_AddNullToObject(o, "attempts");
 	cJSON_AddStringToObject(o, "status", run_status_name(r->status));
 	cJSON_AddStringToObject(o, "correlation_id", r->correlation_id);
 	cJSON_AddNumberToObject(o, "started_at", r->started_at);
@@ -91,13 +113,19 @@ static cJSON *run_json(const run_row *r)
 
 static int add_run(void *arg, const run_row *r)
 {
-	run_list *l = arg;
-	char id[24], started[40], dur[32];
+	run_view *v = arg;
+	run_list *l = &v->out;
+	char id[24], started[40], dur[32], attempt[32];
+	int attempts = run_attempts(v, r);
 	if (l->ctx->json) {
-		cli_print_json(run_json(r));
+		cli_print_json(run_json(r, attempts));
 		return 0;
 	}
 	snprintf(id, sizeof id, "%lld", (long long)r->id);
+	if (attempts > 0)
+		snprintf(attempt, sizeof attempt, "%d/%d", r->attempt, attempts);
+	else
+		snprintf(attempt, sizeof attempt, "%d", r->attempt);
 	format_time(r->started_at, started, sizeof started);
 	if (r->duration_sec >= 0)
 		snprintf(dur, sizeof dur, "%.3f", r->duration_sec);
@@ -106,8 +134,8 @@ static int add_run(void *arg, const run_row *r)
 	/* A skipped run's row keeps its reason (no_servers, still_running) as
 	 * the error, with no error_type: that is what the column shows then. */
 	const char *why = r->status == RUN_SKIPPED ? r->error : r->error_type;
-	table_add(l->t, id, r->task, run_status_name(r->status), r->trigger, started, dur, why,
-	          r->correlation_id);
+	table_add(l->t, id, r->task, run_status_name(r->status), r->trigger, attempt, started, dur,
+	          why, r->correlation_id);
 	return 0;
 }
 
@@ -135,15 +163,17 @@ int cli_cmd_runs(const cli_ctx *ctx)
 	int rc = open_store(ctx, &cfg, &st);
 	if (rc != EXIT_OK)
 		return rc;
-	run_list l = {ctx, ctx->json ? NULL
-	                             : table_new(8, "RUN", "TASK", "STATUS", "TRIGGER", "STARTED",
-	                                         "DURATION", "ERROR", "CORRELATION_ID")};
-	if (runs_list(st, task, (int)limit, add_run, &l) < 0) {
+	run_view v = {{ctx, ctx->json
+	                            ? NULL
+	                            : table_new(9, "RUN", "TASK", "STATUS", "TRIGGER", "ATTEMPT",
+	                                        "STARTED", "DURATION", "ERROR", "CORRELATION_ID")},
+	              cfg};
+	if (runs_list(st, task, (int)limit, add_run, &v) < 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", store_errmsg(st));
 		rc = EXIT_FAILED;
 	}
-	table_print(l.t, stdout);
-	table_free(l.t);
+	table_print(v.out.t, stdout);
+	table_free(v.out.t);
 	store_close(st);
 	config_unref(cfg);
 	return rc;
@@ -215,10 +245,10 @@ static int list_incidents(const cli_ctx *ctx)
 	int rc = open_store(ctx, &cfg, &st);
 	if (rc != EXIT_OK)
 		return rc;
-	run_list l = {ctx, ctx->json ? NULL
-	                             : table_new(9, "ID", "SERVER", "TYPE", "STATUS", "ACK",
-	                                         "DETECTED", "RESOLVED", "RESOLUTION",
-	                                         "CORRELATION_ID")};
+	run_list l = {ctx,
+	              ctx->json ? NULL
+	                        : table_new(9, "ID", "SERVER", "TYPE", "STATUS", "ACK", "DETECTED",
+	                                    "RESOLVED", "RESOLUTION", "CORRELATION_ID")};
 	if (incidents_list(st, open_only, add_incident, &l) < 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", store_errmsg(st));
 		rc = EXIT_FAILED;

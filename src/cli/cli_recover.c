@@ -42,7 +42,8 @@ static int through_daemon(const cli_ctx *ctx, const config *cfg, const char *rep
 	}
 	if (ctx->json) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddNumberToObject(o, "run_id", cJSON_IsNumber(run_id) ? run_id->valuedouble : 0);
+		cJSON_AddNumberToObject(o, "run_id",
+		                        cJSON_IsNumber(run_id) ? run_id->valuedouble : 0);
 		cJSON_AddStringToObject(o, "correlation_id", cid->valuestring);
 		cli_print_json(o);
 	} else {
@@ -111,7 +112,8 @@ int cli_cmd_recover(const cli_ctx *ctx)
 		        err, server);
 		rc = cli_setup_logging(cfg);
 		if (rc == EXIT_OK)
-			rc = recovery_run_local(cfg, server, reprovision, "cli") == 0 ? EXIT_OK : EXIT_FAILED;
+			rc = recovery_run_local(cfg, server, reprovision, "cli") == 0 ? EXIT_OK
+			                                                              : EXIT_FAILED;
 		log_shutdown();
 	} else {
 		fprintf(stderr, "fleetkeeper: %s\n", err);

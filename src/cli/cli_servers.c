@@ -464,9 +464,11 @@ int cli_cmd_servers(const cli_ctx *ctx)
 		return rc;
 	servers_cmd c = {.ctx = ctx, .now = clock_wall()};
 	char err[1024] = "";
-	if ((rc = cli_load_config(ctx, &c.cfg)) != EXIT_OK)
-		return rc;
+	/* looking survives a broken file; changing needs a valid one */
 	bool writes = strcmp(sub, "list") != 0 && strcmp(sub, "show") != 0;
+	rc = writes ? cli_load_config(ctx, &c.cfg) : cli_load_config_lenient(ctx, &c.cfg);
+	if (rc != EXIT_OK)
+		return rc;
 	int code = writes ? (runtime_mkdirs(c.cfg->state_dir) == 0
 	                             ? store_open(&c.st, c.cfg->db_path, err, sizeof err)
 	                             : STORE_ERROR)

@@ -150,9 +150,12 @@ def test_debounced_incidents_restore_and_no_duplicates(env, fleet):
 def test_auto_recover_requests_recovery(env, fleet, tmp_path):
     up, _ = fleet
     configure(env, up.client_key, task_extra="auto_recover = true", failure_threshold=1)
+    for handle in ("db-1", "db-2"):  # a server without services is a no-op (recovery.c)
+        r = env.run("services", "add", handle, "app", "--repo", "file:///nonexistent.git")
+        assert r.returncode == 0, r.stderr
     r, ev = once(env)
-    # No daemon: both recoveries run inline and fail (nothing can be
-    # redeployed here), and so does the run, once every server was checked.
+    # No daemon: both recoveries run inline and fail (the servers are down
+    # and not reprovisioned), and so does the run, once every server was checked.
     assert r.returncode == 1, r.stderr
     (failed,) = named(ev, "health_check_failed")
     assert failed["error_type"] == "recovery_failed"

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import parse_lines
-from fk_ansible import AnsibleHost, needs_ansible
+from fk_ansible import AnsibleHost, needs_ansible, free_port
 from replay import Replay
 from sshd import Sshd, have_sshd, closed_port
 
@@ -375,8 +375,22 @@ def test_recovery_finished_with_failures(tmp_path):
         assert "Succeeded 0, failed 2" in n["body"]
         assert h.env.sql("SELECT status FROM incidents") == [("failed",)]
 
-        # Nothing to redeploy on a reachable server: a success, level info.
+        # Nothing to redeploy: a no-op (issue 14), nothing notified, the
+        # incident left as it is.
         h.exec_sql("DELETE FROM services")
+        r = h.env.run("recover", "vps-42")
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+        assert "nothing to redeploy" in r.stderr
+        assert [(x["kind"], x["level"]) for x in notes(h.env)] == [
+            ("recovery_finished", "warning")]
+        assert h.env.sql("SELECT status FROM incidents") == [("failed",)]
+
+        # One service that deploys: a success, level info.
+        port = free_port()
+        r = h.env.run("services", "add", "vps-42", "ok", "--repo", h.make_repo("ok", port),
+                      "--port", str(port),
+                      "--start", f"python3 -m http.server {port} --bind 127.0.0.1")
+        assert r.returncode == 0, r.stderr
         r = h.env.run("recover", "vps-42")
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr
         rows = notes(h.env)
@@ -395,6 +409,11 @@ def test_recovery_outbox_failure_keeps_incidents_open(tmp_path):
     h = AnsibleHost(tmp_path)
     try:
         h.add_server("vps-7", status="error")
+        port = free_port()  # something to redeploy: without services recover is a no-op
+        r = h.env.run("services", "add", "vps-7", "ok", "--repo", h.make_repo("ok", port),
+                      "--port", str(port),
+                      "--start", f"python3 -m http.server {port} --bind 127.0.0.1")
+        assert r.returncode == 0, r.stderr
         h.open_incident("vps-7", previous=None)
         h.exec_sql(FAIL_OUTBOX)
         r = h.env.run("recover", "vps-7")

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 
 import pytest
 
@@ -190,6 +191,8 @@ def test_recover_errors_are_reported_once_with_their_type(tmp_path):
     h = AnsibleHost(tmp_path)
     try:
         h.add_server("vps-s", status="in_use")
+        p1 = free_port()
+        add_service(h, "vps-s", "alpha", h.make_repo("alpha", p1), p1)
         h.open_incident("vps-s")
         h.exec_sql(FAIL_END)
         r = h.env.run("recover", "vps-s")
@@ -308,8 +311,9 @@ def test_recover_reprovisions_when_asked(tmp_path, how):
         h.close()
 
 
+@pytest.mark.parametrize("flags", [[], ["--reprovision"]])
 @pytest.mark.parametrize("kind", ["hostkey_mismatch", "hostkey_unknown"])
-def test_recover_on_a_host_key_failure_never_reprovisions(tmp_path, kind):
+def test_recover_on_a_host_key_failure_never_reprovisions(tmp_path, kind, flags):
     """A host key that changed (or, with strict, is unknown) is not fixed by
     reprovisioning over the same SSH: even with --reprovision nothing is
     reprovisioned, and the error names the command that fixes it."""
@@ -329,7 +333,7 @@ def test_recover_on_a_host_key_failure_never_reprovisions(tmp_path, kind):
         h.open_incident("vps-h")
         sshd_config = (tmp_path / "sshd_config_copy").read_bytes()
 
-        r = h.env.run("recover", "vps-h", "--reprovision")
+        r = h.env.run("recover", "vps-h", *flags)
         assert r.returncode == 1, r.stdout[-3000:] + r.stderr
         events = parse_lines(r.stdout)
         names = [e["event"] for e in events]
@@ -339,8 +343,12 @@ def test_recover_on_a_host_key_failure_never_reprovisions(tmp_path, kind):
         (why,) = [e for e in events if e["event"] == "recovery_server_unreachable"]
         assert (why["reprovision"], why["reason"], why["ssh_error_type"]) == \
             (False, "hostkey", kind)
+        offered = subprocess.run(["ssh-keygen", "-lf", f"{h.sshd.host_key}.pub"], check=True,
+                                 capture_output=True, text=True).stdout.split()[1]
+        assert why["fingerprint"] == offered
         (failed,) = [e for e in events if e["event"] == "recover_failed"]
         assert failed["error_type"] == kind
+        assert offered in failed["error"]
         assert "not reprovisioned" in failed["error"]
         assert "fleetkeeper known-hosts scan vps-h --accept" in failed["error"]
         assert "fleetkeeper known-hosts scan vps-h --accept" in r.stderr
@@ -395,15 +403,20 @@ def test_successful_recovery_brings_the_server_back(tmp_path):
         add_service(h, "vps-new", "beta", h.make_repo("beta", p2), p2)
         h.open_incident("vps-ready", previous="ready")
 
-        for handle, before, after in (("vps-ready", "error", "ready"),
-                                      ("vps-new", "pending_setup", "in_use")):
+        cases = (("vps-ready", "error", "ready"), ("vps-new", "pending_setup", "in_use"))
+        outputs = {}
+        for handle, _, _ in cases:
             r = h.env.run("recover", handle)
             assert r.returncode == 0, r.stdout[-3000:] + r.stderr
-            (moved,) = [e for e in parse_lines(r.stdout) if e["event"] == "server_status_restored"]
+            outputs[handle] = r.stdout
+        assert h.env.sql("SELECT handle, status FROM servers ORDER BY handle") == \
+            [("vps-new", "in_use"), ("vps-ready", "ready")]
+        assert h.env.sql("SELECT status FROM incidents") == [("resolved",)]
+        for handle, before, after in cases:
+            (moved,) = [e for e in parse_lines(outputs[handle])
+                        if e["event"] == "server_status_restored"]
             assert (moved["server_handle"], moved["from_status"], moved["status"]) == \
                 (handle, before, after)
-            assert h.env.sql("SELECT status FROM servers WHERE handle = ?", handle) == [(after,)]
-        assert h.env.sql("SELECT status FROM incidents") == [("resolved",)]
     finally:
         h.close()
 

@@ -219,3 +219,14 @@ check_timeout = 3s
     finally:
         down.stop()
         up.stop()
+
+
+def test_listing_survives_a_broken_config_changes_do_not(fleet_env):
+    env = fleet_env
+    env.conf.write_text(env.conf.read_text() + "\n[task.broken]\ntype = nonsense\n")
+    r = env.run("servers")
+    assert r.returncode == 0 and "web-1" in r.stdout, r.stdout + r.stderr
+    assert "warning:" in r.stderr and str(env.conf) in r.stderr
+    r = env.run("servers", "set-status", "web-1", "reserved", "--reason", "x")
+    assert r.returncode == 2 and str(env.conf) in r.stderr
+    assert env.sql("SELECT status FROM servers WHERE handle = 'web-1'") == [("ready",)]

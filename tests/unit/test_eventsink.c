@@ -652,11 +652,16 @@ static void test_start_fails_on_bad_path(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        T(test_many_threads),      T(test_throughput),
-	        T(test_flush_empty),       T(test_flush_timeout),
-	        T(test_stop_flushes),      T(test_interval_commits),
-	        T(test_dropped_when_full), T(test_failed_write_is_kept),
-	        T(test_stop_is_bounded),   T(test_start_fails_on_bad_path),
+	        T(test_many_threads),
+	        T(test_throughput),
+	        T(test_flush_empty),
+	        T(test_flush_timeout),
+	        T(test_stop_flushes),
+	        T(test_interval_commits),
+	        T(test_dropped_when_full),
+	        T(test_failed_write_is_kept),
+	        T(test_stop_is_bounded),
+	        T(test_start_fails_on_bad_path),
 	        T(test_dropped_when_bytes_full),
 	        T(test_run_drops_by_correlation_id),
 	        T(test_writer_state_published),

@@ -82,7 +82,8 @@ static const char *text_query(store *st, const char *sql)
 static void test_incident_once_per_outage(void **state)
 {
 	fixture *f = *state;
-	int64_t id = 0, id2 = 0, resolved = 0;
+	int64_t id = 0, id2 = 0, resolved[4] = {0};
+	size_t n = 0;
 	bool created = false;
 	char prev[32], restored[32], err[256];
 
@@ -106,10 +107,11 @@ static void test_incident_once_per_outage(void **state)
 	assert_string_equal(prev, "in_use");
 	assert_int_equal(int_query(f->st, "SELECT count(*) FROM incidents"), 1);
 
-	assert_int_equal(incidents_close_unreachable(f->st, 2, 300, &resolved, restored,
-	                                             sizeof restored, err, sizeof err),
+	assert_int_equal(incidents_resolve_healthy(f->st, 2, 300, resolved, 4, &n, restored,
+	                                           sizeof restored, err, sizeof err),
 	                 0);
-	assert_int_equal(resolved, id);
+	assert_int_equal(n, 1);
+	assert_int_equal(resolved[0], id);
 	assert_string_equal(restored, "in_use");
 	assert_int_equal(int_query(f->st, "SELECT resolved_at FROM incidents"), 300);
 	assert_string_equal(text_query(f->st, "SELECT status FROM incidents"), "resolved");
@@ -129,7 +131,8 @@ static void test_incident_once_per_outage(void **state)
 static void test_resolve_respects_operator(void **state)
 {
 	fixture *f = *state;
-	int64_t id = 0, resolved = 0;
+	int64_t id = 0, resolved[4] = {0};
+	size_t n = 0;
 	bool created = false;
 	char restored[32], err[256];
 
@@ -137,17 +140,18 @@ static void test_resolve_respects_operator(void **state)
 	                                            0, err, sizeof err),
 	                 0);
 	exec_ok(f->st, "UPDATE servers SET status = 'maintenance' WHERE id = 1");
-	assert_int_equal(incidents_close_unreachable(f->st, 1, 200, &resolved, restored,
-	                                             sizeof restored, err, sizeof err),
+	assert_int_equal(incidents_resolve_healthy(f->st, 1, 200, resolved, 4, &n, restored,
+	                                           sizeof restored, err, sizeof err),
 	                 0);
-	assert_int_equal(resolved, id);
+	assert_int_equal(n, 1);
+	assert_int_equal(resolved[0], id);
 	assert_string_equal(restored, "maintenance");
 
 	/* nothing open: an error status from elsewhere is not touched */
-	assert_int_equal(incidents_close_unreachable(f->st, 5, 300, &resolved, restored,
-	                                             sizeof restored, err, sizeof err),
+	assert_int_equal(incidents_resolve_healthy(f->st, 5, 300, resolved, 4, &n, restored,
+	                                           sizeof restored, err, sizeof err),
 	                 0);
-	assert_int_equal(resolved, 0);
+	assert_int_equal(n, 0);
 	assert_string_equal(restored, "error");
 }
 
@@ -256,9 +260,9 @@ static int64_t count_kind(fixture *f, const char *kind)
 {
 	store_stmt *q = NULL;
 	int64_t n = -1;
-	assert_int_equal(store_prepare(f->st, "SELECT count(*) FROM notifications WHERE kind = ?1",
-	                               &q),
-	                 STORE_OK);
+	assert_int_equal(
+	        store_prepare(f->st, "SELECT count(*) FROM notifications WHERE kind = ?1", &q),
+	        STORE_OK);
 	store_bind_text(q, 1, kind);
 	if (store_step(q) == STORE_ROW)
 		n = store_col_int64(q, 0);
@@ -275,9 +279,9 @@ static void test_ack_keeps_open_and_silences(void **state)
 	char err[256];
 	notify_note note;
 
-	assert_int_equal(incidents_ack(f->st, id, "alice", "looking at it", 110, &already, err,
-	                               sizeof err),
-	                 STORE_OK);
+	assert_int_equal(
+	        incidents_ack(f->st, id, "alice", "looking at it", 110, &already, err, sizeof err),
+	        STORE_OK);
 	assert_false(already);
 	assert_string_equal(text_query(f->st, "SELECT status || ' ' || acknowledged_by || ' '"
 	                                      " || ack_reason FROM incidents"),
@@ -342,9 +346,9 @@ static void test_close_restores_previous_status(void **state)
 	assert_int_equal(incidents_close(f->st, id, "again", 210, restored, sizeof restored, err,
 	                                 sizeof err),
 	                 INCIDENTS_NOT_OPEN);
-	assert_int_equal(incidents_close(f->st, 12345, "x", 210, restored, sizeof restored, err,
-	                                 sizeof err),
-	                 STORE_NOTFOUND);
+	assert_int_equal(
+	        incidents_close(f->st, 12345, "x", 210, restored, sizeof restored, err, sizeof err),
+	        STORE_NOTFOUND);
 
 	/* another incident still open: the server stays in error */
 	int64_t second = open_b(f, 300);
@@ -367,15 +371,15 @@ static void test_provisioning_failed_once_and_acked(void **state)
 
 	exec_ok(f->st, "UPDATE servers SET status = 'error', previous_status = 'missing'"
 	               " WHERE id = 1");
-	assert_int_equal(incidents_open_provisioning_failed(f->st, &a, "first", "c1", 100, err,
-	                                                    sizeof err),
-	                 STORE_OK);
+	assert_int_equal(
+	        incidents_open_provisioning_failed(f->st, &a, "first", "c1", 100, err, sizeof err),
+	        STORE_OK);
 	/* a stale previous status would come back later: cleared */
 	assert_string_equal(text_query(f->st, "SELECT previous_status FROM servers WHERE id = 1"),
 	                    "(null)");
-	assert_int_equal(incidents_open_provisioning_failed(f->st, &a, "second", "c2", 110, err,
-	                                                    sizeof err),
-	                 STORE_OK);
+	assert_int_equal(
+	        incidents_open_provisioning_failed(f->st, &a, "second", "c2", 110, err, sizeof err),
+	        STORE_OK);
 	assert_int_equal(int_query(f->st, "SELECT count(*) FROM incidents"), 1);
 	assert_string_equal(text_query(f->st, "SELECT details FROM incidents"),
 	                    "{\"error\":\"second\"}");
@@ -384,9 +388,9 @@ static void test_provisioning_failed_once_and_acked(void **state)
 	int64_t id = int_query(f->st, "SELECT id FROM incidents");
 	assert_int_equal(incidents_ack(f->st, id, "ops", NULL, 120, &already, err, sizeof err),
 	                 STORE_OK);
-	assert_int_equal(incidents_open_provisioning_failed(f->st, &a, "third", "c3", 130, err,
-	                                                    sizeof err),
-	                 STORE_OK);
+	assert_int_equal(
+	        incidents_open_provisioning_failed(f->st, &a, "third", "c3", 130, err, sizeof err),
+	        STORE_OK);
 	assert_int_equal(count_kind(f, NOTIFY_PROVISIONING_FAILED), 2); /* silenced */
 	assert_string_equal(text_query(f->st, "SELECT details FROM incidents"),
 	                    "{\"error\":\"third\"}");
@@ -406,9 +410,9 @@ static void test_provisioning_failed_resolved_when_healthy(void **state)
 	char restored[32], err[256];
 
 	exec_ok(f->st, "UPDATE servers SET status = 'error' WHERE id = 1");
-	assert_int_equal(incidents_open_provisioning_failed(f->st, &a, "boom", "c1", 100, err,
-	                                                    sizeof err),
-	                 STORE_OK);
+	assert_int_equal(
+	        incidents_open_provisioning_failed(f->st, &a, "boom", "c1", 100, err, sizeof err),
+	        STORE_OK);
 	int64_t id = int_query(f->st, "SELECT id FROM incidents");
 
 	/* checked although in error, marked with its incident */

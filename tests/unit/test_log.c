@@ -330,6 +330,31 @@ static void test_control_characters(void **state)
 	assert_non_null(strstr(buf, "\"logger\": \"l\\\"\", \"event\": \"e\\n\"}"));
 }
 
+/* A length-aware string keeps what follows a NUL byte, escaped (issue 15:
+ * printf 'a\0b' used to log "a"); bound, it is copied whole. */
+static void test_strn_nul_bytes(void **state)
+{
+	static const char s[] = "a\0b\0";
+	(void)state;
+	assert_one(LOG_STRN("line", s, 3), "\"line\": \"a\\u0000b\"}");
+	assert_one(LOG_STRN("line", s, 4), "\"line\": \"a\\u0000b\\u0000\"}");
+	assert_one(LOG_STRN("line", "", 0), "\"line\": \"\"}");
+	assert_one(LOG_STRN("line", NULL, 0), "\"line\": null}");
+	assert_one(LOG_STRN("password", s, 3), "\"password\": \"***\"}");
+	/* JSON that a parser reads back as the three bytes */
+	cJSON *j = cJSON_Parse(render(&LOG_STRN("line", s, 3), 1));
+	assert_non_null(j);
+	cJSON_Delete(j);
+	log_field f = LOG_STRN("line", s, 3);
+	log_render_console(buf, sizeof buf, T0, LOG_INFO, "l", "e", &f, 1, false);
+	assert_non_null(strstr(buf, " line='a\\x00b'"));
+	char bound[] = "x\0y";
+	log_bind(LOG_STRN("b", bound, 3));
+	memset(bound, 'z', 3);
+	assert_one(LOG_INT("i", 1), "\"b\": \"x\\u0000y\", \"i\": 1}");
+	log_clear_context();
+}
+
 static void test_utf8(void **state)
 {
 	(void)state;
@@ -1057,6 +1082,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_values, setup_utc, teardown_ctx),
 	        cmocka_unit_test_setup_teardown(test_double_roundtrip, setup_utc, teardown_ctx),
 	        cmocka_unit_test_setup_teardown(test_control_characters, setup_utc, teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_strn_nul_bytes, setup_utc, teardown_ctx),
 	        cmocka_unit_test_setup_teardown(test_utf8, setup_utc, teardown_ctx),
 	        cmocka_unit_test_setup_teardown(test_truncation, setup_utc, teardown_ctx),
 	        cmocka_unit_test_setup_teardown(test_redaction, setup_utc, teardown_ctx),

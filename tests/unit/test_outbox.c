@@ -333,6 +333,7 @@ static void test_incident_notes(void **state)
 	fixture *f = *state;
 	char err[256], prev[32], restored[32];
 	int64_t id = 0, resolved = 0;
+	size_t nresolved = 0;
 	bool created = false;
 	seen_rows s = {0};
 
@@ -347,9 +348,10 @@ static void test_incident_notes(void **state)
 	                                            prev, sizeof prev, err, sizeof err),
 	                 STORE_OK);
 	assert_false(created);
-	assert_int_equal(incidents_close_unreachable(f->st, 1, 200, &resolved, restored,
-	                                             sizeof restored, err, sizeof err),
+	assert_int_equal(incidents_resolve_healthy(f->st, 1, 200, &resolved, 1, &nresolved,
+	                                           restored, sizeof restored, err, sizeof err),
 	                 STORE_OK);
+	assert_int_equal(nresolved, 1);
 	assert_int_equal(resolved, id);
 	assert_int_equal(outbox_list_after(f->st, 0, 0, collect, &s, err, sizeof err), STORE_OK);
 	assert_int_equal(s.n, 2);
@@ -399,11 +401,12 @@ static void test_outbox_failure_rolls_back(void **state)
 	exec_ok(f->st, "CREATE TRIGGER no_notes BEFORE INSERT ON notifications"
 	               " BEGIN SELECT RAISE(ABORT, 'outbox unavailable'); END");
 	int64_t resolved = -1;
+	size_t nresolved = 9;
 	char restored[32];
-	assert_int_not_equal(incidents_close_unreachable(f->st, 1, 200, &resolved, restored,
-	                                                 sizeof restored, err, sizeof err),
+	assert_int_not_equal(incidents_resolve_healthy(f->st, 1, 200, &resolved, 1, &nresolved,
+	                                               restored, sizeof restored, err, sizeof err),
 	                     STORE_OK);
-	assert_int_equal(resolved, 0);
+	assert_int_equal(nresolved, 0);
 	assert_int_equal(
 	        count_rows(f->st, "SELECT count(*) FROM incidents WHERE resolved_at IS NULL"), 1);
 	assert_int_equal(count_rows(f->st, "SELECT count(*) FROM servers WHERE status = 'error'"),

@@ -224,6 +224,137 @@ static void test_final_line_and_crlf(void **state)
 	collector_free(&c);
 }
 
+/* ---- cut lines, NUL bytes (issue 15) ---- */
+
+/* Lines as on_cut_line delivers them: bytes (NULs kept), lengths, drops. */
+typedef struct {
+	char *lines[3][MAX_LINES];
+	size_t len[3][MAX_LINES];
+	size_t dropped[3][MAX_LINES];
+	size_t count[3];
+	bool nul_ok; /* every line had line[len] == '\0' */
+} cut_collector;
+
+static void on_cut(void *ctx, int stream, const char *line, size_t len, size_t dropped)
+{
+	cut_collector *c = ctx;
+	size_t i = c->count[stream];
+	if (line[len] != '\0')
+		c->nul_ok = false;
+	if (i == MAX_LINES)
+		return;
+	c->lines[stream][i] = malloc(len + 1);
+	memcpy(c->lines[stream][i], line, len + 1);
+	c->len[stream][i] = len;
+	c->dropped[stream][i] = dropped;
+	c->count[stream]++;
+}
+
+static void cut_free(cut_collector *c)
+{
+	for (int s = 0; s < 3; s++)
+		for (size_t i = 0; i < c->count[s]; i++)
+			free(c->lines[s][i]);
+}
+
+/* `sh -c cmd` with lines cut at max_line. */
+static void run_cut(const char *cmd, size_t max_line, cut_collector *c, proc_result *res)
+{
+	const char *argv[] = {"sh", "-c", cmd, NULL};
+	char err[256] = "";
+	memset(c, 0, sizeof *c);
+	c->nul_ok = true;
+	proc_spec spec = {.argv = argv, .cancel_fd = -1, .max_line = max_line,
+	                  .on_cut_line = on_cut, .ctx = c};
+	assert_int_equal(proc_run(&spec, res, err, sizeof err), 0);
+	assert_true(c->nul_ok);
+}
+
+static void assert_cut(const cut_collector *c, size_t i, const char *want, size_t len,
+                       size_t dropped)
+{
+	assert_true(i < c->count[PROC_STDOUT]);
+	assert_int_equal(c->len[PROC_STDOUT][i], len);
+	assert_memory_equal(c->lines[PROC_STDOUT][i], want, len);
+	assert_int_equal(c->dropped[PROC_STDOUT][i], dropped);
+}
+
+/* A line longer than max_line is one line: its head and how much was
+ * dropped; the next line is whole. Before: split into PROC_MAX_LINE pieces,
+ * so a 10 MiB line became 1280 events. */
+static void test_cut_long_line(void **state)
+{
+	cut_collector c;
+	proc_result res;
+	char a100[101];
+	(void)state;
+	memset(a100, 'a', 100);
+	a100[100] = '\0';
+	run_cut("head -c 1000000 /dev/zero | tr '\\0' a; echo; echo next;"
+	        " head -c 102 /dev/zero | tr '\\0' b; printf '\\r\\n';"
+	        " head -c 5000 /dev/zero | tr '\\0' c",
+	        100, &c, &res);
+	assert_int_equal(res.exit_code, 0);
+	assert_int_equal(c.count[PROC_STDOUT], 4);
+	assert_cut(&c, 0, a100, 100, 1000000 - 100);
+	assert_cut(&c, 1, "next", 4, 0);
+	memset(a100, 'b', 100);
+	assert_cut(&c, 2, a100, 100, 2); /* the '\r' of "\r\n" is not counted */
+	memset(a100, 'c', 100);
+	assert_cut(&c, 3, a100, 100, 4900); /* the last line, without newline */
+	cut_free(&c);
+
+	/* exactly max_line, with "\n" and with "\r\n": whole */
+	run_cut("printf 'abcd\\nefgh\\r\\nijklm\\n'", 4, &c, &res);
+	assert_int_equal(c.count[PROC_STDOUT], 3);
+	assert_cut(&c, 0, "abcd", 4, 0);
+	assert_cut(&c, 1, "efgh", 4, 0);
+	assert_cut(&c, 2, "ijkl", 4, 1);
+	cut_free(&c);
+}
+
+/* The cut never splits a UTF-8 character: the whole character goes. */
+static void test_cut_utf8_boundary(void **state)
+{
+	cut_collector c;
+	proc_result res;
+	(void)state;
+	run_cut("printf 'abcd\\303\\251f\\n'", 5, &c, &res); /* "abcdéf": é is 2 bytes */
+	assert_cut(&c, 0, "abcd", 4, 3);
+	cut_free(&c);
+	run_cut("printf 'ab\\342\\202\\254\\n'", 4, &c, &res); /* "ab€": € is 3 bytes */
+	assert_cut(&c, 0, "ab", 2, 3);
+	cut_free(&c);
+}
+
+static void on_line_bytes(void *ctx, int stream, const char *line, size_t len)
+{
+	cut_collector *c = ctx;
+	on_cut(ctx, stream, line, len, 0);
+	(void)c;
+}
+
+/* A NUL byte is part of the line (len counts it), in both modes. */
+static void test_nul_byte_in_line(void **state)
+{
+	cut_collector c;
+	proc_result res;
+	const char *argv[] = {"sh", "-c", "printf 'a\\000b\\n\\000\\n'", NULL};
+	char err[256] = "";
+	(void)state;
+	memset(&c, 0, sizeof c);
+	c.nul_ok = true;
+	proc_spec spec = {.argv = argv, .cancel_fd = -1, .on_line = on_line_bytes, .ctx = &c};
+	assert_int_equal(proc_run(&spec, &res, err, sizeof err), 0);
+	assert_int_equal(c.count[PROC_STDOUT], 2);
+	assert_cut(&c, 0, "a\0b", 3, 0);
+	assert_cut(&c, 1, "\0", 1, 0);
+	cut_free(&c);
+	run_cut("printf 'a\\000b\\n'", 100, &c, &res);
+	assert_cut(&c, 0, "a\0b", 3, 0);
+	cut_free(&c);
+}
+
 static void test_stdin_devnull(void **state)
 {
 	collector c;
@@ -543,12 +674,87 @@ static void test_run_end_kills_leftovers(void **state)
 	       " setsid sh -c 'sleep 34 >/dev/null 2>&1 & echo $!'; exit 6",
 	       &c, &res);
 	assert_int_equal(res.exit_code, 6);
+	assert_int_equal(res.orphans_killed, 2);
+	assert_false(res.drain_expired);
 	assert_int_equal(c.count[PROC_STDOUT], 2);
 	for (int i = 0; i < 2; i++) {
 		pid_t pid = (pid_t)atoi(c.lines[PROC_STDOUT][i]);
 		assert_true(pid > 1);
 		assert_gone_within(pid, 2000);
 	}
+	collector_free(&c);
+}
+
+/* A child that daemonized and kept stdout open: once the command has
+ * exited the run waits drain_ms, no more, keeps the command's status and
+ * kills (and counts) the leftover. Before: proc_run waited for the pipe's
+ * EOF, i.e. for ever. */
+static void test_drain_daemonized_holder(void **state)
+{
+	collector c;
+	proc_result res;
+	const char *argv[4];
+	char err[256] = "";
+	(void)state;
+	collector_init(&c);
+	proc_spec spec = sh_spec(argv, "(sleep 1000 & echo $!); echo done", &c);
+	spec.drain_ms = 300;
+	int64_t t0 = clock_mono_ms();
+	assert_int_equal(proc_run(&spec, &res, err, sizeof err), 0);
+	int64_t took = clock_mono_ms() - t0;
+	assert_true(took >= 300);
+	assert_true(took < 3000);
+	assert_int_equal(res.exit_code, 0);
+	assert_false(res.cancelled);
+	assert_true(res.drain_expired);
+	assert_int_equal(res.orphans_killed, 1);
+	assert_int_equal(c.count[PROC_STDOUT], 2);
+	assert_string_equal(c.lines[PROC_STDOUT][1], "done");
+	assert_gone_within((pid_t)atoi(c.lines[PROC_STDOUT][0]), 2000);
+	collector_free(&c);
+}
+
+typedef struct {
+	int efd;
+	int64_t after_ms;
+} late_cancel;
+
+static void *late_cancel_thread(void *arg)
+{
+	late_cancel *k = arg;
+	uint64_t one = 1;
+	poll(NULL, 0, (int)k->after_ms);
+	assert_int_equal(write(k->efd, &one, sizeof one), sizeof one);
+	return NULL;
+}
+
+/* A cancel during the drain ends it; the run keeps the command's status
+ * (before: `timeout` although the command had exited). */
+static void test_cancel_during_drain_keeps_status(void **state)
+{
+	collector c;
+	proc_result res;
+	const char *argv[4];
+	char err[256] = "";
+	pthread_t th;
+	late_cancel k = {.efd = eventfd(0, EFD_CLOEXEC), .after_ms = 400};
+	(void)state;
+	collector_init(&c);
+	assert_true(k.efd >= 0);
+	proc_spec spec = sh_spec(argv, "(sleep 1000 &); exit 3", &c);
+	spec.drain_ms = 20000;
+	spec.cancel_fd = k.efd;
+	assert_int_equal(pthread_create(&th, NULL, late_cancel_thread, &k), 0);
+	int64_t t0 = clock_mono_ms();
+	assert_int_equal(proc_run(&spec, &res, err, sizeof err), 0);
+	assert_true(clock_mono_ms() - t0 < 5000);
+	pthread_join(th, NULL);
+	close(k.efd);
+	assert_int_equal(res.exit_code, 3);
+	assert_false(res.cancelled);
+	assert_false(res.killed);
+	assert_true(res.drain_expired);
+	assert_int_equal(res.orphans_killed, 1);
 	collector_free(&c);
 }
 
@@ -842,6 +1048,9 @@ int main(void)
 	        cmocka_unit_test(test_long_line),
 	        cmocka_unit_test(test_line_exactly_max),
 	        cmocka_unit_test(test_final_line_and_crlf),
+	        cmocka_unit_test(test_cut_long_line),
+	        cmocka_unit_test(test_cut_utf8_boundary),
+	        cmocka_unit_test(test_nul_byte_in_line),
 	        cmocka_unit_test(test_stdin_devnull),
 	        cmocka_unit_test(test_cancel_kills_group),
 	        cmocka_unit_test(test_cancel_term_ignored),
@@ -852,6 +1061,8 @@ int main(void)
 	        cmocka_unit_test(test_daemon_kill9_kills_grandchildren),
 	        cmocka_unit_test(test_daemon_kill9_kills_escaped_descendants),
 	        cmocka_unit_test(test_run_end_kills_leftovers),
+	        cmocka_unit_test(test_drain_daemonized_holder),
+	        cmocka_unit_test(test_cancel_during_drain_keeps_status),
 	        cmocka_unit_test(test_status_through_supervisor),
 	        cmocka_unit_test(test_env_add),
 	        cmocka_unit_test(test_env_built),

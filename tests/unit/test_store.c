@@ -117,14 +117,14 @@ static void test_migration_from_v1(void **state)
 	fixture *f = *state;
 	char err[256] = "";
 	store *old = NULL;
-	int64_t run_id = 0;
 
 	assert_int_equal(store_open_at_version(&old, f->path, 1, err, sizeof err), STORE_OK);
 	assert_int_equal(store_schema_version(old), 1);
 	assert_int_equal(
 	        query_int(old, "SELECT count(*) FROM sqlite_master WHERE name='task_state'"), 0);
-	assert_int_equal(runs_start(old, "github_sync", "schedule", "cid-1", 100.5, &run_id),
-	                 STORE_OK);
+	/* A v1 row, written as v1 did (runs_start writes attempt, a v5 column). */
+	exec_ok(old, "INSERT INTO task_runs (task, trigger, status, correlation_id, started_at)"
+	             " VALUES ('github_sync', 'schedule', 'running', 'cid-1', 100.5)");
 	exec_ok(old, "INSERT INTO servers (handle, ip, status, created_at, updated_at)"
 	             " VALUES ('web-1', '10.0.0.1', 'ready', 1, 1)");
 	/* v2 API on a v1 database fails cleanly. */
@@ -169,7 +169,7 @@ static void test_too_new(void **state)
 	assert_null(st);
 	assert_non_null(strstr(err, f->path));
 	assert_non_null(strstr(err, "99"));
-	assert_non_null(strstr(err, "(4)"));
+	assert_non_null(strstr(err, "(5)")); /* STORE_SCHEMA_VERSION */
 
 	err[0] = '\0';
 	assert_int_equal(store_open_readonly(&st, f->path, err, sizeof err), STORE_TOONEW);
@@ -268,6 +268,7 @@ typedef struct {
 	int exit_code[16];
 	bool error_type_null[16];
 	bool items_null[16];
+	int attempt[16];
 	int stop_after;
 } run_list;
 
@@ -284,6 +285,7 @@ static int collect_run(void *ctx, const run_row *r)
 	l->exit_code[i] = r->exit_code;
 	l->error_type_null[i] = r->error_type == NULL;
 	l->items_null[i] = r->items_json == NULL;
+	l->attempt[i] = r->attempt;
 	return l->stop_after && l->n >= l->stop_after ? 7 : 0;
 }
 
@@ -438,6 +440,70 @@ static void test_mark_interrupted(void **state)
 
 	assert_int_equal(runs_mark_interrupted(st, 160, &count), STORE_OK);
 	assert_int_equal(count, 0);
+}
+
+/* A retry row: its attempt and the first run's correlation_id. */
+static void test_run_attempts(void **state)
+{
+	fixture *f = *state;
+	store *st = open_ok(f);
+	int64_t first, retry;
+	run_list l = {0};
+
+	assert_int_equal(runs_start(st, "t", "start", "cid-r", 10, &first), STORE_OK);
+	assert_int_equal(runs_start_attempt(st, "t", "retry", "cid-r", 2, 20, &retry), STORE_OK);
+	assert_int_equal(runs_list(st, "t", 0, collect_run, &l), STORE_OK);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(l.ids[0], retry);
+	assert_int_equal(l.attempt[0], 2);
+	assert_int_equal(l.attempt[1], 1);
+	assert_int_equal(query_int(st, "SELECT count(DISTINCT correlation_id) FROM task_runs"), 1);
+}
+
+static void finished(store *st, const char *task, const char *cid, int attempt, run_status status,
+                     double at)
+{
+	int64_t id;
+	assert_int_equal(runs_start_attempt(st, task, attempt > 1 ? "retry" : "schedule", cid,
+	                                    attempt, at, &id),
+	                 STORE_OK);
+	assert_int_equal(runs_finish(st, id, status, at + 1, 1, -1, NULL, NULL, NULL), STORE_OK);
+}
+
+static int streak(store *st, const char *task, int limit)
+{
+	int n = -1;
+	assert_int_equal(runs_failure_streak(st, task, limit, &n), STORE_OK);
+	return n;
+}
+
+/* A run and its retries are one entry of a streak, judged by its last
+ * attempt. */
+static void test_failure_streak_groups_retries(void **state)
+{
+	fixture *f = *state;
+	store *st = open_ok(f);
+	int64_t id;
+
+	assert_int_equal(streak(st, "t", 5), 0);
+	finished(st, "t", "a", 1, RUN_FAILED, 10);
+	finished(st, "t", "a", 2, RUN_FAILED, 20);
+	finished(st, "t", "a", 3, RUN_TIMEOUT, 30);
+	assert_int_equal(streak(st, "t", 5), 1); /* three failed rows, one run */
+	finished(st, "t", "b", 1, RUN_FAILED, 40);
+	finished(st, "t", "b", 2, RUN_SUCCESS, 50);
+	assert_int_equal(streak(st, "t", 5), 0); /* its retry succeeded */
+	finished(st, "t", "c", 1, RUN_FAILED, 60);
+	assert_int_equal(streak(st, "t", 5), 1);
+	/* skipped and interrupted rows neither count nor break it */
+	assert_int_equal(runs_skipped(st, "t", "schedule", "s", 65, "retry_pending", &id), STORE_OK);
+	finished(st, "t", "c", 2, RUN_INTERRUPTED, 70);
+	assert_int_equal(streak(st, "t", 5), 1);
+	finished(st, "t", "d", 1, RUN_FAILED, 80);
+	finished(st, "t", "d", 2, RUN_FAILED, 90);
+	assert_int_equal(streak(st, "t", 5), 2);
+	assert_int_equal(streak(st, "t", 1), 1); /* at most limit */
+	assert_int_equal(streak(st, "other", 5), 0);
 }
 
 static void test_run_status_names(void **state)
@@ -871,6 +937,8 @@ int main(void)
 	        T(test_last_per_task),
 	        T(test_skipped_row),
 	        T(test_mark_interrupted),
+	        T(test_run_attempts),
+	        T(test_failure_streak_groups_retries),
 	        T(test_run_status_names),
 	        T(test_events_trace),
 	        T(test_events_insert_is_atomic),

@@ -136,8 +136,11 @@ static const key_spec daemon_keys[] = {
         {.name = "shutdown_grace", .kind = KV_DURATION, .def = "30s"},
         {.name = "retention_days", .kind = KV_INT, .min = 1, .max = 36500, .def = "30"},
         {.name = "pass_env", .kind = KV_ENV_LIST, .empty_ok = true, .def = "none"},
-        {.name = "max_line_bytes", .kind = KV_INT, .min = CONFIG_LINE_BYTES_MIN,
-         .max = CONFIG_LINE_BYTES_MAX, .def = "65536"},
+        {.name = "max_line_bytes",
+         .kind = KV_INT,
+         .min = CONFIG_LINE_BYTES_MIN,
+         .max = CONFIG_LINE_BYTES_MAX,
+         .def = "65536"},
         {.name = "output_drain", .kind = KV_DURATION, .def = "5s"},
         {.name = NULL},
 };
@@ -160,7 +163,10 @@ static const key_spec ssh_keys[] = {
         {.name = "passphrase_file", .kind = KV_STRING, .def = "none"},
         {.name = "password_file", .kind = KV_STRING, .def = "none"},
         {.name = "known_hosts", .kind = KV_STRING, .def = "<state_dir>/known_hosts"},
-        {.name = "host_key_policy", .kind = KV_ENUM, .choices = "strict|accept-new|off", .def = "accept-new"},
+        {.name = "host_key_policy",
+         .kind = KV_ENUM,
+         .choices = "strict|accept-new|off",
+         .def = "accept-new"},
         {.name = "timeout", .kind = KV_DURATION, .def = "10s"},
         {.name = "port", .kind = KV_INT, .min = 1, .max = 65535, .def = "22"},
         {.name = "use_agent", .kind = KV_BOOL, .def = "true when SSH_AUTH_SOCK is set"},
@@ -186,7 +192,9 @@ static const key_spec time4vps_keys[] = {
         {.name = "credentials_file", .kind = KV_STRING, .def = "none"},
         {.name = "details_interval", .kind = KV_DURATION, .def = "6h"},
         {.name = "ghost_servers", .kind = KV_STRING, .empty_ok = true, .def = "empty"},
-        {.name = "initial_status", .kind = KV_ENUM, .choices = "ready|pending_setup",
+        {.name = "initial_status",
+         .kind = KV_ENUM,
+         .choices = "ready|pending_setup",
          .def = "pending_setup"},
         {.name = "timeout", .kind = KV_DURATION, .def = "30s"},
         {.name = NULL},
@@ -195,7 +203,9 @@ static const key_spec time4vps_keys[] = {
 static const key_spec inventory_keys[] = {
         {.name = "file", .kind = KV_STRING, .def = "none"},
         {.name = "ghost_servers", .kind = KV_STRING, .empty_ok = true, .def = "empty"},
-        {.name = "initial_status", .kind = KV_ENUM, .choices = "ready|pending_setup",
+        {.name = "initial_status",
+         .kind = KV_ENUM,
+         .choices = "ready|pending_setup",
          .def = "ready"},
         {.name = NULL},
 };
@@ -266,14 +276,10 @@ static const key_spec recovery_keys[] = {
 };
 
 static const section_schema plain_sections[] = {
-        {"daemon", daemon_keys},
-        {"log", log_keys},
-        {"metrics", metrics_keys},
-        {"ssh", ssh_keys},
-        {"github", github_keys},
-        {"ansible", ansible_keys},
-        {"recovery", recovery_keys},
-        {NULL, NULL},
+        {"daemon", daemon_keys},     {"log", log_keys},
+        {"metrics", metrics_keys},   {"ssh", ssh_keys},
+        {"github", github_keys},     {"ansible", ansible_keys},
+        {"recovery", recovery_keys}, {NULL, NULL},
 };
 
 static const section_schema providers[] = {
@@ -317,7 +323,8 @@ void config_keys_foreach(config_key_fn fn, void *arg)
 	keys_list(fn, arg, "maintenance.NAME", maintenance_keys);
 	keys_list(fn, arg, "task.NAME", task_keys);
 	snprintf(names, sizeof names, "%s", task_type_names());
-	for (char *save = NULL, *n = strtok_r(names, ", ", &save); n; n = strtok_r(NULL, ", ", &save))
+	for (char *save = NULL, *n = strtok_r(names, ", ", &save); n;
+	     n = strtok_r(NULL, ", ", &save))
 		if (task_type_find(n))
 			type_keys_list(fn, arg, task_type_find(n));
 }
@@ -996,19 +1003,22 @@ static void secret_error(loader *ld, const config_section *sec, const config_ent
 	snprintf(env, sizeof env, "%s_env", e->key);
 	bool has_file = section_takes(keys, more, file), has_env = section_takes(keys, more, env);
 	if (has_file && has_env)
-		load_error_add(ld, e->line,
-		               "[%s] %s: put secrets in a file (%s) or the environment (%s), not in "
-		               "the configuration",
-		               sec->name, e->key, file, env);
+		load_error_add(
+		        ld, e->line,
+		        "[%s] %s: put secrets in a file (%s) or the environment (%s), not in "
+		        "the configuration",
+		        sec->name, e->key, file, env);
 	else if (has_file || has_env)
-		load_error_add(ld, e->line, "[%s] %s: put secrets in %s (%s), not in the configuration",
+		load_error_add(ld, e->line,
+		               "[%s] %s: put secrets in %s (%s), not in the configuration",
 		               sec->name, e->key, has_file ? "a file" : "the environment",
 		               has_file ? file : env);
 	else
-		load_error_add(ld, e->line,
-		               "[%s] %s: put secrets in a file, not in the configuration ([%s] takes "
-		               "no %s or %s; see docs/configuration.md for the keys it takes)",
-		               sec->name, e->key, sec->name, file, env);
+		load_error_add(
+		        ld, e->line,
+		        "[%s] %s: put secrets in a file, not in the configuration ([%s] takes "
+		        "no %s or %s; see docs/configuration.md for the keys it takes)",
+		        sec->name, e->key, sec->name, file, env);
 }
 
 static void unknown_key_error(loader *ld, const config_section *sec, const config_entry *e,
@@ -1553,7 +1563,7 @@ static bool has_prefix(const char *s, const char *prefix)
 
 static void unknown_section_error(loader *ld, const config_section *sec)
 {
-	static const char *const plain[] = {"daemon", "log",    "metrics", "ssh",
+	static const char *const plain[] = {"daemon", "log",     "metrics", "ssh",
 	                                    "github", "ansible", "recovery"};
 	static const char *const prefixes[] = {"provider", "notify", "task", "maintenance"};
 	const char *dot = strchr(sec->name, '.');

@@ -88,10 +88,10 @@ typedef struct {
 	char *name;     /* NAME */
 	char **servers; /* fnmatch(3) patterns on server handles, NULL-terminated */
 	size_t nservers;
-	schedule when;   /* a cron schedule: the window opens at each fire time */
-	const tz *zone;  /* tz =, default the local zone */
+	schedule when;    /* a cron schedule: the window opens at each fire time */
+	const tz *zone;   /* tz =, default the local zone */
 	int64_t duration; /* seconds the window stays open */
-	char *reason;    /* NULL if none */
+	char *reason;     /* NULL if none */
 } maintenance_rule;
 
 typedef struct config {
@@ -103,7 +103,7 @@ typedef struct config {
 	int max_concurrent_tasks;
 	int64_t shutdown_grace_ms;
 	int retention_days;
-	char **pass_env; /* NULL-terminated, never NULL: names children inherit */
+	char **pass_env;         /* NULL-terminated, never NULL: names children inherit */
 	int max_line_bytes;      /* command output lines are cut here (a task may override) */
 	int64_t output_drain_ms; /* wait for leftover output after a command exits */
 	/* [log] (the environment wins over these; NULL if not set) */

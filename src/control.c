@@ -182,7 +182,8 @@ int control_request(const char *path, const char *request, char **reply, char *e
 		 * waiting even though the send failed. */
 		rc = read_reply_line(fd, deadline, reply, err, errlen);
 		if (!sent && rc != 0)
-			snprintf(err, errlen, "cannot send to the daemon: %s", strerror(send_errno));
+			snprintf(err, errlen, "cannot send to the daemon: %s",
+			         strerror(send_errno));
 	}
 	free(line);
 	close(fd);
@@ -327,9 +328,9 @@ static void client_answer_lines(client *cl)
 {
 	char *start = cl->in;
 	char *nl;
-	for (int done = 0; done < CONTROL_BATCH && !cl->closing &&
-	                   client_pending(cl) <= CONTROL_MAX_PENDING &&
-	                   (nl = memchr(start, '\n', cl->in_len - (size_t)(start - cl->in)));
+	for (int done = 0;
+	     done < CONTROL_BATCH && !cl->closing && client_pending(cl) <= CONTROL_MAX_PENDING &&
+	     (nl = memchr(start, '\n', cl->in_len - (size_t)(start - cl->in)));
 	     done++) {
 		char *end = nl > start && nl[-1] == '\r' ? nl - 1 : nl;
 		*end = '\0';
@@ -349,7 +350,8 @@ static void client_read(client *cl)
 {
 	size_t room = CONTROL_MAX_REQUEST - cl->in_len;
 	if (room == 0) {
-		client_queue_reply(cl, control_error_reply("request too large (limit 65536 bytes)"));
+		client_queue_reply(cl,
+		                   control_error_reply("request too large (limit 65536 bytes)"));
 		cl->closing = true;
 		return;
 	}

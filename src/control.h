@@ -27,11 +27,11 @@
 
 #include "wheel.h"
 
-#define CONTROL_MAX_REQUEST 65536
-#define CONTROL_MAX_CLIENTS 64
-#define CONTROL_IDLE_MS     30000
-#define CONTROL_MAX_PENDING 65536 /* unread reply bytes before a client is paused */
-#define CONTROL_BATCH       8     /* requests answered per client per wakeup */
+#define CONTROL_MAX_REQUEST      65536
+#define CONTROL_MAX_CLIENTS      64
+#define CONTROL_IDLE_MS          30000
+#define CONTROL_MAX_PENDING      65536 /* unread reply bytes before a client is paused */
+#define CONTROL_BATCH            8     /* requests answered per client per wakeup */
 #define CONTROL_REPLY_TIMEOUT_MS 10000 /* control_request: connect + reply */
 
 enum { CONTROL_NO_DAEMON = -2 };

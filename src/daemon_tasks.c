@@ -582,7 +582,9 @@ static void apply_tasks(daemon_state *d, config *nc, int *added, int *removed, i
 		}
 		if (has_slot)
 			has_slot[ntc - nc->tasks] = true;
-		bool resched = schedule_changed(s->cfg, ntc);
+		/* a slot whose task was removed while it ran has no cfg: the
+		 * task comes back, so it is scheduled anew */
+		bool resched = s->cfg == NULL || schedule_changed(s->cfg, ntc);
 		s->cfg = ntc;
 		if (resched) {
 			(*changed)++;

@@ -43,7 +43,7 @@ typedef enum {
 	LOG_T_DBL, /* NaN and infinities render as null */
 	LOG_T_BOOL,
 	LOG_T_NULL,
-	LOG_T_RAW, /* pre-rendered, valid JSON value (object, array) */
+	LOG_T_RAW,  /* pre-rendered, valid JSON value (object, array) */
 	LOG_T_STRN, /* v.sn: n bytes that may hold NUL bytes (rendered \u0000 in
 	             * JSON, \x00 on the console); p[n] must be '\0' */
 } log_type;
@@ -69,9 +69,10 @@ typedef struct {
 #define LOG_BOOL(k, x) ((log_field){.key = (k), .type = LOG_T_BOOL, .v.b = (x)})
 #define LOG_NULL(k)    ((log_field){.key = (k), .type = LOG_T_NULL})
 #define LOG_RAW(k, x)  ((log_field){.key = (k), .type = LOG_T_RAW, .v.s = (x)})
-#define LOG_STRN(k, x, len) \
-	((log_field){.key = (k), .type = LOG_T_STRN, .v.sn = {.p = (x), .n = (len)}})
 #define LOG_END        ((log_field){.key = NULL, .type = LOG_T_END})
+
+/* n bytes at x, NUL bytes among them; x[n] must be '\0' (a line of output). */
+#define LOG_STRN(k, x, n) ((log_field){.key = (k), .type = LOG_T_STRN, .v.sn = {(x), (n)}})
 
 /* error and error_type, the two fields every error event carries. */
 #define LOG_ERR(msg, kind) LOG_STR("error", (msg)), LOG_STR("error_type", (kind))

@@ -105,9 +105,8 @@ static int stored_window_at(store *s, int64_t server_id, double now, maintenance
 	return rc < 0 ? rc : STORE_OK;
 }
 
-int maintenance_state_at(store *s, const maintenance_rule *rules, size_t nrules,
-                         int64_t server_id, const char *handle, double now,
-                         maintenance_state *out)
+int maintenance_state_at(store *s, const maintenance_rule *rules, size_t nrules, int64_t server_id,
+                         const char *handle, double now, maintenance_state *out)
 {
 	memset(out, 0, sizeof *out);
 	int rc = stored_window_at(s, server_id, now, out);
@@ -121,7 +120,8 @@ int maintenance_state_at(store *s, const maintenance_rule *rules, size_t nrules,
 		out->active = true;
 		out->until = until;
 		snprintf(out->source, sizeof out->source, "rule %s", rules[i].name);
-		snprintf(out->reason, sizeof out->reason, "%s", rules[i].reason ? rules[i].reason : "");
+		snprintf(out->reason, sizeof out->reason, "%s",
+		         rules[i].reason ? rules[i].reason : "");
 	}
 	return STORE_OK;
 }

@@ -35,9 +35,9 @@
 
 typedef struct {
 	bool active;
-	double until;      /* the end of the window (the latest one if several) */
-	char source[80];   /* "window 7" or "rule NAME" */
-	char reason[256];  /* "" if none */
+	double until;     /* the end of the window (the latest one if several) */
+	char source[80];  /* "window 7" or "rule NAME" */
+	char reason[256]; /* "" if none */
 } maintenance_state;
 
 /* Pure: is handle in a window of rule at now? *until gets its end. */
@@ -53,9 +53,8 @@ int maintenance_window_end(store *s, int64_t server_id, double now, int64_t *end
 
 /* The server's maintenance state at now, from its stored windows and the
  * rules (may be NULL / 0). */
-int maintenance_state_at(store *s, const maintenance_rule *rules, size_t nrules,
-                         int64_t server_id, const char *handle, double now,
-                         maintenance_state *out);
+int maintenance_state_at(store *s, const maintenance_rule *rules, size_t nrules, int64_t server_id,
+                         const char *handle, double now, maintenance_state *out);
 
 /* Record the state health_check saw; *changed says whether it differs
  * from the last one recorded. */

@@ -40,7 +40,7 @@
 /* The write probe's busy timeout, set on its own connection: the store's
  * 5 s default would hold /healthz that long. */
 #define PROBE_BUSY_TIMEOUT_MS 500
-#define CONTENT_TYPE       "text/plain; version=0.0.4; charset=utf-8"
+#define CONTENT_TYPE          "text/plain; version=0.0.4; charset=utf-8"
 
 struct metrics_http {
 	struct MHD_Daemon *mhd;
@@ -369,8 +369,8 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *conn, const char 
                              size_t *upload_data_size, void **req_cls)
 {
 	pthread_mutex_lock(&serve_mu);
-	enum MHD_Result r = handle(cls, conn, url, method, version, upload_data,
-	                           upload_data_size, req_cls);
+	enum MHD_Result r =
+	        handle(cls, conn, url, method, version, upload_data, upload_data_size, req_cls);
 	pthread_mutex_unlock(&serve_mu);
 	return r;
 }
@@ -403,13 +403,11 @@ static bool on_loopback(int fd)
 static struct MHD_Daemon *start_server(metrics_http *h)
 {
 	unsigned per_ip = on_loopback(h->listen_fd) ? 0 : HTTP_PER_IP_LIMIT; /* 0: none */
-	return MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
-	                        serve, h, MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
-	                        MHD_OPTION_THREAD_POOL_SIZE, HTTP_THREADS,
-	                        MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
-	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
-	                        MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_TIMEOUT_S,
-	                        MHD_OPTION_END);
+	return MHD_start_daemon(
+	        MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, serve, h,
+	        MHD_OPTION_LISTEN_SOCKET, h->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, HTTP_THREADS,
+	        MHD_OPTION_CONNECTION_LIMIT, connection_limit(), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	        per_ip, MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_TIMEOUT_S, MHD_OPTION_END);
 }
 
 int metrics_http_start(metrics_http **out, const char *listen, const char *db_path, char *err,

@@ -563,4 +563,3 @@ void notify_sender_reload(config *cfg)
 	notify_sender_stop();
 	notify_sender_start(cfg);
 }
-

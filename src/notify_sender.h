@@ -26,5 +26,4 @@ void notify_sender_reload(config *cfg);
  * again by the next start) and join the thread. */
 void notify_sender_stop(void);
 
-
 #endif

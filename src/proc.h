@@ -69,11 +69,11 @@ typedef struct {
 } proc_spec;
 
 typedef struct {
-	int pid;         /* the command (not the supervisor) */
-	int exit_code;   /* 0..255 when exited, 128+signal when killed */
-	int term_signal; /* 0 if it exited */
-	bool cancelled;  /* cancel_fd fired */
-	bool killed;     /* needed SIGKILL after the grace */
+	int pid;            /* the command (not the supervisor) */
+	int exit_code;      /* 0..255 when exited, 128+signal when killed */
+	int term_signal;    /* 0 if it exited */
+	bool cancelled;     /* cancel_fd fired */
+	bool killed;        /* needed SIGKILL after the grace */
 	bool drain_expired; /* the command exited, its pipes stayed open drain_ms */
 	int orphans_killed; /* processes left of the run that were SIGKILLed at its end */
 } proc_result;

@@ -74,10 +74,9 @@ static int claim_steps(store *st, void *arg)
 		return rc;
 	bool rebuild = strcmp(cur.status, "force_rebuild") == 0;
 	server_row_free(&cur);
-	rc = servers_claim_provisioning(st, t->srv->id, t->force, t->now,
-	                                ms_to_sec(t->p->provisioning_timeout_ms),
-	                                ms_to_sec(t->p->cooldown_ms), &t->claimed, t->err,
-	                                t->errlen);
+	rc = servers_claim_provisioning(
+	        st, t->srv->id, t->force, t->now, ms_to_sec(t->p->provisioning_timeout_ms),
+	        ms_to_sec(t->p->cooldown_ms), &t->claimed, t->err, t->errlen);
 	if (rc == STORE_OK && t->claimed && rebuild)
 		rc = note_rebuild_started(st, t->srv, t->now, t->err, t->errlen);
 	return rc;
@@ -169,8 +168,12 @@ provision_outcome provision_server(const config *cfg, store *st, const server_ro
 	int64_t started = clock_mono_ms();
 	char store_err[512];
 
-	provision_tx t = {.srv = srv, .p = p, .force = is_incident_recovery, .now = now,
-	                  .err = err, .errlen = errlen};
+	provision_tx t = {.srv = srv,
+	                  .p = p,
+	                  .force = is_incident_recovery,
+	                  .now = now,
+	                  .err = err,
+	                  .errlen = errlen};
 	if (run_tx(st, claim_steps, &t) != 0) {
 		log_error(PROVISION_LOGGER, "provisioning_store_failed",
 		          LOG_STR("server_handle", srv->handle), LOG_ERR(err, "store"));
@@ -185,9 +188,13 @@ provision_outcome provision_server(const config *cfg, store *st, const server_ro
 	         LOG_BOOL("is_incident_recovery", is_incident_recovery));
 	int rc = run_playbooks(cfg, srv, cancel_fd, err, errlen);
 	double duration = (double)(clock_mono_ms() - started) / 1000.0;
-	t = (provision_tx){.srv = srv, .ok = rc == 0, .error = err,
-	                   .cid = log_bound_str("correlation_id"), .now = clock_wall(),
-	                   .err = store_err, .errlen = sizeof store_err};
+	t = (provision_tx){.srv = srv,
+	                   .ok = rc == 0,
+	                   .error = err,
+	                   .cid = log_bound_str("correlation_id"),
+	                   .now = clock_wall(),
+	                   .err = store_err,
+	                   .errlen = sizeof store_err};
 	if (run_tx(st, finish_steps, &t) != 0) {
 		log_error(PROVISION_LOGGER, "provisioning_store_failed",
 		          LOG_STR("server_handle", srv->handle), LOG_ERR(store_err, "store"));

@@ -78,8 +78,7 @@ static int take_runs_lock(runtime *rt, char *err, size_t errlen)
 	rt->runs_lock_fd = fd;
 	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
 		int count = 0;
-		if (runs_mark_interrupted(rt->st, clock_wall(), &count) == STORE_OK &&
-		    count > 0)
+		if (runs_mark_interrupted(rt->st, clock_wall(), &count) == STORE_OK && count > 0)
 			log_warning("core.store", "runs_interrupted", LOG_INT("count", count),
 			            LOG_STR("reason", "left running by a process that stopped"));
 	}

@@ -313,8 +313,8 @@ int servers_restore_previous(store *s, int64_t id, double now, char *err, size_t
 	return update_finish(s, q, rc, NULL, "restore server status", err, errlen);
 }
 
-int servers_end_recovery(store *s, int64_t id, bool ok, int services_count, double now,
-                         char *err, size_t errlen)
+int servers_end_recovery(store *s, int64_t id, bool ok, int services_count, double now, char *err,
+                         size_t errlen)
 {
 	static const char recovered[] =
 	        "UPDATE servers SET status = CASE WHEN previous_status IN ('ready', 'in_use')"
@@ -432,12 +432,12 @@ int servers_view_each(store *s, const char *handle, double now, server_view_cb c
 	        "SELECT s.id, s.handle, s.ip, s.port, s.status, s.previous_status, s.provider,"
 	        " s.is_managed, s.consecutive_failures, s.consecutive_successes,"
 	        " s.last_health_check, s.response_time_ms, s.maintenance_active,"
-	        " (SELECT i.id FROM incidents i WHERE i.server_id = s.id AND i.resolved_at IS NULL"
-	        "   AND i.status IN ('detected', 'recovering', 'failed') ORDER BY i.id DESC LIMIT 1),"
-	        " (SELECT i.type FROM incidents i WHERE i.server_id = s.id AND i.resolved_at IS NULL"
-	        "   AND i.status IN ('detected', 'recovering', 'failed') ORDER BY i.id DESC LIMIT 1),"
-	        " (SELECT max(w.ends_at) FROM maintenance_windows w WHERE w.server_id = s.id"
-	        "   AND w.starts_at <= ?2 AND w.ends_at > ?2 AND (w.ended_at IS NULL OR w.ended_at > ?2))"
+	        " (SELECT id FROM incidents WHERE server_id = s.id AND resolved_at IS NULL"
+	        "  AND " INCIDENTS_OPEN " ORDER BY id DESC LIMIT 1),"
+	        " (SELECT type FROM incidents WHERE server_id = s.id AND resolved_at IS NULL"
+	        "  AND " INCIDENTS_OPEN " ORDER BY id DESC LIMIT 1),"
+	        " (SELECT max(ends_at) FROM maintenance_windows WHERE server_id = s.id"
+	        "  AND starts_at <= ?2 AND ends_at > ?2 AND (ended_at IS NULL OR ended_at > ?2))"
 	        " FROM servers s WHERE ?1 IS NULL OR s.handle = ?1 ORDER BY s.handle";
 	store_stmt *st;
 	int rc = store_prepare(s, sql, &st), ret = 0;

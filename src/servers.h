@@ -106,8 +106,8 @@ int servers_restore_previous(store *s, int64_t id, double now, char *err, size_t
 /* The end of a recovery. ok: back to previous_status when it is ready or
  * in_use, else in_use when the server has services, else ready — only from
  * error, provisioning or ready; consecutive_failures reset. !ok: error. */
-int servers_end_recovery(store *s, int64_t id, bool ok, int services_count, double now,
-                         char *err, size_t errlen);
+int servers_end_recovery(store *s, int64_t id, bool ok, int services_count, double now, char *err,
+                         size_t errlen);
 int servers_set_status(store *s, int64_t id, const char *status, double now, char *err,
                        size_t errlen);
 /* previous_status cleared (a later restore gives ready). */
@@ -135,8 +135,8 @@ int servers_claim_provisioning(store *s, int64_t id, bool force, double now, dou
 typedef struct {
 	int64_t id;
 	const char *handle;
-	const char *ip;       /* NULL if unknown */
-	int port;             /* 22 if unset */
+	const char *ip; /* NULL if unknown */
+	int port;       /* 22 if unset */
 	const char *status;
 	const char *previous_status; /* NULL if none */
 	const char *provider;        /* NULL if none */
@@ -212,8 +212,7 @@ int servers_sync_set_details(store *s, const char *handle, const char *details, 
 /* Every managed server in pending_setup or force_rebuild, by handle:
  * cb(ctx, handle, ip, status) with borrowed strings (ip may be NULL); a
  * non-zero return stops and is returned. */
-typedef int (*server_trigger_cb)(void *ctx, const char *handle, const char *ip,
-                                 const char *status);
+typedef int (*server_trigger_cb)(void *ctx, const char *handle, const char *ip, const char *status);
 int servers_sync_triggers(store *s, server_trigger_cb cb, void *ctx);
 
 #endif

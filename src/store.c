@@ -34,7 +34,7 @@
 
 #include <sqlite3.h>
 
-#define BUSY_TIMEOUT_MS   5000
+#define BUSY_TIMEOUT_MS 5000
 
 /* ---- schema ---- */
 
@@ -199,7 +199,7 @@ static const char schema_v5[] =
         " reason TEXT,"
         " created_by TEXT,"
         " created_at REAL NOT NULL,"
-        " ended_at REAL,"   /* ended early (servers maintenance H --end) */
+        " ended_at REAL," /* ended early (servers maintenance H --end) */
         " CHECK(ends_at > starts_at));"
         "CREATE INDEX maintenance_windows_server ON maintenance_windows(server_id, ends_at);";
 
@@ -906,7 +906,8 @@ int store_backup(store *s, const char *dest, char *err, size_t errlen)
 	close(fd);
 	sqlite3 *out = NULL;
 	int rc = sqlite3_open_v2(tmp, &out, SQLITE_OPEN_READWRITE, NULL);
-	sqlite3_backup *b = rc == SQLITE_OK ? sqlite3_backup_init(out, "main", s->db, "main") : NULL;
+	sqlite3_backup *b =
+	        rc == SQLITE_OK ? sqlite3_backup_init(out, "main", s->db, "main") : NULL;
 	if (b) {
 		/* one step: a single read transaction, so the copy is one
 		 * consistent snapshot; in WAL mode it does not block writers */

@@ -37,7 +37,6 @@ typedef enum {
 
 #define STORE_SCHEMA_VERSION 5
 
-
 /* Open (creating the file and schema if needed) and migrate. Read-only
  * opens never create or migrate. *out is freed with store_close. On
  * failure *out is NULL and err holds the reason. */
@@ -66,9 +65,9 @@ int store_schema_version(store *s);
  * store_prepare hands out the connection's cached statement for sql, reset
  * and with no bindings; sql is one statement. Statements are cached by the
  * address of their text (checked against the text, so a buffer that is
- * reused is safe, only slower): keep SQL in static strings. Bind calls never fail by themselves: a failed bind is
- * reported by the next store_step. store_step returns STORE_ROW while there
- * are rows, STORE_DONE at the end, or a negative store_error with
+ * reused is safe, only slower): keep SQL in static strings. Bind calls never fail by themselves: a
+ * failed bind is reported by the next store_step. store_step returns STORE_ROW while there are
+ * rows, STORE_DONE at the end, or a negative store_error with
  * "<first words of the statement>: <message>" in store_errmsg(). Column
  * text is borrowed until the next step or store_stmt_done. Every prepared
  * statement is given back with store_stmt_done (NULL is fine), which resets
@@ -141,7 +140,6 @@ int store_backup(store *s, const char *dest, char *err, size_t errlen);
  * another file since (the connection still writes into the old inode);
  * the reason is in store_errmsg(). A stat(2), cheap. */
 bool store_file_replaced(store *s);
-
 
 /* Migration up to a given version only; for tests of the migration path. */
 int store_open_at_version(store **out, const char *path, int version, char *err, size_t errlen);

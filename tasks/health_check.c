@@ -68,8 +68,8 @@ typedef struct {
 	int64_t check_timeout_ms;         /* 0: [ssh] timeout */
 } hc_params;
 
-static const char *const health_check_items[] = {"healthy_count",     "unhealthy_count",
-                                                 "incidents_created", "servers_recovered",
+static const char *const health_check_items[] = {"healthy_count",          "unhealthy_count",
+                                                 "incidents_created",      "servers_recovered",
                                                  "servers_in_maintenance", NULL};
 
 static const char *const server_statuses[] = {
@@ -231,7 +231,9 @@ static void auto_recover(task_run *run, int64_t incident, const server_row *srv,
 	if (rc == 0 || fails->failed++ > 0)
 		return;
 	snprintf(fails->error_type, sizeof fails->error_type, "%s",
-	         rc > 0 ? "recovery_failed" : rc == STORE_NOTFOUND ? "not_found" : "store");
+	         rc > 0                 ? "recovery_failed"
+	         : rc == STORE_NOTFOUND ? "not_found"
+	                                : "store");
 	snprintf(fails->error, sizeof fails->error, "%s", err);
 }
 
@@ -276,15 +278,15 @@ static void became_healthy(task_run *run, const server_row *srv, double now)
 	}
 	task_run_count(run, "servers_recovered", 1);
 	log_info(run->logger, "server_recovered", LOG_STR("server_handle", srv->handle),
-	         LOG_INT("incident_id", srv->open_incident ? srv->open_incident
-	                                                   : srv->open_provisioning),
+	         LOG_INT("incident_id",
+	                 srv->open_incident ? srv->open_incident : srv->open_provisioning),
 	         LOG_STR("status", restored));
 	for (size_t i = 0; i < n; i++)
 		log_info(run->logger, "incident_resolved", LOG_INT("incident_id", ids[i]),
 		         LOG_STR("server_handle", srv->handle),
-		         LOG_STR("incident_type",
-		                 ids[i] == srv->open_provisioning ? "provisioning_failed"
-		                                                  : "server_unreachable"),
+		         LOG_STR("incident_type", ids[i] == srv->open_provisioning
+		                                          ? "provisioning_failed"
+		                                          : "server_unreachable"),
 		         LOG_STR("resolution", "recovered"));
 }
 
@@ -300,11 +302,13 @@ static bool in_maintenance(task_run *run, const server_row *srv, double now)
 		return false;
 	if (maintenance_note(run->store, srv->id, m.active, &changed) == STORE_OK && changed) {
 		if (m.active)
-			log_info(run->logger, "maintenance_started", LOG_STR("server_handle", srv->handle),
-			         LOG_DBL("until", m.until), LOG_STR("source", m.source),
+			log_info(run->logger, "maintenance_started",
+			         LOG_STR("server_handle", srv->handle), LOG_DBL("until", m.until),
+			         LOG_STR("source", m.source),
 			         LOG_STR("reason", m.reason[0] ? m.reason : NULL));
 		else
-			log_info(run->logger, "maintenance_ended", LOG_STR("server_handle", srv->handle));
+			log_info(run->logger, "maintenance_ended",
+			         LOG_STR("server_handle", srv->handle));
 	}
 	if (m.active)
 		task_run_count(run, "servers_in_maintenance", 1);
@@ -345,8 +349,10 @@ static void apply_result(task_run *run, const hc_params *p, const server_row *sr
 	if (maintenance && tr != HEALTH_STEADY) {
 		/* recorded, but no incident opens or ends in a window: the
 		 * counters go on, so the first check after it decides */
-		log_info(run->logger, "health_transition_held", LOG_STR("server_handle", srv->handle),
-		         LOG_STR("transition", tr == HEALTH_BECAME_UNHEALTHY ? "unhealthy" : "healthy"),
+		log_info(run->logger, "health_transition_held",
+		         LOG_STR("server_handle", srv->handle),
+		         LOG_STR("transition",
+		                 tr == HEALTH_BECAME_UNHEALTHY ? "unhealthy" : "healthy"),
 		         LOG_STR("reason", "maintenance"));
 		return;
 	}

@@ -64,13 +64,13 @@ int cli_incidents_ack(const cli_ctx *ctx);   /* cli_incidents.c: incidents ack *
 int cli_incidents_close(const cli_ctx *ctx); /* cli_incidents.c: incidents close */
 int cli_cmd_trace(const cli_ctx *ctx);
 int cli_cmd_next(const cli_ctx *ctx);
-int cli_cmd_ssh_test(const cli_ctx *ctx); /* cli_ssh.c */
-int cli_cmd_ansible(const cli_ctx *ctx);  /* cli_ansible.c */
-int cli_cmd_services(const cli_ctx *ctx); /* cli_services.c */
-int cli_cmd_recover(const cli_ctx *ctx);  /* cli_recover.c */
-int cli_cmd_notify(const cli_ctx *ctx);   /* cli_notify.c */
-int cli_cmd_store(const cli_ctx *ctx);    /* cli_store.c */
-int cli_cmd_servers(const cli_ctx *ctx);  /* cli_servers.c */
+int cli_cmd_ssh_test(const cli_ctx *ctx);    /* cli_ssh.c */
+int cli_cmd_ansible(const cli_ctx *ctx);     /* cli_ansible.c */
+int cli_cmd_services(const cli_ctx *ctx);    /* cli_services.c */
+int cli_cmd_recover(const cli_ctx *ctx);     /* cli_recover.c */
+int cli_cmd_notify(const cli_ctx *ctx);      /* cli_notify.c */
+int cli_cmd_store(const cli_ctx *ctx);       /* cli_store.c */
+int cli_cmd_servers(const cli_ctx *ctx);     /* cli_servers.c */
 int cli_cmd_known_hosts(const cli_ctx *ctx); /* cli_known_hosts.c */
 
 #endif

@@ -100,7 +100,7 @@ typedef struct {
 	ansible_result res;
 } ansible_job;
 
-static const char *const ansible_items[] = {"ok_count", "changed_count", "failed_count",
+static const char *const ansible_items[] = {"ok_count",          "changed_count", "failed_count",
                                             "unreachable_count", "skipped_count", NULL};
 
 static size_t ansible_start_fields(task_run *run, log_field *out, size_t cap)

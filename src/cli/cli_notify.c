@@ -46,8 +46,9 @@ static int send_step(const notifier *nf, http_client *c, const outbox_row *row, 
 	if (rc == 0 || res->status != 429 || res->retry_after < 0 ||
 	    res->retry_after > NOTIFY_TEST_WAIT_MAX)
 		return rc;
-	fprintf(stderr, "fleetkeeper: notify test: %s answered 429, retry_after %lld s; waiting, "
-	                "then sending once more\n",
+	fprintf(stderr,
+	        "fleetkeeper: notify test: %s answered 429, retry_after %lld s; waiting, "
+	        "then sending once more\n",
 	        nf->name, (long long)res->retry_after);
 	struct timespec ts = {.tv_sec = (time_t)res->retry_after};
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)

@@ -15,7 +15,6 @@
  * event's correlation id.
  */
 #include <math.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +35,7 @@
 #define SERVERS_LOGGER "cli.servers"
 
 static const char *const operator_statuses[] = {
-        "discovered", "pending_setup", "provisioning", "force_rebuild", "ready", "in_use",
+        "discovered", "pending_setup", "provisioning", "force_rebuild", "ready",          "in_use",
         "error",      "maintenance",   "reserved",     "missing",       "decommissioned",
 };
 
@@ -48,15 +47,6 @@ typedef struct {
 } servers_cmd;
 
 /* ---- the audit event ---- */
-
-static const char *operator_name(void)
-{
-	const char *u = getenv("SUDO_USER");
-	if (u && *u)
-		return u;
-	struct passwd *pw = getpwuid(getuid());
-	return pw ? pw->pw_name : "unknown";
-}
 
 /* Store one event line under a fresh correlation id (into cid). */
 static int audit(servers_cmd *c, const char *event, const log_field *fields, size_t n, char *cid,
@@ -73,8 +63,12 @@ static int audit(servers_cmd *c, const char *event, const log_field *fields, siz
 	if (len >= sizeof line)
 		return -1;
 	log_format_timestamp(ts, sizeof ts, usec);
-	event_record rec = {.unix_time = (double)usec / 1e6, .timestamp = ts, .level = "info",
-	                    .logger = SERVERS_LOGGER, .event = event, .correlation_id = cid,
+	event_record rec = {.unix_time = (double)usec / 1e6,
+	                    .timestamp = ts,
+	                    .level = "info",
+	                    .logger = SERVERS_LOGGER,
+	                    .event = event,
+	                    .correlation_id = cid,
 	                    .json = line};
 	return events_insert(c->st, &rec, 1);
 }
@@ -101,8 +95,8 @@ static void format_time(double t, char *buf, size_t cap)
 static double maintenance_until(servers_cmd *c, const server_view *v, char *source, size_t cap)
 {
 	maintenance_state m;
-	if (maintenance_state_at(c->st, c->cfg->maintenance, c->cfg->nmaintenance, v->id,
-	                         v->handle, c->now, &m) != STORE_OK ||
+	if (maintenance_state_at(c->st, c->cfg->maintenance, c->cfg->nmaintenance, v->id, v->handle,
+	                         c->now, &m) != STORE_OK ||
 	    !m.active)
 		return 0;
 	snprintf(source, cap, "%s", m.source);
@@ -183,8 +177,8 @@ static int servers_list(servers_cmd *c, const char *handle)
 {
 	list_out o = {c, NULL, 0};
 	if (!c->ctx->json)
-		o.t = table_new(9, "SERVER", "ADDRESS", "STATUS", "HEALTH", "FAILURES", "LAST CHECK",
-		                "RESPONSE", "INCIDENT", "MAINTENANCE UNTIL");
+		o.t = table_new(9, "SERVER", "ADDRESS", "STATUS", "HEALTH", "FAILURES",
+		                "LAST CHECK", "RESPONSE", "INCIDENT", "MAINTENANCE UNTIL");
 	int rc = servers_view_each(c->st, handle, c->now, list_row, &o);
 	if (rc < 0)
 		fprintf(stderr, "fleetkeeper: %s: %s\n", c->cfg->db_path, store_errmsg(c->st));
@@ -192,7 +186,8 @@ static int servers_list(servers_cmd *c, const char *handle)
 		table_print(o.t, stdout);
 	table_free(o.t);
 	if (rc >= 0 && handle && o.rows == 0) {
-		fprintf(stderr, "fleetkeeper: no server '%s' (see `fleetkeeper servers`)\n", handle);
+		fprintf(stderr, "fleetkeeper: no server '%s' (see `fleetkeeper servers`)\n",
+		        handle);
 		return EXIT_FAILED;
 	}
 	return rc < 0 ? EXIT_FAILED : EXIT_OK;
@@ -219,7 +214,8 @@ static int find_server(servers_cmd *c, const char *handle, int64_t *id, char **s
 		return EXIT_FAILED;
 	}
 	if (rc == 0) {
-		fprintf(stderr, "fleetkeeper: no server '%s' (see `fleetkeeper servers`)\n", handle);
+		fprintf(stderr, "fleetkeeper: no server '%s' (see `fleetkeeper servers`)\n",
+		        handle);
 		return EXIT_FAILED;
 	}
 	*id = v.id;
@@ -264,7 +260,7 @@ static int set_status(servers_cmd *c, const char *handle, const char *status, co
 		return rc;
 	log_field f[] = {LOG_STR("server_handle", handle), LOG_STR("previous_status", old),
 	                 LOG_STR("status", status), LOG_STR("reason", reason),
-	                 LOG_STR("by", operator_name())};
+	                 LOG_STR("by", cli_operator_name())};
 	if (store_tx_begin(c->st) != STORE_OK ||
 	    servers_set_status(c->st, id, status, c->now, err, sizeof err) != STORE_OK ||
 	    audit(c, "server_status_set", f, 5, cid, sizeof cid) != STORE_OK ||
@@ -285,7 +281,7 @@ static int forget(servers_cmd *c, const char *handle)
 	if (rc != EXIT_OK)
 		return rc;
 	log_field f[] = {LOG_STR("server_handle", handle), LOG_STR("status", old),
-	                 LOG_STR("by", operator_name())};
+	                 LOG_STR("by", cli_operator_name())};
 	free(old);
 	if (store_tx_begin(c->st) != STORE_OK || servers_forget(c->st, id) != STORE_OK ||
 	    audit(c, "server_forgotten", f, 3, cid, sizeof cid) != STORE_OK ||
@@ -328,11 +324,14 @@ static int maintenance_start_cmd(servers_cmd *c, const char *handle, const maint
 	double until = (double)from + (double)ms / 1000.0;
 	bool now = from <= (int64_t)c->now;
 	format_time(until, until_s, sizeof until_s);
-	log_field f[] = {LOG_STR("server_handle", handle), LOG_DBL("starts_at", (double)from),
-	                 LOG_DBL("until", until),          LOG_STR("reason", a->reason),
-	                 LOG_STR("by", operator_name()),  LOG_STR("source", "cli")};
+	log_field f[] = {LOG_STR("server_handle", handle),
+	                 LOG_DBL("starts_at", (double)from),
+	                 LOG_DBL("until", until),
+	                 LOG_STR("reason", a->reason),
+	                 LOG_STR("by", cli_operator_name()),
+	                 LOG_STR("source", "cli")};
 	if (store_tx_begin(c->st) != STORE_OK ||
-	    maintenance_window_add(c->st, id, (double)from, until, a->reason, operator_name(),
+	    maintenance_window_add(c->st, id, (double)from, until, a->reason, cli_operator_name(),
 	                           c->now, &window) != STORE_OK ||
 	    (now && maintenance_note(c->st, id, true, NULL) != STORE_OK) ||
 	    audit(c, now ? "maintenance_started" : "maintenance_scheduled", f, 6, cid,
@@ -352,7 +351,7 @@ static int maintenance_end_cmd(servers_cmd *c, const char *handle)
 	if (rc != EXIT_OK)
 		return rc;
 	free(old);
-	log_field f[] = {LOG_STR("server_handle", handle), LOG_STR("by", operator_name()),
+	log_field f[] = {LOG_STR("server_handle", handle), LOG_STR("by", cli_operator_name()),
 	                 LOG_STR("source", "cli")};
 	if (store_tx_begin(c->st) != STORE_OK ||
 	    maintenance_window_end(c->st, id, c->now, &ended) != STORE_OK ||
@@ -423,10 +422,11 @@ static int check_args(const cli_ctx *ctx, const char *sub)
 		if (n != 5 || !reason || strcmp(ctx->argv[3], "--reason") != 0 || !reason[0])
 			return usage("set-status SERVER STATUS --reason TEXT");
 		if (!status_known(ctx->argv[2])) {
-			cli_usage_error("servers set-status: unknown status '%s' (one of: discovered, "
-			                "pending_setup, provisioning, force_rebuild, ready, in_use, "
-			                "error, maintenance, reserved, missing, decommissioned)",
-			                ctx->argv[2]);
+			cli_usage_error(
+			        "servers set-status: unknown status '%s' (one of: discovered, "
+			        "pending_setup, provisioning, force_rebuild, ready, in_use, "
+			        "error, maintenance, reserved, missing, decommissioned)",
+			        ctx->argv[2]);
 			return EXIT_USAGE;
 		}
 		return EXIT_OK;
@@ -479,9 +479,8 @@ int cli_cmd_servers(const cli_ctx *ctx)
 				printf("no servers yet (no state store at %s)\n", c.cfg->db_path);
 			rc = EXIT_OK;
 		} else {
-			fprintf(stderr, "fleetkeeper: %s\n", code == STORE_ERROR && !err[0]
-			                                             ? c.cfg->state_dir
-			                                             : err);
+			fprintf(stderr, "fleetkeeper: %s\n",
+			        code == STORE_ERROR && !err[0] ? c.cfg->state_dir : err);
 			rc = EXIT_FAILED;
 		}
 	} else {

@@ -137,7 +137,8 @@ static cJSON *live_status(const config *cfg, daemon_probe *p, int *rc)
 	}
 	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"))) {
 		const char *e = json_str(r, "error");
-		snprintf(p->why, sizeof p->why, "the daemon refused: %s", e ? e : "no reason given");
+		snprintf(p->why, sizeof p->why, "the daemon refused: %s",
+		         e ? e : "no reason given");
 		cJSON_Delete(r);
 		return NULL;
 	}
@@ -210,12 +211,14 @@ static void add_probe(cJSON *status, const daemon_probe *p)
 static bool report_unanswered(const daemon_probe *p)
 {
 	if (strcmp(p->state, "not_answering") == 0)
-		fprintf(stderr, "fleetkeeper: status: the daemon (pid %ld) holds daemon.lock but "
-		                "does not answer: %s\n",
+		fprintf(stderr,
+		        "fleetkeeper: status: the daemon (pid %ld) holds daemon.lock but "
+		        "does not answer: %s\n",
 		        p->pid, p->why);
 	else if (strcmp(p->state, "unknown") == 0)
-		fprintf(stderr, "fleetkeeper: status: no answer (%s) and cannot tell whether a "
-		                "daemon runs: %s\n",
+		fprintf(stderr,
+		        "fleetkeeper: status: no answer (%s) and cannot tell whether a "
+		        "daemon runs: %s\n",
 		        p->why, p->lock_err);
 	else
 		return false;

@@ -46,8 +46,11 @@ static bool utf8_ok(const unsigned char *p, const unsigned char *end)
 {
 	static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
 	while (p < end) {
-		int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
-		        : (*p & 0xf8) == 0xf0 ? 4 : 0;
+		int n = *p < 0x80             ? 1
+		        : (*p & 0xe0) == 0xc0 ? 2
+		        : (*p & 0xf0) == 0xe0 ? 3
+		        : (*p & 0xf8) == 0xf0 ? 4
+		                              : 0;
 		if (n == 0 || end - p < n)
 			return false;
 		uint32_t cp = n == 1 ? *p : *p & (0x7fu >> n);

@@ -39,11 +39,6 @@ def test_lines_of_10_mib_are_cut_and_memory_stays_bounded(env, daemons):
     env.write_config("""[task.big]
 type = command
 command = for i in 1 2 3; do head -c 10485760 /dev/zero | tr '\\0' a; echo; done; echo after
-
-[task.small]
-type = command
-max_line_bytes = 1000
-command = head -c 5000 /dev/zero | tr '\\0' b; printf '\\r\\n'
 """)
     d = daemons(env)
     d.wait_for("scheduler_started")
@@ -67,16 +62,28 @@ command = head -c 5000 /dev/zero | tr '\\0' b; printf '\\r\\n'
     # one run cannot store tens of MiB any more
     size = env.sql("SELECT sum(length(line)) FROM events WHERE task = 'big'")[0][0]
     assert size < 512 * 1024, size
-    assert hwm - rss_before < 16 * 1024, (rss_before, hwm)
+    assert hwm - rss_before < 8 * 1024, (rss_before, hwm)  # before: +4.5 MiB, 32 MB stored
     row = env.sql("SELECT status, items FROM task_runs WHERE task = 'big'")
     assert row[0][0] == "success" and json.loads(row[0][1])["lines_truncated"] == 3, row
 
-    # a task's own max_line_bytes; "\r\n" is no content
-    assert env.run("trigger", "small").returncode == 0
-    d.wait_for("small_complete")
-    env.wait_sql("SELECT count(*) FROM events WHERE event = 'small_complete'", lambda r: r[0][0] == 1)
-    (line,) = stored(env, "small", "command_output")
-    assert line["line"] == "b" * 1000 and line["truncated"] is True and line["bytes_dropped"] == 4000
+
+def test_a_tasks_own_max_line_bytes_and_the_daemons(env):
+    """A task's max_line_bytes wins over [daemon]'s; "\\r\\n" is no content."""
+    env.write_config("""[task.small]
+type = command
+max_line_bytes = 1000
+command = head -c 5000 /dev/zero | tr '\\0' b; printf '\\r\\n'
+
+[task.other]
+type = command
+command = head -c 3000 /dev/zero | tr '\\0' c
+""", daemon_extra="max_line_bytes = 2048")
+    for task, want, dropped in (("small", "b" * 1000, 4000), ("other", "c" * 2048, 952)):
+        r = env.run("once", task)
+        assert r.returncode == 0, r.stderr
+        (line,) = stored(env, task, "command_output")
+        assert line["line"] == want and line["truncated"] is True, (task, len(line["line"]))
+        assert line["bytes_dropped"] == dropped, line["bytes_dropped"]
 
 
 def test_max_line_bytes_out_of_range_is_a_config_error(env):
@@ -142,19 +149,27 @@ def test_daemonized_child_holding_stdout_ends_after_the_drain_and_next_fire_runs
     assert items["orphans_killed"] >= 1, items
 
 
+def test_output_drain_of_a_task(env, daemons):
+    """output_drain = 1s: the run ends about 1 s after the shell exits."""
+    env.write_config(f"[task.q]\ntype = command\noutput_drain = 1s\ncommand = {DAEMONIZING}\n")
+    r = env.run("once", "q")
+    assert r.returncode == 0, r.stderr
+    (done,) = [json.loads(ln) for ln in r.stdout.splitlines() if '"q_complete"' in ln]
+    assert 1 <= done["duration_sec"] < 3 and done["orphans_killed"] == 1, done
+
+
 def test_daemonized_child_with_timeout_ends_success_not_timeout(env, daemons):
     """Before: the run ended `timeout` (exit_code 0 recorded: the shell had
-    exited 0) once the 4 s timeout cancelled the wait for the sleeper."""
-    env.write_config(f"[task.t]\ntype = command\ntimeout = 4s\noutput_drain = 1s\n"
-                     f"command = {DAEMONIZING}\n")
+    exited 0) once the 8 s timeout cancelled the wait for the sleeper."""
+    env.write_config(f"[task.t]\ntype = command\ntimeout = 8s\ncommand = {DAEMONIZING}\n")
     d = daemons(env)
     d.wait_for("scheduler_started")
     t0 = time.monotonic()
     assert env.run("trigger", "t").returncode == 0
     done = d.wait_for(lambda e: e.get("event") in ("t_complete", "t_failed"), what="t ended")[0]
     assert done["event"] == "t_complete", done
-    assert 1 <= done["duration_sec"] < 3, done
-    assert time.monotonic() - t0 < 4, "the run ended after the drain, not at the timeout"
+    assert 5 <= done["duration_sec"] < 7.5, done  # the default output_drain, 5 s
+    assert time.monotonic() - t0 < 8, "the run ended after the drain, not at the timeout"
     assert done["orphans_killed"] >= 1
     env.wait_sql("SELECT status, exit_code FROM task_runs WHERE task = 't'",
                  lambda r: r == [("success", 0)])

@@ -109,6 +109,30 @@ def test_sighup_with_broken_config_keeps_old(env, daemons):
     d.wait_for("tock_complete")
 
 
+def test_task_removed_while_running_and_added_back(env, daemons, tmp_path):
+    """A reload removes a task while it runs, the next one brings it back
+    while the run still goes on: the daemon reschedules it (it used to
+    dereference the removed slot's configuration)."""
+    gate = tmp_path / "gate"
+    slow = f"[task.slow]\ntype = command\nschedule = @every 1h\nrun_on_start = true\n" \
+           f"command = sh -c 'while [ ! -e {gate} ]; do sleep 0.05; done'\n"
+    tick = "[task.tick]\ntype = command\nschedule = @every 1s\ncommand = echo tick\n"
+    env.write_config(slow + tick)
+    d = daemons(env)
+    d.wait_for("slow_start")
+    env.conf.write_text(env.conf.read_text().replace(slow, ""))
+    d.signal(signal.SIGHUP)
+    assert d.wait_for("config_reloaded")[0]["removed"] == 1
+    env.write_config(slow + tick)
+    d.signal(signal.SIGHUP)
+    d.wait_for("config_reloaded", count=2)
+    gate.touch()
+    d.wait_for("slow_complete")
+    n = len(d.named("tick_complete"))
+    d.wait_for("tick_complete", count=n + 2)
+    assert d.proc.poll() is None
+
+
 def wait_exit_timed(d, t0):
     """Wait for the daemon's exit; (exit code, seconds since t0)."""
     rc = d.proc.wait(timeout=DEADLINE)

@@ -1062,7 +1062,8 @@ static void test_classify_random_strings(void **state)
 		size_t n = (size_t)(rand() % (int)sizeof s);
 		for (size_t i = 0; i < n; i++) {
 			int r = rand() % 100;
-			s[i] = r < 97 ? plain[rand() % (int)(sizeof plain - 1)] : (char)(rand() % 256);
+			s[i] = r < 97 ? plain[rand() % (int)(sizeof plain - 1)]
+			              : (char)(rand() % 256);
 		}
 		seen |= 1u << classify_both(s, n);
 	}

@@ -62,14 +62,16 @@ static void test_stored_window(void **state)
 	/* a window ending before its start is refused by the schema */
 	assert_int_equal(maintenance_window_add(st, 1, 10, 5, NULL, NULL, 1, NULL), STORE_ERROR);
 	/* unknown server: the foreign key */
-	assert_int_equal(maintenance_window_add(st, 99, 10, 50, NULL, NULL, 1, NULL),
-	                 STORE_ERROR);
+	assert_int_equal(maintenance_window_add(st, 99, 10, 50, NULL, NULL, 1, NULL), STORE_ERROR);
 }
 
 static maintenance_rule nightly(char **globs, size_t n)
 {
-	maintenance_rule r = {.name = "nightly", .servers = globs, .nservers = n,
-	                      .duration = 3600, .reason = "backups"};
+	maintenance_rule r = {.name = "nightly",
+	                      .servers = globs,
+	                      .nservers = n,
+	                      .duration = 3600,
+	                      .reason = "backups"};
 	char err[128];
 	assert_int_equal(tz_load("UTC", &r.zone, err, sizeof err), 0);
 	assert_int_equal(schedule_parse(&r.when, "0 2 * * *", err, sizeof err), 0);

@@ -221,15 +221,15 @@ static void test_provisioning_claim(void **state)
 	assert_int_equal(l.count, 1); /* d is not managed */
 	assert_string_equal(l.rows[0].handle, "a");
 	server_list_free(&l);
-	assert_int_equal(servers_claim_provisioning(f->st, 1, false, 1000, 1800, 300, &claimed,
-	                                            err, sizeof err),
+	assert_int_equal(servers_claim_provisioning(f->st, 1, false, 1000, 1800, 300, &claimed, err,
+	                                            sizeof err),
 	                 STORE_OK);
 	assert_true(claimed);
 	assert_string_equal(text_query(f->st, "SELECT status FROM servers WHERE id = 1"),
 	                    "provisioning");
 	/* within the timeout: neither due nor claimable again */
-	assert_int_equal(servers_claim_provisioning(f->st, 1, false, 1001, 1800, 300, &claimed,
-	                                            err, sizeof err),
+	assert_int_equal(servers_claim_provisioning(f->st, 1, false, 1001, 1800, 300, &claimed, err,
+	                                            sizeof err),
 	                 STORE_OK);
 	assert_false(claimed);
 	assert_int_equal(servers_list_due_provisioning(f->st, 1001, 1800, 300, &l, err, sizeof err),
@@ -251,8 +251,11 @@ static void test_services(void **state)
 	fixture *f = *state;
 	service_list l;
 	char err[256];
-	service_row svc = {.server_handle = "a", .name = "web", .git_repo = "file:///r.git",
-	                   .port = 8080, .env = "{\"K\": \"v\"}"};
+	service_row svc = {.server_handle = "a",
+	                   .name = "web",
+	                   .git_repo = "file:///r.git",
+	                   .port = 8080,
+	                   .env = "{\"K\": \"v\"}"};
 
 	assert_int_equal(services_add(f->st, &svc, err, sizeof err), STORE_OK);
 	svc.ref = "v2"; /* again: an update */

@@ -98,8 +98,7 @@ static void test_fresh_schema(void **state)
 	assert_int_equal(query_int(st, "PRAGMA foreign_keys"), 1);
 	assert_int_equal(query_int(st, "PRAGMA synchronous"), 1); /* NORMAL */
 	store_stmt *q = NULL;
-	assert_int_equal(store_prepare(st, "PRAGMA journal_mode", &q),
-	                 STORE_OK);
+	assert_int_equal(store_prepare(st, "PRAGMA journal_mode", &q), STORE_OK);
 	assert_int_equal(store_step(q), STORE_ROW);
 	assert_string_equal(store_col_text(q, 0), "wal");
 	store_stmt_done(q);
@@ -223,32 +222,30 @@ static void test_check_constraints(void **state)
 	exec_ok(st, "INSERT INTO servers (handle, created_at, updated_at) VALUES ('a', 1, 1)");
 	assert_int_equal(query_int(st, "SELECT count(*) FROM servers WHERE status='discovered'"),
 	                 1);
-	assert_int_equal(
-	        store_exec(st, "INSERT INTO servers (handle, status, created_at, updated_at)"
+	assert_int_equal(store_exec(st,
+	                            "INSERT INTO servers (handle, status, created_at, updated_at)"
 	                            " VALUES ('b', 'broken', 1, 1)"),
-	        STORE_ERROR);
-	assert_int_equal(
-	        store_exec(st, "UPDATE servers SET status = 'up'"),
-	        STORE_ERROR);
-	assert_int_equal(
-	        store_exec(st, "INSERT INTO task_runs (task, trigger, status, correlation_id,"
+	                 STORE_ERROR);
+	assert_int_equal(store_exec(st, "UPDATE servers SET status = 'up'"), STORE_ERROR);
+	assert_int_equal(store_exec(st,
+	                            "INSERT INTO task_runs (task, trigger, status, correlation_id,"
 	                            " started_at) VALUES ('t', 'cli', 'done', 'c', 1)"),
-	        STORE_ERROR);
+	                 STORE_ERROR);
 	assert_int_equal(store_exec(st, "INSERT INTO incidents (type, detected_at)"
-	                                     " VALUES ('meteor', 1)"),
+	                                " VALUES ('meteor', 1)"),
 	                 STORE_ERROR);
 	assert_int_equal(store_exec(st, "INSERT INTO incidents (type, status, detected_at)"
-	                                     " VALUES ('service_down', 'open', 1)"),
+	                                " VALUES ('service_down', 'open', 1)"),
 	                 STORE_ERROR);
-	assert_int_equal(
-	        store_exec(st, "INSERT INTO projects (name, status, created_at, updated_at)"
+	assert_int_equal(store_exec(st,
+	                            "INSERT INTO projects (name, status, created_at, updated_at)"
 	                            " VALUES ('p', 'gone', 1, 1)"),
-	        STORE_ERROR);
+	                 STORE_ERROR);
 	/* Foreign keys are on: a service needs its server; deleting cascades. */
-	assert_int_equal(
-	        store_exec(st, "INSERT INTO services (server_id, name, created_at, updated_at)"
+	assert_int_equal(store_exec(st,
+	                            "INSERT INTO services (server_id, name, created_at, updated_at)"
 	                            " VALUES (999, 'api', 1, 1)"),
-	        STORE_ERROR);
+	                 STORE_ERROR);
 	exec_ok(st, "INSERT INTO services (server_id, name, created_at, updated_at)"
 	            " VALUES (1, 'api', 1, 1)");
 	exec_ok(st, "DELETE FROM servers WHERE id = 1");
@@ -296,8 +293,7 @@ static void test_run_lifecycle(void **state)
 	int64_t a = 0, b = 0;
 	run_list l = {0};
 
-	assert_int_equal(runs_start(st, "github_sync", "schedule", "cid-a", 1000, &a),
-	                 STORE_OK);
+	assert_int_equal(runs_start(st, "github_sync", "schedule", "cid-a", 1000, &a), STORE_OK);
 	assert_int_equal(runs_start(st, "backup", "manual", "cid-b", 1001, &b), STORE_OK);
 	assert_true(b > a);
 
@@ -310,7 +306,7 @@ static void test_run_lifecycle(void **state)
 	assert_string_equal(l.error[0], "(null)");
 
 	assert_int_equal(runs_finish(st, a, RUN_SUCCESS, 1002.5, 2.5, -1, NULL, NULL,
-	                                  "{\"repos_synced\": 12}"),
+	                             "{\"repos_synced\": 12}"),
 	                 STORE_OK);
 	assert_int_equal(
 	        runs_finish(st, b, RUN_FAILED, 1003, 2, 3, "exit status 3", "exit_code", NULL),
@@ -395,9 +391,8 @@ static void test_skipped_row(void **state)
 	store *st = open_ok(f);
 	int64_t id = 0;
 	run_list l = {0};
-	assert_int_equal(
-	        runs_skipped(st, "backup", "schedule", "cid-s", 500, "still_running", &id),
-	        STORE_OK);
+	assert_int_equal(runs_skipped(st, "backup", "schedule", "cid-s", 500, "still_running", &id),
+	                 STORE_OK);
 	assert_int_equal(id, 1);
 	assert_int_equal(runs_get(st, id, collect_run, &l), STORE_OK);
 	assert_int_equal(l.status[0], RUN_SKIPPED);
@@ -419,8 +414,7 @@ static void test_mark_interrupted(void **state)
 	assert_int_equal(runs_start(st, "a", "cli", "c1", 100, &r1), STORE_OK);
 	assert_int_equal(runs_start(st, "b", "cli", "c2", 110, &r2), STORE_OK);
 	assert_int_equal(runs_start(st, "c", "cli", "c3", 120, &r3), STORE_OK);
-	assert_int_equal(runs_finish(st, r2, RUN_SUCCESS, 111, 1, 0, NULL, NULL, NULL),
-	                 STORE_OK);
+	assert_int_equal(runs_finish(st, r2, RUN_SUCCESS, 111, 1, 0, NULL, NULL, NULL), STORE_OK);
 
 	assert_int_equal(runs_mark_interrupted(st, 150, &count), STORE_OK);
 	assert_int_equal(count, 2);
@@ -496,7 +490,8 @@ static void test_failure_streak_groups_retries(void **state)
 	finished(st, "t", "c", 1, RUN_FAILED, 60);
 	assert_int_equal(streak(st, "t", 5), 1);
 	/* skipped and interrupted rows neither count nor break it */
-	assert_int_equal(runs_skipped(st, "t", "schedule", "s", 65, "retry_pending", &id), STORE_OK);
+	assert_int_equal(runs_skipped(st, "t", "schedule", "s", 65, "retry_pending", &id),
+	                 STORE_OK);
 	finished(st, "t", "c", 2, RUN_INTERRUPTED, 70);
 	assert_int_equal(streak(st, "t", 5), 1);
 	finished(st, "t", "d", 1, RUN_FAILED, 80);
@@ -528,14 +523,14 @@ static void test_run_status_names(void **state)
 static event_record make_event(double t, const char *cid, const char *json)
 {
 	return (event_record){.unix_time = t,
-	                     .timestamp = "2025-01-01T00:00:00.000000+00:00",
-	                     .level = "info",
-	                     .logger = "test",
-	                     .event = "thing_happened",
-	                     .correlation_id = cid,
-	                     .task = cid ? "t" : NULL,
-	                     .run_id = cid ? 7 : 0,
-	                     .json = json};
+	                      .timestamp = "2025-01-01T00:00:00.000000+00:00",
+	                      .level = "info",
+	                      .logger = "test",
+	                      .event = "thing_happened",
+	                      .correlation_id = cid,
+	                      .task = cid ? "t" : NULL,
+	                      .run_id = cid ? 7 : 0,
+	                      .json = json};
 }
 
 typedef struct {
@@ -591,7 +586,7 @@ static void test_events_insert_is_atomic(void **state)
 	fixture *f = *state;
 	store *st = open_ok(f);
 	event_record ev[3] = {make_event(1, "c", "{}"), make_event(2, "c", "{}"),
-	                     make_event(3, "c", "{}")};
+	                      make_event(3, "c", "{}")};
 	ev[2].event = NULL; /* NOT NULL constraint */
 	assert_int_equal(events_insert(st, ev, 3), STORE_ERROR);
 	assert_non_null(strstr(store_errmsg(st), "insert events"));
@@ -621,7 +616,7 @@ static void test_prune(void **state)
 	fixture *f = *state;
 	store *st = open_ok(f);
 	event_record ev[] = {make_event(100, "c", "{}"), make_event(199.9, "c", "{}"),
-	                    make_event(200, "c", "{}"), make_event(300, "c", "{}")};
+	                     make_event(200, "c", "{}"), make_event(300, "c", "{}")};
 	int64_t old_done, old_running, new_done, old_skipped, ne = -1, nr = -1;
 
 	assert_int_equal(events_insert(st, ev, 4), STORE_OK);

@@ -132,7 +132,7 @@ def test_playbook_timeout_kills_everything(tmp_path):
 def test_remote_command_of_a_timed_out_run_dies_with_it(tmp_path):
     """The hanging command runs on the target (through sshd): the timeout
     kills the local group and the terminal hang-up kills the remote one."""
-    h = AnsibleHost(tmp_path, playbook_timeout="4s")
+    h = AnsibleHost(tmp_path, playbook_timeout="10s")
     h.add_server("vps-1")
     marker = "sleep 3128"
     try:

@@ -28,6 +28,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "ansible_run.h"
 #include "clock.h"
 #include "daemon_internal.h"
 #include "log.h"
@@ -49,9 +50,11 @@ static void grace_expired(looptimer *t)
 	daemon_state *d = wheel_container_of(t, daemon_state, grace);
 	log_warning(DAEMON_LOGGER, "scheduler_shutdown_grace_expired",
 	            LOG_INT("running", (int64_t)daemon_jobs_running(d)),
-	            LOG_INT("recoveries", (int64_t)recovery_active_count()));
+	            LOG_INT("recoveries", (int64_t)recovery_active_count()),
+	            LOG_INT("ansible_runs", (int64_t)ansible_run_active_count()));
 	daemon_jobs_cancel_all(d, RUN_CANCEL_SHUTDOWN);
 	recovery_cancel_all(RUN_CANCEL_SHUTDOWN);
+	ansible_run_cancel_all(RUN_CANCEL_SHUTDOWN);
 }
 
 static void stop_poll_tick(looptimer *t)
@@ -124,6 +127,7 @@ static void begin_shutdown(daemon_state *d, const char *signame)
 		log_warning(DAEMON_LOGGER, "scheduler_shutdown_forced", LOG_STR("signal", signame));
 		daemon_jobs_cancel_all(d, RUN_CANCEL_SHUTDOWN);
 		recovery_cancel_all(RUN_CANCEL_SHUTDOWN);
+		ansible_run_cancel_all(RUN_CANCEL_SHUTDOWN);
 		return;
 	}
 	d->stopping = true;
@@ -134,7 +138,8 @@ static void begin_shutdown(daemon_state *d, const char *signame)
 	daemon_slots_stop_timers(d);
 	wheel_cancel(&d->w, &d->prune.wt);
 	wheel_cancel(&d->w, &d->watchdog.wt);
-	if (daemon_jobs_running(d) > 0 || recovery_active_count() > 0)
+	if (daemon_jobs_running(d) > 0 || recovery_active_count() > 0 ||
+	    ansible_run_active_count() > 0)
 		wheel_add(&d->w, &d->grace.wt,
 		          (uint64_t)clock_mono_ms() + (uint64_t)d->cfg->shutdown_grace_ms);
 }
@@ -359,10 +364,11 @@ static void loop(daemon_state *d)
 	for (;;) {
 		run_expired_timers(d);
 		if (d->stopping && daemon_jobs_running(d) == 0) {
-			if (recovery_active_count() == 0)
+			if (recovery_active_count() == 0 && ansible_run_active_count() == 0)
 				return;
-			/* Recoveries run on threads of their own that do not wake
-			 * the loop: look again shortly (only while stopping). */
+			/* Recoveries and ansible runs run on threads of their
+			 * own that do not wake the loop: look again shortly
+			 * (only while stopping). */
 			if (!wheel_timer_pending(&d->stop_poll.wt))
 				wheel_add(&d->w, &d->stop_poll.wt, (uint64_t)clock_mono_ms() + 100);
 		}

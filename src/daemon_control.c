@@ -1,6 +1,7 @@
 /*
  * daemon_control — the daemon's answers to control-socket requests: ping,
- * status (live state of every task) and trigger (run a task now). Runs on
+ * status (live state of every task), trigger (run a task now), recover and
+ * ansible (recovery.h, ansible_run.h: runs on threads of their own). Runs on
  * the loop thread, so it reads the slots directly. Messages that quote a
  * request cut it on a UTF-8 boundary (control.c checks every reply too).
  */
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ansible_run.h"
 #include "clock.h"
 #include "daemon_internal.h"
 #include "log.h"
@@ -178,7 +180,11 @@ char *daemon_control_handle(void *ctx, const cJSON *request)
 		return trigger_reply(d, request);
 	if (strcmp(cmd, "recover") == 0)
 		return recovery_control_request(d->cfg, d->rt.st, request);
-	snprintf(msg, sizeof msg, "unknown cmd '%.*s' (known: ping, status, trigger, recover)",
+	if (strcmp(cmd, "ansible") == 0)
+		return d->stopping ? control_error_reply("the daemon is shutting down")
+		                   : ansible_run_control_request(d->cfg, d->rt.st, request);
+	snprintf(msg, sizeof msg,
+	         "unknown cmd '%.*s' (known: ping, status, trigger, recover, ansible)",
 	         (int)utf8_prefix(cmd, 64), cmd);
 	return control_error_reply(msg);
 }

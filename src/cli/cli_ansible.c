@@ -1,28 +1,31 @@
 /*
  * cli_ansible — `fleetkeeper ansible PLAYBOOK --server HANDLE [-e KEY=VALUE
- * | -e @FILE ...]`: one playbook against one known server, in this
- * process, with user, port and key from the server record and [ssh].
+ * | -e @FILE ...]`: one playbook against one known server (in the daemon
+ * when one runs), with user, port and key from the server record and [ssh].
  * -e @FILE merges a JSON object (the way to pass a secret: never on the
  * command line). Exit 0 when the run succeeded, 1 when it failed, 2 on a
  * usage error, an unknown server or a playbook that does not exist.
  *
- * The playbook runs through the runner as the run of a synthetic task
- * named "ansible" (as `recover` does): a task_runs row with trigger cli
- * (so `runs` lists it), ansible_start / ansible_complete | ansible_failed
- * around ansible's own events, one correlation id.
+ * The playbook runs as the run of the synthetic task "ansible"
+ * (ansible_run.h): a task_runs row with trigger cli (so `runs` lists it),
+ * ansible_start / ansible_complete | ansible_failed around ansible's own
+ * events, one correlation id. When a daemon runs, the daemon runs it
+ * ({"cmd": "ansible"} on the control socket, extra vars included: its
+ * metrics count the run) and this process prints the run's events from
+ * the store as they arrive (follow.h); otherwise it runs in this process.
+ * Usage errors are found here before the daemon is asked.
  */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ansible.h"
+#include "ansible_run.h"
 #include "cli.h"
-#include "clock.h"
+#include "control.h"
+#include "follow.h"
 #include "log.h"
-#include "runner.h"
 #include "runtime.h"
-#include "servers.h"
 
 static int merge_file(cJSON *vars, const char *path)
 {
@@ -93,120 +96,113 @@ static int parse_args(const cli_ctx *ctx, const char **playbook, const char **se
 	return 0;
 }
 
-/* ---- the synthetic task ---- */
+/* ---- through the daemon ---- */
 
-typedef struct {
-	ansible_spec spec;
-	ansible_result res;
-} ansible_job;
-
-static const char *const ansible_items[] = {"ok_count",          "changed_count", "failed_count",
-                                            "unreachable_count", "skipped_count", NULL};
-
-static size_t ansible_start_fields(task_run *run, log_field *out, size_t cap)
+/* The daemon's reply: follow the run's events (exit 0 when it succeeded,
+ * 1 when not), or say why it was refused (2 for an unknown server or
+ * playbook, as in this process). */
+static int through_daemon(const config *cfg, const char *reply_text)
 {
-	const ansible_job *job = run->task->params;
-	if (cap < 2)
-		return 0;
-	out[0] = LOG_STR("playbook", job->spec.playbook);
-	out[1] = LOG_STR("server_handle", job->spec.server_handle);
-	return 2;
-}
-
-static task_result ansible_task_run(task_run *run)
-{
-	ansible_job *job = run->task->params;
-	const ansible_result *r = &job->res;
-	job->spec.correlation_id = run->correlation_id;
-	job->spec.cancel_fd = run->cancel_fd;
-	ansible_run(&job->spec, &job->res);
-	task_run_count(run, "ok_count", r->ok);
-	task_run_count(run, "changed_count", r->changed);
-	task_run_count(run, "failed_count", r->failed);
-	task_run_count(run, "unreachable_count", r->unreachable);
-	task_run_count(run, "skipped_count", r->skipped);
-	run->exit_code = r->exit_code;
-	if (ansible_result_ok(r))
-		return TASK_OK;
-	if (r->error[0])
-		return task_run_fail(run, r->error_type[0] ? r->error_type : "ansible", "%s",
-		                     r->error);
-	return task_run_fail(run, r->timed_out ? "timeout" : "playbook_failed",
-	                     "ansible-playbook exited %d (%d failed, %d unreachable)", r->exit_code,
-	                     r->failed, r->unreachable);
-}
-
-static const task_type ansible_task_type = {
-        .name = "ansible",
-        .logger = ANSIBLE_LOGGER,
-        .items = ansible_items,
-        .start_fields = ansible_start_fields,
-        .run = ansible_task_run,
-};
-
-static int run_task(config *cfg, store *st, ansible_job *job)
-{
-	task_config tc = {.name = (char *)"ansible",
-	                  .type = &ansible_task_type,
-	                  .enabled = true,
-	                  .params = job};
-	run_request req = {0};
-	run_control ctl = {.cancel_fd = -1};
-	char err[512];
+	cJSON *reply = cJSON_Parse(reply_text);
+	const cJSON *cid = cJSON_GetObjectItemCaseSensitive(reply, "correlation_id");
+	const cJSON *run_id = cJSON_GetObjectItemCaseSensitive(reply, "run_id");
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(reply, "error_type");
 	int rc = EXIT_FAILED;
 
-	if (run_control_init(&ctl) != 0) {
-		fprintf(stderr, "fleetkeeper: cannot create an eventfd\n");
-		return EXIT_FAILED;
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok")) || !cJSON_IsString(cid) ||
+	    !cJSON_IsNumber(run_id)) {
+		const cJSON *e = cJSON_GetObjectItemCaseSensitive(reply, "error");
+		fprintf(stderr, "fleetkeeper: %s\n",
+		        cJSON_IsString(e) ? e->valuestring : "malformed reply from the daemon");
+		if (cJSON_IsString(type) && strcmp(type->valuestring, "usage") == 0)
+			rc = EXIT_USAGE;
+	} else {
+		fprintf(stderr,
+		        "fleetkeeper: running through the daemon (run_id %lld, "
+		        "correlation_id %s)\n",
+		        (long long)run_id->valuedouble, cid->valuestring);
+		rc = follow_run(cfg, "ansible", (int64_t)run_id->valuedouble, cid->valuestring);
 	}
-	if (runner_prepare(&req, cfg, &tc, "cli", st, err, sizeof err) == 0)
-		rc = runner_execute(&req, st, &ctl) == RUN_SUCCESS ? EXIT_OK : EXIT_FAILED;
-	else
+	cJSON_Delete(reply);
+	return rc;
+}
+
+/* The request line (it holds the extra vars, secrets included: it goes
+ * over the 0600 control socket only and is wiped after use). A playbook
+ * path is made absolute here: the daemon's working directory is not ours. */
+static char *daemon_request(const char *playbook, const char *server, cJSON *extra)
+{
+	char abs[PATH_MAX];
+	if (strchr(playbook, '/') && realpath(playbook, abs))
+		playbook = abs;
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "cmd", "ansible");
+	cJSON_AddStringToObject(req, "playbook", playbook);
+	cJSON_AddStringToObject(req, "server", server);
+	cJSON_AddItemReferenceToObject(req, "extra_vars", extra);
+	char *text = cJSON_PrintUnformatted(req);
+	cJSON_Delete(req);
+	return text;
+}
+
+/* ---- in this process ---- */
+
+static int run_local(config *cfg, const char *playbook, const char *server, const cJSON *extra)
+{
+	runtime rt;
+	ansible_job *job = NULL;
+	char err[768];
+	int rc = cli_setup_logging(cfg);
+
+	if (rc != EXIT_OK)
+		return rc;
+	if (runtime_open(&rt, cfg, false, err, sizeof err) == 0) {
+		int jrc = ansible_job_create(&job, cfg, rt.st, playbook, server, extra, "cli", err,
+		                             sizeof err);
+		if (jrc == 0)
+			rc = ansible_job_execute(job, rt.st) == RUN_SUCCESS ? EXIT_OK : EXIT_FAILED;
+		else {
+			fprintf(stderr, "fleetkeeper: %s\n", err);
+			rc = jrc == ANSIBLE_JOB_USAGE ? EXIT_USAGE : EXIT_FAILED;
+		}
+		ansible_job_free(job);
+		runtime_close(&rt);
+	} else {
 		fprintf(stderr, "fleetkeeper: %s\n", err);
-	run_request_release(&req);
-	run_control_destroy(&ctl);
+		rc = EXIT_FAILED;
+	}
+	log_shutdown();
 	return rc;
 }
 
 /* ---- the command ---- */
 
-static int run_one(config *cfg, store *st, const char *playbook, const char *server, cJSON *extra)
+static int run_one(config *cfg, const char *playbook, const char *server, cJSON *extra)
 {
-	ansible_settings set;
-	ansible_job job = {0};
-	ansible_spec *spec = &job.spec;
-	server_list srv = {0};
-	char err[512], kh[4096], path[PATH_MAX];
-	cJSON *it;
+	char err[512], *reply = NULL;
+	char *request = daemon_request(playbook, server, extra);
+	int rc = EXIT_FAILED;
 
-	if (servers_find(st, server, &srv, NULL, err, sizeof err) != 0) {
-		fprintf(stderr, "fleetkeeper: %s\n", err);
+	if (request == NULL) {
+		fprintf(stderr, "fleetkeeper: out of memory\n");
+		return EXIT_FAILED;
+	}
+	if (strlen(request) >= CONTROL_MAX_REQUEST) {
+		fprintf(stderr, "fleetkeeper: -e: the extra vars are too large for the daemon\n");
+		explicit_bzero(request, strlen(request));
+		free(request);
 		return EXIT_USAGE;
 	}
-	ansible_settings_load(cfg, &set);
-	cJSON *vars = ansible_base_vars(&set, err, sizeof err);
-	int rc = EXIT_USAGE;
-	if (vars == NULL || ansible_spec_for_server(spec, cfg, &set, &srv.rows[0], kh, sizeof kh,
-	                                            err, sizeof err) != 0) {
-		fprintf(stderr, "fleetkeeper: %s: %s\n", cfg->path, err);
-		goto out;
-	}
-	while ((it = extra->child) != NULL) {
-		cJSON_DetachItemViaPointer(extra, it);
-		cJSON_DeleteItemFromObjectCaseSensitive(vars, it->string);
-		cJSON_AddItemToObject(vars, it->string, it);
-	}
-	spec->playbook = playbook;
-	spec->extra_vars = vars;
-	if (ansible_playbook_resolve(spec, path, sizeof path) != 0) {
-		fprintf(stderr, "fleetkeeper: ansible: playbook %s not found in %s\n", playbook,
-		        spec->playbook_dir ? spec->playbook_dir : "playbooks");
-		goto out; /* a usage error: no run */
-	}
-	rc = run_task(cfg, st, &job);
-out:
-	cJSON_Delete(vars);
-	server_list_free(&srv);
+	int crc = control_request(cfg->control_socket, request, &reply, err, sizeof err);
+	explicit_bzero(request, strlen(request));
+	free(request);
+	if (crc == 0)
+		rc = through_daemon(cfg, reply);
+	else if (crc == CONTROL_NO_DAEMON)
+		rc = run_local(cfg, playbook, server, extra);
+	else
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+	free(reply);
 	return rc;
 }
 
@@ -214,23 +210,13 @@ int cli_cmd_ansible(const cli_ctx *ctx)
 {
 	const char *playbook = NULL, *server = NULL;
 	config *cfg = NULL;
-	runtime rt;
-	char err[512];
 	cJSON *vars = cJSON_CreateObject();
 
 	int rc = parse_args(ctx, &playbook, &server, vars) == 0 ? EXIT_OK : EXIT_USAGE;
 	if (rc == EXIT_OK)
 		rc = cli_load_config(ctx, &cfg);
-	if (rc == EXIT_OK && (rc = cli_setup_logging(cfg)) == EXIT_OK) {
-		if (runtime_open(&rt, cfg, false, err, sizeof err) == 0) {
-			rc = run_one(cfg, rt.st, playbook, server, vars);
-			runtime_close(&rt);
-		} else {
-			fprintf(stderr, "fleetkeeper: %s\n", err);
-			rc = EXIT_FAILED;
-		}
-		log_shutdown();
-	}
+	if (rc == EXIT_OK)
+		rc = run_one(cfg, playbook, server, vars);
 	if (cfg)
 		config_unref(cfg);
 	cJSON_Delete(vars);

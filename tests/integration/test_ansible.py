@@ -10,6 +10,7 @@ import pytest
 
 from conftest import DEADLINE, parse_lines, wait_until
 from fk_ansible import AnsibleHost, needs_ansible, ansible_procs
+from prom import free_port, http_get
 
 pytestmark = needs_ansible
 
@@ -170,6 +171,45 @@ def test_unknown_server_and_playbook(host):
     r = host.env.run("ansible", "health_check")
     assert r.returncode == 2
 
+
+def test_ansible_runs_through_the_daemon_and_counts_in_its_metrics(host, daemons):
+    """Issue 14 item 9: with a daemon running, `fleetkeeper ansible` runs in
+    the daemon (one run row, its events in the daemon's log, its metrics),
+    the CLI printing the run's events; a secret -e var appears nowhere."""
+    port = free_port()
+    conf = host.env.conf.read_text()
+    assert "[metrics]\nlisten = \n" in conf
+    host.env.conf.write_text(conf.replace("[metrics]\nlisten = \n",
+                                          f"[metrics]\nlisten = 127.0.0.1:{port}\n"))
+    secret_file = host.tmp / "secret.json"
+    secret_file.write_text(json.dumps({"db_password": "dbpw-Qm27-never-shown"}))
+    d = daemons(host.env)
+    d.wait_for("metrics_listening")
+    d.wait_for("scheduler_started")
+    r = host.env.run("ansible", "health_check", "--server", "vps-1", "-e", f"@{secret_file}")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    printed = parse_lines(r.stdout)
+    assert [e["event"] for e in printed][-1] == "ansible_complete"
+    cid = printed[-1]["correlation_id"]
+    done = d.wait_for(lambda e: e.get("event") == "ansible_complete", what="ansible_complete")
+    assert done[0]["correlation_id"] == cid and done[0]["logger"] == "ansible"
+    assert host.env.sql("SELECT task, trigger, status, correlation_id FROM task_runs"
+                        " WHERE task = 'ansible'") == [("ansible", "cli", "success", cid)]
+    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    assert status == 200
+    assert 'fleetkeeper_task_runs_total{task="ansible",status="success"} 1' in body.splitlines()
+    assert any(line.startswith("fleetkeeper_ansible_playbook_runs_total{")
+               and "health_check" in line and 'result="success"' in line
+               and line.endswith(" 1") for line in body.splitlines()), body
+    assert "through the daemon" in r.stderr
+    for text in ["".join(d.raw), r.stdout, r.stderr] + [l for (l,) in
+                                                        host.env.sql("SELECT line FROM events")]:
+        assert "dbpw-Qm27-never-shown" not in text and SECRET not in text
+    # usage errors stay exit 2 with the daemon running
+    r = host.env.run("ansible", "health_check", "--server", "nope")
+    assert r.returncode == 2 and "nope" in r.stderr
+    r = host.env.run("ansible", "no_such_book", "--server", "vps-1")
+    assert r.returncode == 2 and "not found" in r.stderr
 
 def test_provision_pending_server_to_ready(tmp_path):
     h = AnsibleHost(tmp_path)

@@ -93,10 +93,22 @@ class Fleet:
 def world(tmp_path, daemons):
     fleet = Fleet(tmp_path / "fleet")
     hook = NotifyServer()
-    # The Ansible side (playbooks, deploy root, vars) as the Ansible tests set
-    # it up, on the first server's sshd.
-    (tmp_path / "ansible").mkdir()
-    h = AnsibleHost(tmp_path / "ansible")
+    h = None
+    try:
+        (tmp_path / "ansible").mkdir()
+        # The Ansible side (playbooks, deploy root, vars) as the Ansible
+        # tests set it up, on the first server's sshd.
+        h = AnsibleHost(tmp_path / "ansible")
+        d = start_daemon(tmp_path, fleet, hook, h, daemons)
+        yield fleet, hook, h, d
+    finally:  # also when the set-up failed: no sshd outlives the test
+        if h:
+            h.close()
+        hook.close()
+        fleet.close()
+
+
+def start_daemon(tmp_path, fleet, hook, h, daemons):
     inv = tmp_path / "inventory.ini"
     fleet.inventory(inv)
     (tmp_path / "wh.secret").write_text("first-hour-secret\n")
@@ -124,10 +136,7 @@ rate_limit_per_minute = 60
     assert check.returncode == 0, check.stderr
     d = daemons(h.env)
     d.wait_for("scheduler_started")
-    yield fleet, hook, h, d
-    h.close()
-    hook.close()
-    fleet.close()
+    return d
 
 
 def test_the_first_hour(world):

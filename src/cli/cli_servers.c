@@ -282,10 +282,11 @@ static int forget(servers_cmd *c, const char *handle)
 		return rc;
 	log_field f[] = {LOG_STR("server_handle", handle), LOG_STR("status", old),
 	                 LOG_STR("by", cli_operator_name())};
-	free(old);
-	if (store_tx_begin(c->st) != STORE_OK || servers_forget(c->st, id) != STORE_OK ||
-	    audit(c, "server_forgotten", f, 3, cid, sizeof cid) != STORE_OK ||
-	    store_tx_commit(c->st) != STORE_OK)
+	bool ok = store_tx_begin(c->st) == STORE_OK && servers_forget(c->st, id) == STORE_OK &&
+	          audit(c, "server_forgotten", f, 3, cid, sizeof cid) == STORE_OK &&
+	          store_tx_commit(c->st) == STORE_OK;
+	free(old); /* after the event that quotes it */
+	if (!ok)
 		return store_failed(c);
 	return done(c, "forgotten (its services and maintenance windows with it)", handle, cid);
 }

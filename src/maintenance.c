@@ -52,13 +52,7 @@ int maintenance_window_add(store *s, int64_t server_id, double from, double unti
 	store_bind_text(st, 4, reason);
 	store_bind_text(st, 5, by);
 	store_bind_double(st, 6, now);
-	rc = store_step(st);
-	if (rc == STORE_ROW && id)
-		*id = store_col_int64(st, 0);
-	if (rc == STORE_ROW)
-		rc = store_step_done(st);
-	store_stmt_done(st);
-	return rc;
+	return store_step_id(st, id);
 }
 
 int maintenance_window_end(store *s, int64_t server_id, double now, int64_t *ended)

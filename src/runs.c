@@ -41,19 +41,6 @@ int run_status_parse(const char *name, run_status *out)
 	return -1;
 }
 
-/* Run st to its end; *id (may be NULL) gets the first column of its
- * RETURNING row. The statement is given back either way. */
-static int step_returning(store_stmt *st, int64_t *id)
-{
-	int rc = store_step(st);
-	if (rc == STORE_ROW && id)
-		*id = store_col_int64(st, 0);
-	if (rc == STORE_ROW)
-		rc = store_step_done(st);
-	store_stmt_done(st);
-	return rc;
-}
-
 int runs_start(store *s, const char *task, const char *trigger, const char *correlation_id,
                double started_at, int64_t *out_run_id)
 {
@@ -75,7 +62,7 @@ int runs_start_attempt(store *s, const char *task, const char *trigger, const ch
 	store_bind_text(st, 3, correlation_id);
 	store_bind_double(st, 4, started_at);
 	store_bind_int64(st, 5, attempt > 0 ? attempt : 1);
-	return step_returning(st, out_run_id);
+	return store_step_id(st, out_run_id);
 }
 
 int runs_finish(store *s, int64_t run_id, run_status status, double finished_at,
@@ -122,7 +109,7 @@ int runs_skipped(store *s, const char *task, const char *trigger, const char *co
 	store_bind_text(st, 3, correlation_id);
 	store_bind_double(st, 4, at);
 	store_bind_text(st, 5, reason);
-	return step_returning(st, out_run_id);
+	return store_step_id(st, out_run_id);
 }
 
 int runs_mark_interrupted(store *s, double now, int *count)

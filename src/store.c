@@ -477,6 +477,17 @@ int store_step_done(store_stmt *st)
 	return rc == STORE_ROW ? STORE_OK : rc;
 }
 
+int store_step_id(store_stmt *st, int64_t *id)
+{
+	int rc = store_step(st);
+	if (rc == STORE_ROW && id)
+		*id = store_col_int64(st, 0);
+	if (rc == STORE_ROW)
+		rc = store_step_done(st);
+	store_stmt_done(st);
+	return rc;
+}
+
 void store_stmt_done(store_stmt *st)
 {
 	if (!st)

@@ -85,6 +85,9 @@ void store_bind_null(store_stmt *st, int i);
 int store_step(store_stmt *st);
 /* Step a statement that returns no rows (STORE_ROW counts as done). */
 int store_step_done(store_stmt *st);
+/* Step an INSERT ... RETURNING id to its end and give the statement back;
+ * *id (may be NULL) gets the id. */
+int store_step_id(store_stmt *st, int64_t *id);
 void store_stmt_done(store_stmt *st);
 
 bool store_col_null(store_stmt *st, int i);

@@ -33,4 +33,16 @@ echo "== github_sync of 5,000 repositories from the replay server, cold and warm
 bench/github_sync.sh "$PWD/build-bench/fleetkeeper" > "$tmp"
 cat "$tmp"
 grep '^{' "$tmp" >> "$out" || true
+echo "== health_check at fleet scale: 1,000 servers (20% silent), ansible, 10,000 handles"
+bench/health_scale.sh "$PWD/build-bench/fleetkeeper" > "$tmp" || true
+cat "$tmp"
+grep '^{' "$tmp" >> "$out" || true
+echo "== store: 30 days of 10,000 servers, prune under a writer, queries and scrape"
+bench/store_growth.sh "$PWD/build-bench" > "$tmp"
+cat "$tmp"
+grep '^{' "$tmp" >> "$out" || true
+echo "== dispatch: 1,000 tasks due in one second, against 10, and with spread = 30s"
+bench/dispatch.sh "$PWD/build-bench/fleetkeeper" > "$tmp"
+cat "$tmp"
+grep '^{' "$tmp" >> "$out" || true
 echo "results: $out"

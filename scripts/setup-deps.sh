@@ -2,6 +2,7 @@
 # Installs the Debian 12 packages fleetkeeper needs, only those missing.
 #   scripts/setup-deps.sh build   what building and running the daemon needs
 #   scripts/setup-deps.sh test    that plus what the test suite and benchmarks need
+#   scripts/setup-deps.sh package that plus what building and checking the .deb needs
 set -euo pipefail
 
 build_pkgs=(gcc pkg-config meson ninja-build libsqlite3-dev libcjson-dev libinih-dev
@@ -19,9 +20,16 @@ test_pkgs+=(clang libclang-rt-14-dev valgrind binutils mount)
 # Wall-clock jumps (tests/integration/test_clock_jumps.py): libfaketime preloaded.
 test_pkgs+=(faketime libfaketime)
 
+# The Debian package (issue 19, scripts/package.sh and the CI package
+# stage): debhelper, lintian, the man page linter, systemd-analyze, and
+# debootstrap + systemd-nspawn for the test under a booted systemd.
+package_pkgs=(debhelper dpkg-dev fakeroot lintian mandoc systemd debootstrap systemd-container)
+
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = "test" ]; then
-	want+=("${test_pkgs[@]}")
+	want+=("${test_pkgs[@]}" mandoc)
+elif [ "${1:-build}" = "package" ]; then
+	want+=("${package_pkgs[@]}")
 fi
 
 missing=()

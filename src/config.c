@@ -135,6 +135,9 @@ static const key_spec daemon_keys[] = {
         {.name = "max_concurrent_tasks", .kind = KV_INT, .min = 1, .max = 1024, .def = "4"},
         {.name = "shutdown_grace", .kind = KV_DURATION, .def = "30s"},
         {.name = "retention_days", .kind = KV_INT, .min = 1, .max = 36500, .def = "30"},
+        {.name = "check_history_days", .kind = KV_INT, .min = 1, .max = 36500, .def = "30"},
+        {.name = "check_history_raw_hours", .kind = KV_INT, .min = 1, .max = 8760, .def = "48"},
+        {.name = "spread", .kind = KV_DURATION, .def = "0"},
         {.name = "pass_env", .kind = KV_ENV_LIST, .empty_ok = true, .def = "none"},
         {.name = "max_line_bytes",
          .kind = KV_INT,
@@ -168,6 +171,8 @@ static const key_spec ssh_keys[] = {
          .choices = "strict|accept-new|off",
          .def = "accept-new"},
         {.name = "timeout", .kind = KV_DURATION, .def = "10s"},
+        {.name = "connect_timeout", .kind = KV_DURATION, .def = "5s"},
+        {.name = "handshake_timeout", .kind = KV_DURATION, .def = "5s"},
         {.name = "port", .kind = KV_INT, .min = 1, .max = 65535, .def = "22"},
         {.name = "use_agent", .kind = KV_BOOL, .def = "true when SSH_AUTH_SOCK is set"},
         {.name = NULL},
@@ -1191,6 +1196,13 @@ static void daemon_apply(config *cfg, const config_section *sec)
 		cfg->max_concurrent_tasks = (int)n;
 	if (config_parse_int(config_get(sec, "retention_days"), 1, 36500, &n) == 0)
 		cfg->retention_days = (int)n;
+	if (config_parse_int(config_get(sec, "check_history_days"), 1, 36500, &n) == 0)
+		cfg->check_history_days = (int)n;
+	if (config_parse_int(config_get(sec, "check_history_raw_hours"), 1, 8760, &n) == 0)
+		cfg->check_history_raw_hours = (int)n;
+	if (config_get(sec, "spread") &&
+	    duration_parse(config_get(sec, "spread"), &ms, err, sizeof err) == 0)
+		cfg->spread_ms = ms;
 	if (config_get(sec, "shutdown_grace") &&
 	    duration_parse(config_get(sec, "shutdown_grace"), &ms, err, sizeof err) == 0)
 		cfg->shutdown_grace_ms = ms;
@@ -1785,6 +1797,8 @@ static config *config_new(const char *path)
 	        .max_concurrent_tasks = 4,
 	        .shutdown_grace_ms = 30000,
 	        .retention_days = 30,
+	        .check_history_days = 30,
+	        .check_history_raw_hours = 48,
 	        .max_line_bytes = CONFIG_LINE_BYTES_MAX,
 	        .output_drain_ms = 5000,
 	        .refs = 1,

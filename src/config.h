@@ -102,10 +102,13 @@ typedef struct config {
 	char *db_path; /* state_dir/state.db */
 	int max_concurrent_tasks;
 	int64_t shutdown_grace_ms;
-	int retention_days;
-	char **pass_env;         /* NULL-terminated, never NULL: names children inherit */
-	int max_line_bytes;      /* command output lines are cut here (a task may override) */
-	int64_t output_drain_ms; /* wait for leftover output after a command exits */
+	int retention_days;          /* events, runs, notifications */
+	int check_history_days;      /* health_history rows (hourly after the raw window) */
+	int check_history_raw_hours; /* health_history keeps each check this long */
+	int64_t spread_ms;           /* [daemon] spread: fleet-wide fires spread over it */
+	char **pass_env;             /* NULL-terminated, never NULL: names children inherit */
+	int max_line_bytes;          /* command output lines are cut here (a task may override) */
+	int64_t output_drain_ms;     /* wait for leftover output after a command exits */
 	/* [log] (the environment wins over these; NULL if not set) */
 	char *log_level;
 	char *log_format;

@@ -35,13 +35,19 @@
 #include "notify_sender.h"
 #include "recovery.h"
 #include "sdnotify.h"
-#include "events.h"
-#include "outbox.h"
-#include "runs.h"
+#include "retention.h"
 
 enum { FD_SIGNAL = 1, FD_POOL, FD_CONTROL, FD_CLOCK, FD_METRICS };
 
 #define PRUNE_INTERVAL_MS (3600 * 1000)
+/* Between two batches of a prune: at least this, and at least as long as
+ * the last batch took, so that the other writers get the write lock at
+ * least half of the time while a prune works through a backlog. */
+#define PRUNE_GAP_MS 25
+/* A store older than auto_vacuum (NONE) up to this size is rebuilt with
+ * VACUUM at the first prune after start (well under a second here); a
+ * larger one is left to `fleetkeeper store vacuum`. */
+#define PRUNE_CONVERT_MAX_BYTES (32LL << 20)
 
 /* ---- timers of the daemon itself ---- */
 
@@ -69,19 +75,11 @@ static void watchdog_tick(looptimer *t)
 	wheel_add(&d->w, &t->wt, (uint64_t)clock_mono_ms() + (uint64_t)d->watchdog_ms / 2);
 }
 
-/* Events and finished runs older than cutoff, in one transaction. */
-static int prune_events_and_runs(store *st, double cutoff, int64_t *events, int64_t *runs)
-{
-	int code = store_tx_begin(st);
-	if (code == STORE_OK)
-		code = events_prune(st, cutoff, events);
-	if (code == STORE_OK)
-		code = runs_prune(st, cutoff, runs);
-	if (code == STORE_OK)
-		return store_tx_commit(st);
-	store_tx_rollback(st);
-	return code;
-}
+/* The prune in progress, stepped one batch per prune_tick; the loop's
+ * alone (there is one daemon per process). */
+static retention_job prune_job;
+static bool prune_active;
+static bool prune_convert_checked;
 
 void daemon_check_store_file(daemon_state *d)
 {
@@ -95,28 +93,96 @@ void daemon_check_store_file(daemon_state *d)
 	                             " daemon, restore the file or a backup, start it again"));
 }
 
+/* Once per process: an auto_vacuum NONE store (made before v6) keeps its
+ * free pages; a small one is rebuilt now, a large one is reported. */
+static void prune_convert_once(daemon_state *d)
+{
+	store_space sp;
+	if (prune_convert_checked)
+		return;
+	prune_convert_checked = true;
+	if (store_space_get(d->rt.st, &sp) != STORE_OK || sp.auto_vacuum != STORE_AUTO_VACUUM_NONE)
+		return;
+	int64_t bytes = sp.page_count * sp.page_size;
+	if (bytes > PRUNE_CONVERT_MAX_BYTES) {
+		log_warning(DAEMON_LOGGER, "store_vacuum_advised", LOG_INT("size_bytes", bytes),
+		            LOG_INT("free_bytes", sp.freelist_count * sp.page_size),
+		            LOG_STR("hint",
+		                    "pages freed by pruning are reused but not given back;"
+		                    " stop the daemon and run `fleetkeeper store vacuum` once"));
+		return;
+	}
+	int64_t t0 = clock_mono_ms();
+	if (store_vacuum(d->rt.st) != STORE_OK) {
+		log_error(DAEMON_LOGGER, "store_vacuum_failed",
+		          LOG_ERR(store_errmsg(d->rt.st), "store"));
+		return;
+	}
+	store_space after = sp;
+	store_space_get(d->rt.st, &after);
+	log_info(DAEMON_LOGGER, "store_vacuumed", LOG_INT("size_bytes_before", bytes),
+	         LOG_INT("size_bytes", after.page_count * after.page_size),
+	         LOG_STR("auto_vacuum", "incremental"),
+	         LOG_INT("duration_ms", clock_mono_ms() - t0));
+}
+
+static void prune_report(daemon_state *d, int rc)
+{
+	const retention_job *j = &prune_job;
+	const int64_t *n = j->count;
+	if (rc < 0)
+		log_error(DAEMON_LOGGER, "store_prune_failed",
+		          LOG_ERR(store_errmsg(d->rt.st), "store"),
+		          LOG_STR("kind", retention_kind_name(j->failed_kind)));
+	if (n[RETENTION_NOTIFICATIONS])
+		log_info(DAEMON_LOGGER, "notifications_pruned",
+		         LOG_INT("notifications_deleted", n[RETENTION_NOTIFICATIONS]),
+		         LOG_INT("retention_days", d->cfg->retention_days));
+	bool any = false;
+	for (int k = 0; k < RETENTION_DONE; k++)
+		any = any || n[k] != 0;
+	if (!any)
+		return;
+	log_info(DAEMON_LOGGER, "store_pruned", LOG_INT("events_deleted", n[RETENTION_EVENTS]),
+	         LOG_INT("runs_deleted", n[RETENTION_RUNS]),
+	         LOG_INT("notifications_deleted", n[RETENTION_NOTIFICATIONS]),
+	         LOG_INT("health_hours_downsampled", n[RETENTION_HEALTH_DOWNSAMPLED]),
+	         LOG_INT("health_hours_deleted", n[RETENTION_HEALTH_DELETED]),
+	         LOG_INT("vacuum_pages", n[RETENTION_VACUUM]), LOG_INT("batches", j->batches),
+	         LOG_DBL("longest_batch_ms", j->longest_batch_ms),
+	         LOG_INT("retention_days", d->cfg->retention_days),
+	         LOG_INT("check_history_days", d->cfg->check_history_days),
+	         LOG_INT("check_history_raw_hours", d->cfg->check_history_raw_hours));
+}
+
+/* Hourly, and at start: one batch per tick while a prune has work left,
+ * re-armed after a short gap, so the loop answers control requests and
+ * fires tasks between batches and no batch holds the write lock long. */
 static void prune_tick(looptimer *t)
 {
 	daemon_state *d = wheel_container_of(t, daemon_state, prune);
-	daemon_check_store_file(d);
-	int64_t events = 0, runs = 0;
-	double cutoff = clock_wall() - (double)d->cfg->retention_days * 86400.0;
-	if (prune_events_and_runs(d->rt.st, cutoff, &events, &runs) != STORE_OK)
-		log_error(DAEMON_LOGGER, "store_prune_failed",
-		          LOG_ERR(store_errmsg(d->rt.st), "store"));
-	else if (events || runs)
-		log_info(DAEMON_LOGGER, "store_pruned", LOG_INT("events_deleted", events),
-		         LOG_INT("runs_deleted", runs),
-		         LOG_INT("retention_days", d->cfg->retention_days));
-	int64_t notifications = 0;
-	if (outbox_prune(d->rt.st, cutoff, &notifications) != STORE_OK)
-		log_error(DAEMON_LOGGER, "notifications_prune_failed",
-		          LOG_ERR(store_errmsg(d->rt.st), "store"));
-	else if (notifications)
-		log_info(DAEMON_LOGGER, "notifications_pruned",
-		         LOG_INT("notifications_deleted", notifications),
-		         LOG_INT("retention_days", d->cfg->retention_days));
-	wheel_add(&d->w, &t->wt, (uint64_t)clock_mono_ms() + PRUNE_INTERVAL_MS);
+	if (!prune_active) {
+		daemon_check_store_file(d);
+		prune_convert_once(d);
+		retention_cutoffs cut = retention_cutoffs_for(clock_wall(), d->cfg->retention_days,
+		                                              d->cfg->check_history_days,
+		                                              d->cfg->check_history_raw_hours);
+		retention_begin(&prune_job, &cut);
+		prune_active = true;
+	}
+	int rc = retention_step(&prune_job, d->rt.st);
+	uint64_t next = PRUNE_INTERVAL_MS;
+	if (rc > 0) {
+		double gap = prune_job.last_batch_ms > PRUNE_GAP_MS ? prune_job.last_batch_ms
+		                                                    : PRUNE_GAP_MS;
+		next = (uint64_t)gap + 1;
+	} else {
+		prune_active = false;
+		if (prune_job.count[RETENTION_VACUUM] > 0)
+			store_checkpoint(d->rt.st); /* the file shrinks now */
+		prune_report(d, rc);
+	}
+	wheel_add(&d->w, &t->wt, (uint64_t)clock_mono_ms() + next);
 }
 
 /* ---- signals and shutdown ---- */
@@ -390,7 +456,8 @@ static void announce_start(daemon_state *d)
 	log_info(DAEMON_LOGGER, "scheduler_started", LOG_STR("version", FK_VERSION),
 	         LOG_INT("tasks", (int64_t)d->cfg->ntasks), LOG_INT("pid", getpid()),
 	         LOG_STR("state_dir", d->cfg->state_dir),
-	         LOG_STR("control_socket", d->cfg->control_socket));
+	         LOG_STR("control_socket", d->cfg->control_socket),
+	         LOG_INT("open_files_limit", (int64_t)d->rt.nofile_soft));
 }
 
 /* A stdout pipe or socket nobody reads must not stop the daemon: made

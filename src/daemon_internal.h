@@ -31,8 +31,15 @@ typedef struct job {
 	task_slot *slot;
 	run_request req;
 	run_control ctl;
-	run_status status; /* written by the worker, read after done */
+	run_status status;      /* written by the worker, read after done */
+	struct job *burst_next; /* in the burst being dispatched (daemon_tasks.c) */
 } job;
+
+/* One fire of a burst: its slot and its fire time (wall clock, ms). */
+struct burst_fire {
+	task_slot *slot;
+	int64_t fire_ms;
+};
 
 /* The scheduler's state of one configured task; survives reloads. */
 struct task_slot {
@@ -43,8 +50,10 @@ struct task_slot {
 	const task_config *cfg; /* from d->cfg; NULL once removed by a reload */
 	int64_t next_wall;      /* cron: nominal next fire time (unix s), 0 none */
 	int64_t last_fire_wall; /* cron: nominal time of the last fire */
-	uint64_t next_mono;     /* nominal fire time (monotonic ms) */
-	uint64_t jitter_ms;     /* random delay added to this fire */
+	uint64_t next_mono;     /* interval: nominal fire time (monotonic ms) */
+	/* Added to the nominal time of this fire: the task's fixed spread
+	 * offset ([daemon] spread), or this fire's jitter draw. */
+	uint64_t delay_ms;
 	job *running;
 	bool pending; /* overlap = queue: one run waits */
 	char pending_trigger[16];
@@ -84,6 +93,15 @@ struct daemon_state {
 	double started_at;
 	int64_t wall_offset_ms;  /* wall minus monotonic clock at the last check */
 	int64_t wall_checked_ms; /* monotonic time of that check */
+	/* The burst of fires being dispatched (daemon_tasks.c, "Bursts"): its
+	 * slots in fire-time order, and the jobs whose rows are in its open
+	 * transaction, handed to the pool once it commits. */
+	struct burst_fire *burst_fires;
+	size_t burst_cap;
+	bool burst_open;
+	bool burst_tx; /* its transaction began */
+	job *burst_head;
+	job **burst_tail;
 };
 
 #define DAEMON_LOGGER "core.daemon"

@@ -23,6 +23,21 @@
  *     that removes the task and a shutdown cancel a pending retry
  *     (task_retry_cancelled); skipped and interrupted runs are never
  *     retried.
+ *  5. Every fire is delayed by the slot's delay_ms: a task with `jitter`
+ *     draws it anew for each fire; any other task has the fixed offset of
+ *     [daemon] spread (spread.h), and its cron schedule is evaluated
+ *     shifted by it, so a fire is due at nominal + offset and an offset
+ *     longer than the period still gives every fire. A cron fire's
+ *     monotonic deadline is rounded up, never before its wall-clock time.
+ *  6. Bursts: fire timers that expired together (one wakeup of the loop)
+ *     are dispatched together, in order of their fire time (ties by task
+ *     name), their run rows, skip rows and task_state updates in one store
+ *     transaction (at most BURST_MAX fires each); the jobs reach the pool
+ *     only once it committed, so the rows are visible before any run
+ *     starts and no worker competes for the write lock meanwhile. A store
+ *     error ends the burst early; the remaining fires are dispatched one
+ *     by one as before. The dispatch latency (fire time to the committed
+ *     row) is measured there (docs/scheduling.md, "Dispatch").
  */
 #include <errno.h>
 #include <math.h>
@@ -34,7 +49,9 @@
 #include "clock.h"
 #include "daemon_internal.h"
 #include "log.h"
+#include "metrics.h"
 #include "runs.h"
+#include "spread.h"
 
 void daemon_format_time(double unix_time, char *buf, size_t cap)
 {
@@ -49,6 +66,8 @@ void daemon_format_time(double unix_time, char *buf, size_t cap)
 /* A cron fire later than this is a catch-up (see cron_fire_trigger). */
 #define CATCHUP_LATE_MS   (60 * 1000)
 #define CATCHUP_COUNT_MAX 100000
+/* Fires per burst transaction (invariant 6): about 10 ms of inserts here. */
+#define BURST_MAX 1000
 
 static uint64_t random_below(uint64_t bound)
 {
@@ -74,15 +93,45 @@ double daemon_slot_next_run(const daemon_state *d, const task_slot *s)
 	if (!wheel_timer_pending(&s->fire.wt))
 		return 0;
 	if (s->cfg && s->cfg->sched.kind == SCHEDULE_CRON)
-		return (double)s->next_wall + (double)s->jitter_ms / 1000.0;
-	double in_sec = ((double)(s->next_mono + s->jitter_ms) - (double)clock_mono_ms()) / 1000.0;
+		return (double)s->next_wall + (double)s->delay_ms / 1000.0;
+	double in_sec = ((double)(s->next_mono + s->delay_ms) - (double)clock_mono_ms()) / 1000.0;
 	return clock_wall() + (in_sec > 0 ? in_sec : 0);
 	(void)d;
+}
+
+/* The task's fixed spread offset; 0 when it has a jitter of its own. */
+static uint64_t slot_offset_ms(const daemon_state *d, const task_config *tc)
+{
+	return (uint64_t)spread_task_offset_ms(tc->name, tc->jitter_ms, d->cfg->spread_ms);
+}
+
+/* The monotonic deadline (ms) of a cron fire due at wall time fire_ms:
+ * rounded up, plus the millisecond clock_mono_ms truncates, so that the
+ * timer never expires before the wall-clock fire time. */
+static uint64_t cron_deadline(int64_t fire_ms, uint64_t now_mono, int64_t now_wall_us)
+{
+	int64_t ahead_us = fire_ms * 1000 - now_wall_us;
+	if (ahead_us <= 0)
+		return now_mono;
+	return now_mono + (uint64_t)((ahead_us + 999) / 1000) + 1;
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+	return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+/* The wall-clock time (ms) this cron fire is due at. */
+static int64_t cron_fire_ms(const task_slot *s)
+{
+	return s->next_wall * 1000 + (int64_t)s->delay_ms;
 }
 
 static void announce_next(const daemon_state *d, const task_slot *s, bool announce)
 {
 	char when[40];
+	if (!announce && !log_enabled(LOG_DEBUG))
+		return; /* a burst re-arms many tasks: not even the formatting */
 	daemon_format_time(daemon_slot_next_run(d, s), when, sizeof when);
 	if (announce)
 		log_info(DAEMON_LOGGER, "task_scheduled", LOG_STR("task", s->name),
@@ -100,13 +149,19 @@ void daemon_slot_arm(daemon_state *d, task_slot *s, bool announce)
 	if (!slot_schedulable(d, s))
 		return;
 	const task_config *tc = s->cfg;
+	uint64_t offset = slot_offset_ms(d, tc);
+	uint64_t deadline;
 	if (tc->sched.kind == SCHEDULE_INTERVAL) {
 		uint64_t interval = (uint64_t)tc->sched.interval_ms;
 		uint64_t next = s->next_mono ? s->next_mono + interval : now + interval;
 		s->next_mono = next > now ? next : now + interval;
+		s->delay_ms = offset ? offset : random_below((uint64_t)tc->jitter_ms + 1);
+		deadline = s->next_mono + s->delay_ms;
 	} else {
-		int64_t now_wall_ms = clock_wall_usec() / 1000;
-		int64_t after = now_wall_ms / 1000;
+		/* the first nominal time whose fire time (+ offset) is after now
+		 * (invariant 5), never before the last fire (invariant 3) */
+		int64_t now_wall_us = clock_wall_usec();
+		int64_t after = floor_div(now_wall_us / 1000 - (int64_t)offset, 1000);
 		if (s->last_fire_wall > after)
 			after = s->last_fire_wall;
 		int64_t next = schedule_next(&tc->sched, tc->zone, after);
@@ -115,11 +170,10 @@ void daemon_slot_arm(daemon_state *d, task_slot *s, bool announce)
 			return;
 		}
 		s->next_wall = next;
-		int64_t delay = next * 1000 - now_wall_ms;
-		s->next_mono = now + (uint64_t)(delay > 0 ? delay : 0);
+		s->delay_ms = offset ? offset : random_below((uint64_t)tc->jitter_ms + 1);
+		deadline = cron_deadline(cron_fire_ms(s), now, now_wall_us);
 	}
-	s->jitter_ms = random_below((uint64_t)tc->jitter_ms + 1);
-	wheel_add(&d->w, &s->fire.wt, s->next_mono + s->jitter_ms);
+	wheel_add(&d->w, &s->fire.wt, deadline);
 	announce_next(d, s, announce);
 }
 
@@ -128,13 +182,11 @@ void daemon_slot_arm(daemon_state *d, task_slot *s, bool announce)
 void daemon_slots_clock_changed(daemon_state *d)
 {
 	uint64_t now = (uint64_t)clock_mono_ms();
-	int64_t now_wall_ms = clock_wall_usec() / 1000;
+	int64_t now_wall_us = clock_wall_usec();
 	for (task_slot *s = d->slots; s; s = s->next) {
 		if (!wheel_timer_pending(&s->fire.wt) || s->cfg->sched.kind != SCHEDULE_CRON)
 			continue;
-		int64_t delay = s->next_wall * 1000 - now_wall_ms;
-		s->next_mono = now + (uint64_t)(delay > 0 ? delay : 0);
-		wheel_add(&d->w, &s->fire.wt, s->next_mono + s->jitter_ms);
+		wheel_add(&d->w, &s->fire.wt, cron_deadline(cron_fire_ms(s), now, now_wall_us));
 		announce_next(d, s, true);
 	}
 }
@@ -175,8 +227,37 @@ static void job_timed_out(looptimer *t)
 	run_control_cancel(&j->ctl, RUN_CANCEL_TIMEOUT);
 }
 
-/* at: the attempt, NULL for the first attempt of a new run. */
-static job *job_start(daemon_state *d, task_slot *s, const char *trigger, const run_attempt *at)
+/* Hand a prepared job to the pool; on failure its row is finished failed
+ * and the job freed. 0 or -1. */
+static int job_submit(daemon_state *d, job *j)
+{
+	task_slot *s = j->slot;
+	if (pool_submit(d->pool, job_work, j) == 0)
+		return 0;
+	log_error(DAEMON_LOGGER, "task_dispatch_failed", LOG_STR("task", s->name),
+	          LOG_ERR("out of memory", "resources"));
+	/* The row exists: finish it through the runner path later is not
+	 * possible, so mark it failed right here. */
+	if (j->req.run_id)
+		runs_finish(d->rt.st, j->req.run_id, RUN_FAILED, clock_wall(), 0, -1,
+		            "could not queue the run", "resources", NULL);
+	wheel_cancel(&d->w, &j->timeout.wt);
+	if (s->running == j) {
+		s->running = NULL;
+		s->runs_started--;
+	}
+	run_request_release(&j->req);
+	run_control_destroy(&j->ctl);
+	free(j);
+	return -1;
+}
+
+static void burst_close(daemon_state *d);
+
+/* at: the attempt, NULL for the first attempt of a new run. fire_at: the
+ * fire time of a scheduled fire (unix s), else 0. */
+static job *job_start(daemon_state *d, task_slot *s, const char *trigger, const run_attempt *at,
+                      double fire_at)
 {
 	char err[512];
 	run_attempt first = {.correlation_id = NULL, .attempt = 1, .attempts = s->cfg->retries + 1};
@@ -197,35 +278,36 @@ static job *job_start(daemon_state *d, task_slot *s, const char *trigger, const 
 	}
 	j->d = d;
 	j->slot = s;
+	j->req.fire_at = fire_at;
 	looptimer_init(&j->timeout, job_timed_out);
 	if (s->cfg->timeout_ms > 0)
 		wheel_add(&d->w, &j->timeout.wt,
 		          (uint64_t)clock_mono_ms() + (uint64_t)s->cfg->timeout_ms);
-	if (pool_submit(d->pool, job_work, j) != 0) {
-		log_error(DAEMON_LOGGER, "task_dispatch_failed", LOG_STR("task", s->name),
-		          LOG_ERR("out of memory", "resources"));
-		/* The row exists: finish it through the runner path later is not
-		 * possible, so mark it failed right here. */
-		runs_finish(d->rt.st, j->req.run_id, RUN_FAILED, clock_wall(), 0, -1,
-		            "could not queue the run", "resources", NULL);
-		wheel_cancel(&d->w, &j->timeout.wt);
-		run_request_release(&j->req);
-		run_control_destroy(&j->ctl);
-		free(j);
-		return NULL;
-	}
 	s->running = j;
 	s->runs_started++;
-	return j;
+	if (d->burst_open && j->req.run_id == 0)
+		burst_close(d); /* a store error ends the burst (invariant 6) */
+	if (d->burst_open) {
+		*d->burst_tail = j;
+		d->burst_tail = &j->burst_next;
+		return j;
+	}
+	if (fire_at > 0) {
+		j->req.dispatch_latency = clock_wall() - fire_at;
+		if (j->req.run_id)
+			metrics_dispatch_latency(METRICS_DISPATCH_ROW, j->req.dispatch_latency);
+	}
+	return job_submit(d, j) == 0 ? j : NULL;
 }
 
-job *daemon_dispatch(daemon_state *d, task_slot *s, const char *trigger, bool *queued)
+static job *dispatch(daemon_state *d, task_slot *s, const char *trigger, double fire_at,
+                     bool *queued)
 {
 	*queued = false;
 	if (d->stopping || s->cfg == NULL)
 		return NULL;
 	if (s->running == NULL && !s->retry_pending)
-		return job_start(d, s, trigger, NULL);
+		return job_start(d, s, trigger, NULL, fire_at);
 	/* Busy: a run is going, or its retry waits (invariant 4). */
 	const char *busy_cid =
 	        s->running ? s->running->req.correlation_id : s->retry_correlation_id;
@@ -242,6 +324,11 @@ job *daemon_dispatch(daemon_state *d, task_slot *s, const char *trigger, bool *q
 	                                  : "retry_pending";
 	runner_record_skip(d->cfg, s->cfg, trigger, reason, d->rt.st);
 	return NULL;
+}
+
+job *daemon_dispatch(daemon_state *d, task_slot *s, const char *trigger, bool *queued)
+{
+	return dispatch(d, s, trigger, 0, queued);
 }
 
 /* ---- retries ---- */
@@ -326,7 +413,7 @@ static void retry_fire(looptimer *t)
 	s->retry_pending = false;
 	if (d->stopping || s->cfg == NULL || s->running) /* cancelled first; never */
 		return;
-	if (job_start(d, s, "retry", &at) == NULL)
+	if (job_start(d, s, "retry", &at, 0) == NULL)
 		slot_idle(d, s);
 }
 
@@ -403,12 +490,18 @@ static int64_t missed_fires(const task_config *tc, int64_t first, int64_t now)
 /* A cron fire dispatched more than CATCHUP_LATE_MS after its nominal time
  * (the wall clock jumped forward, or the machine slept) is one catch-up run
  * for every fire time missed; the schedule goes on from now. */
+static void last_fire_set(daemon_state *d, task_slot *s, double at)
+{
+	if (runs_last_fire_set(d->rt.st, s->name, at) != STORE_OK)
+		burst_close(d); /* a store error ends the burst (invariant 6) */
+}
+
 static const char *cron_fire_trigger(daemon_state *d, task_slot *s, int64_t now_wall_ms)
 {
-	int64_t late_ms = now_wall_ms - s->next_wall * 1000 - (int64_t)s->jitter_ms;
+	int64_t late_ms = now_wall_ms - cron_fire_ms(s);
 	if (late_ms <= CATCHUP_LATE_MS) {
 		s->last_fire_wall = s->next_wall;
-		runs_last_fire_set(d->rt.st, s->name, (double)s->next_wall);
+		last_fire_set(d, s, (double)s->next_wall);
 		return "schedule";
 	}
 	char missed[40];
@@ -417,31 +510,149 @@ static const char *cron_fire_trigger(daemon_state *d, task_slot *s, int64_t now_
 	         LOG_STR("missed_fire", missed), LOG_DBL("late_sec", (double)late_ms / 1000.0),
 	         LOG_INT("missed_fires", missed_fires(s->cfg, s->next_wall, now_wall_ms / 1000)));
 	s->last_fire_wall = now_wall_ms / 1000;
-	runs_last_fire_set(d->rt.st, s->name, (double)now_wall_ms / 1000.0);
+	last_fire_set(d, s, (double)now_wall_ms / 1000.0);
 	return "catchup";
 }
 
-static void slot_fire(looptimer *t)
+/* One fire: fire_ms is its fire time (nominal + delay, wall clock ms). */
+static void fire_one(daemon_state *d, task_slot *s, int64_t fire_ms)
 {
-	task_slot *s = (task_slot *)(void *)t;
-	daemon_state *d = s->d;
 	const char *trigger = "schedule";
 	bool queued;
 
 	if (s->cfg->sched.kind == SCHEDULE_CRON) {
-		int64_t now_wall_ms = clock_wall_usec() / 1000;
-		if (now_wall_ms + 500 < s->next_wall * 1000) { /* early: the clock went back */
-			s->next_mono = (uint64_t)clock_mono_ms() +
-			               (uint64_t)(s->next_wall * 1000 - now_wall_ms);
-			wheel_add(&d->w, &s->fire.wt, s->next_mono + s->jitter_ms);
+		int64_t now_wall_us = clock_wall_usec();
+		if (now_wall_us / 1000 + 500 < fire_ms) { /* early: the clock went back */
+			wheel_add(&d->w, &s->fire.wt,
+			          cron_deadline(fire_ms, (uint64_t)clock_mono_ms(), now_wall_us));
 			return;
 		}
-		trigger = cron_fire_trigger(d, s, now_wall_ms);
+		trigger = cron_fire_trigger(d, s, now_wall_us / 1000);
 	} else {
-		runs_last_fire_set(d->rt.st, s->name, clock_wall());
+		last_fire_set(d, s, clock_wall());
 	}
-	daemon_dispatch(d, s, trigger, &queued);
+	dispatch(d, s, trigger, strcmp(trigger, "schedule") == 0 ? (double)fire_ms / 1000.0 : 0,
+	         &queued);
 	daemon_slot_arm(d, s, false);
+}
+
+/* ---- bursts (invariant 6) ---- */
+
+static bool is_fire_timer(const wheel_timer *wt)
+{
+	return wt && ((const looptimer *)(const void *)wt)->fire == slot_fire;
+}
+
+/* The fire time of an expired fire timer (wall clock ms). */
+static int64_t slot_fire_ms(const task_slot *s, int64_t now_wall_ms, uint64_t now_mono)
+{
+	if (s->cfg->sched.kind == SCHEDULE_CRON)
+		return cron_fire_ms(s);
+	return now_wall_ms - (int64_t)(now_mono - s->fire.wt.expires);
+}
+
+static int burst_fire_cmp(const void *a, const void *b)
+{
+	const struct burst_fire *x = a, *y = b;
+	if (x->fire_ms != y->fire_ms)
+		return x->fire_ms < y->fire_ms ? -1 : 1;
+	return strcmp(x->slot->name, y->slot->name);
+}
+
+static bool burst_room(daemon_state *d, size_t n)
+{
+	if (n < d->burst_cap)
+		return true;
+	size_t cap = d->burst_cap ? d->burst_cap * 2 : 64;
+	struct burst_fire *f = realloc(d->burst_fires, cap * sizeof *f);
+	if (f == NULL)
+		return false;
+	d->burst_fires = f;
+	d->burst_cap = cap;
+	return true;
+}
+
+/* first and the fire timers expired right behind it (at most BURST_MAX),
+ * in fire-time order in d->burst_fires; how many. 0: no memory for them,
+ * first is to be fired alone. */
+static size_t burst_gather(daemon_state *d, task_slot *first)
+{
+	int64_t now_wall_ms = clock_wall_usec() / 1000;
+	uint64_t now_mono = (uint64_t)clock_mono_ms();
+	size_t n = 0;
+	if (!burst_room(d, 0))
+		return 0;
+	d->burst_fires[n++] =
+	        (struct burst_fire){first, slot_fire_ms(first, now_wall_ms, now_mono)};
+	while (n < BURST_MAX && is_fire_timer(wheel_peek_expired(&d->w)) && burst_room(d, n)) {
+		task_slot *s = (task_slot *)(void *)wheel_get_expired(&d->w);
+		d->burst_fires[n++] =
+		        (struct burst_fire){s, slot_fire_ms(s, now_wall_ms, now_mono)};
+	}
+	qsort(d->burst_fires, n, sizeof *d->burst_fires, burst_fire_cmp);
+	return n;
+}
+
+static void burst_open(daemon_state *d)
+{
+	d->burst_head = NULL;
+	d->burst_tail = &d->burst_head;
+	d->burst_open = store_tx_begin(d->rt.st) == STORE_OK;
+}
+
+/* Commit the burst's rows, then measure and hand out its jobs. If the
+ * commit failed the rows are gone: the runner records each run at its end
+ * (as when the store refused a row at dispatch). */
+static void burst_close(daemon_state *d)
+{
+	if (!d->burst_open)
+		return;
+	d->burst_open = false;
+	int rc = store_tx_commit(d->rt.st);
+	double now = clock_wall();
+	char why[256] = "";
+	if (rc != STORE_OK) {
+		snprintf(why, sizeof why, "%s", store_errmsg(d->rt.st));
+		metrics_store_write_error();
+	}
+	job *j = d->burst_head;
+	d->burst_head = NULL;
+	d->burst_tail = &d->burst_head;
+	while (j) {
+		job *next = j->burst_next;
+		j->burst_next = NULL;
+		if (rc != STORE_OK && j->req.run_id) {
+			log_warning(DAEMON_LOGGER, "task_run_unrecorded",
+			            LOG_STR("task", j->slot->name),
+			            LOG_STR("correlation_id", j->req.correlation_id),
+			            LOG_ERR(why, "store"));
+			j->req.run_id = 0;
+		}
+		if (j->req.fire_at > 0) {
+			j->req.dispatch_latency = now - j->req.fire_at;
+			if (j->req.run_id)
+				metrics_dispatch_latency(METRICS_DISPATCH_ROW,
+				                         j->req.dispatch_latency);
+		}
+		job_submit(d, j);
+		j = next;
+	}
+}
+
+static void slot_fire(looptimer *t)
+{
+	task_slot *first = (task_slot *)(void *)t;
+	daemon_state *d = first->d;
+	size_t n = burst_gather(d, first);
+	if (n == 0) {
+		fire_one(d, first,
+		         slot_fire_ms(first, clock_wall_usec() / 1000, (uint64_t)clock_mono_ms()));
+		return;
+	}
+	burst_open(d);
+	for (size_t i = 0; i < n; i++)
+		fire_one(d, d->burst_fires[i].slot, d->burst_fires[i].fire_ms);
+	burst_close(d);
 }
 
 /* ---- slots ---- */
@@ -485,6 +696,9 @@ int daemon_slots_create(daemon_state *d, char *err, size_t errlen)
 
 void daemon_slots_free(daemon_state *d)
 {
+	free(d->burst_fires);
+	d->burst_fires = NULL;
+	d->burst_cap = 0;
 	while (d->slots) {
 		task_slot *s = d->slots;
 		d->slots = s->next;
@@ -559,8 +773,10 @@ static void warn_restart_needed(const config *old, const config *nc)
 		            LOG_STR("reason", "takes effect at the next start"));
 }
 
-/* Point every slot at the new configuration; returns counts via out args. */
-static void apply_tasks(daemon_state *d, config *nc, int *added, int *removed, int *changed)
+/* Point every slot at the new configuration; returns counts via out args.
+ * spread_changed: [daemon] spread changed, which moves every task's offset. */
+static void apply_tasks(daemon_state *d, config *nc, bool spread_changed, int *added, int *removed,
+                        int *changed)
 {
 	/* has_slot[i]: nc->tasks[i] got a slot below (a name lookup per task
 	 * would make a reload quadratic: 7 s for 50k tasks) */
@@ -584,7 +800,7 @@ static void apply_tasks(daemon_state *d, config *nc, int *added, int *removed, i
 			has_slot[ntc - nc->tasks] = true;
 		/* a slot whose task was removed while it ran has no cfg: the
 		 * task comes back, so it is scheduled anew */
-		bool resched = s->cfg == NULL || schedule_changed(s->cfg, ntc);
+		bool resched = s->cfg == NULL || spread_changed || schedule_changed(s->cfg, ntc);
 		s->cfg = ntc;
 		if (resched) {
 			(*changed)++;
@@ -624,7 +840,7 @@ void daemon_reload(daemon_state *d)
 	config *old = d->cfg;
 	d->cfg = nc;
 	d->rt.cfg = nc;
-	apply_tasks(d, nc, &added, &removed, &changed);
+	apply_tasks(d, nc, old->spread_ms != nc->spread_ms, &added, &removed, &changed);
 	config_unref(old);
 	log_info(DAEMON_LOGGER, "config_reloaded", LOG_STR("config", nc->path),
 	         LOG_INT("tasks", (int64_t)nc->ntasks), LOG_INT("added", added),

@@ -65,17 +65,22 @@ int events_trace(store *s, const char *correlation_id, int64_t after_id, event_l
 	return rc < 0 ? rc : ret;
 }
 
-int events_prune(store *s, double cutoff, int64_t *deleted)
+int events_prune(store *s, double cutoff, size_t max_rows, int64_t *deleted)
 {
-	static const char sql[] = "DELETE FROM events WHERE unix_time < ?1";
+	/* The oldest first, by the events_time index; a subquery with LIMIT
+	 * instead of DELETE ... LIMIT, which PostgreSQL lacks. */
+	static const char sql[] = "DELETE FROM events WHERE id IN (SELECT id FROM events"
+	                          " WHERE unix_time < ?1 ORDER BY unix_time LIMIT ?2)";
 	store_stmt *st;
+	*deleted = 0;
 	int code = store_prepare(s, sql, &st);
 	if (code != STORE_OK)
 		return code;
 	store_bind_double(st, 1, cutoff);
+	store_bind_int64(st, 2, (int64_t)max_rows);
 	code = store_step_done(st);
 	store_stmt_done(st);
-	if (code == STORE_OK && deleted)
+	if (code == STORE_OK)
 		*deleted = store_changes(s);
 	return code;
 }

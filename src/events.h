@@ -38,7 +38,10 @@ typedef int (*event_line_cb)(void *ctx, int64_t id, const char *json);
 int events_trace(store *s, const char *correlation_id, int64_t after_id, event_line_cb cb,
                  void *ctx);
 
-/* Delete events older than cutoff (unix seconds). */
-int events_prune(store *s, double cutoff, int64_t *deleted);
+/* Delete at most max_rows of the events older than cutoff (unix seconds),
+ * oldest first, in one statement (one short transaction unless the caller
+ * holds one); *deleted gets how many: fewer than max_rows means none is
+ * left. Callers loop, releasing the store between batches (retention.h). */
+int events_prune(store *s, double cutoff, size_t max_rows, int64_t *deleted);
 
 #endif

@@ -1325,13 +1325,14 @@ static void sink_call(struct log_thread *st, int64_t usec, const char *ts, log_l
 
 /* Render (into scratch buffers when nested in a sink), write, hand to the sink. */
 static void emit(struct log_thread *st, log_level level, const char *logger, const char *event,
-                 const log_field *f, size_t n)
+                 unsigned flags, const log_field *f, size_t n)
 {
 	int64_t usec = clock_wall_usec();
 	char ts[TS_LEN];
 	ts_render(&st->ts, usec, ts);
 	bool nested = st->depth > 0;
-	bool want_sink = !nested && atomic_load_explicit(&g.sink_fn, memory_order_acquire);
+	bool want_sink = !nested && !(flags & LOG_NO_SINK) &&
+	                 atomic_load_explicit(&g.sink_fn, memory_order_acquire);
 	struct ob *out = nested ? &st->scratch : &st->out;
 	struct ob *json = out;
 
@@ -1357,16 +1358,22 @@ static void emit(struct log_thread *st, log_level level, const char *logger, con
 	sink_call(st, usec, ts, level, logger, event, f, n, json);
 }
 
-void log_emitv(log_level level, const char *logger, const char *event, const log_field *fields,
-               size_t nfields)
+void log_emitv_flags(log_level level, const char *logger, const char *event, unsigned flags,
+                     const log_field *fields, size_t nfields)
 {
 	if ((int)level < atomic_load_explicit(&g.level, memory_order_relaxed))
 		return;
 	int saved = errno;
 	struct log_thread *st = thread_get();
 	if (st)
-		emit(st, level, logger, event, fields, nfields);
+		emit(st, level, logger, event, flags, fields, nfields);
 	errno = saved;
+}
+
+void log_emitv(log_level level, const char *logger, const char *event, const log_field *fields,
+               size_t nfields)
+{
+	log_emitv_flags(level, logger, event, 0, fields, nfields);
 }
 
 void log_emit(log_level level, const char *logger, const char *event, ...)

@@ -12,8 +12,9 @@
  *
  * Every rendered event is also handed to the sink (log_set_sink), which the
  * event store uses to persist events without the emitting thread ever waiting
- * on SQLite. The sink is called with the JSON rendering even when the output
- * format is console.
+ * on SQLite — except one emitted with LOG_NO_SINK (log_emitv_flags), which is
+ * only written. The sink is called with the JSON rendering even when the
+ * output format is console.
  *
  * Threads: log_init/log_shutdown on the main thread before/after the others;
  * everything else may be called from any thread. The bound context is
@@ -126,6 +127,14 @@ int log_format_parse(const char *name, log_format *out);
 void log_emit(log_level level, const char *logger, const char *event, ...);
 void log_emitv(log_level level, const char *logger, const char *event, const log_field *fields,
                size_t nfields);
+
+/* Flags of log_emitv_flags. LOG_NO_SINK: the event is written to the
+ * output like any other but not handed to the sink, so the event store
+ * does not keep it (health_check's healthy results with log_each_result =
+ * all: the store keeps them as health_history rows instead). */
+enum { LOG_NO_SINK = 1 };
+void log_emitv_flags(log_level level, const char *logger, const char *event, unsigned flags,
+                     const log_field *fields, size_t nfields);
 
 #define log_debug(L, ...)    log_emit(LOG_DEBUG, (L), __VA_ARGS__, LOG_END)
 #define log_info(L, ...)     log_emit(LOG_INFO, (L), __VA_ARGS__, LOG_END)

@@ -333,6 +333,37 @@ void metrics_ansible_run(const char *playbook, const char *result)
 	add(F_ANSIBLE, playbook, result, 1);
 }
 
+/* ---- dispatch latency ---- */
+
+const double metrics_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                          0.25,  0.5,    1,     2.5,  5,     10,   30};
+#define NLATENCY (sizeof metrics_latency_buckets / sizeof metrics_latency_buckets[0])
+const size_t metrics_latency_nbuckets = NLATENCY;
+
+static const char *const dispatch_stage_names[] = {"row", "start"};
+static struct {
+	uint64_t bucket[NLATENCY]; /* not cumulative here */
+	uint64_t count;
+	double sum;
+} dispatch_latency[2]; /* guarded by reg_mu */
+
+void metrics_dispatch_latency(metrics_dispatch_stage stage, double seconds)
+{
+	if ((unsigned)stage > METRICS_DISPATCH_START)
+		return;
+	if (!(seconds > 0)) /* also NaN */
+		seconds = 0;
+	size_t i = 0;
+	while (i < NLATENCY && seconds > metrics_latency_buckets[i])
+		i++;
+	pthread_mutex_lock(&reg_mu);
+	if (i < NLATENCY)
+		dispatch_latency[stage].bucket[i]++;
+	dispatch_latency[stage].count++;
+	dispatch_latency[stage].sum += seconds;
+	pthread_mutex_unlock(&reg_mu);
+}
+
 void metrics_reset(void)
 {
 	pthread_mutex_lock(&reg_mu);
@@ -347,6 +378,7 @@ void metrics_reset(void)
 		}
 		families[f].head = families[f].tail = NULL;
 	}
+	memset(dispatch_latency, 0, sizeof dispatch_latency);
 	pthread_mutex_unlock(&reg_mu);
 	for (size_t i = 0; i < 5; i++)
 		atomic_store(&events_by_level[i], 0);
@@ -402,6 +434,34 @@ static void render_histogram(metrics_buf *b, const family *f, const series *s)
 	buf_value(b, (double)s->count);
 }
 
+/* Both series, also before the first fire: the family is always there. */
+static void render_dispatch_latency(metrics_buf *b)
+{
+	static const char name[] = "fleetkeeper_dispatch_latency_seconds";
+	render_header(b, name,
+	              "Seconds from a scheduled fire time (spread offset or jitter included) to its"
+	              " task_runs row (stage row) and to a worker starting the run (stage start).",
+	              "histogram");
+	pthread_mutex_lock(&reg_mu);
+	for (size_t st = 0; st < 2; st++) {
+		const char *stage = dispatch_stage_names[st];
+		uint64_t cumulative = 0;
+		for (size_t i = 0; i < NLATENCY; i++) {
+			cumulative += dispatch_latency[st].bucket[i];
+			metrics_buf_printf(b, "%s_bucket{stage=\"%s\",le=\"%g\"} %llu\n", name,
+			                   stage, metrics_latency_buckets[i],
+			                   (unsigned long long)cumulative);
+		}
+		metrics_buf_printf(b, "%s_bucket{stage=\"%s\",le=\"+Inf\"} %llu\n", name, stage,
+		                   (unsigned long long)dispatch_latency[st].count);
+		metrics_buf_printf(b, "%s_sum{stage=\"%s\"}", name, stage);
+		buf_value(b, dispatch_latency[st].sum);
+		metrics_buf_printf(b, "%s_count{stage=\"%s\"} %llu\n", name, stage,
+		                   (unsigned long long)dispatch_latency[st].count);
+	}
+	pthread_mutex_unlock(&reg_mu);
+}
+
 static void render_registry(metrics_buf *b)
 {
 	pthread_mutex_lock(&reg_mu);
@@ -439,6 +499,7 @@ static void render_registry(metrics_buf *b)
 	              "1 while the event writer's last write to the store failed.", "gauge");
 	metrics_buf_printf(b, "fleetkeeper_store_write_failing %d\n",
 	                   atomic_load(&writer_failing) ? 1 : 0);
+	render_dispatch_latency(b);
 }
 
 /* ---- process_* from /proc/self ---- */

@@ -71,6 +71,17 @@ bool metrics_store_writer_failing(char *why, size_t cap);
 /* result: ok, failed, timeout, unreachable, ... (a short word). */
 void metrics_ansible_run(const char *playbook, const char *result);
 
+/* Dispatch latency of a scheduled fire, from its fire time (nominal time
+ * plus the task's spread offset or jitter) to: its task_runs row committed
+ * (ROW), or a worker starting the run (START, later when every worker is
+ * busy). fleetkeeper_dispatch_latency_seconds{stage="row"|"start"}, one
+ * series each for the whole daemon; negative values count as 0. */
+typedef enum { METRICS_DISPATCH_ROW, METRICS_DISPATCH_START } metrics_dispatch_stage;
+void metrics_dispatch_latency(metrics_dispatch_stage stage, double seconds);
+/* Its buckets (seconds), ascending; +Inf is implied. */
+extern const double metrics_latency_buckets[];
+extern const size_t metrics_latency_nbuckets;
+
 /* ---- rendering ---- */
 
 /* The registry and process_* metrics, then the store gauges read through

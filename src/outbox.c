@@ -380,13 +380,17 @@ int outbox_sent_since(store *s, const char *notifier, double since, outbox_time_
 	return stop ? stop : code;
 }
 
-int outbox_prune(store *s, double cutoff, int64_t *deleted)
+int outbox_prune(store *s, double cutoff, size_t max_rows, int64_t *deleted)
 {
-	static const char sql[] = "DELETE FROM notifications WHERE created_at < ?1"
-	                          " AND id < (SELECT max(id) FROM notifications)";
+	static const char sql[] =
+	        "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications"
+	        " WHERE created_at < ?1 AND id < (SELECT max(id) FROM notifications)"
+	        " ORDER BY created_at LIMIT ?2)";
 	store_stmt *st;
 	int code = store_prepare(s, sql, &st);
-	if (code == STORE_OK)
+	if (code == STORE_OK) {
 		store_bind_double(st, 1, cutoff);
+		store_bind_int64(st, 2, (int64_t)max_rows);
+	}
 	return finish_stmt(s, code, st, deleted);
 }

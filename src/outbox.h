@@ -115,9 +115,11 @@ int outbox_fold_upto(store *s, const char *notifier, int64_t upto_id, double now
 typedef int (*outbox_time_cb)(void *ctx, double at);
 int outbox_sent_since(store *s, const char *notifier, double since, outbox_time_cb cb, void *ctx);
 
-/* Retention: delete notifications created before cutoff (their deliveries
- * go with them), always keeping the newest row so that ids never restart
- * below a notifier's cursor. *deleted (may be NULL) gets the count. */
-int outbox_prune(store *s, double cutoff, int64_t *deleted);
+/* Retention: delete at most max_rows of the notifications created before
+ * cutoff, oldest first (their deliveries go with them), always keeping the
+ * newest row so that ids never restart below a notifier's cursor.
+ * *deleted (may be NULL) gets the count: fewer than max_rows means none
+ * is left. One statement; callers loop (retention.h). */
+int outbox_prune(store *s, double cutoff, size_t max_rows, int64_t *deleted);
 
 #endif

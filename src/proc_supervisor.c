@@ -53,6 +53,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "runtime.h" /* runtime_child_nofile */
+
 /* What the command writes on the report pipe when it cannot exec. */
 typedef struct {
 	int stage;
@@ -126,6 +128,7 @@ static void __attribute__((noreturn)) child_exec(const child_plan *p)
 	child_setup_fds(p, report);
 	if (p->cwd && chdir(p->cwd) != 0)
 		child_fail(report, STAGE_CHDIR, errno);
+	runtime_child_nofile(); /* the soft RLIMIT_NOFILE the daemon started with */
 	sigprocmask(SIG_SETMASK, &p->empty, NULL);
 	execve(p->path, p->argv, p->envp);
 	child_fail(report, STAGE_EXEC, errno);

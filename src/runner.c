@@ -18,6 +18,7 @@
 #include "runner.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -219,9 +220,24 @@ static void declare_items(task_run *run, const task_type *type)
 		task_run_count(run, *it, 0);
 }
 
+/* runner_report_dbl's fields of the run on this thread. */
+struct report_field {
+	const char *name;
+	double value;
+};
+static _Thread_local struct report_field report_fields[RUNNER_MAX_FIELDS];
+static _Thread_local size_t nreport_fields;
+
+void runner_report_dbl(task_run *run, const char *name, double value)
+{
+	(void)run;
+	if (nreport_fields < RUNNER_MAX_FIELDS)
+		report_fields[nreport_fields++] = (struct report_field){name, value};
+}
+
 static void log_terminal_event(const task_run *run, run_status status, double duration)
 {
-	log_field fields[TASK_MAX_ITEMS + 6];
+	log_field fields[TASK_MAX_ITEMS + RUNNER_MAX_FIELDS + 6];
 	size_t n = 0;
 	char event[160];
 	const char *suffix = status == RUN_SUCCESS   ? "complete"
@@ -241,6 +257,9 @@ static void log_terminal_event(const task_run *run, run_status status, double du
 	if (run->exit_code >= 0)
 		fields[n++] = LOG_INT("exit_code", run->exit_code);
 	fields[n++] = LOG_DBL("duration_sec", duration);
+	for (size_t i = 0; i < nreport_fields; i++)
+		fields[n++] = LOG_DBL(report_fields[i].name, report_fields[i].value);
+	nreport_fields = 0;
 	/* A run a clean shutdown interrupted did nothing wrong: a warning. */
 	log_level level = status == RUN_SUCCESS || status == RUN_SKIPPED ? LOG_INFO
 	                  : status == RUN_INTERRUPTED                    ? LOG_WARNING
@@ -366,6 +385,7 @@ run_status runner_execute(run_request *req, store *st, run_control *ctl)
 	run.logger = type->logger;
 	run.exit_code = -1;
 	declare_items(&run, type);
+	nreport_fields = 0;
 
 	log_clear_context();
 	eventsink_thread_paced(true);
@@ -375,11 +395,21 @@ run_status runner_execute(run_request *req, store *st, run_control *ctl)
 
 	int64_t started = clock_mono_ms();
 	snprintf(event, sizeof event, "%s_start", req->task->name);
-	log_field start[13];
+	log_field start[16];
 	size_t nstart = 0;
+	char fire_time[40];
 	start[nstart++] = LOG_STR("type", type->name);
 	start[nstart++] = LOG_STR("trigger", req->trigger);
 	start[nstart++] = LOG_INT("attempt", req->attempt);
+	if (req->fire_at > 0) { /* the dispatch latency of a scheduled fire */
+		double start_latency = clock_wall() - req->fire_at;
+		log_format_timestamp(fire_time, sizeof fire_time,
+		                     (int64_t)llround(req->fire_at * 1e6));
+		start[nstart++] = LOG_STR("fire_time", fire_time);
+		start[nstart++] = LOG_DBL("dispatch_latency_sec", req->dispatch_latency);
+		start[nstart++] = LOG_DBL("start_latency_sec", start_latency);
+		metrics_dispatch_latency(METRICS_DISPATCH_START, start_latency);
+	}
 	if (type->start_fields)
 		nstart += type->start_fields(&run, start + nstart, 10);
 	log_emitv(LOG_INFO, run.logger, event, start, nstart);

@@ -56,6 +56,14 @@ typedef struct {
 	double queued_at;
 	int attempt;  /* 1, or 2.. for a retry */
 	int attempts; /* the last attempt there may be (retries + 1); 1 if never retried */
+	/* A scheduled fire (trigger schedule): its fire time (nominal time plus
+	 * the spread offset or jitter, unix s) and the seconds from it to the
+	 * committed task_runs row, both set by the daemon; fire_at 0 otherwise.
+	 * With fire_at, <task>_start carries fire_time, dispatch_latency_sec
+	 * and start_latency_sec, and runner_execute observes the start latency
+	 * (metrics_dispatch_latency). */
+	double fire_at;
+	double dispatch_latency;
 } run_request;
 
 /* Which attempt of a run a request is (runner_prepare_attempt). */
@@ -86,6 +94,13 @@ void run_request_release(run_request *req);
 
 /* Execute a prepared run. Returns its final status. */
 run_status runner_execute(run_request *req, store *st, run_control *ctl);
+
+/* A field of the run's <task>_complete / _failed event that item counts
+ * (integers, also kept in the row) cannot carry, e.g. health_check's
+ * cpu_sec. name must be a static string; at most RUNNER_MAX_FIELDS per
+ * run (more are dropped); only from the run's thread, during run(). */
+#define RUNNER_MAX_FIELDS 4
+void runner_report_dbl(task_run *run, const char *name, double value);
 
 /* Record an overlap skip: task_skipped event and a skipped row. */
 void runner_record_skip(config *cfg, const task_config *task, const char *trigger,

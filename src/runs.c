@@ -184,14 +184,19 @@ int runs_get(store *s, int64_t run_id, run_row_cb cb, void *ctx)
 
 int runs_list(store *s, const char *task, int limit, run_row_cb cb, void *ctx)
 {
-	static const char sql[] = "SELECT " RUN_COLS " FROM task_runs"
-	                          " WHERE ?1 IS NULL OR task = ?1 ORDER BY id DESC LIMIT ?2";
+	/* two statements, so that one task's listing walks the index
+	 * task_runs(task, id) instead of every run kept */
+	static const char all_sql[] = "SELECT " RUN_COLS " FROM task_runs"
+	                              " ORDER BY id DESC LIMIT ?1";
+	static const char task_sql[] = "SELECT " RUN_COLS " FROM task_runs"
+	                               " WHERE task = ?1 ORDER BY id DESC LIMIT ?2";
 	store_stmt *st;
-	int code = store_prepare(s, sql, &st);
+	int code = store_prepare(s, task ? task_sql : all_sql, &st);
 	if (code != STORE_OK)
 		return code;
-	store_bind_text(st, 1, task);
-	store_bind_int64(st, 2, limit > 0 ? limit : -1);
+	if (task)
+		store_bind_text(st, 1, task);
+	store_bind_int64(st, task ? 2 : 1, limit > 0 ? limit : -1);
 	return each_run(st, cb, ctx, NULL);
 }
 
@@ -204,18 +209,23 @@ int runs_last_per_task(store *s, run_row_cb cb, void *ctx)
 	return code == STORE_OK ? each_run(st, cb, ctx, NULL) : code;
 }
 
-int runs_prune(store *s, double cutoff, int64_t *deleted)
+int runs_prune(store *s, double cutoff, size_t max_rows, int64_t *deleted)
 {
+	/* A running row has no finished_at, so the index task_runs_finished
+	 * never yields one; the status test says so anyway. */
 	static const char sql[] =
-	        "DELETE FROM task_runs WHERE status <> 'running' AND finished_at < ?1";
+	        "DELETE FROM task_runs WHERE id IN (SELECT id FROM task_runs"
+	        " WHERE finished_at < ?1 AND status <> 'running' ORDER BY finished_at LIMIT ?2)";
 	store_stmt *st;
+	*deleted = 0;
 	int code = store_prepare(s, sql, &st);
 	if (code != STORE_OK)
 		return code;
 	store_bind_double(st, 1, cutoff);
+	store_bind_int64(st, 2, (int64_t)max_rows);
 	code = store_step_done(st);
 	store_stmt_done(st);
-	if (code == STORE_OK && deleted)
+	if (code == STORE_OK)
 		*deleted = store_changes(s);
 	return code;
 }

@@ -12,6 +12,7 @@
 #ifndef FK_RUNS_H
 #define FK_RUNS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "store.h"
@@ -76,8 +77,10 @@ int runs_last_per_task(store *s, run_row_cb cb, void *ctx);
  * interrupted rows neither count nor break a streak. */
 int runs_failure_streak(store *s, const char *task, int limit, int *out);
 
-/* Delete finished runs that finished before cutoff (unix seconds). */
-int runs_prune(store *s, double cutoff, int64_t *deleted);
+/* Delete at most max_rows of the finished runs that finished before cutoff
+ * (unix seconds), oldest first, in one statement; *deleted gets how many
+ * (fewer than max_rows: none is left). See events_prune. */
+int runs_prune(store *s, double cutoff, size_t max_rows, int64_t *deleted);
 
 /* The last fire time the scheduler acted on (unix seconds), 0 if none. */
 int runs_last_fire_get(store *s, const char *task, double *out);

@@ -6,12 +6,46 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
 #include "runs.h"
+
+/* The soft limit before the raise; written once, before any child is
+ * started, read by children after fork. */
+static struct rlimit nofile_original;
+static bool nofile_raised;
+
+int runtime_raise_nofile(rlim_t *soft, rlim_t *hard)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -1;
+	if (!nofile_raised) {
+		nofile_original = rl;
+		nofile_raised = true;
+	}
+	if (rl.rlim_cur != rl.rlim_max) {
+		struct rlimit up = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+	}
+	if (soft)
+		*soft = rl.rlim_cur;
+	if (hard)
+		*hard = rl.rlim_max;
+	return 0;
+}
+
+void runtime_child_nofile(void)
+{
+	if (nofile_raised && nofile_original.rlim_cur < nofile_original.rlim_max)
+		setrlimit(RLIMIT_NOFILE, &nofile_original);
+}
 
 int runtime_mkdirs(const char *path)
 {
@@ -139,6 +173,7 @@ int runtime_open(runtime *rt, config *cfg, bool as_daemon, char *err, size_t err
 	memset(rt, 0, sizeof *rt);
 	rt->cfg = cfg;
 	rt->daemon_lock_fd = rt->runs_lock_fd = -1;
+	runtime_raise_nofile(&rt->nofile_soft, &rt->nofile_hard);
 	if (runtime_mkdirs(cfg->state_dir) != 0) {
 		snprintf(err, errlen, "%s: cannot create state directory: %s", cfg->state_dir,
 		         strerror(errno));

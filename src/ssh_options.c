@@ -59,8 +59,28 @@ void ssh_options_default(ssh_options *opt)
 	        .user = "root",
 	        .policy = HOSTKEY_POLICY_ACCEPT_NEW,
 	        .timeout_ms = SSH_DEFAULT_TIMEOUT_MS,
+	        .connect_timeout_ms = SSH_DEFAULT_CONNECT_TIMEOUT_MS,
+	        .handshake_timeout_ms = SSH_DEFAULT_HANDSHAKE_TIMEOUT_MS,
 	        .command = SSH_DEFAULT_COMMAND,
 	};
+}
+
+/* A deadline key of [ssh] (0: the default); absent leaves *ms. */
+static int stage_timeout(const config_section *sec, const char *key, int64_t *ms, char *err,
+                         size_t errlen)
+{
+	char why[160];
+	int64_t v;
+	const char *text = config_get(sec, key);
+
+	if (text == NULL)
+		return 0;
+	if (duration_parse(text, &v, why, sizeof why) != 0) {
+		snprintf(err, errlen, "[ssh] %s: %s", key, why);
+		return -1;
+	}
+	*ms = v;
+	return 0;
 }
 
 int ssh_options_from_config(ssh_options *opt, const config_section *sec, char *err, size_t errlen)
@@ -89,8 +109,9 @@ int ssh_options_from_config(ssh_options *opt, const config_section *sec, char *e
 		snprintf(err, errlen, "[ssh] host_key_policy: unknown policy '%s'", v);
 		return -1;
 	}
-	if ((v = config_get(sec, "timeout")) &&
-	    duration_parse(v, &opt->timeout_ms, err, errlen) != 0)
+	if (stage_timeout(sec, "timeout", &opt->timeout_ms, err, errlen) != 0 ||
+	    stage_timeout(sec, "connect_timeout", &opt->connect_timeout_ms, err, errlen) != 0 ||
+	    stage_timeout(sec, "handshake_timeout", &opt->handshake_timeout_ms, err, errlen) != 0)
 		return -1;
 agent:
 	if (!agent_set && opt->key_file == NULL && opt->password_file == NULL)

@@ -64,8 +64,10 @@ typedef enum {
 const char *ssh_stage_name(ssh_stage stage);
 const char *ssh_error_name(ssh_error err);
 
-#define SSH_DEFAULT_TIMEOUT_MS 10000
-#define SSH_DEFAULT_COMMAND    "true"
+#define SSH_DEFAULT_TIMEOUT_MS           10000
+#define SSH_DEFAULT_CONNECT_TIMEOUT_MS   5000
+#define SSH_DEFAULT_HANDSHAKE_TIMEOUT_MS 5000
+#define SSH_DEFAULT_COMMAND              "true"
 
 /* One attempt's settings. Every pointer is borrowed and must stay valid
  * until the attempt has finished. */
@@ -79,7 +81,12 @@ typedef struct {
 	bool use_agent;              /* try the keys of $SSH_AUTH_SOCK */
 	const char *known_hosts;     /* NULL only with policy off */
 	hostkey_policy policy;
-	int64_t timeout_ms;  /* the whole attempt; <= 0: default */
+	int64_t timeout_ms; /* the whole attempt; <= 0: default */
+	/* Stage deadlines, each cut to the whole attempt's: TCP connect (from
+	 * the first connect()), and the SSH handshake up to the host key (from
+	 * the TCP connection). <= 0: the default (5 s). */
+	int64_t connect_timeout_ms;
+	int64_t handshake_timeout_ms;
 	const char *command; /* NULL: "true" */
 	bool hostkey_only;   /* end after the host key stage, with success if
 	                      * the key matched (or was recorded): no auth, no
@@ -103,11 +110,13 @@ typedef struct {
 	char fingerprint[64];
 } ssh_result;
 
-/* Defaults: port 22, user root, policy accept-new, 10 s, "true". */
+/* Defaults: port 22, user root, policy accept-new, 10 s (connect 5 s,
+ * handshake 5 s), "true". */
 void ssh_options_default(ssh_options *opt);
 
 /* Apply [ssh] (user, port, key_file, passphrase_file, password_file,
- * use_agent, known_hosts, host_key_policy, timeout) on top of opt; sec may
+ * use_agent, known_hosts, host_key_policy, timeout, connect_timeout,
+ * handshake_timeout) on top of opt; sec may
  * be NULL. Strings are borrowed from the config. use_agent defaults to true
  * when neither key_file nor password_file is set and $SSH_AUTH_SOCK is.
  * 0, or -1 with a message. */

@@ -203,9 +203,39 @@ static const char schema_v5[] =
         " CHECK(ends_at > starts_at));"
         "CREATE INDEX maintenance_windows_server ON maintenance_windows(server_id, ends_at);";
 
+/* v6: fleet scale (issue 16). health_history: one row per server and
+ * hour (unix time of the hour's start, UTC) with the hour's summary;
+ * samples holds every check of the hour (health_history.h's encoding) until
+ * the hour leaves the raw window, then it is NULL (downsampled). */
+static const char schema_v6[] =
+        "CREATE TABLE health_history ("
+        " server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,"
+        " hour INTEGER NOT NULL,"
+        " checks INTEGER NOT NULL,"
+        " failures INTEGER NOT NULL,"
+        " rt_min_ms INTEGER," /* over the healthy checks; NULL: none */
+        " rt_max_ms INTEGER,"
+        " rt_sum_ms INTEGER NOT NULL DEFAULT 0,"
+        " samples TEXT,"
+        " PRIMARY KEY (server_id, hour)) WITHOUT ROWID;"
+        "CREATE INDEX health_history_hour ON health_history(hour);"
+        /* v6 indexes: */
+        /* the batched prunes (runs_prune, outbox_prune) walk these */
+        "CREATE INDEX task_runs_finished ON task_runs(finished_at);"
+        "CREATE INDEX notifications_created ON notifications(created_at);"
+        /* deleting a notification cascades to its deliveries by this */
+        "CREATE INDEX notification_deliveries_notification"
+        " ON notification_deliveries(notification_id);"
+        /* health_history_downsample finds the hours that still have
+         * samples without walking the downsampled ones */
+        "CREATE INDEX health_history_raw ON health_history(hour) WHERE samples IS NOT NULL;"
+        /* incidents, newest first, without a sort */
+        "CREATE INDEX incidents_detected ON incidents(detected_at);"
+        "";
+
 /* migrations[i] takes the schema from version i to version i + 1. */
 static const char *const migrations[STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
-                                                             schema_v4, schema_v5};
+                                                             schema_v4, schema_v5, schema_v6};
 
 struct store_stmt {
 	store *s;
@@ -229,6 +259,8 @@ struct store {
 	char path[4096]; /* the database file, for store_file_replaced */
 	dev_t dev;       /* its device and inode at open */
 	ino_t ino;
+	store_plan_cb plan_cb; /* store_set_plan_cb: tests only */
+	void *plan_ctx;
 	char errmsg[512];
 };
 
@@ -392,6 +424,25 @@ static int stmt_fail(store_stmt *st, int rc)
 	return fail(st->s, rc, head);
 }
 
+/* EXPLAIN QUERY PLAN of sql, each line to the plan callback (tests). */
+static void report_plan(store *s, const char *sql)
+{
+	char *explain = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sql);
+	sqlite3_stmt *st = NULL;
+	if (explain && sqlite3_prepare_v2(s->db, explain, -1, &st, NULL) == SQLITE_OK) {
+		while (sqlite3_step(st) == SQLITE_ROW)
+			s->plan_cb(s->plan_ctx, sql, (const char *)sqlite3_column_text(st, 3));
+	}
+	sqlite3_finalize(st);
+	sqlite3_free(explain);
+}
+
+void store_set_plan_cb(store *s, store_plan_cb cb, void *ctx)
+{
+	s->plan_cb = cb;
+	s->plan_ctx = ctx;
+}
+
 int store_prepare(store *s, const char *sql, store_stmt **out)
 {
 	*out = NULL;
@@ -429,6 +480,8 @@ int store_prepare(store *s, const char *sql, store_stmt **out)
 		s->cache.used++;
 	}
 	*slot = *out = st;
+	if (s->plan_cb)
+		report_plan(s, sql);
 	return STORE_OK;
 }
 
@@ -745,11 +798,21 @@ static int set_wal(store *s)
 	return code;
 }
 
+static int pragma_int(store *s, const char *sql, int64_t *out);
+
 static int configure(store *s)
 {
 	if (sqlite3_db_readonly(s->db, "main") == 1)
 		return fail_msg(s, STORE_READONLY, "database file is read-only");
 	int code = exec_sql(s, "PRAGMA foreign_keys=ON", "set foreign_keys");
+	/* A new (empty) file only, and before WAL: switching it to WAL writes
+	 * its first page, after which auto_vacuum can no longer change. On an
+	 * existing file the pragma would write its header at every open. */
+	int64_t pages = -1;
+	if (code == STORE_OK)
+		code = pragma_int(s, "PRAGMA page_count", &pages);
+	if (code == STORE_OK && pages == 0)
+		code = exec_sql(s, "PRAGMA auto_vacuum=INCREMENTAL", "set auto_vacuum");
 	if (code == STORE_OK)
 		code = set_wal(s);
 	if (code == STORE_OK)
@@ -952,6 +1015,70 @@ int store_backup(store *s, const char *dest, char *err, size_t errlen)
 		return code == STORE_OK ? STORE_ERROR : code;
 	}
 	return STORE_OK;
+}
+
+/* ---- space ---- */
+
+static int pragma_int(store *s, const char *sql, int64_t *out)
+{
+	store_stmt *st;
+	int rc = store_prepare(s, sql, &st);
+	if (rc != STORE_OK)
+		return rc;
+	rc = store_step(st);
+	*out = rc == STORE_ROW ? store_col_int64(st, 0) : 0;
+	store_stmt_done(st);
+	return rc < 0 ? rc : STORE_OK;
+}
+
+int store_space_get(store *s, store_space *out)
+{
+	int64_t av = 0;
+	int rc = pragma_int(s, "PRAGMA page_size", &out->page_size);
+	if (rc == STORE_OK)
+		rc = pragma_int(s, "PRAGMA page_count", &out->page_count);
+	if (rc == STORE_OK)
+		rc = pragma_int(s, "PRAGMA freelist_count", &out->freelist_count);
+	if (rc == STORE_OK)
+		rc = pragma_int(s, "PRAGMA auto_vacuum", &av);
+	out->auto_vacuum = (store_auto_vacuum)av;
+	return rc;
+}
+
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+int store_vacuum_step(store *s, int64_t *freed)
+{
+	static const char sql[] = "PRAGMA incremental_vacuum(" STR(STORE_VACUUM_STEP_PAGES) ")";
+	store_space before, after;
+	*freed = 0;
+	int rc = store_space_get(s, &before);
+	if (rc != STORE_OK || before.auto_vacuum != STORE_AUTO_VACUUM_INCREMENTAL ||
+	    before.freelist_count == 0)
+		return rc;
+	/* sqlite3_exec steps it to the end: one pass frees the pages */
+	rc = exec_sql(s, sql, "incremental_vacuum");
+	if (rc == STORE_OK)
+		rc = store_space_get(s, &after);
+	if (rc == STORE_OK)
+		*freed = before.freelist_count - after.freelist_count;
+	return rc;
+}
+
+int store_vacuum(store *s)
+{
+	store_space sp;
+	int rc = store_space_get(s, &sp);
+	/* on a NONE file the pragma writes nothing: it tells VACUUM the mode */
+	if (rc == STORE_OK && sp.auto_vacuum == STORE_AUTO_VACUUM_NONE)
+		rc = exec_sql(s, "PRAGMA auto_vacuum=INCREMENTAL", "set auto_vacuum");
+	return rc == STORE_OK ? exec_sql(s, "VACUUM", "vacuum") : rc;
+}
+
+int store_checkpoint(store *s)
+{
+	return exec_sql(s, "PRAGMA wal_checkpoint(PASSIVE)", "wal_checkpoint");
 }
 
 bool store_file_replaced(store *s)

@@ -35,7 +35,7 @@ typedef enum {
 	STORE_TOONEW = -7, /* schema version newer than this binary */
 } store_error;
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 
 /* Open (creating the file and schema if needed) and migrate. Read-only
  * opens never create or migrate. *out is freed with store_close. On
@@ -143,6 +143,49 @@ int store_backup(store *s, const char *dest, char *err, size_t errlen);
  * another file since (the connection still writes into the old inode);
  * the reason is in store_errmsg(). A stat(2), cheap. */
 bool store_file_replaced(store *s);
+
+/* ---- space: freed pages back to the file system ----
+ *
+ * New stores are created with auto_vacuum = INCREMENTAL: pages freed by a
+ * delete go to the free list, and store_vacuum_step gives them back to the
+ * file system in bounded steps. A store created before (auto_vacuum NONE)
+ * keeps its free pages for reuse until store_vacuum rebuilds it. In WAL
+ * mode the file shrinks when the WAL is checkpointed (store_checkpoint, or
+ * SQLite's automatic checkpoint). */
+typedef enum {
+	STORE_AUTO_VACUUM_NONE = 0,
+	STORE_AUTO_VACUUM_FULL = 1,
+	STORE_AUTO_VACUUM_INCREMENTAL = 2,
+} store_auto_vacuum;
+
+typedef struct {
+	int64_t page_size;
+	int64_t page_count; /* the file's size in pages (after a checkpoint) */
+	int64_t freelist_count;
+	store_auto_vacuum auto_vacuum;
+} store_space;
+
+int store_space_get(store *s, store_space *out);
+/* Pages one store_vacuum_step gives back at most (4 KiB each): measured
+ * at a few ms per step (docs/state-store.md, Vacuum). */
+#define STORE_VACUUM_STEP_PAGES 1000
+/* PRAGMA incremental_vacuum of at most STORE_VACUUM_STEP_PAGES pages, one
+ * short write transaction; *freed gets how many went (0: nothing left, or
+ * not an incremental store). */
+int store_vacuum_step(store *s, int64_t *freed);
+/* VACUUM: rebuild the whole file (holds the write lock throughout and
+ * needs free disk space about the store's size); turns an auto_vacuum
+ * NONE store into an incremental one. */
+int store_vacuum(store *s);
+/* PRAGMA wal_checkpoint(PASSIVE): copy the WAL into the file without
+ * waiting for anyone; the file is truncated to its page count when the
+ * whole WAL is copied. */
+int store_checkpoint(store *s);
+
+/* Tests: every statement this connection prepares from now on has its
+ * EXPLAIN QUERY PLAN lines handed to cb (sql is the statement's text). */
+typedef void (*store_plan_cb)(void *ctx, const char *sql, const char *plan_line);
+void store_set_plan_cb(store *s, store_plan_cb cb, void *ctx);
 
 /* Migration up to a given version only; for tests of the migration path. */
 int store_open_at_version(store **out, const char *path, int version, char *err, size_t errlen);

@@ -31,7 +31,16 @@
  *     (copied) after wheel_init.
  *
  * wheel_add with expires <= now appends straight to the expired list, so
- * wheel_get_expired returns it without waiting for a wheel_update. The wheel
+ * wheel_get_expired returns it without waiting for a wheel_update.
+ *
+ * What one wheel_update expires is taken in expiry order (the daemon
+ * dispatches fires in fire-time order). Level 0 fills the list in order,
+ * but a late update processes whole slots of upper levels, whose lists are
+ * in no particular order: the update then sorts the part it appended (a
+ * merge sort; in the common case the check costs one comparison per
+ * timer). Everything already on the list expired before it, so the whole
+ * list stays in order, except for timers added already due, which queue
+ * behind. The wheel
  * owns no memory: timers belong to their owners, who must cancel a pending
  * timer before freeing it.
  */
@@ -175,6 +184,52 @@ static void slot_process(wheel *w, unsigned level, unsigned slot)
 	}
 }
 
+/* Stable merge of two lists sorted by expiry (next links only). */
+static wheel_timer *merge(wheel_timer *a, wheel_timer *b)
+{
+	wheel_timer *head = NULL, **tail = &head;
+	while (a && b) {
+		wheel_timer **take = b->expires < a->expires ? &b : &a;
+		*tail = *take;
+		*take = (*take)->next;
+		tail = &(*tail)->next;
+	}
+	*tail = a ? a : b;
+	return head;
+}
+
+static wheel_timer *merge_sort(wheel_timer *h)
+{
+	if (h == NULL || h->next == NULL)
+		return h;
+	wheel_timer *slow = h, *fast = h->next;
+	while (fast && fast->next) {
+		slow = slow->next;
+		fast = fast->next->next;
+	}
+	wheel_timer *second = slow->next;
+	slow->next = NULL;
+	return merge(merge_sort(h), merge_sort(second));
+}
+
+/* Sort the end of the expired list from the link `from` on by expiry, and
+ * relink pprev and the tail (invariants 3 and 4). */
+static void expired_sort_from(wheel *w, wheel_timer **from)
+{
+	bool sorted = true;
+	for (wheel_timer *t = *from; t && t->next && sorted; t = t->next)
+		sorted = t->expires <= t->next->expires;
+	if (sorted)
+		return;
+	*from = merge_sort(*from);
+	wheel_timer **pprev = from;
+	for (wheel_timer *t = *from; t; t = t->next) {
+		t->pprev = pprev;
+		pprev = &t->next;
+	}
+	w->expired_tail = pprev;
+}
+
 /*
  * Levels are processed bottom-up, each level's due slots in clock order, so
  * level 0 fills the expired list in expiry order. A timer cascading down from
@@ -187,6 +242,7 @@ void wheel_update(wheel *w, uint64_t now)
 	if (now <= old)
 		return;
 	w->now = now;
+	wheel_timer **appended = w->expired_tail;
 	for (unsigned level = 0; level < WHEEL_LEVELS; level++) {
 		unsigned shift = level * WHEEL_BITS;
 		if ((now >> shift) == (old >> shift))
@@ -200,6 +256,12 @@ void wheel_update(wheel *w, uint64_t now)
 			slot_process(w, level, slot);
 		}
 	}
+	expired_sort_from(w, appended);
+}
+
+wheel_timer *wheel_peek_expired(wheel *w)
+{
+	return w->expired;
 }
 
 wheel_timer *wheel_get_expired(wheel *w)

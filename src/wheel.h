@@ -52,8 +52,14 @@ void wheel_cancel(wheel *w, wheel_timer *t);
 /* Advance to now (never backwards): every timer with expires <= now moves to
  * the expired list. */
 void wheel_update(wheel *w, uint64_t now);
-/* Take one expired timer (no longer pending), or NULL. */
+/* Take one expired timer (no longer pending), or NULL. The timers one
+ * wheel_update expired come out in expiry order (ties in no set order),
+ * also after a late update that took whole slots of upper levels at once;
+ * they follow those expired before, and a timer added already due comes
+ * after every timer due at that moment. */
 wheel_timer *wheel_get_expired(wheel *w);
+/* The timer wheel_get_expired would return next, left in place; or NULL. */
+wheel_timer *wheel_peek_expired(wheel *w);
 /* Milliseconds from now until the next expiry: 0 if one is due,
  * UINT64_MAX if nothing is armed. May be early (never late) for timers on
  * upper levels: the caller then just calls wheel_update again. */

@@ -18,7 +18,14 @@
 #include "log.h"
 #include "providers.h"
 
+/* An installed build (meson -Dsystem_config=true, the Debian package) reads
+ * <sysconfdir>/fleetkeeper/fleetkeeper.conf; a build directory the
+ * shipped example. */
+#ifdef FK_DEFAULT_CONFIG
+#define DEFAULT_CONFIG FK_DEFAULT_CONFIG
+#else
 #define DEFAULT_CONFIG "etc/fleetkeeper.conf"
+#endif
 
 static const char usage_text[] =
         "usage: fleetkeeper [-c FILE] COMMAND [ARGS]\n"
@@ -49,7 +56,8 @@ static const char usage_text[] =
         "                                --reprovision: reprovision an unreachable server "
         "first\n"
         "  notify test NAME              send a test message through notifier NAME\n"
-        "  store check | backup FILE     check the state store for damage | copy it safely\n"
+        "  store check | backup FILE | vacuum  check the state store for damage | copy it\n"
+        "                                safely | give free pages back (daemon stopped)\n"
         "  servers [show S | set-status S STATUS --reason R | forget S |\n"
         "          maintenance S --for DURATION [--from TIME] [--reason R] | --end]\n"
         "                                the fleet, and the operator's controls of a server\n"

@@ -10,6 +10,11 @@
  * rest follow it by the interval, so `next` and `status` agree. Without a
  * daemon the times are from now (what a daemon started now would do), and
  * stderr says so.
+ *
+ * A task without a jitter of its own fires at its nominal times plus its
+ * fixed [daemon] spread offset (spread.h): the times printed include it
+ * (with milliseconds when it has a fraction of a second), as the daemon's
+ * status does.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +26,7 @@
 #include "clock.h"
 #include "control.h"
 #include "schedule.h"
+#include "spread.h"
 #include "tz.h"
 
 typedef struct {
@@ -60,27 +66,42 @@ static int parse_args(const cli_ctx *ctx, next_args *a)
 	return 0;
 }
 
-static void print_time(const cli_ctx *ctx, const tz *zone, int64_t t)
+/* t: unix s; ms: milliseconds past it, printed when with_ms (a spread
+ * offset). */
+static void print_time(const cli_ctx *ctx, const tz *zone, int64_t t, int ms, bool with_ms)
 {
 	tz_civil c;
-	char buf[64];
+	char buf[64], frac[8] = "";
 	int32_t off = tz_offset_at(zone, t);
 	int32_t a = off < 0 ? -off : off;
 	tz_to_civil(zone, t, &c);
-	snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", c.year, c.month,
-	         c.day, c.hour, c.minute, c.second, off < 0 ? '-' : '+', a / 3600, (a / 60) % 60);
+	if (with_ms)
+		snprintf(frac, sizeof frac, ".%03d", ms);
+	snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d%s%c%02d:%02d", c.year, c.month,
+	         c.day, c.hour, c.minute, c.second, frac, off < 0 ? '-' : '+', a / 3600,
+	         (a / 60) % 60);
 	if (!ctx->json) {
 		printf("%s\n", buf);
 		return;
 	}
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "next_run", buf);
-	cJSON_AddNumberToObject(o, "unix", (double)t);
+	cJSON_AddNumberToObject(o, "unix", (double)t + (double)ms / 1000.0);
 	cli_print_json(o);
 }
 
-/* The running daemon's next run of task name (unix seconds, from its
- * status); 0 if it has none, -1 if no daemon answers. */
+/* The milliseconds of an ISO 8601 time's fraction ("...:05.250+00:00"). */
+static int64_t iso_millis(const char *iso)
+{
+	const char *dot = strchr(iso, '.');
+	int64_t ms = 0;
+	for (int i = 1; i <= 3; i++)
+		ms = ms * 10 + (dot && dot[i] >= '0' && dot[i] <= '9' ? dot[i] - '0' : 0);
+	return ms;
+}
+
+/* The running daemon's next run of task name (unix ms, from its status);
+ * 0 if it has none, -1 if no daemon answers. */
 static int64_t daemon_next_run(const config *cfg, const char *name, const tz *zone)
 {
 	char *reply = NULL, err[256];
@@ -96,17 +117,23 @@ static int64_t daemon_next_run(const config *cfg, const char *name, const tz *zo
 		const cJSON *n = cJSON_GetObjectItemCaseSensitive(task, "name");
 		const cJSON *next = cJSON_GetObjectItemCaseSensitive(task, "next_run");
 		if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0 &&
-		    cJSON_IsString(next) && tz_parse_iso8601(next->valuestring, zone, &t) != 0)
-			t = 0; /* it carries its offset; zone only in case it does not */
+		    cJSON_IsString(next)) {
+			/* it carries its offset; zone only in case it does not */
+			if (tz_parse_iso8601(next->valuestring, zone, &t) != 0)
+				t = 0;
+			else
+				t = t * 1000 + iso_millis(next->valuestring);
+		}
 	}
 	cJSON_Delete(r);
 	return t;
 }
 
-/* The schedule and zone of a task of the configuration; *daemon_next the
- * daemon's next run of an interval task (0: none, or not asked). */
+/* The schedule, zone and spread offset (ms) of a task of the
+ * configuration; *daemon_next the daemon's next run of an interval task in
+ * unix ms (0: none, or not asked). */
 static int task_schedule(const cli_ctx *ctx, const char *name, bool ask_daemon, schedule *s,
-                         const tz **zone, int64_t *daemon_next)
+                         const tz **zone, int64_t *offset_ms, int64_t *daemon_next)
 {
 	config *cfg = NULL;
 	int rc = cli_load_config(ctx, &cfg);
@@ -123,6 +150,7 @@ static int task_schedule(const cli_ctx *ctx, const char *name, bool ask_daemon, 
 	}
 	*s = tc->sched;
 	*zone = tc->zone; /* zones live for the whole process */
+	*offset_ms = spread_task_offset_ms(tc->name, tc->jitter_ms, cfg->spread_ms);
 	if (ask_daemon && s->kind == SCHEDULE_INTERVAL) {
 		*daemon_next = daemon_next_run(cfg, name, tc->zone);
 		if (*daemon_next <= 0)
@@ -146,7 +174,7 @@ int cli_cmd_next(const cli_ctx *ctx)
 	next_args a = {0};
 	schedule s;
 	const tz *zone = NULL;
-	int64_t daemon_next = 0;
+	int64_t daemon_next = 0, offset_ms = 0;
 	char err[256];
 
 	if (parse_args(ctx, &a) != 0)
@@ -157,7 +185,8 @@ int cli_cmd_next(const cli_ctx *ctx)
 			return EXIT_USAGE;
 		}
 	} else {
-		int rc = task_schedule(ctx, a.target, a.from == NULL, &s, &zone, &daemon_next);
+		int rc = task_schedule(ctx, a.target, a.from == NULL, &s, &zone, &offset_ms,
+		                       &daemon_next);
 		if (rc != EXIT_OK)
 			return rc;
 	}
@@ -180,11 +209,19 @@ int cli_cmd_next(const cli_ctx *ctx)
 		cli_usage_error("schedule '%s' can never fire (no such date)", a.target);
 		return EXIT_USAGE;
 	}
+	/* Nominal times n with n + offset after --from: counted from --from -
+	 * offset. An interval the daemon runs follows its next run, which
+	 * already holds the offset. */
+	int64_t from_ms = t * 1000 - offset_ms;
+	t = from_ms / 1000 - (from_ms % 1000 < 0);
 	for (long i = 0; i < a.count; i++) {
-		t = i == 0 && daemon_next > 0 ? daemon_next : schedule_next(&s, zone, t);
-		if (t < 0)
-			break;
-		print_time(ctx, zone, t);
+		int64_t at_ms = daemon_next + i * s.interval_ms;
+		if (daemon_next <= 0) {
+			if ((t = schedule_next(&s, zone, t)) < 0)
+				break;
+			at_ms = t * 1000 + offset_ms;
+		}
+		print_time(ctx, zone, at_ms / 1000, (int)(at_ms % 1000), offset_ms != 0);
 	}
 	return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
 }

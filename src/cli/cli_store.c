@@ -5,11 +5,19 @@
  *   store check [--json]   PRAGMA integrity_check; exit 0 intact, 1 damaged
  *   store backup FILE      a consistent copy (SQLite online backup), safe
  *                          while the daemon runs; FILE is created 0600
+ *   store vacuum           VACUUM with the daemon stopped: gives every free
+ *                          page back and turns a store made before schema v6
+ *                          (auto_vacuum NONE) into an incremental one
  *
- * Both open the store read-only: they never migrate or change it.
+ * check and backup open the store read-only: they never migrate or change
+ * it. vacuum holds daemon.lock while it works, so no daemon runs meanwhile.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -91,12 +99,83 @@ static int store_backup_cmd(const cli_ctx *ctx, const config *cfg, store *st)
 	return EXIT_OK;
 }
 
+/* daemon.lock, exclusively, without waiting: -1 (with a message) when a
+ * daemon holds it or the lock file cannot be opened. */
+static int lock_out_daemon(const config *cfg)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/daemon.lock", cfg->state_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "fleetkeeper: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		fprintf(stderr,
+		        "fleetkeeper: store vacuum: a daemon is running on %s; stop it first\n",
+		        cfg->state_dir);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void print_space(const char *what, const store_space *sp)
+{
+	printf("  %s: %lld bytes, %lld free, auto_vacuum %s\n", what,
+	       (long long)(sp->page_count * sp->page_size),
+	       (long long)(sp->freelist_count * sp->page_size),
+	       sp->auto_vacuum == STORE_AUTO_VACUUM_INCREMENTAL ? "incremental"
+	       : sp->auto_vacuum == STORE_AUTO_VACUUM_FULL      ? "full"
+	                                                        : "none");
+}
+
+static int store_vacuum_cmd(const cli_ctx *ctx)
+{
+	char err[1024];
+	config *cfg = NULL;
+	store *st = NULL;
+	store_space before = {0}, after = {0};
+	int rc = cli_load_config(ctx, &cfg);
+	if (rc != EXIT_OK)
+		return rc;
+	int lock = lock_out_daemon(cfg);
+	rc = lock < 0 ? EXIT_FAILED : EXIT_OK;
+	if (rc == EXIT_OK && store_open(&st, cfg->db_path, err, sizeof err) != STORE_OK) {
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+		rc = EXIT_FAILED;
+	}
+	if (rc == EXIT_OK &&
+	    (store_space_get(st, &before) != STORE_OK || store_vacuum(st) != STORE_OK ||
+	     store_checkpoint(st) != STORE_OK || store_space_get(st, &after) != STORE_OK)) {
+		fprintf(stderr, "fleetkeeper: %s: %s\n", cfg->db_path, store_errmsg(st));
+		rc = EXIT_FAILED;
+	}
+	if (rc == EXIT_OK) {
+		printf("%s:\n", cfg->db_path);
+		print_space("before", &before);
+		print_space("after", &after);
+	}
+	store_close(st);
+	if (lock >= 0)
+		close(lock);
+	config_unref(cfg);
+	return rc;
+}
+
 int cli_cmd_store(const cli_ctx *ctx)
 {
 	const char *sub = ctx->argc > 0 ? ctx->argv[0] : "";
 	bool check = strcmp(sub, "check") == 0, backup = strcmp(sub, "backup") == 0;
+	if (strcmp(sub, "vacuum") == 0) {
+		if (ctx->argc != 1) {
+			cli_usage_error("store vacuum: unexpected argument '%s'", ctx->argv[1]);
+			return EXIT_USAGE;
+		}
+		return store_vacuum_cmd(ctx);
+	}
 	if (!check && !backup) {
-		cli_usage_error("store: expects check or backup FILE, got '%s'", sub);
+		cli_usage_error("store: expects check, backup FILE or vacuum, got '%s'", sub);
 		return EXIT_USAGE;
 	}
 	if (check && ctx->argc != 1) {

@@ -10,9 +10,33 @@
  *   HANDSHAKE --host key checked, hostkey_only--> DONE (known-hosts scan)
  *
  * A state function returns STEP_WAIT when libssh2 (or connect) would block,
- * STEP_NEXT after changing state, and STEP_DONE once the result is final.
- * ssh_run_many polls every waiting attempt's socket in the direction it is
- * blocked on, plus the cancel fd, with the nearest deadline as timeout.
+ * STEP_NEXT after changing state, STEP_DONE once the result is final, and
+ * STEP_NOFD when socket() found no free descriptor (EMFILE, ENFILE): the
+ * attempt is then undone and started again later, not failed.
+ *
+ * ssh_run_many keeps every waiting attempt's socket in one epoll set
+ * (level-triggered), registered in the direction libssh2 is blocked on and
+ * changed (EPOLL_CTL_MOD) only when that direction changes; the cancel fd is
+ * in the set too. A round costs O(ready): epoll_wait returns the ready
+ * sockets, and the nearest deadline is the top of a min-heap of (due, slot,
+ * generation) entries. An attempt's due time changes with its stage
+ * (connect_timeout, handshake_timeout, then the whole timeout); the old heap
+ * entry is left in place and skipped when it surfaces (its due or
+ * generation no longer match), so nothing is ever removed from the middle.
+ *
+ * Deadlines: the whole attempt has one (timeout_ms, from the start of the
+ * resolve); connect and handshake each have their own, cut to the whole
+ * one. The stage an attempt was in when a deadline passed is its result's
+ * stage; the message names the deadline (connect_timeout,
+ * handshake_timeout, timeout).
+ *
+ * Descriptors: at most ssh_concurrency_limit() attempts are in flight (the
+ * soft RLIMIT_NOFILE less a reserve for the rest of the process). If
+ * socket() still fails with EMFILE or ENFILE, the attempt goes back to the
+ * queue, no new attempt starts until one ends, and the cap drops to a few
+ * below the number in flight, so that the transient descriptors of the
+ * ones running (known_hosts, agent) still open. Only with nothing in
+ * flight to wait for does it fail (internal).
  *
  * Invariants:
  *  1. An attempt owns its socket, session, channel, agent and secrets; all
@@ -20,20 +44,27 @@
  *     attempt (success, failure, deadline or cancel).
  *  2. Before libssh2 frees a session whose peer may be silent, the socket
  *     is shut down, so no libssh2 call in attempt_end can wait on the peer.
- *  3. A CONNECTING attempt is stepped only when poll() reported its socket:
- *     SO_ERROR reads 0 while a connect is still in progress.
+ *  3. A CONNECTING attempt is stepped only when epoll reported its socket:
+ *     SO_ERROR reads 0 while a connect is still in progress. A socket is
+ *     removed from the epoll set before it is closed (a forked child may
+ *     hold a copy, which would keep a closed socket's registration alive),
+ *     and every event carries the slot's generation, so no event of an
+ *     earlier socket or attempt ever steps the current one.
+ *  4. Every attempt in flight has exactly one heap entry that matches its
+ *     current due time and generation.
  */
 #include "ssh.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -61,14 +92,19 @@ typedef enum {
 	A_DONE,
 } attempt_state;
 
-typedef enum { STEP_WAIT, STEP_NEXT, STEP_DONE } step_result;
+typedef enum { STEP_WAIT, STEP_NEXT, STEP_DONE, STEP_NOFD } step_result;
 
 typedef struct {
 	const ssh_options *opt;
 	ssh_result *res;
 	attempt_state state;
 	int64_t started;
-	int64_t deadline;
+	int64_t deadline;     /* the whole attempt */
+	int64_t due;          /* the nearest deadline now: the stage's or the whole */
+	const char *due_name; /* the key of the deadline `due` is */
+	int ep;               /* the runner's epoll set, -1: none */
+	int reg_fd;           /* the socket registered in ep, -1: none */
+	uint32_t reg_events;
 	struct addrinfo *addrs;
 	struct addrinfo *addr; /* the one being connected */
 	int last_errno;
@@ -161,6 +197,33 @@ static void wipe_free(char *secret)
 	free(secret);
 }
 
+/* Out of the epoll set first (invariant 3), then closed. */
+static void attempt_close_fd(attempt *a)
+{
+	if (a->fd < 0)
+		return;
+	if (a->reg_fd == a->fd)
+		epoll_ctl(a->ep, EPOLL_CTL_DEL, a->fd, NULL);
+	a->reg_fd = -1;
+	close(a->fd);
+	a->fd = -1;
+}
+
+/* The nearest deadline: the stage's (ms after now, <= 0: default) cut to
+ * the whole attempt's. */
+static void attempt_set_due(attempt *a, int64_t now, int64_t stage_ms, int64_t default_ms,
+                            const char *name)
+{
+	int64_t due = now + (stage_ms > 0 ? stage_ms : default_ms);
+	if (due < a->deadline) {
+		a->due = due;
+		a->due_name = name;
+	} else {
+		a->due = a->deadline;
+		a->due_name = "timeout";
+	}
+}
+
 static void attempt_end(attempt *a)
 {
 	if (a->state == A_DONE)
@@ -178,8 +241,7 @@ static void attempt_end(attempt *a)
 	known_hosts_free(a->kh);
 	if (a->session)
 		libssh2_session_free(a->session);
-	if (a->fd >= 0)
-		close(a->fd);
+	attempt_close_fd(a);
 	if (a->addrs)
 		freeaddrinfo(a->addrs);
 	free(a->methods);
@@ -206,6 +268,8 @@ static step_result connect_next(attempt *a)
 {
 	for (; a->addr; a->addr = a->addr->ai_next) {
 		int fd = socket(a->addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE))
+			return STEP_NOFD; /* not the server's fault: retried later */
 		if (fd < 0) {
 			a->last_errno = errno;
 			continue;
@@ -237,8 +301,7 @@ static step_result state_connecting(attempt *a)
 	if (soerr == 0)
 		return start_handshake(a);
 	a->last_errno = soerr;
-	close(a->fd);
-	a->fd = -1;
+	attempt_close_fd(a);
 	a->addr = a->addr->ai_next;
 	return connect_next(a);
 }
@@ -260,6 +323,8 @@ static step_result attempt_begin(attempt *a)
 		                    gai_strerror(rc));
 	}
 	a->res->stage = SSH_STAGE_CONNECT;
+	attempt_set_due(a, clock_mono_ms(), a->opt->connect_timeout_ms,
+	                SSH_DEFAULT_CONNECT_TIMEOUT_MS, "connect_timeout");
 	a->addr = a->addrs;
 	a->last_errno = EHOSTUNREACH;
 	return connect_next(a);
@@ -289,6 +354,8 @@ static step_result start_handshake(attempt *a)
 {
 	a->state = A_HANDSHAKE;
 	a->res->stage = SSH_STAGE_HANDSHAKE;
+	attempt_set_due(a, clock_mono_ms(), a->opt->handshake_timeout_ms,
+	                SSH_DEFAULT_HANDSHAKE_TIMEOUT_MS, "handshake_timeout");
 	a->session = libssh2_session_init_ex(NULL, NULL, NULL, NULL);
 	if (a->session == NULL)
 		return attempt_fail(a, SSH_ERR_INTERNAL, "cannot create an SSH session");
@@ -367,6 +434,8 @@ static step_result state_handshake(attempt *a)
 		return STEP_DONE;
 	if (a->opt->hostkey_only)
 		return hostkey_done(a);
+	a->due = a->deadline;
+	a->due_name = "timeout";
 	a->state = A_AUTH_LIST;
 	a->res->stage = SSH_STAGE_AUTH;
 	return load_credentials(a);
@@ -633,115 +702,267 @@ static step_result attempt_state_step(attempt *a)
 	}
 }
 
-/* Advance until the attempt waits or is done. true when done. */
-static bool attempt_step(attempt *a)
-{
-	step_result r;
-	do
-		r = attempt_state_step(a);
-	while (r == STEP_NEXT);
-	return r == STEP_DONE || a->state == A_DONE;
-}
-
-static short attempt_events(const attempt *a)
+static uint32_t attempt_events(const attempt *a)
 {
 	if (a->state == A_CONNECTING)
-		return POLLOUT;
+		return EPOLLOUT;
 	int dir = libssh2_session_block_directions(a->session);
-	short ev = 0;
+	uint32_t ev = 0;
 	if (dir & LIBSSH2_SESSION_BLOCK_INBOUND)
-		ev |= POLLIN;
+		ev |= EPOLLIN;
 	if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-		ev |= POLLOUT;
-	return ev ? ev : POLLIN;
+		ev |= EPOLLOUT;
+	return ev ? ev : EPOLLIN;
 }
 
-static void attempt_init(attempt *a, const ssh_options *opt, ssh_result *res, int64_t now)
+static void attempt_init(attempt *a, const ssh_options *opt, ssh_result *res, int64_t now, int ep)
 {
 	memset(a, 0, sizeof *a);
 	memset(res, 0, sizeof *res);
 	a->opt = opt;
 	a->res = res;
-	a->fd = -1;
+	a->fd = a->reg_fd = -1;
+	a->ep = ep;
 	a->user = opt->user ? opt->user : "root";
 	a->started = now;
 	a->deadline = now + (opt->timeout_ms > 0 ? opt->timeout_ms : SSH_DEFAULT_TIMEOUT_MS);
+	a->due = a->deadline;
+	a->due_name = "timeout";
 	res->exit_status = -1;
 	res->stage = SSH_STAGE_RESOLVE;
 }
 
-static void attempt_expire(attempt *a)
+static void attempt_expire(attempt *a, int64_t now)
 {
+	long long ms = (long long)(now - a->started);
 	if (a->state == A_CONNECTING)
-		attempt_fail(a, SSH_ERR_CONNECT_TIMEOUT, "no connection within %lld ms",
-		             (long long)a->opt->timeout_ms);
+		attempt_fail(a, SSH_ERR_CONNECT_TIMEOUT, "no connection within %lld ms (%s)", ms,
+		             a->due_name);
 	else
-		attempt_fail(a, SSH_ERR_TIMEOUT, "no answer within %lld ms in %s",
-		             (long long)(a->deadline - a->started),
-		             ssh_stage_name(state_stage(a->state)));
+		attempt_fail(a, SSH_ERR_TIMEOUT, "no answer within %lld ms in %s (%s)", ms,
+		             ssh_stage_name(state_stage(a->state)), a->due_name);
+}
+
+/* Undo a started attempt that found no descriptor (STEP_NOFD): nothing of
+ * it is kept, it starts again from the resolve. */
+static void attempt_undo(attempt *a)
+{
+	attempt_end(a);
+	memset(a->res, 0, sizeof *a->res);
 }
 
 /* ---- many attempts, one thread ---- */
 
+/* A heap entry: slot's attempt is due at `due` if gen and due still match
+ * (invariant 4). */
+typedef struct {
+	int64_t due;
+	uint32_t slot;
+	uint32_t gen;
+} due_entry;
+
+typedef struct {
+	due_entry *v;
+	size_t len, cap;
+} due_heap;
+
+static bool heap_less(const due_entry *x, const due_entry *y)
+{
+	return x->due < y->due;
+}
+
+static int heap_push(due_heap *h, due_entry e)
+{
+	if (h->len == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 64;
+		due_entry *v = realloc(h->v, cap * sizeof *v);
+		if (v == NULL)
+			return -1;
+		h->v = v;
+		h->cap = cap;
+	}
+	size_t i = h->len++;
+	while (i > 0 && heap_less(&e, &h->v[(i - 1) / 2])) {
+		h->v[i] = h->v[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	h->v[i] = e;
+	return 0;
+}
+
+static void heap_pop(due_heap *h)
+{
+	due_entry last = h->v[--h->len];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= h->len)
+			break;
+		if (c + 1 < h->len && heap_less(&h->v[c + 1], &h->v[c]))
+			c++;
+		if (!heap_less(&h->v[c], &last))
+			break;
+		h->v[i] = h->v[c];
+		i = c;
+	}
+	if (h->len > 0)
+		h->v[i] = last;
+}
+
+#define CANCEL_TAG UINT64_MAX
+#define EVENTS_MAX 256
+#define NOFD_SPARE 4 /* descriptors kept free after an EMFILE */
+
 typedef struct {
 	const ssh_options *opts;
 	ssh_result *results;
-	size_t n, concurrency, next;
-	attempt *att;    /* concurrency slots */
-	size_t *slot_of; /* attempt index of each active slot */
-	size_t active;
-	struct pollfd *pfd; /* active + cancel */
+	size_t n, next;  /* attempts; the next one never started */
+	size_t slots;    /* attempt slots allocated */
+	size_t cap;      /* most in flight now (lowered by an EMFILE) */
+	size_t active;   /* in flight */
+	attempt *att;    /* [slots] */
+	uint32_t *gen;   /* [slots], bumped whenever a slot's attempt ends */
+	int64_t *pushed; /* [slots], the due time of the slot's live heap entry */
+	size_t *free;    /* [slots], a stack of free slots */
+	size_t nfree;
+	size_t *retry; /* [slots], attempts undone by STEP_NOFD */
+	size_t nretry;
+	bool fd_short; /* EMFILE since the last attempt ended: start nothing */
+	int ep;
+	due_heap heap;
 } runner;
+
+static uint64_t slot_tag(const runner *r, size_t slot)
+{
+	return (uint64_t)r->gen[slot] << 32 | (uint64_t)slot;
+}
+
+/* Register (or re-register) the attempt's socket in its current direction
+ * and its due time in the heap. -1 if the kernel or malloc refused. */
+static int slot_watch(runner *r, size_t slot)
+{
+	attempt *a = &r->att[slot];
+	uint32_t ev = attempt_events(a);
+	struct epoll_event e = {.events = ev, .data.u64 = slot_tag(r, slot)};
+
+	if (a->reg_fd != a->fd) {
+		if (epoll_ctl(r->ep, EPOLL_CTL_ADD, a->fd, &e) != 0)
+			return -1;
+		a->reg_fd = a->fd;
+		a->reg_events = ev;
+	} else if (a->reg_events != ev) {
+		if (epoll_ctl(r->ep, EPOLL_CTL_MOD, a->fd, &e) != 0)
+			return -1;
+		a->reg_events = ev;
+	}
+	if (r->pushed[slot] != a->due) {
+		if (heap_push(&r->heap, (due_entry){a->due, (uint32_t)slot, r->gen[slot]}) != 0)
+			return -1;
+		r->pushed[slot] = a->due;
+	}
+	return 0;
+}
+
+static void slot_release(runner *r, size_t slot)
+{
+	r->gen[slot]++;
+	r->pushed[slot] = INT64_MIN;
+	r->free[r->nfree++] = slot;
+	r->active--;
+	r->fd_short = false; /* a descriptor was freed */
+}
+
+/* After a step: done, waiting (watched), or out of descriptors. */
+static void slot_after_step(runner *r, size_t slot, size_t index, step_result sr)
+{
+	attempt *a = &r->att[slot];
+
+	if (sr == STEP_NOFD) {
+		attempt_undo(a);
+		slot_release(r, slot);
+		if (r->active == 0) { /* nothing to wait for */
+			attempt_init(a, &r->opts[index], &r->results[index], clock_mono_ms(), -1);
+			a->state = A_CONNECTING;
+			attempt_fail(a, SSH_ERR_INTERNAL, "no file descriptor: %s",
+			             strerror(EMFILE));
+			return;
+		}
+		r->fd_short = true;
+		r->cap = r->active > NOFD_SPARE ? r->active - NOFD_SPARE : 1;
+		r->retry[r->nretry++] = index;
+		return;
+	}
+	if (a->state == A_DONE) {
+		slot_release(r, slot);
+		return;
+	}
+	if (slot_watch(r, slot) != 0) {
+		attempt_fail(a, SSH_ERR_INTERNAL, "cannot watch the socket: %s", strerror(errno));
+		slot_release(r, slot);
+	}
+}
+
+/* Advance until the attempt waits, is done or found no descriptor. */
+static step_result attempt_run(attempt *a)
+{
+	step_result sr;
+	do
+		sr = attempt_state_step(a);
+	while (sr == STEP_NEXT);
+	return sr;
+}
 
 static void start_pending(runner *r)
 {
-	while (r->active < r->concurrency && r->next < r->n) {
-		size_t i = r->next++;
-		attempt *a = &r->att[r->active];
-		attempt_init(a, &r->opts[i], &r->results[i], clock_mono_ms());
-		if (attempt_begin(a) == STEP_DONE)
-			continue;
-		r->slot_of[r->active++] = i;
+	while (r->active < r->cap && !r->fd_short && (r->nretry > 0 || r->next < r->n)) {
+		size_t i = r->nretry > 0 ? r->retry[--r->nretry] : r->next++;
+		size_t slot = r->free[--r->nfree];
+		attempt *a = &r->att[slot];
+		r->active++;
+		attempt_init(a, &r->opts[i], &r->results[i], clock_mono_ms(), r->ep);
+		step_result sr = attempt_begin(a);
+		slot_after_step(r, slot, i, sr == STEP_NEXT ? attempt_run(a) : sr);
 	}
 }
 
-static int poll_timeout(const runner *r, int64_t now)
+/* Milliseconds to the nearest live deadline; stale heap entries on top are
+ * dropped on the way. */
+static int next_timeout(runner *r, int64_t now)
 {
-	int64_t t = INT32_MAX;
-	for (size_t s = 0; s < r->active; s++)
-		if (r->att[s].deadline - now < t)
-			t = r->att[s].deadline - now;
-	return t < 0 ? 0 : (int)t;
-}
-
-/* Drop finished slots, keeping the others packed. */
-static void compact(runner *r)
-{
-	size_t out = 0;
-	for (size_t s = 0; s < r->active; s++) {
-		if (r->att[s].state == A_DONE)
-			continue;
-		if (out != s) {
-			r->att[out] = r->att[s];
-			r->slot_of[out] = r->slot_of[s];
+	while (r->heap.len > 0) {
+		const due_entry *e = &r->heap.v[0];
+		if (e->gen == r->gen[e->slot] && e->due == r->pushed[e->slot]) {
+			int64_t t = e->due - now;
+			return t < 0 ? 0 : t > INT32_MAX ? INT32_MAX : (int)t;
 		}
-		out++;
+		heap_pop(&r->heap);
 	}
-	r->active = out;
+	return 1000; /* not reached: every attempt in flight has an entry */
 }
 
-static bool cancel_ready(const runner *r, int cancel_fd)
+static void expire_due(runner *r, int64_t now)
 {
-	return cancel_fd >= 0 && (r->pfd[r->active].revents & (POLLIN | POLLERR | POLLHUP));
+	while (r->heap.len > 0 && r->heap.v[0].due <= now) {
+		due_entry e = r->heap.v[0];
+		heap_pop(&r->heap);
+		if (e.gen != r->gen[e.slot] || e.due != r->pushed[e.slot])
+			continue;
+		attempt_expire(&r->att[e.slot], now);
+		slot_release(r, e.slot);
+	}
 }
 
 static void cancel_all(runner *r)
 {
-	for (size_t s = 0; s < r->active; s++)
+	for (size_t s = 0; s < r->slots && r->active > 0; s++) {
+		if (r->pushed[s] == INT64_MIN)
+			continue;
 		attempt_fail(&r->att[s], SSH_ERR_CANCELLED, "cancelled");
-	r->active = 0;
-	for (; r->next < r->n; r->next++) {
-		ssh_result *res = &r->results[r->next];
+		slot_release(r, s);
+	}
+	while (r->nretry > 0 || r->next < r->n) {
+		size_t i = r->nretry > 0 ? r->retry[--r->nretry] : r->next++;
+		ssh_result *res = &r->results[i];
 		memset(res, 0, sizeof *res);
 		res->exit_status = -1;
 		res->error = SSH_ERR_CANCELLED;
@@ -749,64 +970,106 @@ static void cancel_all(runner *r)
 	}
 }
 
-/* One poll round. Returns -1 once cancelled. */
-static int run_round(runner *r, int cancel_fd)
+/* One epoll round: step the ready attempts, then expire the due ones.
+ * Returns -1 once cancelled (or if epoll failed). */
+static int run_round(runner *r)
 {
-	for (size_t s = 0; s < r->active; s++)
-		r->pfd[s] =
-		        (struct pollfd){.fd = r->att[s].fd, .events = attempt_events(&r->att[s])};
-	r->pfd[r->active] = (struct pollfd){.fd = cancel_fd, .events = POLLIN};
-	int rc = poll(r->pfd, r->active + 1, poll_timeout(r, clock_mono_ms()));
-	if (rc < 0 && errno != EINTR)
+	struct epoll_event ev[EVENTS_MAX];
+	int n = epoll_wait(r->ep, ev, EVENTS_MAX, next_timeout(r, clock_mono_ms()));
+
+	if (n < 0 && errno != EINTR)
 		return -1;
-	if (rc > 0 && cancel_ready(r, cancel_fd)) {
-		cancel_all(r);
-		return -1;
+	for (int k = 0; k < n; k++) {
+		if (ev[k].data.u64 == CANCEL_TAG)
+			return -1;
 	}
-	int64_t now = clock_mono_ms();
-	for (size_t s = 0; s < r->active; s++) {
-		attempt *a = &r->att[s];
-		if (rc > 0 && r->pfd[s].revents)
-			attempt_step(a);
-		if (a->state != A_DONE && now >= a->deadline)
-			attempt_expire(a);
+	for (int k = 0; k < n; k++) {
+		size_t slot = (size_t)(ev[k].data.u64 & UINT32_MAX);
+		if ((uint32_t)(ev[k].data.u64 >> 32) != r->gen[slot])
+			continue; /* the slot's attempt ended in this round */
+		attempt *a = &r->att[slot];
+		slot_after_step(r, slot, (size_t)(a->res - r->results), attempt_run(a));
 	}
-	compact(r);
+	expire_due(r, clock_mono_ms());
 	return 0;
+}
+
+static int runner_init(runner *r, size_t concurrency, int cancel_fd)
+{
+	size_t limit = ssh_concurrency_limit();
+
+	r->slots = concurrency == 0 ? 1 : concurrency < r->n ? concurrency : r->n;
+	if (r->slots > limit)
+		r->slots = limit;
+	r->cap = r->slots;
+	r->att = calloc(r->slots, sizeof *r->att);
+	r->gen = calloc(r->slots, sizeof *r->gen);
+	r->pushed = calloc(r->slots, sizeof *r->pushed);
+	r->free = calloc(r->slots, sizeof *r->free);
+	r->retry = calloc(r->slots, sizeof *r->retry);
+	r->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (!r->att || !r->gen || !r->pushed || !r->free || !r->retry || r->ep < 0)
+		return -1;
+	for (size_t s = 0; s < r->slots; s++) {
+		r->pushed[s] = INT64_MIN; /* free */
+		r->free[r->nfree++] = r->slots - 1 - s;
+	}
+	struct epoll_event e = {.events = EPOLLIN, .data.u64 = CANCEL_TAG};
+	if (cancel_fd >= 0 && epoll_ctl(r->ep, EPOLL_CTL_ADD, cancel_fd, &e) != 0)
+		return -1;
+	return 0;
+}
+
+static void runner_free(runner *r)
+{
+	if (r->ep >= 0)
+		close(r->ep);
+	free(r->att);
+	free(r->gen);
+	free(r->pushed);
+	free(r->free);
+	free(r->retry);
+	free(r->heap.v);
+}
+
+/* All undone results an internal failure (the runner could not start). */
+static void fail_all(runner *r, const char *why)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		ssh_result *res = &r->results[i];
+		memset(res, 0, sizeof *res);
+		res->exit_status = -1;
+		res->error = SSH_ERR_INTERNAL;
+		snprintf(res->message, sizeof res->message, "%s", why);
+	}
 }
 
 int ssh_run_many(const ssh_options *opts, size_t n, size_t concurrency, int cancel_fd,
                  ssh_result *results)
 {
-	runner r = {.opts = opts, .results = results, .n = n};
+	runner r = {.opts = opts, .results = results, .n = n, .ep = -1};
 	int ret = 0;
 
 	pthread_once(&init_once, library_init);
 	if (n == 0)
 		return 0;
-	r.concurrency = concurrency == 0 ? 1 : concurrency < n ? concurrency : n;
-	r.att = calloc(r.concurrency, sizeof *r.att);
-	r.slot_of = calloc(r.concurrency, sizeof *r.slot_of);
-	r.pfd = calloc(r.concurrency + 1, sizeof *r.pfd);
-	if (!r.att || !r.slot_of || !r.pfd) {
-		cancel_all(&r);
-		ret = SSH_ERR_INTERNAL;
-		goto out;
+	if (runner_init(&r, concurrency, cancel_fd) != 0) {
+		fail_all(&r, errno == EMFILE || errno == ENFILE ? "no file descriptor for epoll"
+		                                                : "out of memory");
+		runner_free(&r);
+		return SSH_ERR_INTERNAL;
 	}
 	for (;;) {
 		start_pending(&r);
 		if (r.active == 0)
 			break;
-		if (run_round(&r, cancel_fd) != 0) {
+		if (run_round(&r) != 0) {
 			cancel_all(&r);
 			ret = SSH_ERR_CANCELLED;
 			break;
 		}
 	}
-out:
-	free(r.att);
-	free(r.slot_of);
-	free(r.pfd);
+	runner_free(&r);
 	return ret;
 }
 
@@ -819,4 +1082,24 @@ int ssh_known_hosts_forget(const char *path, const char *host, int port, int *re
                            size_t errlen)
 {
 	return known_hosts_forget(path, host, port, removed, err, errlen) == 0 ? 0 : -1;
+}
+
+/* What the rest of the process may hold besides the attempts' sockets:
+ * an eighth of the limit, at least 32, at most 1024. */
+static size_t nofile_reserve(size_t soft)
+{
+	size_t r = soft / 8;
+	return r < 32 ? 32 : r > 1024 ? 1024 : r;
+}
+
+size_t ssh_concurrency_limit(void)
+{
+	struct rlimit rl;
+	size_t soft;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 1;
+	soft = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 20) ? (1u << 20)
+	                                                                : (size_t)rl.rlim_cur;
+	return soft > nofile_reserve(soft) + 1 ? soft - nofile_reserve(soft) : 1;
 }

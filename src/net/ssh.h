@@ -5,11 +5,16 @@
  *
  * Everything after name resolution is non-blocking (libssh2 with
  * libssh2_session_set_blocking(0)): one thread drives many attempts through
- * one poll() on their sockets, each in the direction libssh2 asks for
- * (libssh2_session_block_directions). Each attempt is a small state machine
- * with ONE deadline for the whole attempt, from the start of its resolve to
- * the exit status: a host that accepts TCP and then says nothing, or stalls
- * in the middle of the handshake, fails at the deadline, never later.
+ * one epoll set of their sockets, each in the direction libssh2 asks for
+ * (libssh2_session_block_directions); a round costs O(ready sockets). Each
+ * attempt is a small state machine with a deadline for the whole attempt
+ * (timeout_ms, from the start of its resolve to the exit status) and
+ * shorter ones for the TCP connect and the SSH handshake
+ * (connect_timeout_ms, handshake_timeout_ms, cut to the whole one): a host
+ * that accepts TCP and then says nothing, or stalls in the middle of the
+ * handshake, fails at the deadline, never later. At most
+ * ssh_concurrency_limit() attempts are in flight; an attempt that finds no
+ * descriptor (EMFILE) waits for another to end instead of failing.
  * Resolution uses getaddrinfo, which blocks; IP addresses resolve at once,
  * a slow DNS server can delay the start of later attempts (documented in
  * docs/ssh.md).
@@ -40,6 +45,11 @@
  * end with error cancelled. */
 int ssh_run_many(const ssh_options *opts, size_t n, size_t concurrency, int cancel_fd,
                  ssh_result *results);
+
+/* How many attempts ssh_run_many can keep in flight at once with the
+ * process's descriptor limit (RLIMIT_NOFILE, less a reserve for the rest of
+ * the daemon): `concurrency = auto` of health_check. At least 1. */
+size_t ssh_concurrency_limit(void);
 
 /* One attempt; same as ssh_run_many with n = 1. */
 int ssh_test(const ssh_options *opt, int cancel_fd, ssh_result *result);

@@ -154,9 +154,14 @@ class Daemon:
             pred = lambda e: e.get("event") == name  # noqa: E731
             what = what or name
         end = time.monotonic() + deadline
+        found, seen = [], 0
         with self.cond:
             while True:
-                found = [e for e in self.events if pred(e)]
+                # only the events that arrived since the last look: a flood
+                # of lines must not make every wake-up rescan all of them
+                # (the reader would fall behind and the daemon drop lines)
+                found += [e for e in self.events[seen:] if pred(e)]
+                seen = len(self.events)
                 if len(found) >= count:
                     return found
                 left = end - time.monotonic()

@@ -5,16 +5,21 @@ sshd_config (UsePAM no, private PidFile, AuthorizedKeysFile in the temp
 directory, StrictModes no) and starts `sshd -D -e -f CONFIG` listening on
 127.0.0.1 (and any extra 127.0.0.x addresses) on free ports; it waits for
 the ports to accept with a deadline, never a sleep. SilentListener accepts
-TCP connections and never says a word. Only 127.0.0.0/8 is ever used.
+TCP connections and never says a word; FullBacklogListener is a port whose
+full listen queue makes a TCP connect hang. Only 127.0.0.0/8 is ever used.
 
 Sshd(..., password_auth=True) also accepts passwords (no user here has one
 that works, so a password offered shows up as a failed attempt), and
 log_level="DEBUG1" (or VERBOSE) writes sshd's log to a file (-E) that
 log() returns, e.g. to prove which authentication methods a client tried.
 
-Also imported by bench/health.sh.
+MaxStartups is 10000:30:10000 (OpenSSH's default 10:30:100 drops most of
+a thousand handshakes at once: the benchmarks open that many).
+
+Also imported by bench/health.sh and bench/health_scale.sh.
 """
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -63,7 +68,7 @@ def wait_accepting(addr, port, deadline=DEADLINE, proc=None):
 
 class Sshd:
     def __init__(self, tmp: Path, name="sshd", addrs=("127.0.0.1",), nports=1, host_key=None,
-                 client_key=None, password_auth=False, log_level="ERROR"):
+                 client_key=None, password_auth=False, log_level="ERROR", extra_args=()):
         self.dir = Path(tmp) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host_key = host_key or keygen(self.dir / "host_ed25519")
@@ -80,6 +85,7 @@ class Sshd:
         self.password_auth = password_auth
         self.log_level = log_level
         self.log_path = self.dir / "sshd.log" if log_level != "ERROR" else None
+        self.extra_args = list(extra_args)  # e.g. ["-r"]: no re-exec per connection
 
     @property
     def port(self):
@@ -106,7 +112,7 @@ PermitRootLogin yes
 PubkeyAuthentication yes
 PasswordAuthentication {'yes' if self.password_auth else 'no'}
 KbdInteractiveAuthentication no
-MaxStartups 2000
+MaxStartups 10000:30:10000
 MaxSessions 100
 LoginGraceTime 60
 UseDNS no
@@ -120,7 +126,7 @@ LogLevel {self.log_level}
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         self.write_config()
         log = ["-E", str(self.log_path)] if self.log_path else []
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", *log, "-f", str(self.conf)],
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", *log, *self.extra_args, "-f", str(self.conf)],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         for a, p in self.endpoints:
@@ -179,3 +185,31 @@ class SilentListener:
         self.thread.join(timeout=5)
         for c in self.conns:
             c.close()
+
+
+class FullBacklogListener:
+    """A loopback port whose listen queue is full: a TCP connect to it never
+    completes (the kernel drops the SYN while the accept queue is full, and
+    nobody accepts), so a client waits in connect until its own deadline."""
+
+    def __init__(self, addr="127.0.0.1"):
+        self.sock = socket.socket()
+        self.sock.bind((addr, 0))
+        self.sock.listen(0)  # a queue of one
+        self.addr, self.port = self.sock.getsockname()
+        self.fillers = []
+        end = time.monotonic() + DEADLINE
+        while time.monotonic() < end:  # fill the queue until a connect hangs
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex((self.addr, self.port))
+            self.fillers.append(c)
+            _, w, _ = select.select([], [c], [], 0.2)
+            if not w:
+                return
+        raise AssertionError("the listen queue never filled")
+
+    def close(self):
+        for c in self.fillers:
+            c.close()
+        self.sock.close()

@@ -12,7 +12,7 @@ from sshd import Sshd, SilentListener, have_sshd
 pytestmark = pytest.mark.skipif(not have_sshd(), reason="needs root and OpenSSH sshd/ssh-keygen")
 
 
-def configure(env, key, task_extra="", check_timeout="3s", failure_threshold=2):
+def configure(env, key, task_extra="", check_timeout="3s", failure_threshold=2, concurrency="8"):
     env.write_config(
         f"""[ssh]
 user = root
@@ -24,7 +24,7 @@ timeout = 5s
 [task.health_check]
 failure_threshold = {failure_threshold}
 success_threshold = 1
-concurrency = 8
+concurrency = {concurrency}
 check_timeout = {check_timeout}
 {task_extra}
 """)
@@ -272,3 +272,130 @@ def test_provisioning_failed_unreachable_opens_no_second_incident(env, fleet):
         assert r.returncode == 0, r.stderr
         assert named(ev, "server_health_check")[0]["status"] == "unhealthy"
     assert env.sql("SELECT type, status FROM incidents") == [("provisioning_failed", "detected")]
+
+
+# ---- issue 16: what is stored per check, and how a run reports ----
+
+def stored_checks(env, handle=None):
+    """The server_health_check events in the store (server_handle, status)."""
+    rows = [json.loads(line) for (line,) in env.sql(
+        "SELECT line FROM events WHERE event = 'server_health_check' ORDER BY id")]
+    return [(e["server_handle"], e["status"]) for e in rows
+            if handle is None or e["server_handle"] == handle]
+
+
+def history(env, handle):
+    return env.sql("SELECT h.checks, h.failures, h.samples FROM health_history h"
+                   " JOIN servers s ON s.id = h.server_id WHERE s.handle = ? ORDER BY h.hour", handle)
+
+
+def wait_stored(env, pred):
+    """The CLI's event writer commits before it exits; poll anyway."""
+    return env.wait_sql("SELECT count(*) FROM events WHERE event = 'health_check_complete'",
+                        pred)
+
+
+def test_healthy_checks_are_history_failures_are_events(env, fleet):
+    _, down = fleet
+    for run in range(3):
+        r, ev = once(env)
+        assert r.returncode == 0, r.stderr
+        # log_each_result = all (the default): every result is printed
+        assert {e["server_handle"] for e in named(ev, "server_health_check")} == {
+            "web-1", "web-2", "web-3", "db-1", "db-2"}
+    wait_stored(env, lambda rows: rows[0][0] == 3)
+    # healthy results: history rows only, never events
+    assert stored_checks(env, "web-1") == []
+    rows = history(env, "web-1")
+    assert sum(c for c, _, _ in rows) == 3 and sum(f for _, f, _ in rows) == 0
+    assert all(s.count(";") == c for c, _, s in rows), rows
+    # db-1: run 1 (debouncing) and run 2 (the threshold) are events; run 3,
+    # the same failure of a server with an open incident, is history only
+    assert stored_checks(env, "db-1") == [("db-1", "unhealthy")] * 2
+    rows = history(env, "db-1")
+    assert sum(c for c, _, _ in rows) == 3 and sum(f for _, f, _ in rows) == 3
+    assert all(":cF" in s for _, _, s in rows), rows  # connect stage, connect_refused
+    assert env.sql("SELECT count(*) FROM events WHERE event = 'server_unhealthy_incident_created'"
+                   ) == [(2,)]
+    # the first passed check after failures is an event again
+    down.start()
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    wait_stored(env, lambda rows: rows[0][0] == 4)
+    assert stored_checks(env, "db-1")[-1] == ("db-1", "healthy")
+    assert env.sql("SELECT count(*) FROM events WHERE event = 'server_recovered'") == [(2,)]
+    r, ev = once(env)
+    wait_stored(env, lambda rows: rows[0][0] == 5)
+    assert len(stored_checks(env, "db-1")) == 3  # steady healthy: no new event
+
+
+def test_log_each_result_filters_stdout(env, fleet):
+    up, _ = fleet
+    for _ in range(2):  # db-1 and db-2 reach the threshold: incidents open
+        r, ev = once(env)
+        assert r.returncode == 0, r.stderr
+    configure(env, up.client_key, task_extra="log_each_result = changes")
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert named(ev, "server_health_check") == []  # nothing new
+    assert named(ev, "health_check_complete")[0]["unhealthy_count"] == 2
+    configure(env, up.client_key, task_extra="log_each_result = failures")
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(e["server_handle"] for e in named(ev, "server_health_check")) == ["db-1", "db-2"]
+    wait_stored(env, lambda rows: rows[0][0] == 4)
+    assert len(stored_checks(env, "db-1")) == 2  # printed, still not stored again
+    # a changed failure is an event again, printed with changes too
+    configure(env, up.client_key, task_extra="log_each_result = changes")
+    con = sqlite3.connect(env.db, timeout=10)
+    with con:
+        con.execute("UPDATE servers SET ip = '127.0.0.1', port = ? WHERE handle = 'db-1'", (up.port,))
+        con.execute("UPDATE servers SET ssh_user = 'nosuchuser' WHERE handle = 'db-1'")
+    con.close()
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    (line,) = named(ev, "server_health_check")
+    assert (line["server_handle"], line["stage"]) == ("db-1", "auth")
+    wait_stored(env, lambda rows: rows[0][0] == 5)
+    assert stored_checks(env, "db-1")[-1] == ("db-1", "unhealthy")
+    assert len(stored_checks(env, "db-1")) == 3
+
+
+def test_complete_reports_cpu_and_start_the_effective_concurrency(env, fleet):
+    up, _ = fleet
+    configure(env, up.client_key, concurrency="auto")
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert named(ev, "health_check_start")[0]["concurrency"] == 5  # min(servers, limit)
+    done = named(ev, "health_check_complete")[0]
+    assert isinstance(done["cpu_sec"], float) and 0 < done["cpu_sec"] <= done["duration_sec"] + 0.1
+    configure(env, up.client_key, concurrency="2")
+    r, ev = once(env)
+    assert named(ev, "health_check_start")[0]["concurrency"] == 2
+    for bad in ("concurrency = 65537", "concurrency = automatic", "log_each_result = some"):
+        configure(env, up.client_key, task_extra=bad, concurrency="auto")
+        r = env.run("check-config")
+        assert r.returncode == 2, (bad, r.stdout)
+
+
+def test_overrun_is_reported(env, tmp_path):
+    up = Sshd(tmp_path, name="up").start()
+    silent = SilentListener()
+    try:
+        configure(env, up.client_key, task_extra="schedule = @every 1s", check_timeout="1500ms")
+        once(env)
+        add_servers(env, [("mute", "127.0.0.1", silent.port, "ready"),
+                          ("web-1", "127.0.0.1", up.port, "ready")])
+        r, ev = once(env)
+        assert r.returncode == 0, r.stderr
+        (over,) = named(ev, "health_check_overrun")
+        assert over["level"] == "warning"
+        assert over["interval_sec"] == 1 and over["duration_sec"] > 1
+        assert over["servers_count"] == 2 and "concurrency" in over["hint"]
+        # an interval longer than the run: no overrun
+        configure(env, up.client_key, task_extra="schedule = @every 1h", check_timeout="1500ms")
+        r, ev = once(env)
+        assert named(ev, "health_check_overrun") == []
+    finally:
+        silent.close()
+        up.stop()

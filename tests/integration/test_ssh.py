@@ -3,13 +3,18 @@
 Each case checks the exit code, and the stage and error_type of the one
 ssh_connection_test event. Only 127.0.0.0/8 is contacted.
 """
+import json
 import os
+import signal
+import sqlite3
+import subprocess
 import time
 
 import pytest
 
-from conftest import parse_lines
-from sshd import SSH_KEYGEN, Sshd, SilentListener, closed_port, have_sshd, keygen
+from conftest import BIN, base_env, parse_lines
+from sshd import (SSH_KEYGEN, FullBacklogListener, Sshd, SilentListener, closed_port, have_sshd,
+                  keygen)
 
 pytestmark = pytest.mark.skipif(not have_sshd(), reason="needs root and OpenSSH sshd/ssh-keygen")
 
@@ -21,7 +26,7 @@ def sshd(tmp_path):
     s.stop()
 
 
-def configure(env, key, policy="accept-new", timeout="5s", known_hosts=None):
+def configure(env, key, policy="accept-new", timeout="5s", known_hosts=None, extra=""):
     kh = known_hosts or (env.dir / "known_hosts")
     env.write_config(
         f"""[ssh]
@@ -30,7 +35,7 @@ key_file = {key}
 known_hosts = {kh}
 host_key_policy = {policy}
 timeout = {timeout}
-""")
+{extra}""")
     return kh
 
 
@@ -312,3 +317,145 @@ timeout = 5s
             assert PasswordSshd.PASSWORD not in r.stdout + r.stderr
     finally:
         sshd.stop()
+
+
+# ---- stage deadlines (issue 16): connect_timeout and handshake_timeout ----
+
+def test_connect_deadline_names_connect_stage(env, sshd):
+    """A port whose listen queue is full never completes the TCP connect: the
+    attempt ends at connect_timeout, well before the whole timeout."""
+    configure(env, sshd.client_key, timeout="10s", extra="connect_timeout = 1s\n")
+    hung = FullBacklogListener()
+    try:
+        rc, e = ssh_test(env, f"127.0.0.1:{hung.port}")
+    finally:
+        hung.close()
+    assert rc == 1
+    assert (e["stage"], e["error_type"]) == ("connect", "connect_timeout"), e
+    assert "connect_timeout" in e["error"], e
+    assert 900 <= e["duration_ms"] <= 1500, e
+
+
+def test_handshake_deadline_names_handshake_stage(env, sshd):
+    """A listener that accepts and never speaks: the handshake deadline, not
+    the connect one (the TCP connect succeeded) and not the whole one."""
+    configure(env, sshd.client_key, timeout="10s",
+              extra="connect_timeout = 1s\nhandshake_timeout = 1500ms\n")
+    silent = SilentListener()
+    try:
+        rc, e = ssh_test(env, f"127.0.0.1:{silent.port}")
+    finally:
+        silent.close()
+    assert rc == 1
+    assert (e["stage"], e["error_type"]) == ("handshake", "timeout"), e
+    assert "handshake_timeout" in e["error"], e
+    assert 1400 <= e["duration_ms"] <= 2000, e
+
+
+def test_stage_deadlines_are_cut_to_the_whole_timeout(env, sshd):
+    """handshake_timeout above timeout: the whole deadline ends it, and says so."""
+    configure(env, sshd.client_key, timeout="1s", extra="handshake_timeout = 30s\n")
+    silent = SilentListener()
+    try:
+        rc, e = ssh_test(env, f"127.0.0.1:{silent.port}")
+    finally:
+        silent.close()
+    assert (e["stage"], e["error_type"]) == ("handshake", "timeout"), e
+    assert "(timeout)" in e["error"], e
+    assert 900 <= e["duration_ms"] <= 1500, e
+
+
+def test_bad_stage_deadline_is_a_config_error(env, sshd):
+    configure(env, sshd.client_key, extra="handshake_timeout = soon\n")
+    r = env.run("check-config")
+    assert r.returncode != 0 and "handshake_timeout" in r.stderr, (r.stdout, r.stderr)
+
+
+# ---- descriptors (issue 16): RLIMIT_NOFILE ----
+
+def health_config(env, sshd, servers, concurrency):
+    env.write_config(f"""[ssh]
+user = root
+key_file = {sshd.client_key}
+known_hosts = {env.dir / 'known_hosts'}
+host_key_policy = accept-new
+timeout = 10s
+
+[task.health_check]
+concurrency = {concurrency}
+check_timeout = 10s
+failure_threshold = 1
+""")
+    r = env.run("once", "health_check")  # creates the schema; no servers yet
+    assert r.returncode == 0, r.stderr
+    con = sqlite3.connect(env.db, timeout=10)
+    now = time.time()
+    with con:
+        con.executemany("INSERT INTO servers (handle, ip, port, ssh_user, status, created_at,"
+                        " updated_at) VALUES (?, ?, ?, 'root', 'ready', ?, ?)",
+                        [(f"srv-{i:03d}", *sshd.endpoints[i % len(sshd.endpoints)], now, now)
+                         for i in range(servers)])
+    con.close()
+
+
+@pytest.fixture
+def sshd4(tmp_path):
+    s = Sshd(tmp_path, name="sshd4", addrs=("127.0.0.1", "127.0.0.2"), nports=2).start()
+    yield s
+    s.stop()
+
+
+def test_many_checks_above_a_low_descriptor_limit(env, sshd4):
+    """200 checks asked all at once under RLIMIT_NOFILE 64:64 (nothing to
+    raise to): the loop clamps itself to the limit and every server is
+    checked and healthy; none fails for a descriptor (EMFILE)."""
+    health_config(env, sshd4, servers=200, concurrency=200)
+    r = subprocess.run(["prlimit", "--nofile=64:64", BIN, "-c", str(env.conf), "once",
+                        "health_check"], capture_output=True, text=True, cwd=env.dir,
+                       env=base_env(), timeout=120)
+    events = parse_lines(r.stdout)
+    checks = [e for e in events if e.get("event") == "server_health_check"]
+    done = [e for e in events if e.get("event") == "health_check_complete"]
+    bad = [e for e in checks if e.get("status") != "healthy"]
+    assert r.returncode == 0 and done, (r.returncode, r.stderr, r.stdout[-2000:])
+    assert not bad, bad[:3]
+    assert "Too many open files" not in r.stdout + r.stderr
+    assert done[0]["healthy_count"] == 200, done[0]
+
+
+def test_daemon_raises_descriptor_limit_and_children_get_the_old_one(env, tmp_path):
+    """scheduler_started reports the raised soft limit (the hard limit); a
+    command task still runs with the soft limit the daemon was started with."""
+    out = tmp_path / "child_nofile"
+    script = tmp_path / "lim.sh"
+    script.write_text(f"ulimit -Sn > {out}.tmp && mv {out}.tmp {out}\n")
+    env.write_config(f"[task.lim]\ntype = command\nschedule = @every 1s\n"
+                     f"command = sh {script}\n")
+    proc = subprocess.Popen(["prlimit", "--nofile=256:4096", BIN, "-c", str(env.conf), "run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=env.dir, env=base_env(), start_new_session=True)
+    try:
+        started = None
+        end = time.monotonic() + 30
+        while started is None and time.monotonic() < end:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if '"scheduler_started"' in line:
+                started = json.loads(line)
+        assert started is not None, proc.stderr.read() if proc.poll() is not None else ""
+        assert started["open_files_limit"] == 4096, started
+        while not out.exists():
+            assert time.monotonic() < end, "the command task never ran"
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        assert out.read_text().strip() == "256"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

@@ -698,6 +698,34 @@ static void test_emit_console_sink_gets_json(void **state)
 	tmp_close(&t);
 }
 
+/* LOG_NO_SINK: written to the output, never handed to the sink. */
+static void test_emit_no_sink_flag(void **state)
+{
+	(void)state;
+	struct tmp t;
+	struct sink_log s = {0};
+	tmp_open(&t);
+	init_to(t.fd, LOG_INFO, LOG_FORMAT_JSON);
+	log_set_sink(sink_record, &s);
+	log_field f[] = {LOG_STR("server_handle", "web-1")};
+	log_emitv_flags(LOG_INFO, "tasks.health_check", "printed_only", LOG_NO_SINK, f, 1);
+	assert_int_equal(s.calls, 0);
+	log_emitv_flags(LOG_INFO, "tasks.health_check", "stored_too", 0, f, 1);
+	assert_int_equal(s.calls, 1);
+	assert_string_equal(s.event, "stored_too");
+	log_emitv_flags(LOG_DEBUG, "tasks.health_check", "below_level", 0, f, 1);
+	assert_int_equal(s.calls, 1);
+	size_t len;
+	char *out = tmp_read(&t, &len);
+	assert_non_null(
+	        strstr(out, "\"event\": \"printed_only\", \"server_handle\": \"web-1\"}\n"));
+	assert_non_null(strstr(out, "\"event\": \"stored_too\""));
+	assert_null(strstr(out, "below_level"));
+	free(out);
+	log_set_sink(NULL, NULL);
+	tmp_close(&t);
+}
+
 /* A sink that logs does not recurse into itself. */
 static void sink_that_logs(void *ctx, const log_record *r)
 {
@@ -1091,6 +1119,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_emit_levels_and_sink, setup_utc, teardown_ctx),
 	        cmocka_unit_test_setup_teardown(test_emit_console_sink_gets_json, setup_utc,
 	                                        teardown_ctx),
+	        cmocka_unit_test_setup_teardown(test_emit_no_sink_flag, setup_utc, teardown_ctx),
 	        cmocka_unit_test_setup_teardown(test_sink_reentrancy, setup_utc, teardown_ctx),
 	        cmocka_unit_test_setup_teardown(test_bad_fd_does_not_fail, setup_utc, teardown_ctx),
 	        cmocka_unit_test_setup_teardown(test_options, setup_utc, teardown_ctx),

@@ -251,7 +251,7 @@ static void test_fold_and_prune(void **state)
 	assert_int_equal(delivery_state_count(f->st, "folded"), 2);
 
 	/* Retention keeps the newest row, so ids never go back. */
-	assert_int_equal(outbox_prune(f->st, 1000.0, &deleted), STORE_OK);
+	assert_int_equal(outbox_prune(f->st, 1000.0, 100, &deleted), STORE_OK);
 	assert_int_equal(deleted, 2);
 	assert_int_equal(count_rows(f->st, "SELECT count(*) FROM notification_deliveries"), 1);
 	int64_t last = 0;

@@ -1,5 +1,7 @@
 /* Unit tests: ssh — stage and error kinds without a server (resolve,
- * refused, silent listener at the deadline, cancel), and, when run as root
+ * refused, silent listener at the deadline, cancel), the stage deadlines
+ * ([ssh] connect_timeout, handshake_timeout), attempts above the descriptor
+ * limit (EMFILE waits, never fails), and, when run as root
  * with OpenSSH installed, 1,000 attempts in-process against a loopback sshd
  * with the descriptor count compared before and after (memory: ASan). */
 #include <setjmp.h>
@@ -15,6 +17,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -99,6 +102,151 @@ static void test_names(void **state)
 	assert_string_equal(ssh_error_name(SSH_ERR_AUTH), "auth_failed");
 	assert_string_equal(ssh_error_name(SSH_ERR_TIMEOUT), "timeout");
 	assert_null(ssh_error_name(SSH_OK));
+}
+
+/* [ssh] from a file: the stage deadlines and their defaults. */
+static int options_from_text(const char *text, ssh_options *o, char *err, size_t errlen)
+{
+	char path[] = "/tmp/fk_test_ssh_conf_XXXXXX";
+	int fd = mkstemp(path);
+	config *cfg = NULL;
+	config_errors errs = {0};
+	int rc = -2;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	ssh_options_default(o);
+	if (config_load(&cfg, path, &errs) == 0)
+		rc = ssh_options_from_config(o, config_section_find(cfg, "ssh"), err, errlen);
+	else if (errs.count > 0)
+		snprintf(err, errlen, "%s", errs.lines[0]);
+	config_errors_free(&errs);
+	if (cfg)
+		config_unref(cfg);
+	unlink(path);
+	return rc;
+}
+
+static void test_options_stage_deadlines(void **state)
+{
+	ssh_options o;
+	char err[256] = "";
+	(void)state;
+
+	assert_int_equal(options_from_text("[ssh]\nuser = u\n", &o, err, sizeof err), 0);
+	assert_int_equal(o.timeout_ms, SSH_DEFAULT_TIMEOUT_MS);
+	assert_int_equal(o.connect_timeout_ms, 5000);
+	assert_int_equal(o.handshake_timeout_ms, 5000);
+	assert_int_equal(options_from_text("[ssh]\ntimeout = 30s\nconnect_timeout = 1500ms\n"
+	                                   "handshake_timeout = 2s\n",
+	                                   &o, err, sizeof err),
+	                 0);
+	assert_int_equal(o.timeout_ms, 30000);
+	assert_int_equal(o.connect_timeout_ms, 1500);
+	assert_int_equal(o.handshake_timeout_ms, 2000);
+	/* a bad value is refused, naming the key */
+	assert_int_not_equal(
+	        options_from_text("[ssh]\nconnect_timeout = soon\n", &o, err, sizeof err), 0);
+	assert_non_null(strstr(err, "connect_timeout"));
+}
+
+/* connect_timeout: a port whose listen queue is full never completes the
+ * TCP connect; the attempt fails at the connect deadline, not the whole. */
+static void test_connect_deadline_before_whole(void **state)
+{
+	int port, fill = -1;
+	int lfd = silent_listener(&port);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	ssh_options o = base("127.0.0.1", port, 5000);
+	ssh_result r;
+	(void)state;
+
+	assert_int_equal(listen(lfd, 0), 0); /* a queue of one ... */
+	for (int i = 0; i < 2; i++) {        /* ... filled, then one more in SYN_SENT */
+		fill = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		connect(fill, (struct sockaddr *)&sa, sizeof sa);
+	}
+	o.connect_timeout_ms = 300;
+	int64_t t0 = clock_mono_ms();
+	ssh_test(&o, -1, &r);
+	int64_t took = clock_mono_ms() - t0;
+	assert_int_equal(r.error, SSH_ERR_CONNECT_TIMEOUT);
+	assert_int_equal(r.stage, SSH_STAGE_CONNECT);
+	assert_non_null(strstr(r.message, "connect_timeout"));
+	assert_true(took >= 290 && took < 2000);
+	close(lfd);
+}
+
+/* handshake_timeout: TCP connects, SSH never speaks. */
+static void test_handshake_deadline_before_whole(void **state)
+{
+	int port;
+	int lfd = silent_listener(&port);
+	ssh_options o = base("127.0.0.1", port, 5000);
+	ssh_result r;
+	(void)state;
+
+	o.handshake_timeout_ms = 300;
+	ssh_test(&o, -1, &r);
+	assert_int_equal(r.error, SSH_ERR_TIMEOUT);
+	assert_int_equal(r.stage, SSH_STAGE_HANDSHAKE);
+	assert_non_null(strstr(r.message, "handshake_timeout"));
+	assert_true(r.duration_ms >= 290 && r.duration_ms < 2000);
+	close(lfd);
+}
+
+/* More attempts than free descriptors: socket() fails with EMFILE, the
+ * attempt waits for another to end and is never failed for it. */
+static void test_emfile_waits_for_a_descriptor(void **state)
+{
+	enum { N = 40, HELD = 48, SPARE = 8 };
+	int port, held[HELD];
+	int lfd = silent_listener(&port);
+	ssh_options o[N];
+	ssh_result r[N];
+	struct rlimit old, low;
+	(void)state;
+
+	for (int i = 0; i < HELD; i++)
+		held[i] = dup(lfd); /* so that the reserve is not all free */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t)(count_fds() + SPARE);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_true(ssh_concurrency_limit() > SPARE); /* more than will open */
+	for (int i = 0; i < N; i++)
+		o[i] = base("127.0.0.1", port, 100);
+	assert_int_equal(ssh_run_many(o, N, N, -1, r), 0);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	for (int i = 0; i < N; i++)
+		if (r[i].error != SSH_ERR_TIMEOUT)
+			fail_msg("attempt %d: %s (%s)", i, ssh_error_name(r[i].error),
+			         r[i].message);
+	for (int i = 0; i < HELD; i++)
+		close(held[i]);
+	close(lfd);
+}
+
+static void test_concurrency_limit_follows_rlimit(void **state)
+{
+	struct rlimit old, low;
+	(void)state;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = 1024;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(ssh_concurrency_limit(), 1024 - 128);
+	low.rlim_cur = 64;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(ssh_concurrency_limit(), 32);
+	low.rlim_cur = 20;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(ssh_concurrency_limit(), 1);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
 }
 
 static void test_resolve_failed(void **state)
@@ -406,6 +554,11 @@ int main(void)
 	        cmocka_unit_test(test_silent_listener_fails_at_deadline),
 	        cmocka_unit_test(test_many_silent_share_one_deadline),
 	        cmocka_unit_test(test_cancel_ends_promptly),
+	        cmocka_unit_test(test_options_stage_deadlines),
+	        cmocka_unit_test(test_connect_deadline_before_whole),
+	        cmocka_unit_test(test_handshake_deadline_before_whole),
+	        cmocka_unit_test(test_emfile_waits_for_a_descriptor),
+	        cmocka_unit_test(test_concurrency_limit_follows_rlimit),
 	};
 	const struct CMUnitTest sshd_tests[] = {
 	        cmocka_unit_test(test_sshd_exec_output),

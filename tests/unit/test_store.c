@@ -168,7 +168,9 @@ static void test_too_new(void **state)
 	assert_null(st);
 	assert_non_null(strstr(err, f->path));
 	assert_non_null(strstr(err, "99"));
-	assert_non_null(strstr(err, "(5)")); /* STORE_SCHEMA_VERSION */
+	char version[16];
+	snprintf(version, sizeof version, "(%d)", STORE_SCHEMA_VERSION);
+	assert_non_null(strstr(err, version));
 
 	err[0] = '\0';
 	assert_int_equal(store_open_readonly(&st, f->path, err, sizeof err), STORE_TOONEW);
@@ -597,17 +599,12 @@ static void test_events_insert_is_atomic(void **state)
 	assert_int_equal(query_int(st, "SELECT count(*) FROM events"), 2);
 }
 
-/* What the daemon's prune does: both tables in one transaction. */
+/* Both tables, one batch each (large enough for these rows). */
 static int prune(store *st, double cutoff, int64_t *ne, int64_t *nr)
 {
-	int code = store_tx_begin(st);
+	int code = events_prune(st, cutoff, 100, ne);
 	if (code == STORE_OK)
-		code = events_prune(st, cutoff, ne);
-	if (code == STORE_OK)
-		code = runs_prune(st, cutoff, nr);
-	if (code == STORE_OK)
-		return store_tx_commit(st);
-	store_tx_rollback(st);
+		code = runs_prune(st, cutoff, 100, nr);
 	return code;
 }
 

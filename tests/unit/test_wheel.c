@@ -661,6 +661,53 @@ static void run_random(uint64_t seed, uint64_t start, int ops)
 	free(m);
 }
 
+/* A late wakeup takes whole slots of upper levels at once: their timers
+ * still come out in expiry order, as the daemon dispatches fires in
+ * fire-time order (daemon_tasks.c); a timer added already due queues
+ * behind them. */
+static void test_expired_in_expiry_order(void **state)
+{
+	(void)state;
+	enum { N = 200 };
+	static item it[N];
+	wheel w;
+	wheel_init(&w, 0);
+	items_init(it, N);
+	/* ascending and descending runs, and ties, over levels 1 and 2 */
+	for (int i = 0; i < N; i++) {
+		uint64_t e = 100 + (uint64_t)(i % 2 ? i * 37 : (N - i) * 53) % 9000 / 4 * 4;
+		wheel_add(&w, &it[i].wt, e);
+	}
+	wheel_update(&w, 20000); /* one late update: everything is due */
+	wheel_timer early;
+	wheel_timer_init(&early);
+	wheel_add(&w, &early, 50); /* due, and earlier than all of them */
+	assert_ptr_equal(wheel_peek_expired(&w), wheel_peek_expired(&w));
+	uint64_t last = 0;
+	int n = 0;
+	wheel_timer *t;
+	while ((t = wheel_get_expired(&w)) != NULL && t != &early) {
+		assert_true(t->expires >= last);
+		last = t->expires;
+		n++;
+	}
+	assert_int_equal(n, N);
+	assert_ptr_equal(t, &early);
+	assert_null(wheel_get_expired(&w));
+	/* a second late update sorts only what it appends */
+	for (int i = 0; i < N; i++)
+		wheel_add(&w, &it[i].wt, 20000 + 4096 + (uint64_t)(N - i));
+	wheel_update(&w, 40000);
+	last = 0;
+	n = 0;
+	while ((t = wheel_get_expired(&w)) != NULL) {
+		assert_true(t->expires >= last);
+		last = t->expires;
+		n++;
+	}
+	assert_int_equal(n, N);
+}
+
 static void test_random_vs_reference(void **state)
 {
 	(void)state;
@@ -683,6 +730,7 @@ int main(void)
 	        cmocka_unit_test(test_timeout_bounds),
 	        cmocka_unit_test(test_far_future),
 	        cmocka_unit_test(test_big_jumps),
+	        cmocka_unit_test(test_expired_in_expiry_order),
 	        cmocka_unit_test(test_random_vs_reference),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -93,7 +93,9 @@ run_case "$work/spread" 1000 30s 3 150
 config "$work/spread2" 1000 30s
 start "$work/spread2" 20
 for _ in $(seq 1 200); do
-	"$bin" -c "$work/spread2/fk.conf" status --json > "$work/status.json" 2>/dev/null && break
+	# the daemon's own answer, not the CLI's offline fallback
+	"$bin" -c "$work/spread2/fk.conf" status --json > "$work/status.json" 2>/dev/null &&
+		grep -q '"pid"' "$work/status.json" && break
 	sleep 0.1
 done
 stop
@@ -125,7 +127,8 @@ def lat(rows, key):
     return pct(v, 50), pct(v, 99), max(v)
 
 def ordered(rows):
-    keys = [(unix(r["fire_time"]), r["task"]) for r in sorted(rows, key=lambda r: r["run_id"])]
+    """Runs inserted in order of their fire times (ties in any order)."""
+    keys = [unix(r["fire_time"]) for r in sorted(rows, key=lambda r: r["run_id"])]
     return keys == sorted(keys)
 
 def worst_inversion_ms(rows):

@@ -7,25 +7,31 @@
 # shell /bin/sh, an empty home: no rc file is read, so the remote side costs
 # what sshd costs). Host keys are pre-recorded (policy strict). In one run:
 #   1. 1,000 servers, 20% of them pointed at silent listeners (accept TCP,
-#      never speak), check_timeout 5 s, concurrency 1000: `fleetkeeper once
-#      health_check`, its wall and its own CPU (wait4 rusage) per 1,000
-#      checks; goal wall <= check_timeout + 2 s.
+#      never speak), check_timeout 5 s, concurrency auto (all 1,000 at
+#      once), handshake_concurrency auto (the handshake gate, docs/ssh.md):
+#      `fleetkeeper once health_check`, its wall, its own CPU (wait4
+#      rusage) per 1,000 checks and how many of the 800 live servers were
+#      found healthy; goal wall <= check_timeout + 2 s. Baseline in the
+#      same run: the gate open (handshake_concurrency = 1000, every answering
+#      server in its handshake at once, as before the gate).
 #   2. On 200 healthy servers (the same 200 for each): fleetkeeper (all at
 #      once), `ansible all -m ping -f 32` with an inventory of the 200, and
 #      the seed's sequential `ssh`; ratio to ansible (goal >= 20x).
-#   3. 10,000 handles over the same sshd endpoints (many handles per
-#      endpoint), all healthy, concurrency CONC10K: the run's wall (goal
-#      <= 60 s on 2 cores) against sshd's ceiling: the rate at which the
-#      machine could run sshd sessions if the client cost nothing, i.e.
-#      cores / (sshd CPU per session), sshd CPU measured over this very run
-#      (cutime+cstime of the sshd parents, which reap every session). Also
-#      printed: what 32 parallel `ssh` clients get from the same sshds.
+#   3. Growth: 100, 1,000 and 10,000 handles over the same sshd endpoints
+#      (many handles per endpoint), all healthy, concurrency min(n, CONC10K),
+#      handshake gate auto: each run's wall, CPU and peak RSS (wait4). The
+#      10,000 run (goal <= 60 s on 2 cores) against sshd's ceiling: the rate
+#      at which the machine could run sshd sessions if the client cost
+#      nothing, i.e. cores / (sshd CPU per session), sshd CPU measured over
+#      that very run (cutime+cstime of the sshd parents, which reap every
+#      session). Also printed: what 32 parallel `ssh` clients get from the
+#      same sshds.
 # Prints `name: value unit` lines and one JSON line {"bench": "health_scale", ...}.
 # Needs root (sshd, useradd), openssh-server, openssh-client, ansible.
 # Only 127.0.0.0/8 is used.
 #
 #   bench/health_scale.sh [FLEETKEEPER_BIN]
-#   env: SERVERS=1000 HANDLES=10000 BASE=200 TIMEOUT=5 SSHDS=4 CONC10K=160 SSHD_ARGS=-r
+#   env: SERVERS=1000 HANDLES=10000 BASE=200 TIMEOUT=5 SSHDS=4 CONC10K=256 SSHD_ARGS=-r
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${1:-${FLEETKEEPER_BIN:-$ROOT/build/fleetkeeper}}
@@ -45,7 +51,7 @@ H = int(os.environ.get("HANDLES", "10000"))
 BASE = int(os.environ.get("BASE", "200"))
 TIMEOUT = float(os.environ.get("TIMEOUT", "5"))
 NSSHD = int(os.environ.get("SSHDS", "4"))
-CONC10K = int(os.environ.get("CONC10K", "160"))
+CONC10K = int(os.environ.get("CONC10K", "256"))
 # -r: no re-exec of sshd per connection (halves sshd's CPU per session here,
 # 20 -> 10 ms); SSHD_ARGS= (empty) measures the stock behaviour.
 SSHD_ARGS = os.environ.get("SSHD_ARGS", "-r").split()
@@ -91,7 +97,7 @@ try:
     kh.write_text("".join(s.known_hosts_line(a, p) for s, a, p in endpoints))
     silent = [SilentListener(f"127.0.0.{5 + i % 4}") for i in range(8)]
 
-    def state(name, conc):
+    def state(name, conc, handshakes="auto"):
         d = tmp / name
         d.mkdir()
         conf = d / "fleetkeeper.conf"
@@ -107,10 +113,13 @@ host_key_policy = strict
 timeout = {TIMEOUT:g}s
 [task.health_check]
 concurrency = {conc}
+handshake_concurrency = {handshakes}
 check_timeout = {TIMEOUT:g}s
 failure_threshold = 1
 """)
         return d, conf
+
+    peak_rss = [0.0]
 
     def run_fk(conf, n):
         """once health_check with its own rusage; the counts from the store."""
@@ -120,6 +129,7 @@ failure_threshold = 1
                              cwd=conf.parent)
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.monotonic() - t0
+        peak_rss[0] = ru.ru_maxrss / 1024  # MiB
         err = p.stderr.read().decode(errors="replace")
         p.stderr.close()
         con = sqlite3.connect(conf.parent / "var" / "state.db")
@@ -157,6 +167,9 @@ failure_threshold = 1
         else:
             _, a, p = endpoints[i % len(endpoints)]
             rows.append((f"srv-{i:05d}", a, p))
+    d0, c0 = state("fleet1000_gate_open", N, N)
+    fill(d0, c0, rows)
+    wall0, cpu0, ok0 = run_fk(c0, N)
     d1, c1 = state("fleet1000", N)
     fill(d1, c1, rows)
     wall1, cpu1, ok1 = run_fk(c1, N)
@@ -195,13 +208,21 @@ failure_threshold = 1
     seed200 = time.monotonic() - t0
     assert seed_ok == BASE, seed_ok
 
-    # ---- 3. 10,000 handles, and sshd's ceiling ----
-    rows10 = [(f"h-{i:05d}", *endpoints[i % len(endpoints)][1:]) for i in range(H)]
-    d3, c3 = state("fleet10000", CONC10K)
-    fill(d3, c3, rows10)
-    s0 = sshd_cpu()
-    wall10, cpu10, ok10 = run_fk(c3, H)
-    sshd_cpu10 = sshd_cpu() - s0
+    # ---- 3. growth: 100, 1,000, 10,000 handles; sshd's ceiling at 10,000 ----
+    growth = {}
+    for n in (100, 1000, H):
+        rows_n = [(f"h-{i:05d}", *endpoints[i % len(endpoints)][1:]) for i in range(n)]
+        d3, c3 = state(f"growth{n}", min(n, CONC10K))
+        fill(d3, c3, rows_n)
+        s0 = sshd_cpu()
+        wall_n, cpu_n, ok_n = run_fk(c3, n)
+        growth[n] = {"wall_sec": round(wall_n, 3), "cpu_sec": round(cpu_n, 3),
+                     "peak_rss_mib": round(peak_rss[0], 1), "healthy": ok_n,
+                     "sshd_cpu_sec": sshd_cpu() - s0}
+        print(f"health_scale_growth_{n}: wall {wall_n:.3f} s, CPU {cpu_n:.3f} s, peak RSS"
+              f" {peak_rss[0]:.1f} MiB, {ok_n} of {n} healthy")
+    wall10, cpu10, ok10 = growth[H]["wall_sec"], growth[H]["cpu_sec"], growth[H]["healthy"]
+    sshd_cpu10 = growth[H]["sshd_cpu_sec"]
     per_session = sshd_cpu10 / max(ok10, 1)
     ceiling = CORES / per_session
     rate10 = ok10 / wall10
@@ -220,6 +241,7 @@ failure_threshold = 1
         "servers": N, "silent_servers": nsilent, "concurrency": N,
         "run_sec": round(wall1, 3), "run_goal_sec": TIMEOUT + 2,
         "healthy": ok1, "client_cpu_sec_per_1000_checks": round(cpu1 / N * 1000, 3),
+        "gate_open_run_sec": round(wall0, 3), "gate_open_healthy": ok0,
         "base_servers": BASE, "fleetkeeper_base_sec": round(fk200, 3),
         "fleetkeeper_base_cpu_sec": round(fkcpu200, 3),
         "ansible_ping_f32_sec": round(ans200, 3), "seed_ssh_sequential_sec": round(seed200, 3),
@@ -231,11 +253,15 @@ failure_threshold = 1
         "sshd_ceiling_sessions_per_sec": round(ceiling, 1),
         "ratio_to_ceiling": round(rate10 / ceiling, 3),
         "ssh_32_parallel_sessions_per_sec": round(par_rate, 1),
+        "growth": {str(n): {k: v for k, v in g.items() if k != "sshd_cpu_sec"}
+                   for n, g in growth.items()},
     }
     fig["goals_met"] = (wall1 <= TIMEOUT + 2 and ok1 == N - nsilent and ratio_ans >= 20
                         and wall10 <= 60 and ok10 == H)
     print(f"health_scale_{N}_silent{nsilent}_run: {wall1:.3f} s (goal <= {TIMEOUT + 2:g} s;"
           f" {ok1} of {N - nsilent} live servers healthy)")
+    print(f"health_scale_{N}_silent{nsilent}_gate_open_run: {wall0:.3f} s ({ok0} of"
+          f" {N - nsilent} live servers healthy; handshake_concurrency = {N})")
     print(f"health_scale_{N}_client_cpu_per_1000_checks: {cpu1 / N * 1000:.3f} s")
     print(f"health_scale_fleetkeeper_{BASE}: {fk200:.3f} s")
     print(f"health_scale_ansible_ping_f32_{BASE}: {ans200:.3f} s")

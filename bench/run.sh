@@ -45,4 +45,8 @@ echo "== dispatch: 1,000 tasks due in one second, against 10, and with spread = 
 bench/dispatch.sh "$PWD/build-bench/fleetkeeper" > "$tmp"
 cat "$tmp"
 grep '^{' "$tmp" >> "$out" || true
+echo "== HTTP API: 200 concurrent clients for 30 s on /api/v1/status and SSE streams"
+/usr/bin/python3 bench/api_load.py "$PWD/build-bench/fleetkeeper" 30 200 > "$tmp"
+cat "$tmp"
+grep '^{' "$tmp" >> "$out" || true
 echo "results: $out"

@@ -19,6 +19,12 @@ test_pkgs+=(ansible ansible-lint sshpass git)
 test_pkgs+=(clang libclang-rt-14-dev valgrind binutils mount)
 # Wall-clock jumps (tests/integration/test_clock_jumps.py): libfaketime preloaded.
 test_pkgs+=(faketime libfaketime)
+# The HTTP API's status page in a real browser (tests/integration/test_api.py):
+# Debian's chromium, driven by playwright-core (tests/integration/apicheck).
+test_pkgs+=(chromium openssl)
+# GitHub App (tests/integration/test_github_app.py): the replay server checks
+# the JWT's RS256 signature; the mirror test serves git over smart HTTP.
+test_pkgs+=(python3-cryptography)
 
 # The Debian package (issue 19, scripts/package.sh and the CI package
 # stage): debhelper, lintian, the man page linter, systemd-analyze, and
@@ -32,11 +38,24 @@ elif [ "${1:-build}" = "package" ]; then
 	want+=("${package_pkgs[@]}")
 fi
 
+# The test suite's npm packages, pinned by their package-lock.json (npm ci):
+# the OpenAPI validator and the browser driver of tests/integration/apicheck.
+npm_test_deps() {
+	[ "${1:-build}" = "test" ] || return 0
+	local dir
+	dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/integration/apicheck"
+	[ -d "$dir/node_modules/playwright-core" ] && [ -d "$dir/node_modules/@redocly/cli" ] && return 0
+	(cd "$dir" && npm ci --no-audit --no-fund)
+}
+
 missing=()
 for p in "${want[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+	npm_test_deps "${1:-build}"
+	exit 0
+fi
 
 echo "installing: ${missing[*]}" >&2
 SUDO=""
@@ -46,3 +65,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+npm_test_deps "${1:-build}"

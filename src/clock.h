@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 int64_t clock_mono_ms(void);   /* CLOCK_MONOTONIC, milliseconds */
+int64_t clock_mono_usec(void); /* CLOCK_MONOTONIC, microseconds */
 int64_t clock_wall_usec(void); /* CLOCK_REALTIME, microseconds since the epoch */
 double clock_wall(void);       /* CLOCK_REALTIME, seconds since the epoch */
 

@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,6 +48,8 @@
 #include <unistd.h>
 
 #include "duration.h"
+#include "file_modes.h"
+#include "github_app.h"
 #include "log.h"
 #include "proc.h"
 #include "task.h"
@@ -114,6 +117,7 @@ typedef enum {
 	KV_LOG_FORMAT, /* log_format_parse */
 	KV_URL,        /* http:// or https:// */
 	KV_LISTEN,     /* host:port */
+	KV_LISTEN_ANY, /* host:port or an absolute unix socket path */
 	KV_INT_LIST,   /* "1, -2, 3" */
 	KV_ENV_LIST,   /* "NAME, PREFIX_*" */
 } key_kind;
@@ -184,6 +188,9 @@ static const key_spec github_keys[] = {
         {.name = "user", .kind = KV_STRING, .def = "none"},
         {.name = "token_file", .kind = KV_STRING, .def = "none"},
         {.name = "token_env", .kind = KV_STRING, .def = "none"},
+        {.name = "app_id", .kind = KV_STRING, .def = "none"},
+        {.name = "private_key_file", .kind = KV_STRING, .def = "none"},
+        {.name = "installation_id", .kind = KV_INT, .min = 1, .max = LONG_MAX, .def = "none"},
         {.name = "mirror_dir", .kind = KV_STRING, .empty_ok = true, .def = "empty"},
         {.name = "missing_threshold", .kind = KV_INT, .min = 1, .max = 1000000, .def = "3"},
         {.name = "per_page", .kind = KV_INT, .min = 1, .max = 100, .def = "100"},
@@ -274,6 +281,23 @@ static const key_spec ansible_keys[] = {
         {.name = NULL},
 };
 
+/* [api]: the HTTP API and status page (api.c, docs/api.md). */
+static const key_spec api_keys[] = {
+        {.name = "listen", .kind = KV_LISTEN_ANY, .empty_ok = true, .def = "127.0.0.1:9465"},
+        {.name = "public_status", .kind = KV_BOOL, .def = "false"},
+        {.name = "tls_cert_file", .kind = KV_STRING, .def = "none"},
+        {.name = "tls_key_file", .kind = KV_STRING, .def = "none"},
+        {.name = "max_body_bytes", .kind = KV_INT, .min = 1024, .max = 1048576, .def = "65536"},
+        {.name = NULL},
+};
+
+/* [api.token.NAME]: one bearer token (api_auth.c). */
+static const key_spec api_token_keys[] = {
+        {.name = "token_file", .kind = KV_STRING, .def = "required"},
+        {.name = "scope", .kind = KV_ENUM, .choices = "read|operate|admin", .def = "read"},
+        {.name = NULL},
+};
+
 /* [recovery]: what `recover` may do besides redeploying (recovery.c). */
 static const key_spec recovery_keys[] = {
         {.name = "reprovision", .kind = KV_BOOL, .def = "false"},
@@ -281,10 +305,9 @@ static const key_spec recovery_keys[] = {
 };
 
 static const section_schema plain_sections[] = {
-        {"daemon", daemon_keys},     {"log", log_keys},
-        {"metrics", metrics_keys},   {"ssh", ssh_keys},
-        {"github", github_keys},     {"ansible", ansible_keys},
-        {"recovery", recovery_keys}, {NULL, NULL},
+        {"daemon", daemon_keys},     {"log", log_keys},       {"metrics", metrics_keys},
+        {"ssh", ssh_keys},           {"github", github_keys}, {"ansible", ansible_keys},
+        {"recovery", recovery_keys}, {"api", api_keys},       {NULL, NULL},
 };
 
 static const section_schema providers[] = {
@@ -326,6 +349,7 @@ void config_keys_foreach(config_key_fn fn, void *arg)
 	}
 	keys_list(fn, arg, "notify.NAME", notify_keys);
 	keys_list(fn, arg, "maintenance.NAME", maintenance_keys);
+	keys_list(fn, arg, "api.token.NAME", api_token_keys);
 	keys_list(fn, arg, "task.NAME", task_keys);
 	snprintf(names, sizeof names, "%s", task_type_names());
 	for (char *save = NULL, *n = strtok_r(names, ", ", &save); n;
@@ -1092,6 +1116,12 @@ static int value_check(const key_spec *spec, const char *v, char *why, size_t wh
 			return 0;
 		snprintf(why, whylen, "expected host:port (port 1-65535), got '%s'", v);
 		return -1;
+	case KV_LISTEN_ANY:
+		if (v[0] == '/' || listen_valid(v))
+			return 0;
+		snprintf(why, whylen,
+		         "expected host:port (port 1-65535) or a socket path, got '%s'", v);
+		return -1;
 	case KV_INT_LIST:
 		if (int_list_valid(v))
 			return 0;
@@ -1305,6 +1335,21 @@ static void notify_check(loader *ld, const config_section *sec)
 		               sec->name);
 	else if (choice_match("telegram|slack|webhook", config_get(sec, "type")))
 		notify_type_check(ld, sec, config_get(sec, "type"));
+}
+
+/* [api.token.NAME]: a valid name and its token_file. */
+static void api_token_check(loader *ld, const config_section *sec)
+{
+	const char *name = sec->name + strlen("api.token.");
+	if (!name_valid(name))
+		load_error_add(ld, sec->line,
+		               "[%s] invalid token name '%s': use 1 to %d letters, digits, "
+		               "'_' or '-'",
+		               sec->name, name, CONFIG_NAME_MAX);
+	section_check(ld, sec, api_token_keys);
+	const char *f = config_get(sec, "token_file");
+	if (f == NULL || f[0] == '\0')
+		load_error_add(ld, sec->line, "[%s] token_file is required", sec->name);
 }
 
 /* ---- maintenance windows ---- */
@@ -1575,9 +1620,10 @@ static bool has_prefix(const char *s, const char *prefix)
 
 static void unknown_section_error(loader *ld, const config_section *sec)
 {
-	static const char *const plain[] = {"daemon", "log",     "metrics", "ssh",
-	                                    "github", "ansible", "recovery"};
-	static const char *const prefixes[] = {"provider", "notify", "task", "maintenance"};
+	static const char *const plain[] = {"daemon", "log",     "metrics",  "ssh",
+	                                    "github", "ansible", "recovery", "api"};
+	static const char *const prefixes[] = {"provider", "notify", "task", "maintenance",
+	                                       "api.token"};
 	const char *dot = strchr(sec->name, '.');
 	const char *s;
 	char head[64];
@@ -1600,6 +1646,50 @@ static void unknown_section_error(loader *ld, const config_section *sec)
 		load_error_add(ld, sec->line, "unknown section [%s]", sec->name);
 }
 
+/* [github]: a token or a GitHub App (github_app.h), and what an app
+ * needs. The key file itself is checked by check-config
+ * (github_app_config_check): a reload must not depend on reading it. */
+static void github_check(loader *ld, const config_section *sec)
+{
+	const config_entry *app = config_entry_find(sec, "app_id");
+	const config_entry *tok = config_entry_find(sec, "token_file");
+	const char *v;
+
+	if (tok == NULL)
+		tok = config_entry_find(sec, "token_env");
+	if (app == NULL) {
+		static const char *const app_only[] = {"private_key_file", "installation_id"};
+		for (size_t i = 0; i < 2; i++) {
+			const config_entry *e = config_entry_find(sec, app_only[i]);
+			if (e)
+				load_error_add(ld, e->line, "[%s] %s: only used with app_id",
+				               sec->name, app_only[i]);
+		}
+		return;
+	}
+	v = app->value;
+	if (v[0] && !github_app_id_ok(v))
+		load_error_add(ld, app->line,
+		               "[%s] app_id: '%s' is not an App ID or Client ID (1 to 64 letters, "
+		               "digits, '.', '_' or '-')",
+		               sec->name, v);
+	if (tok)
+		load_error_add(ld, tok->line,
+		               "[%s] %s: authenticate with a token or as a GitHub App (app_id), "
+		               "not both",
+		               sec->name, tok->key);
+	if (config_get(sec, "private_key_file") == NULL)
+		load_error_add(ld, app->line,
+		               "[%s] app_id needs private_key_file (the app's private key, PEM)",
+		               sec->name);
+	if (config_get(sec, "installation_id") == NULL && config_get(sec, "org") == NULL &&
+	    config_get(sec, "user") == NULL)
+		load_error_add(ld, app->line,
+		               "[%s] app_id needs installation_id, or org (or user) to find the "
+		               "app's installation",
+		               sec->name);
+}
+
 static void section_validate(loader *ld, const config_section *sec)
 {
 	config *cfg = ld->cfg;
@@ -1607,6 +1697,8 @@ static void section_validate(loader *ld, const config_section *sec)
 	for (const section_schema *p = plain_sections; p->name; p++) {
 		if (strcmp(p->name, sec->name) == 0) {
 			section_check(ld, sec, p->keys);
+			if (p->keys == github_keys)
+				github_check(ld, sec);
 			return;
 		}
 	}
@@ -1618,6 +1710,8 @@ static void section_validate(loader *ld, const config_section *sec)
 		task_build(ld, &cfg->tasks[cfg->ntasks++], sec);
 	else if (has_prefix(sec->name, "maintenance."))
 		maintenance_build(ld, &cfg->maintenance[cfg->nmaintenance++], sec);
+	else if (has_prefix(sec->name, "api.token."))
+		api_token_check(ld, sec);
 	else
 		unknown_section_error(ld, sec);
 }
@@ -1850,7 +1944,11 @@ static FILE *config_open(loader *ld, const char *path)
 	}
 	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
-		load_error_add(ld, 0, "cannot open: %s", strerror(errno));
+		int e = errno;
+		char hint[300] = "";
+		if (e == EACCES)
+			file_read_hint(path, hint, sizeof hint);
+		load_error_add(ld, 0, "cannot open: %s%s", strerror(e), hint);
 		return NULL;
 	}
 	if (fstat(fd, &st) != 0 || (bad = file_refused(&st, why, sizeof why)) != NULL ||

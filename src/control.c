@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "file_modes.h"
 #include "looptimer.h"
 #include "utf8.h"
 
@@ -118,7 +119,11 @@ static int connect_unix(const char *path, int64_t deadline, char *err, size_t er
 			         "control socket %s: no connection accepted within %d s "
 			         "(its backlog is full)",
 			         path, CONTROL_REPLY_TIMEOUT_MS / 1000);
-		else
+		else if (e == EACCES) {
+			char hint[300];
+			file_access_hint(path, hint, sizeof hint);
+			snprintf(err, errlen, "control socket %s: %s%s", path, strerror(e), hint);
+		} else
 			snprintf(err, errlen, "control socket %s: %s", path, strerror(e));
 		close(fd);
 		return (e == ENOENT || e == ECONNREFUSED) ? CONTROL_NO_DAEMON : -1;
@@ -442,7 +447,7 @@ int control_open(control **out, const char *path, wheel *w, control_handler hand
 	int brc =
 	        c->listen_fd >= 0 ? bind(c->listen_fd, (struct sockaddr *)&addr, sizeof addr) : -1;
 	umask(old);
-	if (brc != 0 || chmod(path, 0600) != 0 || listen(c->listen_fd, 16) != 0 ||
+	if (brc != 0 || chmod(path, file_mode_socket(path)) != 0 || listen(c->listen_fd, 16) != 0 ||
 	    c->epoll_fd < 0 || c->path == NULL) {
 		snprintf(err, errlen, "control socket %s: %s", path, strerror(errno));
 		control_close(c);

@@ -3,11 +3,11 @@
  * directory (mode 0600), one JSON object per line each way.
  *
  * Requests: {"cmd": "ping"}, {"cmd": "status"}, {"cmd": "trigger", "task":
- * "NAME"}. Every reply has "ok": true|false and, when false, "error". A
- * malformed request gets an error reply (so does one that is not valid
- * UTF-8 or holds a NUL, raw or as \u0000); a request line over
- * CONTROL_MAX_REQUEST bytes gets an error reply and the connection is closed;
- * a client that makes no progress (reads nothing, sends nothing) for
+ * "NAME"} (and "correlation_id": the run's, as the HTTP API passes
+ * X-Correlation-ID; recover takes it too). Every reply has "ok": true|false and, when false,
+ * "error". A malformed request gets an error reply (so does one that is not valid UTF-8 or holds a
+ * NUL, raw or as \u0000); a request line over CONTROL_MAX_REQUEST bytes gets an error reply and the
+ * connection is closed; a client that makes no progress (reads nothing, sends nothing) for
  * CONTROL_IDLE_MS is disconnected; at most CONTROL_MAX_CLIENTS at once.
  * Replies are always valid UTF-8 JSON. Nothing a client sends can stop the
  * daemon or delay its timers: a client whose replies pile up past

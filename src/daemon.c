@@ -327,6 +327,21 @@ static void start_metrics(daemon_state *d)
 	         LOG_STR("listen", metrics_http_address(d->metrics)));
 }
 
+/* The HTTP API (api.h) is optional like the metrics: not configured or
+ * failing, it is logged and the daemon runs on without it. */
+static void start_api(daemon_state *d)
+{
+	char err[512];
+	int rc = api_start(&d->api, d->cfg, err, sizeof err);
+	if (rc == API_NOT_STARTED)
+		log_info(DAEMON_LOGGER, "api_disabled", LOG_STR("reason", err));
+	else if (rc != 0)
+		log_error(DAEMON_LOGGER, "api_listen_failed", LOG_ERR(err, "listen_failed"));
+	else
+		log_info(DAEMON_LOGGER, "api_listening", LOG_STR("listen", api_address(d->api)),
+		         LOG_BOOL("tls", api_uses_tls(d->api)));
+}
+
 static int start_io(daemon_state *d, char *err, size_t errlen)
 {
 	d->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -349,6 +364,7 @@ static int start_io(daemon_state *d, char *err, size_t errlen)
 		return -1;
 	}
 	start_metrics(d);
+	start_api(d);
 	return 0;
 }
 
@@ -367,6 +383,7 @@ static void start_timers(daemon_state *d)
 
 static void stop_all(daemon_state *d)
 {
+	api_stop(d->api); /* before the control socket its operations go to */
 	metrics_http_stop(d->metrics);
 	control_close(d->ctl);
 	pool_stop(d->pool);

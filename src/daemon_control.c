@@ -123,9 +123,12 @@ static char *retry_pending_reply(const task_slot *s)
 static char *trigger_reply(daemon_state *d, const cJSON *request)
 {
 	const cJSON *name = cJSON_GetObjectItemCaseSensitive(request, "task");
+	const cJSON *cid = cJSON_GetObjectItemCaseSensitive(request, "correlation_id");
 	char msg[256];
 	if (!cJSON_IsString(name))
 		return control_error_reply("trigger needs \"task\"");
+	if (cid && !(cJSON_IsString(cid) && runner_correlation_id_valid(cid->valuestring)))
+		return control_error_reply("\"correlation_id\": 1 to 64 of A-Z a-z 0-9 . _ : -");
 	task_slot *s = daemon_slot_find(d, name->valuestring);
 	if (s == NULL) {
 		snprintf(msg, sizeof msg, "unknown task '%.*s'",
@@ -140,7 +143,7 @@ static char *trigger_reply(daemon_state *d, const cJSON *request)
 		return retry_pending_reply(s);
 	bool queue_full = (s->running || s->retry_pending) && s->pending;
 	bool queued = false;
-	job *j = daemon_dispatch(d, s, "manual", &queued);
+	job *j = daemon_dispatch_as(d, s, "manual", cid ? cid->valuestring : NULL, &queued);
 	cJSON *r = cJSON_CreateObject();
 	if (j) {
 		cJSON_AddTrueToObject(r, "ok");

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api.h"
 #include "config.h"
 #include "control.h"
 #include "looptimer.h"
@@ -79,6 +80,7 @@ struct daemon_state {
 	pool *pool;
 	control *ctl;
 	metrics_http *metrics; /* NULL when [metrics] listen is off or failed */
+	api *api;              /* NULL when [api] is off, has nothing to serve, or failed */
 	int epoll_fd;
 	int signal_fd;
 	int clock_fd;
@@ -118,6 +120,10 @@ task_slot *daemon_slot_find(daemon_state *d, const char *name);
 /* Start a run now, honouring overlap. Returns the job, or NULL when skipped
  * or queued (*queued tells which). */
 job *daemon_dispatch(daemon_state *d, task_slot *s, const char *trigger, bool *queued);
+/* The same with the caller's correlation id for the run (NULL: a new one;
+ * a queued run gets its own when it starts). */
+job *daemon_dispatch_as(daemon_state *d, task_slot *s, const char *trigger,
+                        const char *correlation_id, bool *queued);
 void daemon_jobs_reap(daemon_state *d);
 /* store_file_replaced (critical, once) when the daemon's database file was
  * deleted or replaced under it; cheap (a stat), called after runs and prunes. */

@@ -108,12 +108,17 @@ static uint64_t slot_offset_ms(const daemon_state *d, const task_config *tc)
 /* The monotonic deadline (ms) of a cron fire due at wall time fire_ms:
  * rounded up, plus the millisecond clock_mono_ms truncates, so that the
  * timer never expires before the wall-clock fire time. */
-static uint64_t cron_deadline(int64_t fire_ms, uint64_t now_mono, int64_t now_wall_us)
+/* The wheel deadline (monotonic ms) of a fire due at fire_ms on the wall
+ * clock. Both clocks are read in microseconds, close together, so fires due
+ * at the same wall time get the same deadline whenever they are armed and
+ * expire in one burst (ms reads would put them 1 ms apart by rounding). */
+static uint64_t cron_deadline(int64_t fire_ms)
 {
-	int64_t ahead_us = fire_ms * 1000 - now_wall_us;
+	int64_t now_mono_us = clock_mono_usec();
+	int64_t ahead_us = fire_ms * 1000 - clock_wall_usec();
 	if (ahead_us <= 0)
-		return now_mono;
-	return now_mono + (uint64_t)((ahead_us + 999) / 1000) + 1;
+		return (uint64_t)(now_mono_us / 1000);
+	return (uint64_t)((now_mono_us + ahead_us + 999) / 1000) + 1;
 }
 
 static int64_t floor_div(int64_t a, int64_t b)
@@ -171,7 +176,7 @@ void daemon_slot_arm(daemon_state *d, task_slot *s, bool announce)
 		}
 		s->next_wall = next;
 		s->delay_ms = offset ? offset : random_below((uint64_t)tc->jitter_ms + 1);
-		deadline = cron_deadline(cron_fire_ms(s), now, now_wall_us);
+		deadline = cron_deadline(cron_fire_ms(s));
 	}
 	wheel_add(&d->w, &s->fire.wt, deadline);
 	announce_next(d, s, announce);
@@ -181,12 +186,10 @@ void daemon_slot_arm(daemon_state *d, task_slot *s, bool announce)
  * fire times (invariant 3). */
 void daemon_slots_clock_changed(daemon_state *d)
 {
-	uint64_t now = (uint64_t)clock_mono_ms();
-	int64_t now_wall_us = clock_wall_usec();
 	for (task_slot *s = d->slots; s; s = s->next) {
 		if (!wheel_timer_pending(&s->fire.wt) || s->cfg->sched.kind != SCHEDULE_CRON)
 			continue;
-		wheel_add(&d->w, &s->fire.wt, cron_deadline(cron_fire_ms(s), now, now_wall_us));
+		wheel_add(&d->w, &s->fire.wt, cron_deadline(cron_fire_ms(s)));
 		announce_next(d, s, true);
 	}
 }
@@ -300,14 +303,16 @@ static job *job_start(daemon_state *d, task_slot *s, const char *trigger, const 
 	return job_submit(d, j) == 0 ? j : NULL;
 }
 
-static job *dispatch(daemon_state *d, task_slot *s, const char *trigger, double fire_at,
-                     bool *queued)
+/* cid: the caller's correlation id for a new run (API), NULL: a new one. */
+static job *dispatch_as(daemon_state *d, task_slot *s, const char *trigger, const char *cid,
+                        double fire_at, bool *queued)
 {
 	*queued = false;
 	if (d->stopping || s->cfg == NULL)
 		return NULL;
+	run_attempt given = {.correlation_id = cid, .attempt = 1, .attempts = s->cfg->retries + 1};
 	if (s->running == NULL && !s->retry_pending)
-		return job_start(d, s, trigger, NULL, fire_at);
+		return job_start(d, s, trigger, cid ? &given : NULL, fire_at);
 	/* Busy: a run is going, or its retry waits (invariant 4). */
 	const char *busy_cid =
 	        s->running ? s->running->req.correlation_id : s->retry_correlation_id;
@@ -326,9 +331,21 @@ static job *dispatch(daemon_state *d, task_slot *s, const char *trigger, double 
 	return NULL;
 }
 
+static job *dispatch(daemon_state *d, task_slot *s, const char *trigger, double fire_at,
+                     bool *queued)
+{
+	return dispatch_as(d, s, trigger, NULL, fire_at, queued);
+}
+
 job *daemon_dispatch(daemon_state *d, task_slot *s, const char *trigger, bool *queued)
 {
 	return dispatch(d, s, trigger, 0, queued);
+}
+
+job *daemon_dispatch_as(daemon_state *d, task_slot *s, const char *trigger,
+                        const char *correlation_id, bool *queued)
+{
+	return dispatch_as(d, s, trigger, correlation_id, 0, queued);
 }
 
 /* ---- retries ---- */
@@ -523,8 +540,7 @@ static void fire_one(daemon_state *d, task_slot *s, int64_t fire_ms)
 	if (s->cfg->sched.kind == SCHEDULE_CRON) {
 		int64_t now_wall_us = clock_wall_usec();
 		if (now_wall_us / 1000 + 500 < fire_ms) { /* early: the clock went back */
-			wheel_add(&d->w, &s->fire.wt,
-			          cron_deadline(fire_ms, (uint64_t)clock_mono_ms(), now_wall_us));
+			wheel_add(&d->w, &s->fire.wt, cron_deadline(fire_ms));
 			return;
 		}
 		trigger = cron_fire_trigger(d, s, now_wall_us / 1000);

@@ -122,6 +122,21 @@ int github_parse_page(const char *json, size_t len, github_repo_list *out, char 
 	return rc;
 }
 
+int github_parse_installation_page(const char *json, size_t len, github_repo_list *out, char *err,
+                                   size_t errlen)
+{
+	cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;
+	int rc = -1;
+	if (!cJSON_IsObject(root))
+		snprintf(err, errlen,
+		         "expected a JSON object with the installation's repositories");
+	else
+		rc = parse_array(cJSON_GetObjectItemCaseSensitive(root, "repositories"), out, err,
+		                 errlen);
+	cJSON_Delete(root);
+	return rc;
+}
+
 int github_parse_repo(const char *json, size_t len, github_repo_list *out, char *err, size_t errlen)
 {
 	cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;

@@ -40,6 +40,12 @@ void github_repo_list_free(github_repo_list *l);
 int github_parse_page(const char *json, size_t len, github_repo_list *out, char *err,
                       size_t errlen);
 
+/* Append the repositories of one page of GET /installation/repositories
+ * (a GitHub App's listing: an object whose "repositories" is the array).
+ * On error (-1, message in err) out is unchanged. */
+int github_parse_installation_page(const char *json, size_t len, github_repo_list *out, char *err,
+                                   size_t errlen);
+
 /* Append the repository of a single-repository response (a JSON object:
  * GET /repos/OWNER/NAME, /repositories/ID). On error (-1, message in err)
  * out is unchanged. */

@@ -246,13 +246,13 @@ int health_history_last_failure(store *s, int64_t server_id, char *stage, char *
 	return found ? STORE_OK : STORE_NOTFOUND;
 }
 
-int health_history_summary(store *s, int64_t server_id, double since, int64_t *checks,
-                           int64_t *failures)
+int health_history_summarize(store *s, int64_t server_id, double since, health_summary *out)
 {
-	static const char sql[] = "SELECT coalesce(sum(checks), 0), coalesce(sum(failures), 0)"
+	static const char sql[] = "SELECT coalesce(sum(checks), 0), coalesce(sum(failures), 0),"
+	                          " min(rt_min_ms), max(rt_max_ms), sum(rt_sum_ms)"
 	                          " FROM health_history WHERE server_id = ?1 AND hour >= ?2";
 	store_stmt *q;
-	*checks = *failures = 0;
+	*out = (health_summary){0, 0, -1, -1, -1};
 	int rc = store_prepare(s, sql, &q);
 	if (rc != STORE_OK)
 		return rc;
@@ -260,11 +260,27 @@ int health_history_summary(store *s, int64_t server_id, double since, int64_t *c
 	store_bind_int64(q, 2, health_history_hour(since));
 	rc = store_step(q);
 	if (rc == STORE_ROW) {
-		*checks = store_col_int64(q, 0);
-		*failures = store_col_int64(q, 1);
+		out->checks = store_col_int64(q, 0);
+		out->failures = store_col_int64(q, 1);
+		int64_t healthy = out->checks - out->failures;
+		if (healthy > 0 && !store_col_null(q, 2)) {
+			out->rt_min_ms = store_col_int64(q, 2);
+			out->rt_max_ms = store_col_int64(q, 3);
+			out->rt_avg_ms = (double)store_col_int64(q, 4) / (double)healthy;
+		}
 	}
 	store_stmt_done(q);
 	return rc < 0 ? rc : STORE_OK;
+}
+
+int health_history_summary(store *s, int64_t server_id, double since, int64_t *checks,
+                           int64_t *failures)
+{
+	health_summary sum;
+	int rc = health_history_summarize(s, server_id, since, &sum);
+	*checks = sum.checks;
+	*failures = sum.failures;
+	return rc;
 }
 
 /* ---- downsampling and pruning ---- */

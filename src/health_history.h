@@ -84,10 +84,20 @@ int health_history_record(store *s, const health_sample *samples, size_t n);
  * failure as before" test. */
 int health_history_last_failure(store *s, int64_t server_id, char *stage, char *error);
 
+/* What the hours of one server since a time add up to. */
+typedef struct {
+	int64_t checks, failures;
+	int64_t rt_min_ms, rt_max_ms; /* of the healthy checks; -1 when none */
+	double rt_avg_ms;             /* -1 when none */
+} health_summary;
+
 /* Checks and failures of the server since `since` (unix seconds; hours
  * that started at or after its hour). STORE_OK, zeros when none. */
 int health_history_summary(store *s, int64_t server_id, double since, int64_t *checks,
                            int64_t *failures);
+
+/* The same with the healthy checks' response times (`servers show`). */
+int health_history_summarize(store *s, int64_t server_id, double since, health_summary *out);
 
 /* Drop the samples of at most max_rows hours that ended before `before`
  * (unix seconds), keeping their summaries. *done: rows changed; fewer

@@ -142,7 +142,18 @@ typedef struct {
 	series *head, *tail;
 } family;
 
-enum { F_RUNS, F_DURATION, F_ITEMS, F_LAST_SUCCESS, F_RUNNING, F_INTERVAL, F_ANSIBLE, F_COUNT };
+enum {
+	F_RUNS,
+	F_DURATION,
+	F_ITEMS,
+	F_LAST_SUCCESS,
+	F_RUNNING,
+	F_INTERVAL,
+	F_ANSIBLE,
+	F_API,
+	F_API_DURATION,
+	F_COUNT
+};
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static family families[F_COUNT] = {
@@ -165,6 +176,12 @@ static family families[F_COUNT] = {
         [F_ANSIBLE] = {"fleetkeeper_ansible_playbook_runs_total",
                        "Ansible playbook runs by result.", T_COUNTER, "playbook", "result", NULL,
                        NULL},
+        [F_API] = {"fleetkeeper_api_requests_total",
+                   "Requests to the HTTP API by route and status code.", T_COUNTER, "route", "code",
+                   NULL, NULL},
+        [F_API_DURATION] = {"fleetkeeper_api_request_duration_seconds",
+                            "Duration of HTTP API requests by route (streams excluded).",
+                            T_HISTOGRAM, "route", NULL, NULL, NULL},
 };
 
 static const char *const level_names[] = {"debug", "info", "warning", "error", "critical"};
@@ -331,6 +348,15 @@ bool metrics_store_writer_failing(char *why, size_t cap)
 void metrics_ansible_run(const char *playbook, const char *result)
 {
 	add(F_ANSIBLE, playbook, result, 1);
+}
+
+void metrics_api_request(const char *route, int status_code, double seconds, bool stream)
+{
+	char code[16];
+	snprintf(code, sizeof code, "%d", status_code);
+	add(F_API, route, code, 1);
+	if (!stream)
+		observe(F_API_DURATION, route, seconds);
 }
 
 /* ---- dispatch latency ---- */

@@ -70,6 +70,9 @@ void metrics_store_writer_state(bool ok, const char *why);
 bool metrics_store_writer_failing(char *why, size_t cap);
 /* result: ok, failed, timeout, unreachable, ... (a short word). */
 void metrics_ansible_run(const char *playbook, const char *result);
+/* One HTTP API request (api.c): route is its template ("/api/v1/runs/{id}"),
+ * never the raw path; a stream's duration is not observed. */
+void metrics_api_request(const char *route, int status_code, double seconds, bool stream);
 
 /* Dispatch latency of a scheduled fire, from its fire time (nominal time
  * plus the task's spread offset or jitter) to: its task_runs row committed

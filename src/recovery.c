@@ -703,11 +703,17 @@ char *recovery_control_request(config *cfg, store *st, const cJSON *request)
 	const cJSON *server = cJSON_GetObjectItemCaseSensitive(request, "server");
 	const cJSON *trig = cJSON_GetObjectItemCaseSensitive(request, "trigger");
 	const cJSON *reprovision = cJSON_GetObjectItemCaseSensitive(request, "reprovision");
+	const cJSON *cid = cJSON_GetObjectItemCaseSensitive(request, "correlation_id");
 	char running[RUNNER_CORRELATION_MAX], err[512];
 	server_list srv = {0};
 
 	if (!cJSON_IsString(server) || !*server->valuestring)
 		return control_error_reply("recover needs \"server\"");
+	if (cid && !(cJSON_IsString(cid) && runner_correlation_id_valid(cid->valuestring)))
+		return control_error_reply("\"correlation_id\": 1 to 64 of A-Z a-z 0-9 . _ : -");
+	/* The caller's correlation id (the HTTP API's X-Correlation-ID). */
+	run_attempt given = {
+	        .correlation_id = cid ? cid->valuestring : NULL, .attempt = 1, .attempts = 1};
 	if (servers_find(st, server->valuestring, &srv, NULL, err, sizeof err) != 0)
 		return control_error_reply(err);
 	server_list_free(&srv);
@@ -715,7 +721,8 @@ char *recovery_control_request(config *cfg, store *st, const cJSON *request)
 		return reply_busy(server->valuestring, running);
 	recovery_job *job = job_new(server->valuestring, cJSON_IsTrue(reprovision));
 	const char *trigger = cJSON_IsString(trig) ? trig->valuestring : "manual";
-	if (job && runner_prepare(&job->req, cfg, &job->tc, trigger, st, err, sizeof err) == 0) {
+	if (job && runner_prepare_attempt(&job->req, cfg, &job->tc, trigger, &given, st, err,
+	                                  sizeof err) == 0) {
 		active_set(job->target.handle, job->req.correlation_id, false);
 		char *reply = start_thread(job);
 		if (reply)

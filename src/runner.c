@@ -117,6 +117,21 @@ void runner_new_correlation_id(const char *task, double now, char *buf, size_t c
 	snprintf(buf, cap, "run_%.48s_%lld_%04x", task, (long long)now, rnd);
 }
 
+bool runner_correlation_id_valid(const char *s)
+{
+	size_t n = 0;
+	if (s == NULL)
+		return false;
+	for (; s[n]; n++) {
+		unsigned char c = (unsigned char)s[n];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		          (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.' || c == ':';
+		if (!ok || n >= RUNNER_CORRELATION_GIVEN_MAX)
+			return false;
+	}
+	return n > 0;
+}
+
 int runner_prepare(run_request *req, config *cfg, const task_config *task, const char *trigger,
                    store *st, char *err, size_t errlen)
 {

@@ -75,6 +75,10 @@ typedef struct {
 
 /* correlation id "run_<task>_<unix>_<4 hex>" */
 void runner_new_correlation_id(const char *task, double now, char *buf, size_t cap);
+/* A correlation id given by a caller (X-Correlation-ID, a control request):
+ * 1 to RUNNER_CORRELATION_GIVEN_MAX of [A-Za-z0-9._:-]. */
+#define RUNNER_CORRELATION_GIVEN_MAX 64
+bool runner_correlation_id_valid(const char *s);
 
 /* Fill req (taking a reference on cfg) and insert the running row. When
  * the store refuses the row, the run still goes ahead: run_id is 0,

@@ -200,6 +200,27 @@ int runs_list(store *s, const char *task, int limit, run_row_cb cb, void *ctx)
 	return each_run(st, cb, ctx, NULL);
 }
 
+int runs_query(store *s, const runs_filter *f, run_row_cb cb, void *ctx)
+{
+	static const char sql[] = "SELECT " RUN_COLS " FROM task_runs"
+	                          " WHERE (?1 IS NULL OR task = ?1) AND (?2 IS NULL OR status = ?2)"
+	                          " AND (?3 IS NULL OR correlation_id = ?3)"
+	                          " AND (?4 = 0 OR id < ?4) ORDER BY id DESC LIMIT ?5";
+	store_stmt *st;
+	int code = store_prepare(s, sql, &st);
+	if (code != STORE_OK)
+		return code;
+	if (f->task)
+		store_bind_text(st, 1, f->task);
+	if (f->has_status)
+		store_bind_text(st, 2, run_status_name(f->status));
+	if (f->correlation_id)
+		store_bind_text(st, 3, f->correlation_id);
+	store_bind_int64(st, 4, f->before_id);
+	store_bind_int64(st, 5, f->limit > 0 ? f->limit : -1);
+	return each_run(st, cb, ctx, NULL);
+}
+
 int runs_last_per_task(store *s, run_row_cb cb, void *ctx)
 {
 	static const char sql[] = "SELECT " RUN_COLS " FROM task_runs WHERE id IN"

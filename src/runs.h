@@ -12,6 +12,7 @@
 #ifndef FK_RUNS_H
 #define FK_RUNS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,6 +70,18 @@ int runs_get(store *s, int64_t run_id, run_row_cb cb, void *ctx);
 int runs_list(store *s, const char *task, int limit, run_row_cb cb, void *ctx);
 /* The newest run of each task that has one, by task name. */
 int runs_last_per_task(store *s, run_row_cb cb, void *ctx);
+/* Newest first, each filter optional (NULL, has_status false, before_id 0:
+ * any): the HTTP API's listing and its paging (before_id: runs older than
+ * that id). limit <= 0: no limit. */
+typedef struct {
+	const char *task;
+	bool has_status;
+	run_status status;
+	const char *correlation_id;
+	int64_t before_id;
+	int limit;
+} runs_filter;
+int runs_query(store *s, const runs_filter *f, run_row_cb cb, void *ctx);
 
 /* The length of the task's current failure streak, at most limit. A run
  * and its retries (the rows sharing a correlation_id) count as one, judged

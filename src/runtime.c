@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "file_modes.h"
 #include "log.h"
 #include "runs.h"
 
@@ -141,17 +142,35 @@ static void tighten(const char *path, mode_t drop)
 		            LOG_INT("new_mode", (int64_t)mode));
 }
 
+/* Let the group read path (it is in a directory that admits its group):
+ * said once, for each file it changes. */
+static void share(const char *path)
+{
+	struct stat sb;
+	if (stat(path, &sb) != 0 || (sb.st_mode & S_IRGRP))
+		return;
+	mode_t mode = (sb.st_mode & 07777) | S_IRGRP;
+	if (chmod(path, mode) == 0)
+		log_info("core.store", "state_permissions_shared", LOG_STR("path", path),
+		         LOG_INT("old_mode", (int64_t)(sb.st_mode & 07777)),
+		         LOG_INT("new_mode", (int64_t)mode));
+}
+
 /* The state directory keeps what tasks printed: nobody but the daemon's
- * user may read it (group read is left, for an operators' group) and its
- * database files are 0600. */
+ * user may read it (group read is left, for an operators' group). Its
+ * database files are 0600, or 0640 when the directory admits its group
+ * (file_modes.h): operators then read the store. */
 static void tighten_state(const config *cfg)
 {
 	static const char *const suffixes[] = {"", "-wal", "-shm"};
 	char path[4200];
 	tighten(cfg->state_dir, S_IWGRP | S_IRWXO);
+	bool shared = file_mode_state(cfg->db_path) & S_IRGRP;
 	for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
 		snprintf(path, sizeof path, "%s%s", cfg->db_path, suffixes[i]);
-		tighten(path, S_IRWXG | S_IRWXO);
+		tighten(path, shared ? (S_IWGRP | S_IXGRP | S_IRWXO) : (S_IRWXG | S_IRWXO));
+		if (shared)
+			share(path);
 	}
 }
 

@@ -97,11 +97,12 @@ typedef struct {
 	bool success;    /* reached exec and the command exited 0 */
 	ssh_stage stage; /* the stage reached (failed in, or exec) */
 	ssh_error error;
-	int exit_status; /* -1 if the command did not finish */
-	int64_t duration_ms;
-	bool hostkey_added; /* accept-new recorded the host */
-	char message[256];  /* "" on success; never holds a secret */
-	char output[256];   /* first line of the command's stdout */
+	int exit_status;      /* -1 if the command did not finish */
+	int64_t duration_ms;  /* the server's time: without gate_wait_ms */
+	int64_t gate_wait_ms; /* waited for a place in the handshake gate (ssh.h) */
+	bool hostkey_added;   /* accept-new recorded the host */
+	char message[256];    /* "" on success; never holds a secret */
+	char output[256];     /* first line of the command's stdout */
 	/* The host key the server offered, once the handshake got it ("" before):
 	 * its type as OpenSSH names it ("ssh-ed25519") and its SHA256
 	 * fingerprint as `ssh-keygen -l` prints it ("SHA256:" + base64 without

@@ -19,6 +19,7 @@
  *     returns a store_error; nothing is logged here.
  */
 #include "store.h"
+#include "file_modes.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -725,14 +726,18 @@ int store_schema_version(store *s)
 
 /* ---- open, configure, migrate ---- */
 
-/* A new database file is created 0600 whatever the umask; SQLite gives its
- * -wal and -shm files the mode of the database file. Failure is left to
+/* A new database file is created 0600 whatever the umask, or 0640 when
+ * its directory admits its group (file_modes.h); SQLite gives its -wal and
+ * -shm files the mode of the database file. Failure is left to
  * sqlite3_open_v2 to report. */
 static void create_private(const char *path)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd >= 0)
+	mode_t mode = file_mode_state(path);
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (fd >= 0) {
+		fchmod(fd, mode); /* whatever the umask */
 		close(fd);
+	}
 }
 
 /* Before the first connection: no bulk page-cache allocation per
@@ -892,6 +897,36 @@ int store_open(store **out, const char *path, char *err, size_t errlen)
 	return store_open_at_version(out, path, STORE_SCHEMA_VERSION, err, errlen);
 }
 
+/* No -shm next to path and no right to create one in its directory. */
+static bool wal_files_cannot_be_made(const char *path)
+{
+	char shm[4200], dir[4096];
+	snprintf(shm, sizeof shm, "%s-shm", path);
+	if (access(shm, F_OK) == 0)
+		return false;
+	const char *slash = strrchr(path, '/');
+	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+	return access(dir[0] ? dir : "/", W_OK) != 0;
+}
+
+/* Read-only with immutable=1 (no locks, no -shm): only when nothing writes. */
+static int open_immutable(store **out, const char *path, char *err, size_t errlen)
+{
+	char uri[4096 * 3 + 32] = "file:";
+	size_t n = strlen(uri);
+	for (const unsigned char *p = (const unsigned char *)path; *p && n + 4 < sizeof uri; p++) {
+		if (isalnum(*p) || strchr("/-._~", *p))
+			uri[n++] = (char)*p;
+		else
+			n += (size_t)snprintf(uri + n, sizeof uri - n, "%%%02X", *p);
+	}
+	snprintf(uri + n, sizeof uri - n, "?immutable=1");
+	int code = open_connection(out, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, err, errlen);
+	if (code == STORE_OK)
+		snprintf((*out)->path, sizeof(*out)->path, "%s", path);
+	return code;
+}
+
 int store_open_readonly(store **out, const char *path, char *err, size_t errlen)
 {
 	struct stat sb;
@@ -899,13 +934,27 @@ int store_open_readonly(store **out, const char *path, char *err, size_t errlen)
 	*out = NULL;
 	if (stat(path, &sb) != 0) {
 		int e = errno;
-		snprintf(err, errlen, "%s: no state store: %s", path, strerror(e));
+		char hint[300] = "";
+		if (e == EACCES)
+			file_access_hint(path, hint, sizeof hint);
+		snprintf(err, errlen, "%s: no state store: %s%s", path, strerror(e), hint);
 		return e == ENOENT ? STORE_NOTFOUND : STORE_ERROR;
 	}
 	int code = open_connection(&s, path, SQLITE_OPEN_READONLY, err, errlen);
 	if (code != STORE_OK)
 		return code;
 	int64_t version = read_user_version(s, &code);
+	if (code != STORE_OK && wal_files_cannot_be_made(path)) {
+		/* An operator (group read, docs/packaging.md) while no daemon
+		 * runs: SQLite cannot create the -shm a WAL reader needs, and
+		 * nothing writes, so the file is read as it is. */
+		store_close(s);
+		s = NULL;
+		code = open_immutable(&s, path, err, errlen);
+		if (code != STORE_OK)
+			return code;
+		version = read_user_version(s, &code);
+	}
 	if (code == STORE_OK)
 		code = check_not_newer(s, version);
 	if (code == STORE_OK && version == 0)

@@ -1,6 +1,17 @@
 /*
- * github_sync — the repositories of [github] org (and/or user) into the
- * projects table.
+ * github_sync — the repositories of [github] org (and/or user), or those a
+ * GitHub App's installation can see, into the projects table.
+ *
+ * Authentication: a token (token_file / token_env) for GET
+ * /orgs/ORG/repos and /users/USER/repos, or a GitHub App (app_id,
+ * private_key_file, installation_id or the installation found for org /
+ * user; github_app.h) for GET /installation/repositories with an
+ * installation token. The installation token is made fresh before every
+ * request (cached in memory until GITHUB_APP_RENEW_MARGIN before it
+ * expires), and a 401 is answered once per run by a renewed token and the
+ * same request again; a token that cannot be had fails the run with the
+ * github_app_token_failed event's error_type (jwt_rejected, ...) before
+ * anything is applied.
  *
  * One run: (1) list every page of every listing (100 per page by
  * default) into memory — each page is a conditional request when the
@@ -27,15 +38,18 @@
  *    project_missing notification in the same transaction (a failed outbox
  *    insert fails the listing like any store error). Listed again, the
  *    count is reset and a missing project recovers.
- *  - The token is only handed to the HTTP client and libgit2's credential
- *    callback; it is never logged or put into an error.
+ *  - The token (or installation token) is only handed to the HTTP client
+ *    and libgit2's credential callback; it is never logged or put into an
+ *    error.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "github.h"
+#include "github_app.h"
 #include "http.h"
 #include "http_cache.h"
 #include "log.h"
@@ -64,7 +78,11 @@ typedef struct {
 	const char *api_url;
 	long threshold;
 	long per_page;
-	char *token;
+	char *token; /* with a token: it; with an app: NULL (see tok) */
+	bool app;    /* authenticating as a GitHub App */
+	github_app_config appcfg;
+	github_app_token tok; /* with an app: the token the client sends */
+	bool renewed;         /* a 401 was answered with a renewed token */
 	http_client *http;
 	github_repo_list repos;
 	rename_alias *aliases;
@@ -100,6 +118,76 @@ static task_result rate_limited(gh_sync *g, const http_response *r, const char *
 	return task_run_fail(g->run, "github_rate_limited", "%s", err);
 }
 
+/* ---- the GitHub App's installation token ---- */
+
+#define API_FAILED (-100) /* api_get: the token step failed the run */
+
+/* With an app: an installation token fresh now into g->tok (the cached
+ * one or a new one; rejected: the one just refused with a 401), which the
+ * client sends from now on. Logs github_app_token_issued or
+ * github_app_token_failed. A github_app_error, message in err. */
+static int app_token_refresh(gh_sync *g, const char *rejected, char *err, size_t errlen)
+{
+	github_app_token t;
+	char when[32];
+	int rc = github_app_token_get(&g->appcfg, rejected, (int64_t)clock_wall(), &t, err, errlen);
+	if (rc == GITHUB_APP_OK && (g->tok.token == NULL || strcmp(g->tok.token, t.token) != 0) &&
+	    http_client_set_bearer(g->http, t.token) != HTTP_OK) {
+		github_app_token_clear(&t);
+		snprintf(err, errlen, "out of memory");
+		rc = GITHUB_APP_ERR_INTERNAL;
+	}
+	if (rc != GITHUB_APP_OK) {
+		log_warning(g->run->logger, "github_app_token_failed", LOG_STR("error", err),
+		            LOG_STR("error_type", github_app_error_type(rc)));
+		return rc;
+	}
+	if (t.issued) {
+		github_app_format_time(t.expires_at, when, sizeof when);
+		log_info(g->run->logger, "github_app_token_issued", LOG_STR("expires_at", when),
+		         LOG_INT("installation_id", t.installation_id));
+	}
+	github_app_token_clear(&g->tok);
+	g->tok = t;
+	return GITHUB_APP_OK;
+}
+
+/* app_token_refresh for a request: TASK_OK, or the run failed with the
+ * token's error_type (jwt_rejected, installation_not_found, ...). */
+static int app_token_ready(gh_sync *g, const char *rejected)
+{
+	char err[768];
+	int rc = app_token_refresh(g, rejected, err, sizeof err);
+	if (rc == GITHUB_APP_OK)
+		return TASK_OK;
+	return task_run_fail(g->run, github_app_error_type(rc), "GitHub App token: %s", err);
+}
+
+/* http_get for the sync. With an app the token is made fresh first, and
+ * the first 401 of the run is answered with a renewed token and the same
+ * request again. http_get's code, or API_FAILED (the run failed; r is
+ * empty but may be freed). */
+static int api_get(gh_sync *g, const char *url, const char *etag, http_response *r, char *err,
+                   size_t errlen)
+{
+	const char *rejected = NULL;
+	*r = (http_response){.rl_remaining = -1, .retry_after = -1};
+	for (;;) {
+		if (g->app && app_token_ready(g, rejected) != TASK_OK)
+			return API_FAILED;
+		int rc = http_get(g->http, url, etag, r, err, errlen);
+		if (!g->app || g->renewed || rc != HTTP_OK || r->status != 401)
+			return rc;
+		g->renewed = true;
+		log_info(g->run->logger, "github_app_token_rejected", LOG_STR("url", url),
+		         LOG_INT("installation_id", g->tok.installation_id));
+		http_response_free(r);
+		rejected = g->tok.token;
+	}
+}
+
+/* ---- listing ---- */
+
 /* One page: 0 with *next set (malloc'd or NULL), or a task_result != OK. */
 static int fetch_page(gh_sync *g, const char *url, char **next)
 {
@@ -110,8 +198,10 @@ static int fetch_page(gh_sync *g, const char *url, char **next)
 
 	*next = NULL;
 	http_cache_get(g->run->store, url, &etag, &cached);
-	int rc = http_get(g->http, url, cached ? etag : NULL, &r, err, sizeof err);
-	if (rc == HTTP_ERR_RATE_LIMITED) {
+	int rc = api_get(g, url, cached ? etag : NULL, &r, err, sizeof err);
+	if (rc == API_FAILED) {
+		/* failed by app_token_ready */
+	} else if (rc == HTTP_ERR_RATE_LIMITED) {
 		rate_limited(g, &r, err);
 	} else if (rc == HTTP_ERR_CANCELLED) {
 		task_run_fail(g->run, "cancelled", "github_sync cancelled");
@@ -123,7 +213,8 @@ static int fetch_page(gh_sync *g, const char *url, char **next)
 		else
 			task_run_fail(g->run, "github_incomplete_listing", "%s: %s", url, err);
 	} else if (r.status == 200) {
-		if (github_parse_page(r.body, r.len, &g->repos, err, sizeof err) != 0) {
+		if ((g->app ? github_parse_installation_page
+		            : github_parse_page)(r.body, r.len, &g->repos, err, sizeof err) != 0) {
 			task_run_fail(g->run, "github_incomplete_listing",
 			              "incomplete listing: %s: %s", url, err);
 		} else {
@@ -148,11 +239,12 @@ static int fetch_page(gh_sync *g, const char *url, char **next)
 	return result;
 }
 
+/* Every page from {api_url}/{path}?per_page=N on. */
 static int fetch_listing(gh_sync *g, const char *path)
 {
 	char *url = NULL;
 	int rc = TASK_OK;
-	if (asprintf(&url, "%s/%s/repos?per_page=%ld", g->api_url, path, g->per_page) < 0)
+	if (asprintf(&url, "%s/%s?per_page=%ld", g->api_url, path, g->per_page) < 0)
 		return task_run_fail(g->run, "internal", "out of memory");
 	for (int pages = 0; url && rc == TASK_OK; pages++) {
 		char *next = NULL;
@@ -256,8 +348,10 @@ static int lookup_repo(gh_sync *g, const char *owner, const char *name, int64_t 
 
 	*id = 0;
 	snprintf(url, sizeof url, "%s/repos/%s/%s", g->api_url, owner, name);
-	int rc = http_get(g->http, url, NULL, &r, err, sizeof err);
-	if (rc == HTTP_ERR_RATE_LIMITED)
+	int rc = api_get(g, url, NULL, &r, err, sizeof err);
+	if (rc == API_FAILED)
+		result = TASK_FAILED;
+	else if (rc == HTTP_ERR_RATE_LIMITED)
 		result = rate_limited(g, &r, err);
 	else if (rc == HTTP_ERR_CANCELLED)
 		result = task_run_fail(g->run, "cancelled", "github_sync cancelled");
@@ -491,9 +585,22 @@ static int apply_listing(gh_sync *g)
 
 /* ---- mirroring ---- */
 
+/* Before each mirror: the token, with an app a fresh installation token.
+ * false ends the mirroring, not the run (the listing is applied already);
+ * github_app_token_failed said why. */
+static bool mirror_token(gh_sync *g, const char **token)
+{
+	char err[768];
+	if (g->app && app_token_refresh(g, NULL, err, sizeof err) != GITHUB_APP_OK)
+		return false;
+	*token = g->app ? g->tok.token : g->token;
+	return true;
+}
+
 static void mirror_all(gh_sync *g, const char *dir)
 {
 	char err[512];
+	const char *token = NULL;
 	mirror_init();
 	for (size_t i = 0; i < g->repos.count && !task_run_cancelled(g->run); i++) {
 		const github_repo *r = &g->repos.items[i];
@@ -501,7 +608,9 @@ static void mirror_all(gh_sync *g, const char *dir)
 		if (r->archived || r->clone_url == NULL ||
 		    (i > 0 && r->id == g->repos.items[i - 1].id))
 			continue;
-		if (mirror_sync(dir, r->name, r->clone_url, g->token, r->default_branch,
+		if (!mirror_token(g, &token))
+			break;
+		if (mirror_sync(dir, r->name, r->clone_url, token, r->default_branch,
 		                g->run->cancel_fd, &m, err, sizeof err) != 0) {
 			log_warning(g->run->logger, "github_mirror_failed",
 			            LOG_STR("project_name", r->name), LOG_STR("error", err));
@@ -544,28 +653,54 @@ static int sync_listings(gh_sync *g)
 	char path[512];
 	int rc = TASK_OK;
 
+	if (g->app)
+		return fetch_listing(g, "installation/repositories");
 	if (org == NULL && user == NULL)
 		return task_run_fail(g->run, "config", "[github] needs org or user");
 	if (org) {
-		snprintf(path, sizeof path, "orgs/%s", org);
+		snprintf(path, sizeof path, "orgs/%s/repos", org);
 		rc = fetch_listing(g, path);
 	}
 	if (rc == TASK_OK && user) {
-		snprintf(path, sizeof path, "users/%s", user);
+		snprintf(path, sizeof path, "users/%s/repos", user);
 		rc = fetch_listing(g, path);
 	}
 	return rc;
+}
+
+/* [github] app_id and its keys (validated by config.c) into g->appcfg. */
+static bool app_configured(gh_sync *g, const char *user_agent)
+{
+	const char *inst = sync_key_str(g->gh, "installation_id", NULL);
+	long id = 0;
+	if (sync_key_str(g->gh, "app_id", NULL) == NULL)
+		return false;
+	if (inst)
+		config_parse_int(inst, 1, LONG_MAX, &id);
+	g->appcfg = (github_app_config){
+	        .api_url = g->api_url,
+	        .app_id = sync_key_str(g->gh, "app_id", NULL),
+	        .private_key_file = sync_key_str(g->gh, "private_key_file", ""),
+	        .installation_id = id,
+	        .account = sync_key_str(g->gh, "org", sync_key_str(g->gh, "user", NULL)),
+	        .user_agent = user_agent,
+	        .timeout_ms = sync_key_duration_ms(g->gh, "timeout", 30000),
+	        .cancel_fd = g->run->cancel_fd,
+	};
+	return true;
 }
 
 static task_result github_sync_run(task_run *run)
 {
 	gh_sync g = {.run = run, .gh = config_section_find(run->cfg, "github")};
 	task_result res;
+	char ua[160];
 
-	g.token = sync_secret_read(g.gh, "token");
-	if (g.token == NULL)
-		return task_run_skip(run, "no_credentials");
+	snprintf(ua, sizeof ua, "fleetkeeper/%s", FK_VERSION);
 	g.api_url = sync_key_str(g.gh, "api_url", "https://api.github.com");
+	g.app = app_configured(&g, sync_key_str(g.gh, "user_agent", ua));
+	if (!g.app && (g.token = sync_secret_read(g.gh, "token")) == NULL)
+		return task_run_skip(run, "no_credentials");
 	g.threshold = sync_key_int(g.gh, "missing_threshold", 3);
 	g.per_page = sync_key_int(g.gh, "per_page", 100);
 	g.http = client_for(&g);
@@ -599,6 +734,7 @@ out:
 	github_repo_list_free(&g.repos);
 	http_client_free(g.http);
 	sync_secret_free(g.token);
+	github_app_token_clear(&g.tok);
 	return res;
 }
 

@@ -58,10 +58,12 @@
  * not counted as failures.
  *
  * The complete event carries cpu_sec, the CPU time of this thread for the
- * run (getrusage RUSAGE_THREAD). A run that took longer than one interval
+ * run (getrusage RUSAGE_THREAD), and gate_wait_max_sec, the longest wait
+ * of a server for a place in the handshake gate (ssh.h). A run that took longer than one interval
  * of its schedule logs health_check_overrun (warning).
  *
- * Keys of [task.X] (type health_check): concurrency (auto), failure_threshold
+ * Keys of [task.X] (type health_check): concurrency (auto),
+ * handshake_concurrency (auto: ssh_handshake_limit), failure_threshold
  * (2), success_threshold (1), auto_recover (false), statuses (ready,in_use),
  * command (true), check_timeout ([ssh] timeout), log_each_result (all).
  * `timeout` is the run's.
@@ -102,6 +104,7 @@ typedef enum {
 
 typedef struct {
 	long concurrency; /* 0: auto */
+	long handshakes;  /* handshake_concurrency, 0: auto */
 	log_each log_each_result;
 	long failure_threshold;
 	long success_threshold;
@@ -194,6 +197,19 @@ static int parse_log_each(hc_params *p, const char *value, char *err, size_t err
 	return -1;
 }
 
+/* `auto` (0) or a count from 1 to MAX_CONCURRENCY. */
+static int set_auto_count(const char *value, long *out, char *err, size_t errlen)
+{
+	if (strcmp(value, "auto") == 0) {
+		*out = 0;
+		return 0;
+	}
+	if (config_parse_int(value, 1, MAX_CONCURRENCY, out) == 0)
+		return 0;
+	snprintf(err, errlen, "expected auto or an integer from 1 to %d", MAX_CONCURRENCY);
+	return -1;
+}
+
 static int health_check_config_key(void **params, const char *key, const char *value, char *err,
                                    size_t errlen)
 {
@@ -205,16 +221,10 @@ static int health_check_config_key(void **params, const char *key, const char *v
 		params_defaults(p);
 		*params = p;
 	}
-	if (strcmp(key, "concurrency") == 0) {
-		if (strcmp(value, "auto") == 0) {
-			p->concurrency = 0;
-			return 0;
-		}
-		if (config_parse_int(value, 1, MAX_CONCURRENCY, &p->concurrency) == 0)
-			return 0;
-		snprintf(err, errlen, "expected auto or an integer from 1 to %d", MAX_CONCURRENCY);
-		return -1;
-	}
+	if (strcmp(key, "concurrency") == 0)
+		return set_auto_count(value, &p->concurrency, err, errlen);
+	if (strcmp(key, "handshake_concurrency") == 0)
+		return set_auto_count(value, &p->handshakes, err, errlen);
 	if (strcmp(key, "log_each_result") == 0)
 		return parse_log_each(p, value, err, errlen);
 	if (strcmp(key, "failure_threshold") == 0)
@@ -545,6 +555,12 @@ static size_t effective_concurrency(const hc_params *p, size_t servers)
 	return n ? n : 1;
 }
 
+/* handshake_concurrency = auto: ssh_handshake_limit(). */
+static size_t effective_handshakes(const hc_params *p)
+{
+	return p->handshakes > 0 ? (size_t)p->handshakes : ssh_handshake_limit();
+}
+
 /* One batch of results [from, to): written in one transaction, then its
  * lines, then its transitions. */
 static void apply_batch(task_run *run, const hc_params *p, const server_list *list,
@@ -610,14 +626,21 @@ static task_result check_all(task_run *run, const hc_params *p, const ssh_option
 			opts[i].user = srv->ssh_user;
 	}
 	int rc = ssh_run_many(opts, list->count, effective_concurrency(p, list->count),
-	                      run->cancel_fd, res);
+	                      effective_handshakes(p), run->cancel_fd, res);
 	double now = clock_wall();
 	for (size_t from = 0; from < list->count; from += HC_BATCH) {
 		size_t to = from + HC_BATCH < list->count ? from + HC_BATCH : list->count;
 		apply_batch(run, p, list, res, from, to, now, out, samples, &fails);
 	}
-	for (size_t i = 0; i < list->count; i++)
+	int64_t gate_wait_max = 0;
+	for (size_t i = 0; i < list->count; i++) {
 		done += res[i].error != SSH_ERR_CANCELLED;
+		if (res[i].gate_wait_ms > gate_wait_max)
+			gate_wait_max = res[i].gate_wait_ms;
+	}
+	/* the longest a server that answered waited for a handshake place:
+	 * how far this machine, not the fleet, held the run back */
+	runner_report_dbl(run, "gate_wait_max_sec", (double)gate_wait_max / 1000.0);
 	if (rc == SSH_ERR_CANCELLED)
 		result = task_run_fail(run, "cancelled", "cancelled after %zu of %zu servers", done,
 		                       list->count);
@@ -722,10 +745,11 @@ static size_t health_check_start_fields(task_run *run, log_field *out, size_t ca
 	}
 	const char *const *statuses =
 	        p->statuses[0] ? (const char *const *)p->statuses : default_statuses;
-	if (cap < 4 || servers_list_for_check(run->store, statuses, &list, err, sizeof err) != 0)
+	if (cap < 5 || servers_list_for_check(run->store, statuses, &list, err, sizeof err) != 0)
 		return 0;
 	out[n++] = LOG_INT("servers_count", list.count);
 	out[n++] = LOG_INT("concurrency", effective_concurrency(p, list.count));
+	out[n++] = LOG_INT("handshake_concurrency", effective_handshakes(p));
 	out[n++] = LOG_INT("failure_threshold", p->failure_threshold);
 	out[n++] = LOG_INT("success_threshold", p->success_threshold);
 	server_list_free(&list);
@@ -733,15 +757,11 @@ static size_t health_check_start_fields(task_run *run, log_field *out, size_t ca
 }
 
 static const config_key_doc health_check_keys[] = {
-        {"concurrency", "auto"},
-        {"failure_threshold", "2"},
-        {"success_threshold", "1"},
-        {"auto_recover", "false"},
-        {"statuses", "ready, in_use"},
-        {"command", "true"},
-        {"check_timeout", "[ssh] timeout"},
-        {"log_each_result", "all"},
-        {NULL, NULL},
+        {"concurrency", "auto"},    {"handshake_concurrency", "auto"},
+        {"failure_threshold", "2"}, {"success_threshold", "1"},
+        {"auto_recover", "false"},  {"statuses", "ready, in_use"},
+        {"command", "true"},        {"check_timeout", "[ssh] timeout"},
+        {"log_each_result", "all"}, {NULL, NULL},
 };
 
 const task_type task_type_health_check = {

@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "github_app.h"
 #include "log.h"
 #include "providers.h"
 
@@ -210,6 +211,13 @@ static void print_warning(void *arg, int line, const char *message)
 	fprintf(stderr, "%s:%d: warning: %s\n", cfg->path, line, message);
 }
 
+/* An error of a check beyond config_load: FILE:LINE: message. */
+static void print_error(void *arg, int line, const char *message)
+{
+	const config *cfg = arg;
+	fprintf(stderr, "%s:%d: %s\n", cfg->path, line, message);
+}
+
 static int cmd_check_config(const cli_ctx *ctx)
 {
 	config *cfg = NULL;
@@ -223,6 +231,11 @@ static int cmd_check_config(const cli_ctx *ctx)
 	if (rc != EXIT_OK)
 		return rc;
 	providers_config_warnings(cfg, print_warning, cfg);
+	/* The files a load does not read: the GitHub App's private key. */
+	if (github_app_config_check(cfg, print_error, cfg) > 0) {
+		config_unref(cfg);
+		return EXIT_USAGE;
+	}
 	if (ctx->json) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddBoolToObject(o, "ok", true);

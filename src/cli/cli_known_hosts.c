@@ -328,7 +328,7 @@ static int scan(const cli_ctx *ctx, const config *cfg, const kh_args *a, const k
 		opts[i].host = t[i].host;
 		opts[i].port = t[i].port;
 	}
-	ssh_run_many(opts, n, SCAN_CONCURRENCY, -1, res);
+	ssh_run_many(opts, n, SCAN_CONCURRENCY, 0, -1, res);
 	if (!ctx->json)
 		print_table(t, n, res);
 	for (size_t i = 0; i < n; i++) {

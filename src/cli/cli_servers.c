@@ -3,7 +3,9 @@
  * the operator's controls over one server (docs/servers.md).
  *
  *   servers [--json]                          every server
- *   servers show SERVER [--json]              one server, with its services
+ *   servers show SERVER [--json]              one server, with its services and
+ *                                             its availability and response
+ *                                             times over 24 h, 7 d, 30 d
  *   servers set-status SERVER STATUS --reason TEXT
  *   servers forget SERVER                     remove it (its incidents stay)
  *   servers maintenance SERVER --for DURATION [--from ISO8601] [--reason TEXT]
@@ -26,6 +28,7 @@
 #include "clock.h"
 #include "duration.h"
 #include "events.h"
+#include "health_history.h"
 #include "log.h"
 #include "maintenance.h"
 #include "runtime.h"
@@ -44,6 +47,7 @@ typedef struct {
 	config *cfg;
 	store *st;
 	double now;
+	bool show; /* `servers show`: with the health history */
 } servers_cmd;
 
 /* ---- the audit event ---- */
@@ -147,12 +151,96 @@ typedef struct {
 	servers_cmd *c;
 	table *t;
 	int rows;
+	int64_t id; /* of the last row */
 } list_out;
+
+/* ---- `servers show`: availability and response times (health_history) ---- */
+
+static const struct {
+	const char *name;
+	double seconds;
+} history_windows[] = {{"24h", 86400}, {"7d", 7 * 86400}, {"30d", 30 * 86400}};
+
+#define NWINDOWS (sizeof history_windows / sizeof history_windows[0])
+
+static cJSON *summary_json(const health_summary *h)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "checks", (double)h->checks);
+	cJSON_AddNumberToObject(o, "failures", (double)h->failures);
+	if (h->checks > 0)
+		cJSON_AddNumberToObject(o, "availability",
+		                        1.0 - (double)h->failures / (double)h->checks);
+	else
+		cJSON_AddNullToObject(o, "availability");
+	if (h->rt_avg_ms >= 0) {
+		cJSON_AddNumberToObject(o, "response_avg_ms", h->rt_avg_ms);
+		cJSON_AddNumberToObject(o, "response_min_ms", (double)h->rt_min_ms);
+		cJSON_AddNumberToObject(o, "response_max_ms", (double)h->rt_max_ms);
+	}
+	return o;
+}
+
+static void summary_cells(const health_summary *h, char *checks, char *avail, char *resp,
+                          size_t cap)
+{
+	snprintf(checks, cap, "%lld (%lld failed)", (long long)h->checks, (long long)h->failures);
+	if (h->checks > 0)
+		snprintf(avail, cap, "%.3f%%",
+		         100.0 * (1.0 - (double)h->failures / (double)h->checks));
+	else
+		snprintf(avail, cap, "-");
+	if (h->rt_avg_ms >= 0)
+		snprintf(resp, cap, "%.0f / %lld / %lld ms", h->rt_avg_ms, (long long)h->rt_min_ms,
+		         (long long)h->rt_max_ms);
+	else
+		snprintf(resp, cap, "-");
+}
+
+/* The server's health history over 24 h, 7 d and 30 d: a table, or (json)
+ * into o as "history". -1 on a store error (said). */
+static int show_history(servers_cmd *c, int64_t id, cJSON *o)
+{
+	health_summary h[NWINDOWS];
+	for (size_t i = 0; i < NWINDOWS; i++) {
+		if (health_history_summarize(c->st, id, c->now - history_windows[i].seconds,
+		                             &h[i]) != STORE_OK) {
+			fprintf(stderr, "fleetkeeper: %s: %s\n", c->cfg->db_path,
+			        store_errmsg(c->st));
+			return -1;
+		}
+	}
+	if (o) {
+		cJSON *hist = cJSON_AddObjectToObject(o, "history");
+		for (size_t i = 0; i < NWINDOWS; i++)
+			cJSON_AddItemToObject(hist, history_windows[i].name, summary_json(&h[i]));
+		return 0;
+	}
+	table *t = table_new(4, "HISTORY", "CHECKS", "AVAILABILITY", "RESPONSE AVG / MIN / MAX");
+	for (size_t i = 0; i < NWINDOWS; i++) {
+		char checks[64], avail[64], resp[64];
+		summary_cells(&h[i], checks, avail, resp, sizeof checks);
+		table_add(t, history_windows[i].name, checks, avail, resp);
+	}
+	printf("\n");
+	table_print(t, stdout);
+	table_free(t);
+	return 0;
+}
 
 static int list_row(void *ctx, const server_view *v)
 {
 	list_out *o = ctx;
 	o->rows++;
+	o->id = v->id;
+	if (o->c->ctx->json && o->c->show) {
+		cJSON *j = view_json(o->c, v);
+		if (show_history(o->c, v->id, j) != 0) {
+			cJSON_Delete(j);
+			return -1;
+		}
+		return cli_print_json(j) == 0 ? 0 : -1;
+	}
 	if (o->c->ctx->json)
 		return cli_print_json(view_json(o->c, v)) == 0 ? 0 : -1;
 	char addr[300], fails[16], last[40], resp[32], inc[32] = "-", maint[40] = "-", src[80];
@@ -175,7 +263,7 @@ static int list_row(void *ctx, const server_view *v)
 
 static int servers_list(servers_cmd *c, const char *handle)
 {
-	list_out o = {c, NULL, 0};
+	list_out o = {c, NULL, 0, 0};
 	if (!c->ctx->json)
 		o.t = table_new(9, "SERVER", "ADDRESS", "STATUS", "HEALTH", "FAILURES",
 		                "LAST CHECK", "RESPONSE", "INCIDENT", "MAINTENANCE UNTIL");
@@ -185,6 +273,8 @@ static int servers_list(servers_cmd *c, const char *handle)
 	if (o.t && rc >= 0 && (o.rows > 0 || !handle))
 		table_print(o.t, stdout);
 	table_free(o.t);
+	if (o.t && rc >= 0 && handle && o.rows > 0 && show_history(c, o.id, NULL) != 0)
+		return EXIT_FAILED;
 	if (rc >= 0 && handle && o.rows == 0) {
 		fprintf(stderr, "fleetkeeper: no server '%s' (see `fleetkeeper servers`)\n",
 		        handle);
@@ -444,8 +534,10 @@ static int run_sub(servers_cmd *c, const char *sub, const maintenance_args *m)
 	const cli_ctx *ctx = c->ctx;
 	if (strcmp(sub, "list") == 0)
 		return servers_list(c, NULL);
-	if (strcmp(sub, "show") == 0)
+	if (strcmp(sub, "show") == 0) {
+		c->show = true;
 		return servers_list(c, ctx->argv[1]);
+	}
 	if (strcmp(sub, "forget") == 0)
 		return forget(c, ctx->argv[1]);
 	if (strcmp(sub, "set-status") == 0)

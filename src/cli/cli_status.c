@@ -29,6 +29,7 @@
 #include "store.h"
 #include "runs.h"
 #include "servers.h"
+#include "spread.h"
 #include "table.h"
 
 static const char *json_str(const cJSON *o, const char *key)
@@ -104,8 +105,12 @@ static cJSON *tasks_from_config(const config *cfg)
 		cJSON_AddBoolToObject(t, "running", false);
 		cJSON_AddNullToObject(t, "last_status");
 		bool cron = tc->schedule_expr && tc->sched.kind == SCHEDULE_CRON && tc->enabled;
-		add_time(t, "next_run",
-		         cron ? (double)schedule_next(&tc->sched, tc->zone, now) : 0);
+		/* the daemon fires at each nominal time plus the task's fixed
+		 * spread offset: a fire due now-offset is still to come */
+		int64_t offset_ms = spread_task_offset_ms(tc->name, tc->jitter_ms, cfg->spread_ms);
+		int64_t nominal =
+		        cron ? schedule_next(&tc->sched, tc->zone, now - offset_ms / 1000) : 0;
+		add_time(t, "next_run", cron ? (double)nominal + (double)offset_ms / 1000.0 : 0);
 		cJSON_AddItemToArray(tasks, t);
 	}
 	return tasks;

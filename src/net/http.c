@@ -3,9 +3,11 @@
  *
  * Invariants:
  *  1. Secrets (bearer token, basic password) live only in the curl handle's
- *     options and in the header list; err strings are built from the URL,
- *     the status and curl's error text, none of which contain them (URLs
- *     never carry credentials: the callers pass them separately).
+ *     options and in the header lists, which are wiped when freed (a
+ *     renewed bearer replaces its line: http_client_set_bearer); err
+ *     strings are built from the URL, the status and curl's error text,
+ *     none of which contain them (URLs never carry credentials: the
+ *     callers pass them separately).
  *  2. Response headers are collected per response: a status line resets
  *     them, so after redirects only the final response's headers remain.
  *  3. Every wait (backoff, rate limit) polls cancel_fd, so a cancelled run
@@ -38,6 +40,30 @@ static void curl_global_setup(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* The client's own header lines: Accept, and Authorization if bearer is
+ * set; NULL if out of memory. */
+static struct curl_slist *client_headers(const char *accept, const char *bearer)
+{
+	char line[600];
+	snprintf(line, sizeof line, "Accept: %s", accept);
+	struct curl_slist *h = curl_slist_append(NULL, line);
+	if (h && bearer && *bearer) {
+		char *auth = NULL;
+		struct curl_slist *more = NULL;
+		if (asprintf(&auth, "Authorization: Bearer %s", bearer) >= 0) {
+			more = curl_slist_append(h, auth);
+			explicit_bzero(auth, strlen(auth));
+			free(auth);
+		}
+		if (more == NULL) {
+			curl_slist_free_all(h);
+			return NULL;
+		}
+		h = more;
+	}
+	return h;
+}
+
 http_client *http_client_new(const http_options *opts)
 {
 	pthread_once(&curl_once, curl_global_setup);
@@ -61,25 +87,37 @@ http_client *http_client_new(const http_options *opts)
 		return NULL;
 	}
 	snprintf(c->ua, sizeof c->ua, "%s", opts->user_agent ? opts->user_agent : "fleetkeeper");
-	char line[600];
-	snprintf(line, sizeof line, "Accept: %s", opts->accept ? opts->accept : "application/json");
-	c->headers = curl_slist_append(NULL, line);
-	if (opts->bearer_token && *opts->bearer_token) {
-		char *auth = NULL;
-		if (asprintf(&auth, "Authorization: Bearer %s", opts->bearer_token) >= 0) {
-			c->headers = curl_slist_append(c->headers, auth);
-			explicit_bzero(auth, strlen(auth));
-			free(auth);
-		}
-	}
+	snprintf(c->accept, sizeof c->accept, "%s",
+	         opts->accept ? opts->accept : "application/json");
+	c->opts.accept = NULL; /* the caller's string is not kept */
+	c->opts.bearer_token = NULL;
+	c->headers = client_headers(c->accept, opts->bearer_token);
 	return c;
+}
+
+/* Free a header list, wiping every line first (one may hold a token). */
+static void headers_free_wiped(struct curl_slist *h)
+{
+	for (struct curl_slist *i = h; i; i = i->next)
+		explicit_bzero(i->data, strlen(i->data));
+	curl_slist_free_all(h);
+}
+
+int http_client_set_bearer(http_client *c, const char *token)
+{
+	struct curl_slist *h = client_headers(c->accept, token);
+	if (h == NULL)
+		return HTTP_ERR_INTERNAL;
+	headers_free_wiped(c->headers);
+	c->headers = h;
+	return HTTP_OK;
 }
 
 void http_client_free(http_client *c)
 {
 	if (c == NULL)
 		return;
-	curl_slist_free_all(c->headers);
+	headers_free_wiped(c->headers);
 	curl_easy_cleanup(c->curl);
 	free(c);
 }
@@ -255,7 +293,7 @@ static CURLcode attempt(http_client *c, const char *url, const char *if_none_mat
 	CURLcode rc = curl_easy_perform(c->curl);
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_slist_free_all(extra);
+	headers_free_wiped(extra); /* a copy of the client's lines */
 	return rc;
 }
 
@@ -452,7 +490,7 @@ int http_post(http_client *c, const char *url, const char *const *headers, const
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &out->status);
 	/* The handle keeps pointers to hdrs and the URL: drop them now. */
 	curl_easy_reset(c->curl);
-	curl_slist_free_all(hdrs);
+	headers_free_wiped(hdrs); /* the caller's lines may hold a token or a JWT */
 	bool too_big = b.too_big;
 	http_take_body(out, &b);
 	if (rc == CURLE_ABORTED_BY_CALLBACK) {

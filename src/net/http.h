@@ -65,8 +65,15 @@ typedef struct {
 
 typedef struct http_client http_client;
 
+/* user_agent, accept and bearer_token are copied (the Authorization line
+ * is wiped when the client is freed); basic_user and basic_pass are
+ * borrowed for the client's life. */
 http_client *http_client_new(const http_options *opts);
 void http_client_free(http_client *c);
+/* Replace the bearer token of every later request (NULL: none), e.g. a
+ * renewed installation token; the old header line is wiped. HTTP_OK, or
+ * HTTP_ERR_INTERNAL (out of memory: the old token stays). */
+int http_client_set_bearer(http_client *c, const char *token);
 const http_stats *http_client_stats(const http_client *c);
 
 /* GET url; if_none_match may be NULL. On HTTP_OK out->status is the final

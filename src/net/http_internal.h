@@ -19,6 +19,7 @@ struct http_client {
 	http_options opts;
 	http_stats stats;
 	char ua[256];
+	char accept[256];
 };
 
 typedef struct {

@@ -4,7 +4,9 @@
  * Each attempt is a state machine, one small function per state, in the
  * manner of curl's lib/vssh/libssh2.c:
  *
- *   IDLE --begin: getaddrinfo + connect()--> CONNECTING --SO_ERROR 0--> HANDSHAKE
+ *   IDLE --begin: getaddrinfo + connect()--> CONNECTING --SO_ERROR 0--> BANNER
+ *   BANNER --readable, the handshake gate has room--> HANDSHAKE
+ *   BANNER --readable, gate full--> QUEUED --admitted--> HANDSHAKE
  *   HANDSHAKE --host key checked--> AUTH_LIST --> AUTH_KEY | AUTH_AGENT | AUTH_PASSWORD
  *   AUTH_* --authenticated--> CHANNEL --> EXEC --> READ --EOF--> CLOSE --> DONE
  *   HANDSHAKE --host key checked, hostkey_only--> DONE (known-hosts scan)
@@ -29,6 +31,22 @@
  * one. The stage an attempt was in when a deadline passed is its result's
  * stage; the message names the deadline (connect_timeout,
  * handshake_timeout, timeout).
+ *
+ * The handshake gate: at most `handshakes` attempts are in the stages that
+ * cost CPU here and on the server (HANDSHAKE to CLOSE) at once. A connected
+ * attempt first waits for the server's identification string without a
+ * session (BANNER: epoll for readable, nothing read, handshake_timeout
+ * applies; an SSH server sends it as soon as it accepts, RFC 4253 4.2),
+ * then takes a place or queues (QUEUED: out of the epoll set, no deadline)
+ * and is admitted in the order the banners came when an admitted attempt
+ * ends. The wait is this machine's, not the server's: it is not counted
+ * against the attempt (its whole deadline moves by the wait, its handshake
+ * deadline starts at admission, its duration leaves it out and its result
+ * reports it as gate_wait_ms); the run's own cancel bounds it. So a silent
+ * server (accepts, never speaks) holds a descriptor but never a place, and
+ * a burst of answering servers is served first come first served instead
+ * of all at once, which on a saturated CPU makes every one of them late,
+ * or every one of them wait out its deadline in the queue.
  *
  * Descriptors: at most ssh_concurrency_limit() attempts are in flight (the
  * soft RLIMIT_NOFILE less a reserve for the rest of the process). If
@@ -58,6 +76,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,6 +100,8 @@
 typedef enum {
 	A_IDLE,
 	A_CONNECTING,
+	A_BANNER, /* connected, gate full: waiting for the server to speak */
+	A_QUEUED, /* the server spoke, gate full: waiting for admission */
 	A_HANDSHAKE,
 	A_AUTH_LIST,
 	A_AUTH_KEY,
@@ -92,7 +114,7 @@ typedef enum {
 	A_DONE,
 } attempt_state;
 
-typedef enum { STEP_WAIT, STEP_NEXT, STEP_DONE, STEP_NOFD } step_result;
+typedef enum { STEP_WAIT, STEP_NEXT, STEP_DONE, STEP_NOFD, STEP_ADMIT } step_result;
 
 typedef struct {
 	const ssh_options *opt;
@@ -123,6 +145,8 @@ typedef struct {
 	char *password;   /* secret, wiped */
 	size_t out_len;
 	bool out_line_done;
+	bool admitted;     /* holds a place in the handshake gate */
+	int64_t queued_at; /* when it entered QUEUED */
 } attempt;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -142,6 +166,8 @@ static ssh_stage state_stage(attempt_state st)
 		return SSH_STAGE_RESOLVE;
 	case A_CONNECTING:
 		return SSH_STAGE_CONNECT;
+	case A_BANNER:
+	case A_QUEUED:
 	case A_HANDSHAKE:
 		return SSH_STAGE_HANDSHAKE;
 	case A_AUTH_LIST:
@@ -254,7 +280,9 @@ static void attempt_end(attempt *a)
 	a->fd = -1;
 	a->addrs = NULL;
 	a->methods = a->passphrase = a->password = NULL;
-	a->res->duration_ms = clock_mono_ms() - a->started;
+	if (a->state == A_QUEUED) /* cancelled in the queue */
+		a->res->gate_wait_ms += clock_mono_ms() - a->queued_at;
+	a->res->duration_ms = clock_mono_ms() - a->started - a->res->gate_wait_ms;
 	a->state = A_DONE;
 }
 
@@ -274,6 +302,12 @@ static step_result connect_next(attempt *a)
 			a->last_errno = errno;
 			continue;
 		}
+		/* The handshake is a chain of small writes, each waiting for the
+		 * answer: with Nagle's algorithm a write that follows one not
+		 * yet acknowledged waits for the peer's delayed ACK (40 ms on
+		 * Linux), several times per check. */
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		if (connect(fd, a->addr->ai_addr, a->addr->ai_addrlen) == 0 ||
 		    errno == EINPROGRESS) {
 			a->fd = fd;
@@ -291,6 +325,39 @@ static step_result connect_next(attempt *a)
 	return attempt_fail(a, SSH_ERR_CONNECT, "cannot connect: %s", strerror(a->last_errno));
 }
 
+/* Connected: wait (without a session) until the server speaks. */
+static void wait_banner(attempt *a)
+{
+	a->state = A_BANNER;
+	a->res->stage = SSH_STAGE_HANDSHAKE;
+	attempt_set_due(a, clock_mono_ms(), a->opt->handshake_timeout_ms,
+	                SSH_DEFAULT_HANDSHAKE_TIMEOUT_MS, "handshake_timeout");
+}
+
+/* The server spoke while the gate is full: wait for a place, out of the
+ * epoll set (slot_watch), with no deadline of its own. */
+static void wait_admission(attempt *a)
+{
+	a->state = A_QUEUED;
+	a->queued_at = clock_mono_ms();
+	a->due = INT64_MAX;
+	a->due_name = "timeout";
+}
+
+/* Readable: the banner is there (peeked, not read), or the server closed. */
+static step_result state_banner(attempt *a)
+{
+	char c;
+	ssize_t n = recv(a->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0)
+		return STEP_ADMIT;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return STEP_WAIT;
+	return attempt_fail(a, SSH_ERR_HANDSHAKE,
+	                    "the server closed the connection before its banner%s%s",
+	                    n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
+}
+
 static step_result state_connecting(attempt *a)
 {
 	int soerr = 0;
@@ -299,7 +366,7 @@ static step_result state_connecting(attempt *a)
 	if (getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
 		soerr = errno;
 	if (soerr == 0)
-		return start_handshake(a);
+		return STEP_ADMIT; /* the runner waits for the banner */
 	a->last_errno = soerr;
 	attempt_close_fd(a);
 	a->addr = a->addr->ai_next;
@@ -679,6 +746,10 @@ static step_result attempt_state_step(attempt *a)
 	switch (a->state) {
 	case A_CONNECTING:
 		return state_connecting(a);
+	case A_BANNER:
+		return state_banner(a);
+	case A_QUEUED:
+		return STEP_WAIT; /* not watched while queued */
 	case A_HANDSHAKE:
 		return state_handshake(a);
 	case A_AUTH_LIST:
@@ -706,6 +777,10 @@ static uint32_t attempt_events(const attempt *a)
 {
 	if (a->state == A_CONNECTING)
 		return EPOLLOUT;
+	if (a->state == A_BANNER)
+		return EPOLLIN;
+	if (a->state == A_QUEUED)
+		return 0; /* no session yet, not watched */
 	int dir = libssh2_session_block_directions(a->session);
 	uint32_t ev = 0;
 	if (dir & LIBSSH2_SESSION_BLOCK_INBOUND)
@@ -734,10 +809,15 @@ static void attempt_init(attempt *a, const ssh_options *opt, ssh_result *res, in
 
 static void attempt_expire(attempt *a, int64_t now)
 {
-	long long ms = (long long)(now - a->started);
+	long long ms = (long long)(now - a->started - a->res->gate_wait_ms);
 	if (a->state == A_CONNECTING)
 		attempt_fail(a, SSH_ERR_CONNECT_TIMEOUT, "no connection within %lld ms (%s)", ms,
 		             a->due_name);
+	else if (a->state == A_BANNER)
+		attempt_fail(a, SSH_ERR_TIMEOUT,
+		             "the server accepted the connection but sent no SSH banner within "
+		             "%lld ms (%s)",
+		             ms, a->due_name);
 	else
 		attempt_fail(a, SSH_ERR_TIMEOUT, "no answer within %lld ms in %s (%s)", ms,
 		             ssh_stage_name(state_stage(a->state)), a->due_name);
@@ -827,10 +907,17 @@ typedef struct {
 	size_t nfree;
 	size_t *retry; /* [slots], attempts undone by STEP_NOFD */
 	size_t nretry;
-	bool fd_short; /* EMFILE since the last attempt ended: start nothing */
+	bool fd_short;    /* EMFILE since the last attempt ended: start nothing */
+	size_t hs_cap;    /* the handshake gate: most admitted at once */
+	size_t hs_active; /* admitted (a->admitted) */
+	size_t *qnext;    /* [slots], the queue of QUEUED slots, in banner order */
+	size_t *qprev;    /* [slots] */
+	size_t qhead, qtail;
 	int ep;
 	due_heap heap;
 } runner;
+
+#define NO_SLOT SIZE_MAX
 
 static uint64_t slot_tag(const runner *r, size_t slot)
 {
@@ -845,7 +932,11 @@ static int slot_watch(runner *r, size_t slot)
 	uint32_t ev = attempt_events(a);
 	struct epoll_event e = {.events = ev, .data.u64 = slot_tag(r, slot)};
 
-	if (a->reg_fd != a->fd) {
+	if (a->state == A_QUEUED) {
+		if (a->reg_fd == a->fd && epoll_ctl(r->ep, EPOLL_CTL_DEL, a->fd, NULL) != 0)
+			return -1;
+		a->reg_fd = -1;
+	} else if (a->reg_fd != a->fd) {
 		if (epoll_ctl(r->ep, EPOLL_CTL_ADD, a->fd, &e) != 0)
 			return -1;
 		a->reg_fd = a->fd;
@@ -863,8 +954,40 @@ static int slot_watch(runner *r, size_t slot)
 	return 0;
 }
 
+static void queue_push(runner *r, size_t slot)
+{
+	r->qnext[slot] = NO_SLOT;
+	r->qprev[slot] = r->qtail;
+	if (r->qtail == NO_SLOT)
+		r->qhead = slot;
+	else
+		r->qnext[r->qtail] = slot;
+	r->qtail = slot;
+}
+
+static void queue_unlink(runner *r, size_t slot)
+{
+	size_t p = r->qprev[slot], n = r->qnext[slot];
+	if (p == NO_SLOT)
+		r->qhead = n;
+	else
+		r->qnext[p] = n;
+	if (n == NO_SLOT)
+		r->qtail = p;
+	else
+		r->qprev[n] = p;
+	r->qnext[slot] = r->qprev[slot] = NO_SLOT;
+}
+
 static void slot_release(runner *r, size_t slot)
 {
+	attempt *a = &r->att[slot];
+	if (a->admitted) {
+		a->admitted = false;
+		r->hs_active--;
+	}
+	if (r->qhead == slot || r->qprev[slot] != NO_SLOT)
+		queue_unlink(r, slot); /* it ended (deadline, cancel) while queued */
 	r->gen[slot]++;
 	r->pushed[slot] = INT64_MIN;
 	r->free[r->nfree++] = slot;
@@ -872,11 +995,41 @@ static void slot_release(runner *r, size_t slot)
 	r->fd_short = false; /* a descriptor was freed */
 }
 
-/* After a step: done, waiting (watched), or out of descriptors. */
+static step_result attempt_run(attempt *a);
+
+/* Give the attempt a place in the handshake gate and start its handshake;
+ * the time it waited for it moves its deadline. */
+static step_result admit(runner *r, attempt *a)
+{
+	if (a->state == A_QUEUED) {
+		int64_t waited = clock_mono_ms() - a->queued_at;
+		a->res->gate_wait_ms += waited;
+		a->deadline += waited;
+	}
+	a->admitted = true;
+	r->hs_active++;
+	step_result sr = start_handshake(a);
+	return sr == STEP_NEXT ? attempt_run(a) : sr;
+}
+
+/* After a step: done, waiting (watched), queued for the gate, or out of
+ * descriptors. */
 static void slot_after_step(runner *r, size_t slot, size_t index, step_result sr)
 {
 	attempt *a = &r->att[slot];
 
+	if (sr == STEP_ADMIT) {
+		if (a->state == A_CONNECTING) {
+			wait_banner(a);
+			sr = STEP_WAIT;
+		} else if (r->hs_active < r->hs_cap) {
+			sr = admit(r, a);
+		} else {
+			wait_admission(a);
+			queue_push(r, slot);
+			sr = STEP_WAIT;
+		}
+	}
 	if (sr == STEP_NOFD) {
 		attempt_undo(a);
 		slot_release(r, slot);
@@ -902,10 +1055,15 @@ static void slot_after_step(runner *r, size_t slot, size_t index, step_result sr
 	}
 }
 
-/* Advance until the attempt waits, is done or found no descriptor. */
+/* Advance until the attempt waits, is done, asks for the gate or found no
+ * descriptor. */
 static step_result attempt_run(attempt *a)
 {
 	step_result sr;
+	if (a->fd >= 0) {
+		int one = 1;
+		setsockopt(a->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+	}
 	do
 		sr = attempt_state_step(a);
 	while (sr == STEP_NEXT);
@@ -922,6 +1080,17 @@ static void start_pending(runner *r)
 		attempt_init(a, &r->opts[i], &r->results[i], clock_mono_ms(), r->ep);
 		step_result sr = attempt_begin(a);
 		slot_after_step(r, slot, i, sr == STEP_NEXT ? attempt_run(a) : sr);
+	}
+}
+
+/* Places came free in the gate: admit the queued attempts, in order. */
+static void admit_queued(runner *r)
+{
+	while (r->hs_active < r->hs_cap && r->qhead != NO_SLOT) {
+		size_t slot = r->qhead;
+		queue_unlink(r, slot);
+		attempt *a = &r->att[slot];
+		slot_after_step(r, slot, (size_t)(a->res - r->results), admit(r, a));
 	}
 }
 
@@ -991,10 +1160,11 @@ static int run_round(runner *r)
 		slot_after_step(r, slot, (size_t)(a->res - r->results), attempt_run(a));
 	}
 	expire_due(r, clock_mono_ms());
+	admit_queued(r);
 	return 0;
 }
 
-static int runner_init(runner *r, size_t concurrency, int cancel_fd)
+static int runner_init(runner *r, size_t concurrency, size_t handshakes, int cancel_fd)
 {
 	size_t limit = ssh_concurrency_limit();
 
@@ -1007,10 +1177,16 @@ static int runner_init(runner *r, size_t concurrency, int cancel_fd)
 	r->pushed = calloc(r->slots, sizeof *r->pushed);
 	r->free = calloc(r->slots, sizeof *r->free);
 	r->retry = calloc(r->slots, sizeof *r->retry);
+	r->qnext = malloc(r->slots * sizeof *r->qnext);
+	r->qprev = malloc(r->slots * sizeof *r->qprev);
+	r->qhead = r->qtail = NO_SLOT;
+	r->hs_cap = handshakes == 0 ? ssh_handshake_limit() : handshakes;
 	r->ep = epoll_create1(EPOLL_CLOEXEC);
-	if (!r->att || !r->gen || !r->pushed || !r->free || !r->retry || r->ep < 0)
+	if (!r->att || !r->gen || !r->pushed || !r->free || !r->retry || !r->qnext || !r->qprev ||
+	    r->ep < 0)
 		return -1;
 	for (size_t s = 0; s < r->slots; s++) {
+		r->qnext[s] = r->qprev[s] = NO_SLOT;
 		r->pushed[s] = INT64_MIN; /* free */
 		r->free[r->nfree++] = r->slots - 1 - s;
 	}
@@ -1029,6 +1205,8 @@ static void runner_free(runner *r)
 	free(r->pushed);
 	free(r->free);
 	free(r->retry);
+	free(r->qnext);
+	free(r->qprev);
 	free(r->heap.v);
 }
 
@@ -1044,8 +1222,8 @@ static void fail_all(runner *r, const char *why)
 	}
 }
 
-int ssh_run_many(const ssh_options *opts, size_t n, size_t concurrency, int cancel_fd,
-                 ssh_result *results)
+int ssh_run_many(const ssh_options *opts, size_t n, size_t concurrency, size_t handshakes,
+                 int cancel_fd, ssh_result *results)
 {
 	runner r = {.opts = opts, .results = results, .n = n, .ep = -1};
 	int ret = 0;
@@ -1053,7 +1231,7 @@ int ssh_run_many(const ssh_options *opts, size_t n, size_t concurrency, int canc
 	pthread_once(&init_once, library_init);
 	if (n == 0)
 		return 0;
-	if (runner_init(&r, concurrency, cancel_fd) != 0) {
+	if (runner_init(&r, concurrency, handshakes, cancel_fd) != 0) {
 		fail_all(&r, errno == EMFILE || errno == ENFILE ? "no file descriptor for epoll"
 		                                                : "out of memory");
 		runner_free(&r);
@@ -1075,7 +1253,7 @@ int ssh_run_many(const ssh_options *opts, size_t n, size_t concurrency, int canc
 
 int ssh_test(const ssh_options *opt, int cancel_fd, ssh_result *result)
 {
-	return ssh_run_many(opt, 1, 1, cancel_fd, result);
+	return ssh_run_many(opt, 1, 1, 1, cancel_fd, result);
 }
 
 int ssh_known_hosts_forget(const char *path, const char *host, int port, int *removed, char *err,
@@ -1102,4 +1280,11 @@ size_t ssh_concurrency_limit(void)
 	soft = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 20) ? (1u << 20)
 	                                                                : (size_t)rl.rlim_cur;
 	return soft > nofile_reserve(soft) + 1 ? soft - nofile_reserve(soft) : 1;
+}
+
+size_t ssh_handshake_limit(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t n = (size_t)(cpus > 0 ? cpus : 1) * SSH_HANDSHAKES_PER_CPU;
+	return n < SSH_HANDSHAKES_MIN ? SSH_HANDSHAKES_MIN : n;
 }

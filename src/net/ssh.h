@@ -39,12 +39,22 @@
 
 #include "ssh_options.h" /* options, result, stages and error kinds */
 
-/* Run n attempts, at most concurrency at once, from this thread. results[i]
- * is the outcome of opts[i]. Returns 0, or SSH_ERR_CANCELLED if cancel_fd
- * (-1: none) became readable: the attempts then running or not yet started
- * end with error cancelled. */
-int ssh_run_many(const ssh_options *opts, size_t n, size_t concurrency, int cancel_fd,
-                 ssh_result *results);
+/* Run n attempts, at most concurrency at once and at most handshakes of
+ * them past their TCP connect (the handshake gate; 0: ssh_handshake_limit()),
+ * from this thread. results[i] is the outcome of opts[i]. Returns 0, or
+ * SSH_ERR_CANCELLED if cancel_fd (-1: none) became readable: the attempts
+ * then running or not yet started end with error cancelled. */
+int ssh_run_many(const ssh_options *opts, size_t n, size_t concurrency, size_t handshakes,
+                 int cancel_fd, ssh_result *results);
+
+/* `handshake_concurrency = auto`: SSH_HANDSHAKES_PER_CPU per online CPU,
+ * at least SSH_HANDSHAKES_MIN. A check costs this side about 1.2 ms of CPU,
+ * so a core keeps up with far more handshakes in flight over a WAN; on a
+ * saturated machine (sshd on the same host, or this process's thread at
+ * 100%) the gate serves the answering servers first come first served. */
+#define SSH_HANDSHAKES_PER_CPU 128
+#define SSH_HANDSHAKES_MIN     32
+size_t ssh_handshake_limit(void);
 
 /* How many attempts ssh_run_many can keep in flight at once with the
  * process's descriptor limit (RLIMIT_NOFILE, less a reserve for the rest of

@@ -21,18 +21,40 @@ rename-repository.json: 301 with Location /repositories/<id> (rewritten to
 this server), then GET /repositories/<id> the recorded 200 with the
 repository's current fields.
 
+A GitHub App (`enable_app(app_id, public_key_pem, ...)`): every request
+made with a JWT (GET /app/installations, POST
+/app/installations/<id>/access_tokens) has it checked as GitHub does: three
+base64url parts without padding, the header {"alg": "RS256", "typ":
+"JWT"}, an RS256 signature that verifies with the app's public key (the
+Debian package python3-cryptography), `iss` the app's id, `iat` not in the
+future and `exp` after now but at most 10 minutes ahead; a JWT that fails
+gets GitHub's 401 and every JWT is recorded in `jwts` (claims, verdict,
+time received). The exchange answers 201 with a new installation token and
+its `expires_at` (`token_ttls`: the lifetimes of the next tokens, then
+`token_ttl`); GET /installation/repositories wants a live issued token
+(Bearer) and pages like the organization's listing, as GitHub's object
+{"total_count", "repositories": [...]}. A "401" fault answers "Bad
+credentials" and revokes the token it was sent with. The shapes of these
+responses follow GitHub's REST documentation (the recordings have no App
+exchange). A fault prefix with a "?" matches the path with its query (one
+page of a listing).
+
 Time4VPS: GET /t4v/server (list) and /t4v/server/<id> (details), with basic
 auth recorded; `details_delay` seconds before each details response, and
 `t4v_max_in_flight` the most details requests seen at once. Every request is
 recorded (method, path, headers) so tests can assert e.g. the Authorization
 header.
 """
+import base64
 import copy
 import hashlib
 import json
 import os
+import re
+import secrets
 import threading
 import time
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -77,6 +99,12 @@ class Replay:
         self.t4v_in_flight = 0
         self.t4v_max_in_flight = 0
         self._pages = {}
+        self.app = None      # enable_app
+        self.tokens = {}     # installation token -> expires_at (unix seconds)
+        self.revoked = set()
+        self.token_ttl = 3600
+        self.token_ttls = []  # lifetimes of the next tokens issued, then token_ttl
+        self.jwts = []       # every JWT presented: claims, ok, why, at
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -111,6 +139,18 @@ class Replay:
         """GET /repos/<org>/<old> now redirects to /repositories/<rid>."""
         self.renamed_repos[old] = rid
 
+    def enable_app(self, app_id, public_key_pem, installation_id=4242, account=None):
+        """Serve a GitHub App whose JWTs verify with public_key_pem, installed
+        (after another account's installation) for account (default: org)."""
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+        self.app = {"id": str(app_id), "key": load_pem_public_key(public_key_pem),
+                    "installation_id": installation_id, "account": account or self.org}
+
+    def issued(self):
+        """The installation tokens issued so far, in order."""
+        with self.lock:
+            return list(self.tokens)
+
     def start(self):
         self.thread.start()
         return self
@@ -129,20 +169,22 @@ class Replay:
 
     # ---- responses ----
 
-    def _take_fault(self, path):
+    def _take_fault(self, path, full):
         with self.lock:
             for f in self.faults:
-                if path.startswith(f[0]) and f[2] != 0:
+                if (full if "?" in f[0] else path).startswith(f[0]) and f[2] != 0:
                     f[2] -= 1
                     return f[1]
         return None
 
-    def _page(self, per_page, page):
-        key = (per_page, page)
+    def _page(self, per_page, page, installation=False):
+        key = (per_page, page) if not installation else ("installation", per_page, page)
         with self.lock:
             if key not in self._pages:
                 items = self.repos[(page - 1) * per_page: page * per_page]
-                body = json.dumps(items).encode()
+                body = json.dumps(items if not installation else {
+                    "total_count": len(self.repos), "repository_selection": "all",
+                    "repositories": items}).encode()
                 etag = '"%s"' % hashlib.sha1(body).hexdigest()
                 self._pages[key] = (body, etag)
             return self._pages[key]
@@ -165,6 +207,17 @@ class Replay:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                with replay.lock:
+                    replay.requests.append({"method": "POST", "path": self.path, "body": body,
+                                            "headers": dict(self.headers.items())})
+                try:
+                    replay._route(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
         return Handler
 
     def _send(self, h, status, body=b"", headers=None):
@@ -181,7 +234,10 @@ class Replay:
     def _route(self, h):
         u = urlsplit(h.path)
         parts = u.path.strip("/").split("/")
-        fault = self._take_fault(u.path)
+        fault = self._take_fault(u.path, h.path)
+        if fault == "401":
+            self.revoked.add(self._bearer(h))
+            return self._send(h, 401, json.dumps(self.BAD_CREDENTIALS).encode())
         if fault == "502":
             return self._send(h, 502, b'{"message": "Bad Gateway"}')
         if fault and fault.startswith("secondary:"):
@@ -198,6 +254,10 @@ class Replay:
                 "documentation_url": "https://docs.github.com/rest/rate-limit"}).encode(),
                 {"X-RateLimit-Remaining": "0",
                  "X-RateLimit-Reset": str(int(time.time()) + secs)})
+        if parts[0] == "app" or parts == ["installation", "repositories"]:
+            return self._app(h, u, parts, fault)
+        if h.command != "GET":
+            return self._send(h, 404, json.dumps(self.not_found).encode())
         if len(parts) == 3 and parts[0] in ("orgs", "users") and parts[2] == "repos":
             return self._repos(h, u, parts, fault)
         if len(parts) == 3 and parts[0] == "repos":
@@ -208,6 +268,104 @@ class Replay:
             return self._t4v(h, parts)
         return self._send(h, 404, json.dumps(self.not_found).encode())
 
+    # ---- the GitHub App ----
+
+    BAD_CREDENTIALS = {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}
+    JWT_UNDECODABLE = {"message": "A JSON web token could not be decoded",
+                       "documentation_url": "https://docs.github.com/rest"}
+
+    @staticmethod
+    def _bearer(h):
+        auth = h.headers.get("Authorization") or ""
+        return auth[7:] if auth.startswith("Bearer ") else None
+
+    @staticmethod
+    def _b64url(part):
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", part):
+            raise ValueError("not base64url without padding")
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+    def _check_jwt(self, jwt):
+        """(claims or None, why it is refused or None), as GitHub checks."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+        now = time.time()
+        try:
+            head, claims_b64, sig_b64 = (jwt or "").split(".")
+            header = json.loads(self._b64url(head))
+            claims = json.loads(self._b64url(claims_b64))
+            sig = self._b64url(sig_b64)
+        except ValueError as e:
+            return None, "not a JWT: %s" % e
+        if header != {"alg": "RS256", "typ": "JWT"}:
+            return claims, "header %r" % header
+        try:
+            self.app["key"].verify(sig, ("%s.%s" % (head, claims_b64)).encode(),
+                                   padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return claims, "signature does not verify with the app's public key"
+        iat, exp = claims.get("iat"), claims.get("exp")
+        if str(claims.get("iss")) != self.app["id"]:
+            return claims, "iss %r" % claims.get("iss")
+        if not isinstance(iat, int) or not isinstance(exp, int):
+            return claims, "iat/exp not integers"
+        if iat > now + 1:
+            return claims, "iat in the future"
+        if exp <= now or exp > now + 600:
+            return claims, "exp not within 10 minutes ahead"
+        return claims, None
+
+    def _jwt_ok(self, h):
+        claims, why = self._check_jwt(self._bearer(h))
+        with self.lock:
+            self.jwts.append({"claims": claims, "ok": why is None, "why": why,
+                              "at": time.time(), "path": h.path})
+        if why is not None:
+            self._send(h, 401, json.dumps(self.JWT_UNDECODABLE).encode())
+        return why is None
+
+    def _token_live(self, token):
+        with self.lock:
+            exp = self.tokens.get(token)
+            return exp is not None and token not in self.revoked and exp > time.time()
+
+    def _app(self, h, u, parts, fault):
+        if self.app is None:
+            return self._send(h, 404, json.dumps(self.not_found).encode())
+        inst = self.app["installation_id"]
+        if parts == ["installation", "repositories"] and h.command == "GET":
+            if not self._token_live(self._bearer(h)):
+                return self._send(h, 401, json.dumps(self.BAD_CREDENTIALS).encode())
+            return self._listing(h, u, fault=fault, installation=True)
+        if parts == ["app", "installations"] and h.command == "GET":
+            if not self._jwt_ok(h):
+                return None
+            acc = lambda login, i: {"login": login, "id": i, "type": "Organization"}  # noqa: E731
+            return self._send(h, 200, json.dumps([
+                {"id": inst + 1, "account": acc("someone-else", 2), "app_id": 1,
+                 "target_type": "Organization", "repository_selection": "selected"},
+                {"id": inst, "account": acc(self.app["account"], 1), "app_id": 1,
+                 "target_type": "Organization", "repository_selection": "all",
+                 "permissions": {"metadata": "read", "contents": "read"}}]).encode())
+        if (len(parts) == 4 and parts[:2] == ["app", "installations"]
+                and parts[3] == "access_tokens" and h.command == "POST"):
+            if not self._jwt_ok(h):
+                return None
+            if parts[2] != str(inst):
+                return self._send(h, 404, json.dumps(self.not_found).encode())
+            token = "ghs_" + secrets.token_hex(18)
+            with self.lock:
+                ttl = self.token_ttls.pop(0) if self.token_ttls else self.token_ttl
+                exp = int(time.time()) + ttl
+                self.tokens[token] = exp
+            when = datetime.fromtimestamp(exp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return self._send(h, 201, json.dumps({
+                "token": token, "expires_at": when,
+                "permissions": {"metadata": "read", "contents": "read"},
+                "repository_selection": "all"}).encode())
+        return self._send(h, 404, json.dumps(self.not_found).encode())
+
     def _repos(self, h, u, parts, fault):
         if parts[1] in self.renamed:
             loc = "%s/%s/%s/repos?%s" % (self.url, parts[0], self.renamed[parts[1]], u.query)
@@ -215,10 +373,13 @@ class Replay:
                               {"Location": loc})
         if parts[1] != self.org:
             return self._send(h, 404, json.dumps(self.not_found).encode())
+        return self._listing(h, u, fault=fault)
+
+    def _listing(self, h, u, fault=None, installation=False):
         q = parse_qs(u.query)
         per_page = max(1, min(100, int(q.get("per_page", ["30"])[0])))
         page = max(1, int(q.get("page", ["1"])[0]))
-        body, etag = self._page(per_page, page)
+        body, etag = self._page(per_page, page, installation)
         last = max(1, (len(self.repos) + per_page - 1) // per_page)
         base = "%s%s?per_page=%d&page=" % (self.url, u.path, per_page)
         links = []

@@ -68,7 +68,8 @@ def wait_accepting(addr, port, deadline=DEADLINE, proc=None):
 
 class Sshd:
     def __init__(self, tmp: Path, name="sshd", addrs=("127.0.0.1",), nports=1, host_key=None,
-                 client_key=None, password_auth=False, log_level="ERROR", extra_args=()):
+                 client_key=None, password_auth=False, log_level="ERROR", extra_args=(),
+                 extra_config=""):
         self.dir = Path(tmp) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host_key = host_key or keygen(self.dir / "host_ed25519")
@@ -82,6 +83,7 @@ class Sshd:
         self.endpoints = [(a, p) for a in self.addrs for p in self.ports]
         self.proc = None
         self.conf = self.dir / "sshd_config"
+        self.extra_config = extra_config
         self.password_auth = password_auth
         self.log_level = log_level
         self.log_path = self.dir / "sshd.log" if log_level != "ERROR" else None
@@ -119,7 +121,7 @@ UseDNS no
 SetEnv HOME={self.dir}
 PrintMotd no
 LogLevel {self.log_level}
-"""
+{self.extra_config}"""
         )
 
     def start(self):

@@ -1,6 +1,7 @@
 """The health_check task against real sshd instances on loopback (issue 4):
 debounced incidents, restore on recovery, no duplicates, cancellation."""
 import json
+import os
 import sqlite3
 import time
 
@@ -317,6 +318,19 @@ def test_healthy_checks_are_history_failures_are_events(env, fleet):
     assert all(":cF" in s for _, _, s in rows), rows  # connect stage, connect_refused
     assert env.sql("SELECT count(*) FROM events WHERE event = 'server_unhealthy_incident_created'"
                    ) == [(2,)]
+    # `servers show` reads the history back: availability and response times
+    r = env.run("servers", "show", "web-1", "--json")
+    assert r.returncode == 0, r.stderr
+    day = json.loads(r.stdout)["history"]["24h"]
+    assert (day["checks"], day["failures"], day["availability"]) == (3, 0, 1.0), day
+    assert 0 < day["response_min_ms"] <= day["response_avg_ms"] <= day["response_max_ms"], day
+    r = env.run("servers", "show", "db-1", "--json")
+    day = json.loads(r.stdout)["history"]["30d"]
+    assert (day["checks"], day["failures"], day["availability"]) == (3, 3, 0.0), day
+    assert "response_avg_ms" not in day  # no healthy check to average
+    r = env.run("servers", "show", "web-1")
+    assert r.returncode == 0, r.stderr
+    assert "AVAILABILITY" in r.stdout and "100.000%" in r.stdout, r.stdout
     # the first passed check after failures is an event again
     down.start()
     r, ev = once(env)
@@ -367,12 +381,23 @@ def test_complete_reports_cpu_and_start_the_effective_concurrency(env, fleet):
     r, ev = once(env)
     assert r.returncode == 0, r.stderr
     assert named(ev, "health_check_start")[0]["concurrency"] == 5  # min(servers, limit)
+    # the handshake gate: auto is 128 per CPU, at least 32
+    assert named(ev, "health_check_start")[0]["handshake_concurrency"] == max(32, 128 * os.cpu_count())
     done = named(ev, "health_check_complete")[0]
     assert isinstance(done["cpu_sec"], float) and 0 < done["cpu_sec"] <= done["duration_sec"] + 0.1
+    assert done["gate_wait_max_sec"] == 0  # 5 servers, 256 places
     configure(env, up.client_key, concurrency="2")
     r, ev = once(env)
     assert named(ev, "health_check_start")[0]["concurrency"] == 2
-    for bad in ("concurrency = 65537", "concurrency = automatic", "log_each_result = some"):
+    configure(env, up.client_key, task_extra="handshake_concurrency = 1")
+    r, ev = once(env)
+    assert r.returncode == 0, r.stderr
+    assert named(ev, "health_check_start")[0]["handshake_concurrency"] == 1
+    done = named(ev, "health_check_complete")[0]
+    assert done["healthy_count"] == 3  # one at a time, all pass
+    assert done["gate_wait_max_sec"] > 0  # the last ones waited for the one place
+    for bad in ("concurrency = 65537", "concurrency = automatic", "log_each_result = some",
+                "handshake_concurrency = 0", "handshake_concurrency = many"):
         configure(env, up.client_key, task_extra=bad, concurrency="auto")
         r = env.run("check-config")
         assert r.returncode == 2, (bad, r.stdout)

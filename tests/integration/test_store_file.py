@@ -50,8 +50,10 @@ def test_existing_open_state_is_tightened_and_said(env):
     tightened = {e["path"]: e for e in events if e["event"] == "state_permissions_tightened"}
     assert tightened[str(env.state)]["old_mode"] == 0o755
     assert tightened[str(env.state)]["new_mode"] == 0o750
-    assert tightened[str(env.db)]["new_mode"] == 0o600
-    assert mode(env.state) == 0o750 and mode(env.db) == 0o600
+    # the directory now admits its group (g+rx): the store is group-readable,
+    # never more (docs/packaging.md, "Operators")
+    assert tightened[str(env.db)]["new_mode"] == 0o640
+    assert mode(env.state) == 0o750 and mode(env.db) == 0o640
     # the second time there is nothing to say
     r = run_once(env)
     assert "state_permissions_tightened" not in r.stdout

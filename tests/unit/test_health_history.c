@@ -260,6 +260,19 @@ static void test_record_summary_and_last_failure(void **state)
 	health_history_summary(st, 1, H0 + 3600, &checks, &failures);
 	assert_int_equal(checks, 1);
 	assert_int_equal(failures, 0);
+
+	/* with response times (`servers show`): healthy checks only */
+	health_summary h;
+	assert_int_equal(health_history_summarize(st, 1, H0 - 86400, &h), STORE_OK);
+	assert_int_equal(h.checks, 4);
+	assert_int_equal(h.failures, 2);
+	assert_int_equal(h.rt_min_ms, 5);
+	assert_int_equal(h.rt_max_ms, 25);
+	assert_true(h.rt_avg_ms > 14.99 && h.rt_avg_ms < 15.01); /* (25 + 5) / 2 */
+	assert_int_equal(health_history_summarize(st, 3, H0 - 86400, &h), STORE_OK);
+	assert_int_equal(h.checks, 0);
+	assert_int_equal(h.rt_min_ms, -1);
+	assert_true(h.rt_avg_ms < 0);
 }
 
 /* Hours 0..9 of two servers, one sample each. */

@@ -219,7 +219,7 @@ static void test_emfile_waits_for_a_descriptor(void **state)
 	assert_true(ssh_concurrency_limit() > SPARE); /* more than will open */
 	for (int i = 0; i < N; i++)
 		o[i] = base("127.0.0.1", port, 100);
-	assert_int_equal(ssh_run_many(o, N, N, -1, r), 0);
+	assert_int_equal(ssh_run_many(o, N, N, 0, -1, r), 0);
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
 	for (int i = 0; i < N; i++)
 		if (r[i].error != SSH_ERR_TIMEOUT)
@@ -297,7 +297,7 @@ static void test_many_silent_share_one_deadline(void **state)
 	for (int i = 0; i < 24; i++)
 		o[i] = base("127.0.0.1", port, 400);
 	int64_t t0 = clock_mono_ms();
-	assert_int_equal(ssh_run_many(o, 24, 24, -1, r), 0);
+	assert_int_equal(ssh_run_many(o, 24, 24, 0, -1, r), 0);
 	int64_t wall = clock_mono_ms() - t0;
 	close(lfd);
 	for (int i = 0; i < 24; i++) {
@@ -319,7 +319,7 @@ static void test_cancel_ends_promptly(void **state)
 		o[i] = base("127.0.0.1", port, 30000);
 	assert_int_equal(write(efd, &one, sizeof one), (ssize_t)sizeof one);
 	int64_t t0 = clock_mono_ms();
-	assert_int_equal(ssh_run_many(o, 4, 2, efd, r), SSH_ERR_CANCELLED);
+	assert_int_equal(ssh_run_many(o, 4, 2, 0, efd, r), SSH_ERR_CANCELLED);
 	assert_true(clock_mono_ms() - t0 < 1000);
 	for (int i = 0; i < 4; i++) {
 		assert_false(r[i].success);
@@ -446,6 +446,74 @@ static void test_sshd_exec_output(void **state)
 	assert_string_equal(r.output, "out");
 }
 
+/* The handshake gate: silent servers listed first hold no place, so the
+ * answering ones behind them (one place for all) all succeed. */
+static void test_sshd_gate_silent_servers_hold_no_place(void **state)
+{
+	sshd_fixture *f = *state;
+	ssh_options o[16];
+	ssh_result r[16];
+	if (f->pid <= 0)
+		skip();
+	int port, lfd = silent_listener(&port);
+	for (int i = 0; i < 16; i++) {
+		o[i] = sshd_options(f);
+		o[i].timeout_ms = 8000;
+		if (i < 6)
+			o[i].port = port;
+	}
+	assert_int_equal(ssh_run_many(o, 16, 16, 1, -1, r), 0);
+	close(lfd);
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(r[i].error, SSH_ERR_TIMEOUT);
+		assert_non_null(strstr(r[i].message, "sent no SSH banner"));
+	}
+	for (int i = 6; i < 16; i++) {
+		if (!r[i].success)
+			fail_msg("attempt %d: %s", i, r[i].message);
+	}
+}
+
+/* One place, four servers that each take 1 s with a deadline of 2.5 s:
+ * they go one after the other (in the order their banners came), the last
+ * one waits about 3 s for its place, longer than its deadline, and still
+ * passes: the wait is this machine's, reported as gate_wait_ms and left
+ * out of the duration. With four places all four go together. */
+static void test_sshd_gate_serves_in_order(void **state)
+{
+	sshd_fixture *f = *state;
+	ssh_options o[4];
+	ssh_result r[4];
+	if (f->pid <= 0)
+		skip();
+	for (int i = 0; i < 4; i++) {
+		o[i] = sshd_options(f);
+		o[i].command = "sleep 1";
+		o[i].timeout_ms = 2500;
+	}
+	int64_t t0 = clock_mono_ms();
+	assert_int_equal(ssh_run_many(o, 4, 4, 1, -1, r), 0);
+	assert_true(clock_mono_ms() - t0 >= 4000); /* one after the other */
+	int64_t longest_wait = 0;
+	for (int i = 0; i < 4; i++) {
+		if (!r[i].success)
+			fail_msg("attempt %d with one place: %s", i, r[i].message);
+		assert_in_range(r[i].duration_ms, 1000, 2499);
+		if (r[i].gate_wait_ms > longest_wait)
+			longest_wait = r[i].gate_wait_ms;
+	}
+	assert_true(longest_wait >= 2500);
+
+	t0 = clock_mono_ms();
+	assert_int_equal(ssh_run_many(o, 4, 4, 4, -1, r), 0);
+	for (int i = 0; i < 4; i++) {
+		if (!r[i].success)
+			fail_msg("attempt %d with four places: %s", i, r[i].message);
+		assert_int_equal(r[i].gate_wait_ms, 0);
+	}
+	assert_true(clock_mono_ms() - t0 < 3000); /* together; one by one is >= 4 s */
+}
+
 /* The fingerprint `ssh-keygen -lf` prints for the sshd's host key. */
 static void keygen_fingerprint(const sshd_fixture *f, char *out, size_t cap)
 {
@@ -524,7 +592,7 @@ static void test_sshd_no_fd_leak_over_1000_attempts(void **state)
 		if (i % 50 == 21)
 			o[i].key_file = "/nonexistent/key";
 	}
-	assert_int_equal(ssh_run_many(o, n, 16, -1, r), 0);
+	assert_int_equal(ssh_run_many(o, n, 16, 0, -1, r), 0);
 	for (size_t i = 0; i < n; i++) {
 		ssh_error want = i % 20 == 7    ? SSH_ERR_CONNECT_REFUSED
 		                 : i % 20 == 13 ? SSH_ERR_TIMEOUT
@@ -563,6 +631,8 @@ int main(void)
 	const struct CMUnitTest sshd_tests[] = {
 	        cmocka_unit_test(test_sshd_exec_output),
 	        cmocka_unit_test(test_sshd_hostkey_only),
+	        cmocka_unit_test(test_sshd_gate_silent_servers_hold_no_place),
+	        cmocka_unit_test(test_sshd_gate_serves_in_order),
 	        cmocka_unit_test(test_sshd_no_fd_leak_over_1000_attempts),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);

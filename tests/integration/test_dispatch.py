@@ -71,6 +71,9 @@ def test_spread_offset_is_fixed_per_task_in_next_status_and_across_daemons(env, 
         seen.append(round(nr * 1000) % 60000)
         d.stop()
     assert seen == [off, off]
+    # with no daemon, `status` works the next run out itself: with the offset too
+    nr = unix(status_next_run(env, "minutely"))
+    assert round(nr * 1000) % 60000 == off
 
 
 N = 50

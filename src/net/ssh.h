@@ -14,7 +14,10 @@
  * that accepts TCP and then says nothing, or stalls in the middle of the
  * handshake, fails at the deadline, never later. At most
  * ssh_concurrency_limit() attempts are in flight; an attempt that finds no
- * descriptor (EMFILE) waits for another to end instead of failing.
+ * descriptor (EMFILE) waits for another to end instead of failing. The
+ * handshake gate lets at most `handshakes` of them past the server's banner
+ * at once, first come first served; the wait for a place is not counted
+ * against the server (ssh_result.gate_wait_ms, docs/ssh.md).
  * Resolution uses getaddrinfo, which blocks; IP addresses resolve at once,
  * a slow DNS server can delay the start of later attempts (documented in
  * docs/ssh.md).

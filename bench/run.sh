@@ -15,38 +15,31 @@ out=bench/results/latest.jsonl
 export FK_SOURCE_ROOT="$PWD"
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
-for b in log log_scalar wheel next spawn; do
-	echo "== bench_$b"
-	build-bench/bench/bench_$b "$PWD" > "$tmp"
+# record [-k] COMMAND...: run a benchmark, print what it says and keep its
+# JSON lines; -k: its own goals missed (exit 1) do not stop the others
+record() {
+	local keep=0
+	if [ "$1" = -k ]; then keep=1; shift; fi
+	"$@" > "$tmp" || [ "$keep" = 1 ]
 	cat "$tmp"
 	grep '^{' "$tmp" >> "$out" || true
+}
+for b in log log_scalar wheel next spawn; do
+	echo "== bench_$b"
+	record build-bench/bench/bench_$b "$PWD"
 done
 echo "== idle daemon"
-bench/idle.sh build-bench "$idle_secs" > "$tmp"
-cat "$tmp"
-grep '^{' "$tmp" >> "$out" || true
+record bench/idle.sh build-bench "$idle_secs"
 echo "== health_check over 200 loopback servers against sequential ssh"
-bench/health.sh "$PWD/build-bench/fleetkeeper" > "$tmp"
-cat "$tmp"
-grep '^{' "$tmp" >> "$out" || true
+record bench/health.sh "$PWD/build-bench/fleetkeeper"
 echo "== github_sync of 5,000 repositories from the replay server, cold and warm"
-bench/github_sync.sh "$PWD/build-bench/fleetkeeper" > "$tmp"
-cat "$tmp"
-grep '^{' "$tmp" >> "$out" || true
+record bench/github_sync.sh "$PWD/build-bench/fleetkeeper"
 echo "== health_check at fleet scale: 1,000 servers (20% silent), ansible, 10,000 handles"
-bench/health_scale.sh "$PWD/build-bench/fleetkeeper" > "$tmp" || true
-cat "$tmp"
-grep '^{' "$tmp" >> "$out" || true
+record -k bench/health_scale.sh "$PWD/build-bench/fleetkeeper"
 echo "== store: 30 days of 10,000 servers, prune under a writer, queries and scrape"
-bench/store_growth.sh "$PWD/build-bench" > "$tmp"
-cat "$tmp"
-grep '^{' "$tmp" >> "$out" || true
+record bench/store_growth.sh "$PWD/build-bench"
 echo "== dispatch: 1,000 tasks due in one second, against 10, and with spread = 30s"
-bench/dispatch.sh "$PWD/build-bench/fleetkeeper" > "$tmp"
-cat "$tmp"
-grep '^{' "$tmp" >> "$out" || true
+record bench/dispatch.sh "$PWD/build-bench/fleetkeeper"
 echo "== HTTP API: 200 concurrent clients for 30 s on /api/v1/status and SSE streams"
-/usr/bin/python3 bench/api_load.py "$PWD/build-bench/fleetkeeper" 30 200 > "$tmp"
-cat "$tmp"
-grep '^{' "$tmp" >> "$out" || true
+record /usr/bin/python3 bench/api_load.py "$PWD/build-bench/fleetkeeper" 30 200
 echo "results: $out"

@@ -21,9 +21,14 @@ below name the section and the key that lacks either.
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 from conftest import BIN, ROOT
+
+# the man page generator's table-row parser: one reading of the docs' tables
+sys.path.insert(0, str(ROOT / "docs" / "man"))
+from conf_keys import cells  # noqa: E402
 
 DOC = ROOT / "docs" / "configuration.md"
 
@@ -49,22 +54,6 @@ def heading_section(text):
     if m:
         return "task.NAME type=" + m.group(1)
     return None
-
-
-def cells(line):
-    # split on '|' that is neither escaped (`\|`) nor inside backticks
-    out, cur, tick, prev = [], "", False, ""
-    for ch in line.strip().strip("|"):
-        if ch == "`":
-            tick = not tick
-        if ch == "|" and not tick and prev != "\\":
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-        prev = ch
-    out.append(cur.strip())
-    return out
 
 
 def documented_keys(text):

@@ -48,4 +48,25 @@ static inline int temp_store_remove(temp_store *t)
 	return nftw(t->dir, temp_store_unlink_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* cmocka group fixtures: a temp_store in *state, seeded with seed_sql
+ * (NULL: none); and its removal. */
+static inline int temp_store_setup(void **state, const char *tag, const char *seed_sql)
+{
+	temp_store *t = calloc(1, sizeof *t);
+	if (t == NULL || temp_store_open(t, tag) != 0)
+		return -1;
+	if (seed_sql && store_exec(t->st, seed_sql) != STORE_OK)
+		return -1;
+	*state = t;
+	return 0;
+}
+
+static inline int temp_store_teardown(void **state)
+{
+	temp_store *t = *state;
+	int rc = temp_store_remove(t);
+	free(t);
+	return rc;
+}
+
 #endif

@@ -13,23 +13,14 @@
 
 static int setup(void **state)
 {
-	temp_store *t = calloc(1, sizeof *t);
-	if (temp_store_open(t, "maint") != 0)
-		return -1;
-	const char *sql = "INSERT INTO servers (handle, created_at, updated_at)"
-	                  " VALUES ('web-1', 1, 1)";
-	if (store_exec(t->st, sql) != STORE_OK)
-		return -1;
-	*state = t;
-	return 0;
+	return temp_store_setup(state, "maint",
+	                        "INSERT INTO servers (handle, created_at, updated_at)"
+	                        " VALUES ('web-1', 1, 1)");
 }
 
 static int teardown(void **state)
 {
-	temp_store *t = *state;
-	int rc = temp_store_remove(t);
-	free(t);
-	return rc;
+	return temp_store_teardown(state);
 }
 
 static void test_stored_window(void **state)

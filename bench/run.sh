@@ -42,4 +42,6 @@ echo "== dispatch: 1,000 tasks due in one second, against 10, and with spread = 
 record bench/dispatch.sh "$PWD/build-bench/fleetkeeper"
 echo "== HTTP API: 200 concurrent clients for 30 s on /api/v1/status and SSE streams"
 record /usr/bin/python3 bench/api_load.py "$PWD/build-bench/fleetkeeper" 30 200
+echo "== cluster on PostgreSQL: failover (10 kill -9, 15 s and 3 s), dispatch cost and events/s against SQLite"
+record /usr/bin/python3 bench/failover.py "$PWD/build-bench/fleetkeeper"
 echo "results: $out"

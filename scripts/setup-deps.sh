@@ -7,7 +7,7 @@ set -euo pipefail
 
 build_pkgs=(gcc pkg-config meson ninja-build libsqlite3-dev libcjson-dev libinih-dev
             libssh2-1-dev libgit2-dev libcurl4-openssl-dev libmicrohttpd-dev tzdata
-            libssl-dev)
+            libssl-dev libpq-dev libpq5)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-structlog python3-croniter
            sqlite3 clang-format procps openssh-server openssh-client
            prometheus python3-yaml nodejs)
@@ -25,6 +25,9 @@ test_pkgs+=(chromium openssl)
 # GitHub App (tests/integration/test_github_app.py): the replay server checks
 # the JWT's RS256 signature; the mirror test serves git over smart HTTP.
 test_pkgs+=(python3-cryptography)
+# The state store on PostgreSQL (issue 17): the suite's own server
+# (tests/integration/pg.py: initdb + pg_ctl of postgresql-15) and its client.
+test_pkgs+=(postgresql postgresql-15 python3-psycopg2)
 
 # The Debian package (issue 19, scripts/package.sh and the CI package
 # stage): debhelper, lintian, the man page linter, systemd-analyze, and

@@ -52,6 +52,7 @@
 #include "github_app.h"
 #include "log.h"
 #include "proc.h"
+#include "store.h"
 #include "task.h"
 #include "tz.h"
 #include "utf8.h"
@@ -298,6 +299,20 @@ static const key_spec api_token_keys[] = {
         {.name = NULL},
 };
 
+/* [store]: where the state lives (store.h, docs/state-store.md). */
+static const key_spec store_keys[] = {
+        {.name = "backend", .kind = KV_ENUM, .choices = "sqlite|postgresql", .def = "sqlite"},
+        {.name = "dsn", .kind = KV_STRING, .def = "none"},
+        {.name = NULL},
+};
+
+/* [cluster]: several daemons on one PostgreSQL (cluster.c, docs/cluster.md). */
+static const key_spec cluster_keys[] = {
+        {.name = "instance", .kind = KV_STRING, .def = "the host name"},
+        {.name = "failover_timeout", .kind = KV_DURATION, .def = "15s"},
+        {.name = NULL},
+};
+
 /* [recovery]: what `recover` may do besides redeploying (recovery.c). */
 static const key_spec recovery_keys[] = {
         {.name = "reprovision", .kind = KV_BOOL, .def = "false"},
@@ -305,9 +320,17 @@ static const key_spec recovery_keys[] = {
 };
 
 static const section_schema plain_sections[] = {
-        {"daemon", daemon_keys},     {"log", log_keys},       {"metrics", metrics_keys},
-        {"ssh", ssh_keys},           {"github", github_keys}, {"ansible", ansible_keys},
-        {"recovery", recovery_keys}, {"api", api_keys},       {NULL, NULL},
+        {"daemon", daemon_keys},
+        {"log", log_keys},
+        {"metrics", metrics_keys},
+        {"ssh", ssh_keys},
+        {"github", github_keys},
+        {"ansible", ansible_keys},
+        {"recovery", recovery_keys},
+        {"api", api_keys},
+        {"store", store_keys},
+        {"cluster", cluster_keys},
+        {NULL, NULL},
 };
 
 static const section_schema providers[] = {
@@ -1257,13 +1280,41 @@ static void log_apply(config *cfg, const config_section *sec)
 	string_set(&cfg->service_name, sec, "service");
 }
 
+/* [store] and [cluster]: db_path becomes "postgresql:<dsn>" on
+ * PostgreSQL (store.h's location). */
+static void store_apply(config *cfg, const config_section *store_sec,
+                        const config_section *cluster_sec)
+{
+	const char *backend = config_get(store_sec, "backend");
+	const char *dsn = config_get(store_sec, "dsn");
+	cfg->store_postgresql = backend && strcasecmp(backend, "postgresql") == 0 && dsn;
+	if (cfg->store_postgresql) {
+		size_t n = strlen(STORE_PG_PREFIX) + strlen(dsn) + 1;
+		cfg->db_path = xrealloc(NULL, n);
+		snprintf(cfg->db_path, n, "%s%s", STORE_PG_PREFIX, dsn);
+	} else {
+		cfg->db_path = path_join(cfg->state_dir, "state.db");
+	}
+	string_set(&cfg->cluster_instance, cluster_sec, "instance");
+	if (cfg->cluster_instance == NULL) {
+		char host[256] = "";
+		gethostname(host, sizeof host - 1);
+		cfg->cluster_instance = xstrdup(host[0] ? host : "fleetkeeper");
+	}
+	char err[200];
+	int64_t ms;
+	cfg->failover_timeout_ms = 15000;
+	if (config_get(cluster_sec, "failover_timeout") &&
+	    duration_parse(config_get(cluster_sec, "failover_timeout"), &ms, err, sizeof err) == 0)
+		cfg->failover_timeout_ms = ms;
+}
+
 static void defaults_finish(config *cfg)
 {
 	if (cfg->state_dir == NULL)
 		cfg->state_dir = xstrdup("./var");
 	if (cfg->control_socket == NULL)
 		cfg->control_socket = path_join(cfg->state_dir, "fleetkeeper.sock");
-	cfg->db_path = path_join(cfg->state_dir, "state.db");
 }
 
 static void provider_check(loader *ld, const config_section *sec)
@@ -1620,8 +1671,8 @@ static bool has_prefix(const char *s, const char *prefix)
 
 static void unknown_section_error(loader *ld, const config_section *sec)
 {
-	static const char *const plain[] = {"daemon", "log",     "metrics",  "ssh",
-	                                    "github", "ansible", "recovery", "api"};
+	static const char *const plain[] = {"daemon",  "log",      "metrics", "ssh",   "github",
+	                                    "ansible", "recovery", "api",     "store", "cluster"};
 	static const char *const prefixes[] = {"provider", "notify", "task", "maintenance",
 	                                       "api.token"};
 	const char *dot = strchr(sec->name, '.');
@@ -1644,6 +1695,27 @@ static void unknown_section_error(loader *ld, const config_section *sec)
 		               sec->name, s, dot);
 	else
 		load_error_add(ld, sec->line, "unknown section [%s]", sec->name);
+}
+
+/* [store]: a dsn with backend = postgresql, never with a password in it
+ * (store_dsn_check). */
+static void store_section_check(loader *ld, const config_section *sec)
+{
+	const config_entry *backend = config_entry_find(sec, "backend");
+	const config_entry *dsn = config_entry_find(sec, "dsn");
+	bool pg = backend && strcasecmp(backend->value, "postgresql") == 0;
+	char err[300];
+
+	if (pg && !dsn)
+		load_error_add(ld, backend->line,
+		               "[%s] backend = postgresql needs dsn = (a libpq connection string, "
+		               "e.g. dsn = host=db.example dbname=fleetkeeper user=fleetkeeper)",
+		               sec->name);
+	else if (dsn && !pg)
+		load_error_add(ld, dsn->line, "[%s] dsn: only used with backend = postgresql",
+		               sec->name);
+	else if (dsn && store_dsn_check(dsn->value, err, sizeof err) != 0)
+		load_error_add(ld, dsn->line, "[%s] dsn: %s", sec->name, err);
 }
 
 /* [github]: a token or a GitHub App (github_app.h), and what an app
@@ -1699,6 +1771,8 @@ static void section_validate(loader *ld, const config_section *sec)
 			section_check(ld, sec, p->keys);
 			if (p->keys == github_keys)
 				github_check(ld, sec);
+			if (p->keys == store_keys)
+				store_section_check(ld, sec);
 			return;
 		}
 	}
@@ -1775,6 +1849,7 @@ static void config_validate(loader *ld)
 	daemon_apply(cfg, config_section_find(cfg, "daemon"));
 	log_apply(cfg, config_section_find(cfg, "log"));
 	defaults_finish(cfg);
+	store_apply(cfg, config_section_find(cfg, "store"), config_section_find(cfg, "cluster"));
 	for (size_t i = 0; i < cfg->nsections; i++)
 		env_keys_check(ld, &cfg->sections[i]);
 }
@@ -1875,6 +1950,7 @@ static void config_free(config *cfg)
 	free(cfg->state_dir);
 	free(cfg->control_socket);
 	free(cfg->db_path);
+	free(cfg->cluster_instance);
 	free(cfg->log_level);
 	free(cfg->log_format);
 	free(cfg->service_name);
@@ -1980,6 +2056,7 @@ static config *config_degraded(const config *read, const char *path)
 			*paths[i] = NULL;
 		}
 	defaults_finish(cfg);
+	store_apply(cfg, config_section_find(read, "store"), config_section_find(read, "cluster"));
 	return cfg;
 }
 

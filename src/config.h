@@ -99,7 +99,12 @@ typedef struct config {
 	/* [daemon] */
 	char *state_dir;
 	char *control_socket;
-	char *db_path; /* state_dir/state.db */
+	char *db_path; /* state_dir/state.db, or "postgresql:<dsn>" (store.h) */
+	/* [store] */
+	bool store_postgresql; /* backend = postgresql: the cluster (cluster.h) runs */
+	/* [cluster] */
+	char *cluster_instance; /* instance =, default the host name */
+	int64_t failover_timeout_ms;
 	int max_concurrent_tasks;
 	int64_t shutdown_grace_ms;
 	int retention_days;          /* events, runs, notifications */

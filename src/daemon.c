@@ -34,10 +34,11 @@
 #include "log.h"
 #include "notify_sender.h"
 #include "recovery.h"
-#include "sdnotify.h"
 #include "retention.h"
+#include "runs.h"
+#include "sdnotify.h"
 
-enum { FD_SIGNAL = 1, FD_POOL, FD_CONTROL, FD_CLOCK, FD_METRICS };
+enum { FD_SIGNAL = 1, FD_POOL, FD_CONTROL, FD_CLOCK, FD_METRICS, FD_CLUSTER, FD_REQUESTS };
 
 #define PRUNE_INTERVAL_MS (3600 * 1000)
 /* Between two batches of a prune: at least this, and at least as long as
@@ -66,6 +67,53 @@ static void grace_expired(looptimer *t)
 static void stop_poll_tick(looptimer *t)
 {
 	(void)t; /* waking the loop is all it does */
+}
+
+/* ---- the cluster (cluster.h) ---- */
+
+static uint64_t fence_poll_ms(const daemon_state *d)
+{
+	double s = cluster_failover_timeout_sec(d->cluster) / 5;
+	return s > 1 ? (uint64_t)(s * 1000) : 1000;
+}
+
+/* Deposed with runs going: a new leader may mark their rows interrupted
+ * (it thinks this daemon died); those runs are cancelled when it does. */
+static void fence_poll_tick(looptimer *t)
+{
+	daemon_state *d = wheel_container_of(t, daemon_state, fence_poll);
+	if (d->leading || !daemon_jobs_check_taken(d))
+		return;
+	wheel_add(&d->w, &t->wt, (uint64_t)clock_mono_ms() + fence_poll_ms(d));
+}
+
+static void handle_cluster(daemon_state *d)
+{
+	cluster_event ev;
+	while ((ev = cluster_next_event(d->cluster)) != CLUSTER_EV_NONE) {
+		if (ev == CLUSTER_EV_PROMOTED) {
+			wheel_cancel(&d->w, &d->fence_poll.wt);
+			daemon_slots_promote(d, cluster_promoted_at_start(d->cluster));
+		} else {
+			daemon_slots_demote(d);
+			if (daemon_jobs_running(d) > 0 && !wheel_timer_pending(&d->fence_poll.wt))
+				wheel_add(&d->w, &d->fence_poll.wt,
+				          (uint64_t)clock_mono_ms() + fence_poll_ms(d));
+		}
+	}
+}
+
+void daemon_cluster_status(const daemon_state *d, cJSON *dm)
+{
+	char leader[128];
+	cJSON_AddStringToObject(dm, "role", d->leading ? "leader" : "standby");
+	cJSON_AddStringToObject(dm, "instance", cluster_instance(d->cluster));
+	if (cluster_leader_name(d->cluster, leader, sizeof leader) == 0)
+		cJSON_AddStringToObject(dm, "leader", leader);
+	else
+		cJSON_AddNullToObject(dm, "leader");
+	cJSON_AddNumberToObject(dm, "term", (double)cluster_term(d->cluster));
+	cJSON_AddBoolToObject(dm, "cluster", cluster_is_distributed(d->cluster));
 }
 
 static void watchdog_tick(looptimer *t)
@@ -198,6 +246,7 @@ static void begin_shutdown(daemon_state *d, const char *signame)
 	}
 	d->stopping = true;
 	sdnotify_send("STOPPING=1");
+	cluster_resign(d->cluster); /* a standby takes over while the runs end */
 	log_info(DAEMON_LOGGER, "scheduler_shutdown_requested", LOG_STR("signal", signame),
 	         LOG_INT("running", (int64_t)daemon_jobs_running(d)),
 	         LOG_DBL("shutdown_grace_sec", (double)d->cfg->shutdown_grace_ms / 1000.0));
@@ -368,6 +417,26 @@ static int start_io(daemon_state *d, char *err, size_t errlen)
 	return 0;
 }
 
+/* The leader election (cluster.h): a thread on PostgreSQL; on SQLite a
+ * new term, taken at once. */
+static int start_cluster(daemon_state *d, char *err, size_t errlen)
+{
+	if (cluster_start(&d->cluster, d->cfg, d->rt.st, err, errlen) != 0)
+		return -1;
+	if (watch_fd(d, cluster_event_fd(d->cluster), FD_CLUSTER) != 0) {
+		snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+		return -1;
+	}
+	/* forwarded requests (cluster_requests.h; nothing on SQLite) */
+	if (cluster_listener_start(&d->requests, d->cfg, d->cluster, err, errlen) != 0)
+		return -1;
+	if (d->requests && watch_fd(d, cluster_listener_fd(d->requests), FD_REQUESTS) != 0) {
+		snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static void start_timers(daemon_state *d)
 {
 	uint64_t now = (uint64_t)clock_mono_ms();
@@ -375,6 +444,7 @@ static void start_timers(daemon_state *d)
 	looptimer_init(&d->watchdog, watchdog_tick);
 	looptimer_init(&d->prune, prune_tick);
 	looptimer_init(&d->stop_poll, stop_poll_tick);
+	looptimer_init(&d->fence_poll, fence_poll_tick);
 	wheel_add(&d->w, &d->prune.wt, now); /* prune once at start */
 	d->watchdog_ms = sdnotify_watchdog_ms();
 	if (d->watchdog_ms > 0)
@@ -383,6 +453,10 @@ static void start_timers(daemon_state *d)
 
 static void stop_all(daemon_state *d)
 {
+	cluster_listener_stop(d->requests); /* it reads the cluster */
+	d->requests = NULL;
+	cluster_stop(d->cluster); /* its member row says stopped */
+	d->cluster = NULL;
 	api_stop(d->api); /* before the control socket its operations go to */
 	metrics_http_stop(d->metrics);
 	control_close(d->ctl);
@@ -435,6 +509,12 @@ static void handle_event(daemon_state *d, uint32_t tag)
 		break;
 	case FD_METRICS:
 		metrics_http_probe_ack(d->metrics);
+		break;
+	case FD_CLUSTER:
+		handle_cluster(d);
+		break;
+	case FD_REQUESTS:
+		daemon_requests_serve(d);
 		break;
 	default:
 		break;
@@ -513,6 +593,7 @@ int daemon_run(config *cfg)
 		return EXIT_FAILURE;
 	}
 
+	runs_set_instance(cfg->cluster_instance); /* before any row is written */
 	int rc = runtime_open(&d.rt, cfg, true, err, sizeof err);
 	if (rc != 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", err);
@@ -521,7 +602,8 @@ int daemon_run(config *cfg)
 		config_unref(d.cfg);
 		return EXIT_FAILURE;
 	}
-	if (start_io(&d, err, sizeof err) != 0 || daemon_slots_create(&d, err, sizeof err) != 0) {
+	if (start_io(&d, err, sizeof err) != 0 || daemon_slots_create(&d, err, sizeof err) != 0 ||
+	    start_cluster(&d, err, sizeof err) != 0) {
 		fprintf(stderr, "fleetkeeper: %s\n", err);
 		log_error(DAEMON_LOGGER, "scheduler_start_failed", LOG_ERR(err, "startup"));
 		stop_all(&d);
@@ -529,12 +611,17 @@ int daemon_run(config *cfg)
 	}
 	start_timers(&d);
 	announce_start(&d);
-	daemon_slots_start(&d);
+	handle_cluster(&d); /* SQLite: leader at once, the start's catch-up */
 	notify_sender_start(d.cfg);
 	sdnotify_send("READY=1");
 
 	loop(&d);
 
+	/* the cluster's last words (leadership given back) before the last line */
+	cluster_listener_stop(d.requests);
+	d.requests = NULL;
+	cluster_stop(d.cluster);
+	d.cluster = NULL;
 	log_info(DAEMON_LOGGER, "scheduler_stopped",
 	         LOG_DBL("uptime_sec", clock_wall() - d.started_at));
 	stop_all(&d);

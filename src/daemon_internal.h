@@ -12,6 +12,8 @@
 #include <stdint.h>
 
 #include "api.h"
+#include "cluster.h"
+#include "cluster_requests.h"
 #include "config.h"
 #include "control.h"
 #include "looptimer.h"
@@ -52,6 +54,10 @@ struct task_slot {
 	int64_t next_wall;      /* cron: nominal next fire time (unix s), 0 none */
 	int64_t last_fire_wall; /* cron: nominal time of the last fire */
 	uint64_t next_mono;     /* interval: nominal fire time (monotonic ms) */
+	/* interval: the nominal fire time of next_mono on the wall clock (unix
+	 * s), the row's scheduled_for; continued from task_state.last_fire_at
+	 * by a new leader (daemon_slots_promote). */
+	double next_label;
 	/* Added to the nominal time of this fire: the task's fixed spread
 	 * offset ([daemon] spread), or this fire's jitter draw. */
 	uint64_t delay_ms;
@@ -62,8 +68,9 @@ struct task_slot {
 	 * only while running is NULL; daemon_tasks.c invariant 4). */
 	looptimer retry;
 	bool retry_pending;
-	int retry_attempt;  /* the attempt the timer starts, 2.. */
-	int retry_attempts; /* the run's last attempt (retries + 1 when it began) */
+	int retry_attempt;          /* the attempt the timer starts, 2.. */
+	int retry_attempts;         /* the run's last attempt (retries + 1 when it began) */
+	double retry_scheduled_for; /* the run's nominal fire time, 0 none */
 	uint64_t retry_due_mono;
 	char retry_correlation_id[RUNNER_CORRELATION_MAX];
 	bool has_last;
@@ -80,7 +87,15 @@ struct daemon_state {
 	pool *pool;
 	control *ctl;
 	metrics_http *metrics; /* NULL when [metrics] listen is off or failed */
-	api *api;              /* NULL when [api] is off, has nothing to serve, or failed */
+	/* Leader election (cluster.h); always leader on SQLite. The loop
+	 * dispatches only while leading (promoted, not yet demoted) and
+	 * cluster_may_dispatch. */
+	cluster *cluster;
+	bool leading;
+	looptimer fence_poll; /* deposed with runs going: were their rows taken over? */
+	/* Forwarded requests' listener (cluster_requests.h); NULL on SQLite. */
+	cluster_listener *requests;
+	api *api; /* NULL when [api] is off, has nothing to serve, or failed */
 	int epoll_fd;
 	int signal_fd;
 	int clock_fd;
@@ -135,7 +150,25 @@ void daemon_format_time(double unix_time, char *buf, size_t cap);
 double daemon_slot_next_run(const daemon_state *d, const task_slot *s); /* unix s, 0 none */
 double daemon_slot_retry_at(const task_slot *s); /* unix s of the pending retry, 0 none */
 
+/* Leadership (daemon_tasks.c): promoted arms every task from the store
+ * (at_start: the start's catch-up and run_on_start; else a failover's
+ * continuation, fires missed in the gap once); demoted stops dispatching
+ * (running runs go on) and cancels those whose rows a failover took. */
+void daemon_slots_promote(daemon_state *d, bool at_start);
+void daemon_slots_demote(daemon_state *d);
+/* Cancel the runs whose rows a new leader marked interrupted (failover);
+ * true while some of this daemon's runs still go on. */
+bool daemon_jobs_check_taken(daemon_state *d);
+
+/* daemon.c: the cluster's part of the status reply (role, instance,
+ * leader, term) into the "daemon" object. */
+void daemon_cluster_status(const daemon_state *d, cJSON *daemon_obj);
+
 /* daemon_control.c */
 char *daemon_control_handle(void *ctx, const cJSON *request);
+/* The leader's wakeup for forwarded requests (cluster_listener_fd
+ * readable): expire the stale ones, serve up to CLUSTER_REQUEST_BATCH
+ * queued ones. Does nothing while not leading or stopping. */
+void daemon_requests_serve(daemon_state *d);
 
 #endif

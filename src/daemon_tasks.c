@@ -85,7 +85,7 @@ static void slot_fire(looptimer *t);
 
 static bool slot_schedulable(const daemon_state *d, const task_slot *s)
 {
-	return !d->stopping && s->cfg && s->cfg->enabled && s->cfg->schedule_expr;
+	return !d->stopping && d->leading && s->cfg && s->cfg->enabled && s->cfg->schedule_expr;
 }
 
 double daemon_slot_next_run(const daemon_state *d, const task_slot *s)
@@ -159,6 +159,10 @@ void daemon_slot_arm(daemon_state *d, task_slot *s, bool announce)
 	if (tc->sched.kind == SCHEDULE_INTERVAL) {
 		uint64_t interval = (uint64_t)tc->sched.interval_ms;
 		uint64_t next = s->next_mono ? s->next_mono + interval : now + interval;
+		if (s->next_mono && next > now)
+			s->next_label += (double)interval / 1000.0;
+		else
+			s->next_label = clock_wall() + (double)interval / 1000.0;
 		s->next_mono = next > now ? next : now + interval;
 		s->delay_ms = offset ? offset : random_below((uint64_t)tc->jitter_ms + 1);
 		deadline = s->next_mono + s->delay_ms;
@@ -230,6 +234,21 @@ static void job_timed_out(looptimer *t)
 	run_control_cancel(&j->ctl, RUN_CANCEL_TIMEOUT);
 }
 
+/* A prepared job that will not run (its burst did not commit): the slot
+ * forgets it. */
+static void job_discard(daemon_state *d, job *j)
+{
+	task_slot *s = j->slot;
+	wheel_cancel(&d->w, &j->timeout.wt);
+	if (s->running == j) {
+		s->running = NULL;
+		s->runs_started--;
+	}
+	run_request_release(&j->req);
+	run_control_destroy(&j->ctl);
+	free(j);
+}
+
 /* Hand a prepared job to the pool; on failure its row is finished failed
  * and the job freed. 0 or -1. */
 static int job_submit(daemon_state *d, job *j)
@@ -257,13 +276,36 @@ static int job_submit(daemon_state *d, job *j)
 
 static void burst_close(daemon_state *d);
 
+/* A fire or trigger whose row the fence refused (cluster.h): it does not
+ * start, and says so at debug level only (a deposed leader's late fires). */
+static void log_fenced(const task_slot *s, const char *trigger, double scheduled_for,
+                       const char *why)
+{
+	char when[40] = "";
+	if (scheduled_for > 0)
+		daemon_format_time(scheduled_for, when, sizeof when);
+	log_debug(DAEMON_LOGGER, "run_fenced", LOG_STR("task", s->name),
+	          LOG_STR("trigger", trigger), LOG_STR("scheduled_for", when[0] ? when : NULL),
+	          LOG_STR("reason", why));
+}
+
 /* at: the attempt, NULL for the first attempt of a new run. fire_at: the
- * fire time of a scheduled fire (unix s), else 0. */
+ * fire time of a scheduled fire (unix s), else 0. scheduled_for: the
+ * nominal fire time the row is keyed by (runs_start_fenced), 0 none. */
 static job *job_start(daemon_state *d, task_slot *s, const char *trigger, const run_attempt *at,
-                      double fire_at)
+                      double fire_at, double scheduled_for)
 {
 	char err[512];
-	run_attempt first = {.correlation_id = NULL, .attempt = 1, .attempts = s->cfg->retries + 1};
+	run_attempt a = {.correlation_id = NULL, .attempt = 1, .attempts = s->cfg->retries + 1};
+	if (at)
+		a = *at;
+	a.fence_instance = cluster_instance(d->cluster);
+	a.fence_term = cluster_fence_term(d->cluster);
+	a.scheduled_for = scheduled_for;
+	if (d->cluster == NULL || a.fence_term == 0) {
+		log_fenced(s, trigger, scheduled_for, "not_leader");
+		return NULL;
+	}
 	job *j = calloc(1, sizeof *j);
 	if (j == NULL || run_control_init(&j->ctl) != 0) {
 		log_error(DAEMON_LOGGER, "task_dispatch_failed", LOG_STR("task", s->name),
@@ -271,12 +313,19 @@ static job *job_start(daemon_state *d, task_slot *s, const char *trigger, const 
 		free(j);
 		return NULL;
 	}
-	if (runner_prepare_attempt(&j->req, d->cfg, s->cfg, trigger, at ? at : &first, d->rt.st,
-	                           err, sizeof err) != 0) {
-		log_error(DAEMON_LOGGER, "task_dispatch_failed", LOG_STR("task", s->name),
-		          LOG_ERR(err, "store"));
+	int prc = runner_prepare_attempt(&j->req, d->cfg, s->cfg, trigger, &a, d->rt.st, err,
+	                                 sizeof err);
+	if (prc != 0) {
+		if (prc == RUNNER_NOT_STARTED)
+			log_fenced(s, trigger, scheduled_for, err);
+		else
+			log_warning(DAEMON_LOGGER, "task_run_unrecorded", LOG_STR("task", s->name),
+			            LOG_STR("trigger", trigger), LOG_STR("action", "not started"),
+			            LOG_ERR(err, "store"));
 		run_control_destroy(&j->ctl);
 		free(j);
+		if (prc != RUNNER_NOT_STARTED && d->burst_open)
+			burst_close(d); /* the store failed: the burst ends (invariant 6) */
 		return NULL;
 	}
 	j->d = d;
@@ -305,14 +354,21 @@ static job *job_start(daemon_state *d, task_slot *s, const char *trigger, const 
 
 /* cid: the caller's correlation id for a new run (API), NULL: a new one. */
 static job *dispatch_as(daemon_state *d, task_slot *s, const char *trigger, const char *cid,
-                        double fire_at, bool *queued)
+                        double fire_at, double scheduled_for, bool *queued)
 {
 	*queued = false;
 	if (d->stopping || s->cfg == NULL)
 		return NULL;
 	run_attempt given = {.correlation_id = cid, .attempt = 1, .attempts = s->cfg->retries + 1};
+	/* A leader that stepped down may still finish a run of this task
+	 * (cluster.h, invariant 4): busy, whatever the overlap policy. */
+	if (s->running == NULL && !s->retry_pending &&
+	    cluster_task_busy_elsewhere(d->cluster, s->name)) {
+		runner_record_skip(d->cfg, s->cfg, trigger, "still_running", d->rt.st);
+		return NULL;
+	}
 	if (s->running == NULL && !s->retry_pending)
-		return job_start(d, s, trigger, cid ? &given : NULL, fire_at);
+		return job_start(d, s, trigger, cid ? &given : NULL, fire_at, scheduled_for);
 	/* Busy: a run is going, or its retry waits (invariant 4). */
 	const char *busy_cid =
 	        s->running ? s->running->req.correlation_id : s->retry_correlation_id;
@@ -332,20 +388,20 @@ static job *dispatch_as(daemon_state *d, task_slot *s, const char *trigger, cons
 }
 
 static job *dispatch(daemon_state *d, task_slot *s, const char *trigger, double fire_at,
-                     bool *queued)
+                     double scheduled_for, bool *queued)
 {
-	return dispatch_as(d, s, trigger, NULL, fire_at, queued);
+	return dispatch_as(d, s, trigger, NULL, fire_at, scheduled_for, queued);
 }
 
 job *daemon_dispatch(daemon_state *d, task_slot *s, const char *trigger, bool *queued)
 {
-	return dispatch(d, s, trigger, 0, queued);
+	return dispatch(d, s, trigger, 0, 0, queued);
 }
 
 job *daemon_dispatch_as(daemon_state *d, task_slot *s, const char *trigger,
                         const char *correlation_id, bool *queued)
 {
-	return dispatch_as(d, s, trigger, correlation_id, 0, queued);
+	return dispatch_as(d, s, trigger, correlation_id, 0, 0, queued);
 }
 
 /* ---- retries ---- */
@@ -378,6 +434,7 @@ static void retry_schedule(daemon_state *d, task_slot *s, const run_request *req
 	s->retry_pending = true;
 	s->retry_attempt = req->attempt + 1;
 	s->retry_attempts = req->attempts;
+	s->retry_scheduled_for = req->scheduled_for;
 	snprintf(s->retry_correlation_id, sizeof s->retry_correlation_id, "%s",
 	         req->correlation_id);
 	s->retry_due_mono = (uint64_t)clock_mono_ms() + delay;
@@ -430,7 +487,7 @@ static void retry_fire(looptimer *t)
 	s->retry_pending = false;
 	if (d->stopping || s->cfg == NULL || s->running) /* cancelled first; never */
 		return;
-	if (job_start(d, s, "retry", &at, 0) == NULL)
+	if (job_start(d, s, "retry", &at, 0, s->retry_scheduled_for) == NULL)
 		slot_idle(d, s);
 }
 
@@ -513,14 +570,30 @@ static void last_fire_set(daemon_state *d, task_slot *s, double at)
 		burst_close(d); /* a store error ends the burst (invariant 6) */
 }
 
-static const char *cron_fire_trigger(daemon_state *d, task_slot *s, int64_t now_wall_ms)
+/* The last fire time from `first` up to `now` (first itself if none is
+ * later): the nominal time a catch-up run stands for, its row's key. */
+static int64_t latest_fire(const task_config *tc, int64_t first, int64_t now)
+{
+	int64_t last = first;
+	for (int64_t t = first, n = 0; t >= 0 && t <= now && n < CATCHUP_COUNT_MAX; n++) {
+		last = t;
+		t = schedule_next(&tc->sched, tc->zone, t);
+	}
+	return last;
+}
+
+/* *scheduled_for: the nominal fire time the run's row is keyed by. */
+static const char *cron_fire_trigger(daemon_state *d, task_slot *s, int64_t now_wall_ms,
+                                     double *scheduled_for)
 {
 	int64_t late_ms = now_wall_ms - cron_fire_ms(s);
 	if (late_ms <= CATCHUP_LATE_MS) {
 		s->last_fire_wall = s->next_wall;
 		last_fire_set(d, s, (double)s->next_wall);
+		*scheduled_for = (double)s->next_wall;
 		return "schedule";
 	}
+	*scheduled_for = (double)latest_fire(s->cfg, s->next_wall, now_wall_ms / 1000);
 	char missed[40];
 	daemon_format_time((double)s->next_wall, missed, sizeof missed);
 	log_info(DAEMON_LOGGER, "task_catchup", LOG_STR("task", s->name),
@@ -535,6 +608,7 @@ static const char *cron_fire_trigger(daemon_state *d, task_slot *s, int64_t now_
 static void fire_one(daemon_state *d, task_slot *s, int64_t fire_ms)
 {
 	const char *trigger = "schedule";
+	double scheduled_for = 0;
 	bool queued;
 
 	if (s->cfg->sched.kind == SCHEDULE_CRON) {
@@ -543,12 +617,15 @@ static void fire_one(daemon_state *d, task_slot *s, int64_t fire_ms)
 			wheel_add(&d->w, &s->fire.wt, cron_deadline(fire_ms));
 			return;
 		}
-		trigger = cron_fire_trigger(d, s, now_wall_us / 1000);
+		trigger = cron_fire_trigger(d, s, now_wall_us / 1000, &scheduled_for);
 	} else {
-		last_fire_set(d, s, clock_wall());
+		/* the nominal time, not the clock: a new leader continues the
+		 * same sequence from it (daemon_slots_promote) */
+		scheduled_for = s->next_label;
+		last_fire_set(d, s, s->next_label);
 	}
 	dispatch(d, s, trigger, strcmp(trigger, "schedule") == 0 ? (double)fire_ms / 1000.0 : 0,
-	         &queued);
+	         scheduled_for, &queued);
 	daemon_slot_arm(d, s, false);
 }
 
@@ -634,9 +711,20 @@ static void burst_close(daemon_state *d)
 	job *j = d->burst_head;
 	d->burst_head = NULL;
 	d->burst_tail = &d->burst_head;
+	bool drop = rc != STORE_OK && cluster_is_distributed(d->cluster);
 	while (j) {
 		job *next = j->burst_next;
 		j->burst_next = NULL;
+		if (drop) { /* no row, no run on PostgreSQL (cluster.h) */
+			log_warning(DAEMON_LOGGER, "task_run_unrecorded",
+			            LOG_STR("task", j->slot->name),
+			            LOG_STR("action", "not started"),
+			            LOG_STR("correlation_id", j->req.correlation_id),
+			            LOG_ERR(why, "store"));
+			job_discard(d, j);
+			j = next;
+			continue;
+		}
 		if (rc != STORE_OK && j->req.run_id) {
 			log_warning(DAEMON_LOGGER, "task_run_unrecorded",
 			            LOG_STR("task", j->slot->name),
@@ -655,10 +743,34 @@ static void burst_close(daemon_state *d)
 	}
 }
 
+/* The dispatch gate (cluster.h, invariant 2): a leader whose last
+ * heartbeat is not recent enough (it may have slept through a SIGSTOP)
+ * holds its fire, unchanged, until the cluster thread has confirmed or
+ * demoted it. */
+#define GATE_HOLD_MS 100
+
+static void slot_hold(daemon_state *d, task_slot *s)
+{
+	wheel_add(&d->w, &s->fire.wt, (uint64_t)clock_mono_ms() + GATE_HOLD_MS);
+}
+
+/* The burst's transaction holds the store's write lock: checked once, the
+ * leadership holds for every row and task_state update in it. */
+static bool burst_fence_holds(daemon_state *d)
+{
+	if (!cluster_is_distributed(d->cluster))
+		return true;
+	return cluster_fence_holds(d->cluster, d->rt.st) == 1;
+}
+
 static void slot_fire(looptimer *t)
 {
 	task_slot *first = (task_slot *)(void *)t;
 	daemon_state *d = first->d;
+	if (!cluster_may_dispatch(d->cluster)) {
+		slot_hold(d, first);
+		return;
+	}
 	size_t n = burst_gather(d, first);
 	if (n == 0) {
 		fire_one(d, first,
@@ -666,6 +778,13 @@ static void slot_fire(looptimer *t)
 		return;
 	}
 	burst_open(d);
+	if (d->burst_open && !burst_fence_holds(d)) {
+		store_tx_rollback(d->rt.st);
+		d->burst_open = false;
+		for (size_t i = 0; i < n; i++)
+			slot_hold(d, d->burst_fires[i].slot);
+		return;
+	}
 	for (size_t i = 0; i < n; i++)
 		fire_one(d, d->burst_fires[i].slot, d->burst_fires[i].fire_ms);
 	burst_close(d);
@@ -722,8 +841,9 @@ void daemon_slots_free(daemon_state *d)
 	}
 }
 
-/* persistent = true: a fire time missed while the daemon was down runs once. */
-static bool missed_fire(daemon_state *d, task_slot *s)
+/* persistent = true: a fire time missed while the daemon was down runs
+ * once; *missed gets the last of them (the catch-up row's key). */
+static bool missed_fire(daemon_state *d, task_slot *s, double *missed)
 {
 	double last = 0;
 	const task_config *tc = s->cfg;
@@ -732,25 +852,136 @@ static bool missed_fire(daemon_state *d, task_slot *s)
 		return false;
 	s->last_fire_wall = (int64_t)last;
 	int64_t next = schedule_next(&tc->sched, tc->zone, (int64_t)last);
-	return next >= 0 && (double)next <= clock_wall();
+	if (next < 0 || (double)next > clock_wall())
+		return false;
+	*missed = (double)latest_fire(tc, next, (int64_t)clock_wall());
+	return true;
 }
 
 void daemon_slots_start(daemon_state *d)
 {
 	bool queued;
 	for (task_slot *s = d->slots; s; s = s->next) {
+		double missed = 0;
 		if (!s->cfg->enabled)
 			continue;
-		if (missed_fire(d, s)) {
+		if (missed_fire(d, s, &missed)) {
 			log_info(DAEMON_LOGGER, "task_catchup", LOG_STR("task", s->name));
 			runs_last_fire_set(d->rt.st, s->name, clock_wall());
 			s->last_fire_wall = (int64_t)clock_wall();
-			daemon_dispatch(d, s, "catchup", &queued);
+			dispatch(d, s, "catchup", 0, missed, &queued);
 		} else if (s->cfg->run_on_start) {
 			daemon_dispatch(d, s, "start", &queued);
 		}
 		daemon_slot_arm(d, s, true);
 	}
+}
+
+/* ---- leadership (cluster.h) ---- */
+
+/* An interval task armed at the nominal time label (unix s), on the
+ * monotonic clock from now. */
+static void slot_arm_label(daemon_state *d, task_slot *s, double label)
+{
+	const task_config *tc = s->cfg;
+	uint64_t now = (uint64_t)clock_mono_ms();
+	double ahead_ms = (label - clock_wall()) * 1000.0;
+	uint64_t offset = slot_offset_ms(d, tc);
+	wheel_cancel(&d->w, &s->fire.wt);
+	s->next_label = label;
+	s->next_mono = ahead_ms > 0 ? now + (uint64_t)ahead_ms : now;
+	s->delay_ms = offset ? offset : random_below((uint64_t)tc->jitter_ms + 1);
+	wheel_add(&d->w, &s->fire.wt, s->next_mono + s->delay_ms);
+	announce_next(d, s, true);
+}
+
+/* After a failover: continue the task's sequence from the last fire the
+ * store knows (whoever fired it). A fire missed in the gap runs once, now,
+ * when it is at most CATCHUP_LATE_MS late (a late fire, as after a slow
+ * wakeup) or the task is persistent (fire_one makes it a catch-up when it
+ * is later than that); the rest were missed like a stopped daemon's. */
+static void slot_resume(daemon_state *d, task_slot *s)
+{
+	const task_config *tc = s->cfg;
+	double last = 0;
+	double now = clock_wall();
+	if (runs_last_fire_get(d->rt.st, s->name, &last) != STORE_OK || last <= 0) {
+		daemon_slot_arm(d, s, true);
+		return;
+	}
+	if (tc->sched.kind == SCHEDULE_INTERVAL) {
+		double iv = (double)tc->sched.interval_ms / 1000.0;
+		double k = floor((now - last) / iv);
+		double label = last + iv;
+		if (k >= 1)
+			label = (now - (last + iv)) * 1000.0 <= CATCHUP_LATE_MS || tc->persistent
+			                ? last + k * iv
+			                : last + (k + 1) * iv;
+		slot_arm_label(d, s, label);
+		return;
+	}
+	if ((int64_t)last > s->last_fire_wall)
+		s->last_fire_wall = (int64_t)last;
+	int64_t next = schedule_next(&tc->sched, tc->zone, s->last_fire_wall);
+	if (next >= 0 && (double)next <= now &&
+	    ((now - (double)next) * 1000.0 <= CATCHUP_LATE_MS || tc->persistent)) {
+		uint64_t offset = slot_offset_ms(d, tc);
+		wheel_cancel(&d->w, &s->fire.wt);
+		s->next_wall = next;
+		s->delay_ms = offset ? offset : random_below((uint64_t)tc->jitter_ms + 1);
+		wheel_add(&d->w, &s->fire.wt, cron_deadline(cron_fire_ms(s)));
+		announce_next(d, s, true);
+		return;
+	}
+	daemon_slot_arm(d, s, true);
+}
+
+void daemon_slots_promote(daemon_state *d, bool at_start)
+{
+	d->leading = true;
+	if (d->stopping)
+		return;
+	if (at_start) {
+		daemon_slots_start(d);
+		return;
+	}
+	for (task_slot *s = d->slots; s; s = s->next)
+		if (slot_schedulable(d, s))
+			slot_resume(d, s);
+}
+
+void daemon_slots_demote(daemon_state *d)
+{
+	d->leading = false;
+	for (task_slot *s = d->slots; s; s = s->next) {
+		wheel_cancel(&d->w, &s->fire.wt);
+		s->pending = false;
+		retry_cancel(d, s, "leadership_lost");
+	}
+	daemon_jobs_check_taken(d);
+}
+
+bool daemon_jobs_check_taken(daemon_state *d)
+{
+	char by[32];
+	bool going = false;
+	for (task_slot *s = d->slots; s; s = s->next) {
+		job *j = s->running;
+		if (j == NULL)
+			continue;
+		going = true;
+		if (j->req.run_id == 0 ||
+		    runs_interrupted_by(d->rt.st, j->req.run_id, by, sizeof by) != STORE_OK ||
+		    strcmp(by, "failover") != 0)
+			continue;
+		log_warning(
+		        DAEMON_LOGGER, "task_run_taken_over", LOG_STR("task", s->name),
+		        LOG_STR("correlation_id", j->req.correlation_id),
+		        LOG_INT("run_id", j->req.run_id),
+		        LOG_STR("action", "cancelled: a new leader marked its row interrupted"));
+		run_control_cancel(&j->ctl, RUN_CANCEL_SHUTDOWN);
+	}
+	return going;
 }
 
 /* ---- reload ---- */

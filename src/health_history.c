@@ -164,7 +164,7 @@ int health_history_decode(const char **p, const char *end, int64_t hour, health_
 static const char upsert_sql[] =
         "INSERT INTO health_history"
         " (server_id, hour, checks, failures, rt_min_ms, rt_max_ms, rt_sum_ms, samples)"
-        " SELECT ?1, ?2, 1, ?3, ?4, ?4, coalesce(?4, 0), ?5"
+        " SELECT ?1, ?2, 1, ?3, CAST(?4 AS INTEGER), CAST(?4 AS INTEGER), coalesce(?4, 0), ?5"
         " WHERE EXISTS (SELECT 1 FROM servers WHERE id = ?1)"
         " ON CONFLICT (server_id, hour) DO UPDATE SET"
         " checks = health_history.checks + 1,"

@@ -303,6 +303,37 @@ void metrics_run_skipped(const char *task)
 	add(F_RUNS, task, "skipped", 1);
 }
 
+/* ---- the cluster's role (cluster.h) ---- */
+
+static pthread_mutex_t cluster_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool cluster_set;
+static bool cluster_leading;
+static char cluster_self[128];
+static char cluster_leader_of[128];
+
+void metrics_cluster_state(const char *instance, bool leader, const char *leader_name)
+{
+	pthread_mutex_lock(&cluster_mu);
+	cluster_set = true;
+	cluster_leading = leader;
+	snprintf(cluster_self, sizeof cluster_self, "%s", instance ? instance : "");
+	snprintf(cluster_leader_of, sizeof cluster_leader_of, "%s", leader_name ? leader_name : "");
+	pthread_mutex_unlock(&cluster_mu);
+}
+
+bool metrics_cluster_get(bool *leader, char *leader_name, size_t cap, char *instance, size_t icap)
+{
+	pthread_mutex_lock(&cluster_mu);
+	bool set = cluster_set;
+	*leader = cluster_leading;
+	if (cap)
+		snprintf(leader_name, cap, "%s", cluster_leader_of);
+	if (icap)
+		snprintf(instance, icap, "%s", cluster_self);
+	pthread_mutex_unlock(&cluster_mu);
+	return set;
+}
+
 void metrics_event_logged(log_level level)
 {
 	int i = level <= LOG_DEBUG     ? 0
@@ -707,10 +738,30 @@ int metrics_render_store(metrics_buf *out, store *st)
 	return rc;
 }
 
+static void render_cluster(metrics_buf *b)
+{
+	bool leader;
+	char self[128];
+	if (!metrics_cluster_get(&leader, NULL, 0, self, sizeof self))
+		return;
+	render_gauge(b, "fleetkeeper_cluster_role",
+	             "1 while this instance is the cluster's leader, 0 while it is a standby.",
+	             "gauge", leader ? 1 : 0);
+	render_header(b, "fleetkeeper_cluster_leader",
+	              "1 on the leader's own instance label, 0 on a standby's (sum over the"
+	              " cluster: 1).",
+	              "gauge");
+	metrics_buf_printf(b, "fleetkeeper_cluster_leader{instance=\"");
+	metrics_buf_label(b, self);
+	metrics_buf_printf(b, "\"}");
+	buf_value(b, leader ? 1 : 0);
+}
+
 void metrics_render(metrics_buf *out, store *st)
 {
 	render_registry(out);
 	render_process(out);
+	render_cluster(out);
 	metrics_buf part = {0};
 	int rc = st ? metrics_render_store(&part, st) : STORE_ERROR;
 	if (rc == STORE_OK && part.data)

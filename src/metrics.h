@@ -56,6 +56,12 @@ void metrics_run_started(const task_config *task);
 void metrics_run_finished(const task_run *run, run_status status, double duration_sec);
 /* An overlap skip (runner_record_skip): runs_total{status="skipped"}. */
 void metrics_run_skipped(const char *task);
+/* The cluster's role (cluster.h): this instance, whether it leads, the
+ * leader's name (NULL or "" unknown). Rendered as fleetkeeper_cluster_role
+ * and fleetkeeper_cluster_leader{instance}; /healthz reads it back. */
+void metrics_cluster_state(const char *instance, bool leader, const char *leader_name);
+/* false when no cluster state was set (not a daemon). */
+bool metrics_cluster_get(bool *leader, char *leader_name, size_t cap, char *instance, size_t icap);
 void metrics_event_logged(log_level level);
 /* n events that were not stored (the event queue was full, or the writer
  * gave up at stop): fleetkeeper_events_dropped_total. */

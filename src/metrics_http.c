@@ -179,7 +179,8 @@ void metrics_http_probe_ack(metrics_http *h)
 static bool store_writable(metrics_http *h, char *why, size_t whylen)
 {
 	if (!h->rw) {
-		if (access(h->db_path, F_OK) != 0) { /* never create it here */
+		if (!store_location_is_pg(h->db_path) &&
+		    access(h->db_path, F_OK) != 0) { /* never create it here */
 			snprintf(why, whylen, "%s: %s", h->db_path, strerror(errno));
 			return false;
 		}
@@ -228,6 +229,21 @@ static char *health_body(metrics_http *h, unsigned *status)
 		metrics_buf_printf(&b, ", \"store_error\": \"");
 		metrics_buf_label(&b, why);
 		metrics_buf_printf(&b, "\"");
+	}
+	/* The cluster's role (cluster.h): a standby is healthy too. */
+	bool leader;
+	char leader_name[128], self[128];
+	if (metrics_cluster_get(&leader, leader_name, sizeof leader_name, self, sizeof self)) {
+		metrics_buf_printf(&b, ", \"role\": \"%s\", \"instance\": \"",
+		                   leader ? "leader" : "standby");
+		metrics_buf_label(&b, self);
+		if (leader_name[0]) {
+			metrics_buf_printf(&b, "\", \"leader\": \"");
+			metrics_buf_label(&b, leader_name);
+			metrics_buf_printf(&b, "\"");
+		} else {
+			metrics_buf_printf(&b, "\", \"leader\": null");
+		}
 	}
 	metrics_buf_printf(&b, "}\n");
 	return b.data;
@@ -427,7 +443,7 @@ int metrics_http_start(metrics_http **out, const char *listen, const char *db_pa
 	 * daemon opened: a file deleted or replaced later is noticed
 	 * (store_file_replaced). Failing here is left to the first probe. */
 	char why[256];
-	if (access(h->db_path, F_OK) == 0 &&
+	if ((store_location_is_pg(h->db_path) || access(h->db_path, F_OK) == 0) &&
 	    store_open(&h->rw, h->db_path, why, sizeof why) == STORE_OK)
 		store_set_busy_timeout(h->rw, PROBE_BUSY_TIMEOUT_MS);
 	else

@@ -2,8 +2,11 @@
  * recovery — see recovery.h. Invariants:
  *
  * 1. The registry of running recoveries (handle -> correlation_id) is the
- *    only shared state; a slot is taken before the run is prepared and
- *    given back when the run's thread ends, under one mutex.
+ *    only shared state of the process; a slot, then the state directory's
+ *    flock, then the store's recovery_locks row (recovery_lock.h) are
+ *    taken before the run is prepared (with the run's correlation id
+ *    already chosen) and given back in reverse order when the run ends.
+ *    The store's row is renewed before every step of the sequence.
  * 2. Incidents move detected/failed -> recovering at the start and
  *    recovering -> resolved | failed at the end, in that order, so a crash
  *    in between leaves them open (recovering), never resolved
@@ -33,6 +36,7 @@
 #include "incidents.h"
 #include "notify_text.h"
 #include "provisioner.h"
+#include "recovery_lock.h"
 #include "runner.h"
 #include "runtime.h"
 #include "services.h"
@@ -280,12 +284,16 @@ static bool server_ready(const config *cfg, store *st, const server_row *srv, bo
 	return false;
 }
 
+static void lock_renew(const config *cfg, store *st, const char *handle);
+
 /* Every service, or when the server is not ready, every service failed
- * with why (err). */
+ * with why (err). The store's recovery lock is renewed before each step
+ * (invariant 1). */
 static void redeploy_all(const config *cfg, store *st, const server_row *srv, bool managed,
                          bool reprovision, const service_list *svcs, int cancel_fd,
                          recovery_counts *out, error_list *errs, char *err, size_t errlen)
 {
+	lock_renew(cfg, st, srv->handle);
 	bool up = server_ready(cfg, st, srv, managed, reprovision, cancel_fd, out, err, errlen);
 	for (size_t i = 0; i < svcs->count; i++) {
 		if (!up) {
@@ -297,6 +305,7 @@ static void redeploy_all(const config *cfg, store *st, const server_row *srv, bo
 			out->fail_count++;
 			continue;
 		}
+		lock_renew(cfg, st, srv->handle);
 		if (redeploy(cfg, srv, &svcs->rows[i], cancel_fd, errs))
 			out->success_count++;
 		else
@@ -431,10 +440,16 @@ out:
 }
 
 /* ---- one recovery per server (invariant 1) ----
- * Within a process a table of running recoveries; across processes (a
- * `recover` run in-process while another one, or a daemon that just
- * started, recovers the same server) an flock on
- * state_dir/recover-<handle>.lock, which holds the running correlation id. */
+ * Three locks, taken in this order and given back in reverse:
+ *  - within a process, a table of running recoveries;
+ *  - across the processes of one instance (a `recover` run in-process
+ *    while another one, or a daemon that just started, recovers the same
+ *    server), an flock on state_dir/recover-<handle>.lock, which holds the
+ *    running correlation id; the kernel drops it when its process dies;
+ *  - across machines, the store's recovery_locks row (recovery_lock.h), a
+ *    lease renewed before every step. Holding the flock, a row of this
+ *    instance is known to be stale (its process died): it is taken over at
+ *    once instead of waiting for its lease to run out. */
 
 typedef struct {
 	char handle[128];
@@ -464,7 +479,7 @@ static void lock_path(const config *cfg, const char *handle, char *out, size_t c
 
 /* The file lock: fd >= 0 when held, -1 when another process holds it
  * (running gets its correlation id), -2 when the file cannot be opened
- * (the in-process table still guards; logged). */
+ * (the in-process table and the store still guard; logged). */
 static int file_lock_take(const config *cfg, const char *handle, char *running, size_t cap)
 {
 	char path[PATH_MAX];
@@ -492,41 +507,132 @@ static void file_lock_note(int fd, const char *cid)
 		            LOG_ERR(strerror(errno), "state_dir"));
 }
 
-/* true when taken; otherwise running (cap bytes) gets the running one's
- * correlation id ("" when the table is full). */
-static bool active_take(const config *cfg, const char *handle, char *running, size_t cap)
+static const char *lock_instance(const config *cfg)
 {
-	bool taken = false;
-	active_slot *free_slot = NULL;
-	pthread_mutex_lock(&active_lock);
-	running[0] = '\0';
-	for (size_t i = 0; i < MAX_ACTIVE; i++) {
-		if (active[i].used && strcmp(active[i].handle, handle) == 0) {
-			snprintf(running, cap, "%s", active[i].correlation_id);
-			goto out;
-		}
-		if (!active[i].used && free_slot == NULL)
+	return cfg->cluster_instance && *cfg->cluster_instance ? cfg->cluster_instance : "local";
+}
+
+/* The store lease of one step: a playbook run (the longest step, killed at
+ * its timeout plus grace), twice (a reprovision may chain two), plus a
+ * margin for the SSH test and the store. */
+static double lock_lease_sec(const config *cfg)
+{
+	ansible_settings set;
+	ansible_settings_load(cfg, &set);
+	if (set.timeout_ms <= 0)
+		return 24 * 3600.0;
+	return 2.0 * (double)(set.timeout_ms + set.kill_grace_ms) / 1000.0 + 120.0;
+}
+
+static void lock_renew(const config *cfg, store *st, const char *handle)
+{
+	int rc = recovery_lock_renew(st, handle, lock_instance(cfg),
+	                             clock_wall() + lock_lease_sec(cfg));
+	if (rc != STORE_OK)
+		log_warning(RECOVERY_LOGGER, "recovery_lock_renew_failed",
+		            LOG_STR("server_handle", handle), LOG_ERR(store_errmsg(st), "store"));
+}
+
+/* Who holds a lock that was refused. */
+typedef struct {
+	char correlation_id[RUNNER_CORRELATION_MAX];
+	char instance[128]; /* "" when it is this instance */
+	char error[256];    /* set when the store could not tell */
+} lock_busy;
+
+static active_slot *slot_of(const char *handle)
+{
+	for (size_t i = 0; i < MAX_ACTIVE; i++)
+		if (active[i].used && strcmp(active[i].handle, handle) == 0)
+			return &active[i];
+	return NULL;
+}
+
+/* The table slot and the flock (under active_lock): the slot, or NULL with
+ * busy filled. */
+static active_slot *local_take(const config *cfg, const char *handle, lock_busy *busy)
+{
+	active_slot *s = slot_of(handle), *free_slot = NULL;
+	if (s) {
+		snprintf(busy->correlation_id, sizeof busy->correlation_id, "%s",
+		         s->correlation_id);
+		return NULL;
+	}
+	for (size_t i = 0; i < MAX_ACTIVE && free_slot == NULL; i++)
+		if (!active[i].used)
 			free_slot = &active[i];
+	if (free_slot == NULL)
+		return NULL;
+	int fd = file_lock_take(cfg, handle, busy->correlation_id, sizeof busy->correlation_id);
+	if (fd == -1)
+		return NULL;
+	*free_slot = (active_slot){.used = true, .lock_fd = fd < 0 ? -1 : fd};
+	snprintf(free_slot->handle, sizeof free_slot->handle, "%s", handle);
+	return free_slot;
+}
+
+static void local_release(active_slot *s)
+{
+	if (s->lock_fd >= 0)
+		close(s->lock_fd); /* releases the flock */
+	s->used = false;
+}
+
+/* Take the three locks for a recovery of handle whose correlation id is
+ * cid. true when taken; otherwise busy says by whom (or, error, why the
+ * store could not tell: the recovery does not run then either). */
+static bool active_take(const config *cfg, store *st, const char *handle, const char *cid,
+                        lock_busy *busy)
+{
+	recovery_lock_holder h;
+	double now = clock_wall();
+	memset(busy, 0, sizeof *busy);
+	pthread_mutex_lock(&active_lock);
+	active_slot *s = local_take(cfg, handle, busy);
+	if (s == NULL) {
+		pthread_mutex_unlock(&active_lock);
+		return false;
 	}
-	if (free_slot) {
-		int fd = file_lock_take(cfg, handle, running, cap);
-		if (fd == -1)
-			goto out;
-		*free_slot = (active_slot){.used = true, .lock_fd = fd < 0 ? -1 : fd};
-		snprintf(free_slot->handle, sizeof free_slot->handle, "%s", handle);
-		taken = true;
+	int rc = recovery_lock_take(st, handle, lock_instance(cfg), cid, now,
+	                            now + lock_lease_sec(cfg), s->lock_fd >= 0, &h);
+	if (rc == 1) {
+		snprintf(s->correlation_id, sizeof s->correlation_id, "%s", cid);
+		file_lock_note(s->lock_fd, cid);
+	} else {
+		local_release(s);
+		if (rc == 0) {
+			snprintf(busy->correlation_id, sizeof busy->correlation_id, "%s",
+			         h.correlation_id);
+			if (strcmp(h.instance, lock_instance(cfg)) != 0)
+				snprintf(busy->instance, sizeof busy->instance, "%s", h.instance);
+		} else {
+			snprintf(busy->error, sizeof busy->error, "the recovery lock: %s",
+			         store_errmsg(st));
+		}
 	}
-out:
 	pthread_mutex_unlock(&active_lock);
-	return taken;
+	return rc == 1;
+}
+
+/* "already recovering H (correlation_id C)[ on instance I]", or the store's
+ * error. */
+static void busy_message(const char *handle, const lock_busy *b, char *out, size_t cap)
+{
+	if (b->error[0]) {
+		snprintf(out, cap, "cannot recover %.128s: %s", handle, b->error);
+		return;
+	}
+	snprintf(out, cap, "already recovering %.128s (correlation_id %.96s)%s%.128s", handle,
+	         b->correlation_id[0] ? b->correlation_id : "unknown",
+	         b->instance[0] ? " on instance " : "", b->instance);
 }
 
 static void active_set_control(const char *handle, run_control *ctl)
 {
 	pthread_mutex_lock(&active_lock);
-	for (size_t i = 0; i < MAX_ACTIVE; i++)
-		if (active[i].used && strcmp(active[i].handle, handle) == 0)
-			active[i].ctl = ctl;
+	active_slot *s = slot_of(handle);
+	if (s)
+		s->ctl = ctl;
 	pthread_mutex_unlock(&active_lock);
 }
 
@@ -549,22 +655,17 @@ size_t recovery_active_count(void)
 	return n;
 }
 
-static void active_set(const char *handle, const char *cid, bool release)
+/* Give the locks back: the store's row first (st NULL: left to expire, or
+ * to be taken over by this instance), then the flock and the slot. */
+static void active_release(const config *cfg, store *st, const char *handle)
 {
+	if (st && recovery_lock_release(st, handle, lock_instance(cfg)) != STORE_OK)
+		log_warning(RECOVERY_LOGGER, "recovery_lock_release_failed",
+		            LOG_STR("server_handle", handle), LOG_ERR(store_errmsg(st), "store"));
 	pthread_mutex_lock(&active_lock);
-	for (size_t i = 0; i < MAX_ACTIVE; i++) {
-		if (!active[i].used || strcmp(active[i].handle, handle) != 0)
-			continue;
-		if (release) {
-			if (active[i].lock_fd >= 0)
-				close(active[i].lock_fd); /* releases the flock */
-			active[i].used = false;
-		} else {
-			snprintf(active[i].correlation_id, sizeof active[i].correlation_id, "%s",
-			         cid);
-			file_lock_note(active[i].lock_fd, cid);
-		}
-	}
+	active_slot *s = slot_of(handle);
+	if (s)
+		local_release(s);
 	pthread_mutex_unlock(&active_lock);
 }
 
@@ -608,26 +709,30 @@ static void job_free(recovery_job *job)
 int recovery_run_local(config *cfg, const char *handle, bool reprovision, const char *trigger)
 {
 	runtime rt;
-	char err[512], running[RUNNER_CORRELATION_MAX];
+	char err[512], cid[RUNNER_CORRELATION_MAX];
+	lock_busy busy;
 	recovery_job *job = job_new(handle, reprovision);
 	int rc = EXIT_FAILURE;
 
 	if (job == NULL)
 		return EXIT_FAILURE;
-	if (!active_take(cfg, handle, running, sizeof running)) {
-		fprintf(stderr, "fleetkeeper: already recovering %s (correlation_id %s)\n", handle,
-		        running[0] ? running : "unknown");
+	if (runtime_open(&rt, cfg, false, err, sizeof err) != 0) {
+		log_error("core.cli", "startup_failed", LOG_ERR(err, "state_dir"));
 		job_free(job);
 		return EXIT_FAILURE;
 	}
-	if (runtime_open(&rt, cfg, false, err, sizeof err) != 0) {
-		log_error("core.cli", "startup_failed", LOG_ERR(err, "state_dir"));
+	/* the id first: the lock holds it from the start */
+	runner_new_correlation_id("recover", clock_wall(), cid, sizeof cid);
+	if (!active_take(cfg, rt.st, handle, cid, &busy)) {
+		busy_message(handle, &busy, err, sizeof err);
+		fprintf(stderr, "fleetkeeper: %s\n", err);
 		goto out;
 	}
-	if (runner_prepare(&job->req, cfg, &job->tc, trigger, rt.st, err, sizeof err) == 0) {
+	run_attempt given = {.correlation_id = cid, .attempt = 1, .attempts = 1};
+	if (runner_prepare_attempt(&job->req, cfg, &job->tc, trigger, &given, rt.st, err,
+	                           sizeof err) == 0) {
 		fprintf(stderr, "fleetkeeper: recovering %s (correlation_id %s)\n", handle,
 		        job->req.correlation_id);
-		active_set(handle, job->req.correlation_id, false);
 		run_status st = runner_execute(&job->req, rt.st, &job->ctl);
 		rc = st == RUN_SUCCESS || st == RUN_SKIPPED ? EXIT_SUCCESS : EXIT_FAILURE;
 		if (job->target.outcome[0])
@@ -635,9 +740,9 @@ int recovery_run_local(config *cfg, const char *handle, bool reprovision, const 
 	} else {
 		log_error("core.cli", "task_run_store_failed", LOG_ERR(err, "store"));
 	}
-	runtime_close(&rt);
+	active_release(cfg, rt.st, handle);
 out:
-	active_set(handle, NULL, true);
+	runtime_close(&rt);
 	job_free(job);
 	return rc;
 }
@@ -653,25 +758,30 @@ static void *daemon_job_thread(void *arg)
 	active_set_control(job->target.handle, &job->ctl);
 	if (store_open(&st, job->req.cfg->db_path, err, sizeof err) == 0) {
 		runner_execute(&job->req, st, &job->ctl);
-		store_close(st);
 	} else {
 		log_error(RECOVERY_LOGGER, "recovery_store_failed", LOG_ERR(err, "store"));
 	}
-	active_set(job->target.handle, NULL, true);
+	active_release(job->req.cfg, st, job->target.handle);
+	store_close(st);
 	job_free(job);
 	return NULL;
 }
 
-static char *reply_busy(const char *handle, const char *running)
+static char *reply_busy(const char *handle, const lock_busy *b)
 {
-	char msg[320];
-	snprintf(msg, sizeof msg, "already recovering %.128s (correlation_id %.96s)", handle,
-	         running);
+	char msg[512];
+	busy_message(handle, b, msg, sizeof msg);
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddFalseToObject(r, "ok");
 	cJSON_AddStringToObject(r, "error", msg);
-	cJSON_AddStringToObject(r, "error_type", "already_recovering");
-	cJSON_AddStringToObject(r, "running_correlation_id", running);
+	if (b->error[0]) {
+		cJSON_AddStringToObject(r, "error_type", "store");
+	} else {
+		cJSON_AddStringToObject(r, "error_type", "already_recovering");
+		cJSON_AddStringToObject(r, "running_correlation_id", b->correlation_id);
+		if (b->instance[0])
+			cJSON_AddStringToObject(r, "running_instance", b->instance);
+	}
 	char *out = cJSON_PrintUnformatted(r);
 	cJSON_Delete(r);
 	return out;
@@ -704,33 +814,37 @@ char *recovery_control_request(config *cfg, store *st, const cJSON *request)
 	const cJSON *trig = cJSON_GetObjectItemCaseSensitive(request, "trigger");
 	const cJSON *reprovision = cJSON_GetObjectItemCaseSensitive(request, "reprovision");
 	const cJSON *cid = cJSON_GetObjectItemCaseSensitive(request, "correlation_id");
-	char running[RUNNER_CORRELATION_MAX], err[512];
+	char err[512], made[RUNNER_CORRELATION_MAX];
+	lock_busy busy;
 	server_list srv = {0};
 
 	if (!cJSON_IsString(server) || !*server->valuestring)
 		return control_error_reply("recover needs \"server\"");
 	if (cid && !(cJSON_IsString(cid) && runner_correlation_id_valid(cid->valuestring)))
 		return control_error_reply("\"correlation_id\": 1 to 64 of A-Z a-z 0-9 . _ : -");
-	/* The caller's correlation id (the HTTP API's X-Correlation-ID). */
+	/* The caller's correlation id (the HTTP API's X-Correlation-ID, or the
+	 * standby's that forwarded the request), else a new one: the lock
+	 * holds it from the start. */
+	if (cid == NULL)
+		runner_new_correlation_id("recover", clock_wall(), made, sizeof made);
 	run_attempt given = {
-	        .correlation_id = cid ? cid->valuestring : NULL, .attempt = 1, .attempts = 1};
+	        .correlation_id = cid ? cid->valuestring : made, .attempt = 1, .attempts = 1};
 	if (servers_find(st, server->valuestring, &srv, NULL, err, sizeof err) != 0)
 		return control_error_reply(err);
 	server_list_free(&srv);
-	if (!active_take(cfg, server->valuestring, running, sizeof running))
-		return reply_busy(server->valuestring, running);
+	if (!active_take(cfg, st, server->valuestring, given.correlation_id, &busy))
+		return reply_busy(server->valuestring, &busy);
 	recovery_job *job = job_new(server->valuestring, cJSON_IsTrue(reprovision));
 	const char *trigger = cJSON_IsString(trig) ? trig->valuestring : "manual";
 	if (job && runner_prepare_attempt(&job->req, cfg, &job->tc, trigger, &given, st, err,
 	                                  sizeof err) == 0) {
-		active_set(job->target.handle, job->req.correlation_id, false);
 		char *reply = start_thread(job);
 		if (reply)
 			return reply;
 		runs_finish(st, job->req.run_id, RUN_FAILED, clock_wall(), 0, -1,
 		            "could not start a thread", "resources", NULL);
 	}
-	active_set(server->valuestring, NULL, true);
+	active_release(cfg, st, server->valuestring);
 	if (job)
 		job_free(job);
 	return control_error_reply("the recovery could not be started (see the daemon's log)");
@@ -759,19 +873,22 @@ int recovery_request_auto(task_run *run, int64_t incident_id, const char *handle
 	free(reply);
 	if (rc != CONTROL_NO_DAEMON)
 		return 0; /* the daemon's run reports how it went */
-	char running[RUNNER_CORRELATION_MAX];
-	if (!active_take(run->cfg, handle, running, sizeof running)) {
+	lock_busy busy;
+	const char *cid = log_bound_str("correlation_id");
+	if (!active_take(run->cfg, run->store, handle, cid ? cid : "", &busy)) {
 		log_info(run->logger, "incident_recovery_skipped", LOG_STR("server_handle", handle),
-		         LOG_STR("reason", "already_recovering"),
-		         LOG_STR("running_correlation_id", running));
+		         LOG_STR("reason",
+		                 busy.error[0] ? "lock_unavailable" : "already_recovering"),
+		         LOG_STR("running_correlation_id", busy.correlation_id),
+		         busy.instance[0] ? LOG_STR("running_instance", busy.instance)
+		                          : LOG_NULL("running_instance"),
+		         busy.error[0] ? LOG_STR("error", busy.error) : LOG_NULL("error"));
 		return 0;
 	}
-	const char *cid = log_bound_str("correlation_id");
-	active_set(handle, cid ? cid : "", false);
 	char why[640];
 	rc = recovery_sequence(run->cfg, run->store, handle, false, run->cancel_fd, counts, why,
 	                       sizeof why);
-	active_set(handle, NULL, true);
+	active_release(run->cfg, run->store, handle);
 	if (rc == RECOVERY_NOTHING)
 		return 0; /* said by incident_recovery_skipped; the incident stays open */
 	if (rc == RECOVERY_FAILED)

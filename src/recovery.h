@@ -23,8 +23,10 @@
  * A recovery runs through the runner as the run of a synthetic task named
  * "recover" (a task_runs row, recover_start / recover_complete |
  * recover_failed, one correlation_id for every event). At most one
- * recovery per server runs in a process at a time: a second request is
- * answered "already recovering" with the running correlation_id.
+ * recovery per server runs at a time, in a process, on a machine and
+ * across every daemon sharing the store (recovery_lock.h): a second
+ * request is answered "already recovering" with the running
+ * correlation_id (and "on instance I" when another instance holds it).
  *
  * The incidents' transitions and their SQL are incidents.c's; the server
  * lookup is servers.c's. This module holds no SQL.
@@ -104,7 +106,9 @@ int recovery_run_local(config *cfg, const char *handle, bool reprovision, const 
 /* The daemon's answer to {"cmd": "recover", "server": "H"[, "reprovision":
  * true]}: starts the recovery on its own thread and replies with run_id
  * and correlation_id, or {"ok": false, "error_type": "already_recovering",
- * "running_correlation_id": ...}. malloc'd JSON. */
+ * "running_correlation_id": ...[, "running_instance": ...]}. A standby's
+ * forwarded request (cluster_requests.h) comes here on the leader with the
+ * standby's correlation_id. malloc'd JSON. */
 char *recovery_control_request(config *cfg, store *st, const cJSON *request);
 
 /* health_check's auto_recover: ask the daemon (its control socket) to

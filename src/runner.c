@@ -35,6 +35,9 @@
 #include "runs.h"
 
 #define RUNNER_LOGGER "core.runner"
+/* How long a finished run waits for an unreachable PostgreSQL to record
+ * its row (finish_row). */
+#define FINISH_WAIT_PG_MS (90 * 1000)
 
 int run_control_init(run_control *ctl)
 {
@@ -152,9 +155,29 @@ int runner_prepare_attempt(run_request *req, config *cfg, const task_config *tas
 	else
 		runner_new_correlation_id(task->name, req->queued_at, req->correlation_id,
 		                          sizeof req->correlation_id);
-	(void)err, (void)errlen;
-	int rc = runs_start_attempt(st, task->name, req->trigger, req->correlation_id, req->attempt,
-	                            req->queued_at, &req->run_id);
+	int rc;
+	if (at && at->fence_instance) {
+		runs_fence f = {.instance = at->fence_instance,
+		                .term = at->fence_term,
+		                .scheduled_for = at->scheduled_for};
+		req->scheduled_for = at->scheduled_for;
+		rc = runs_start_fenced(st, &f, task->name, req->trigger, req->correlation_id,
+		                       req->attempt, req->queued_at, &req->run_id);
+		if (rc == STORE_OK && req->run_id == 0) {
+			snprintf(err, errlen, "fenced: not the leader of term %lld, or fire taken",
+			         (long long)at->fence_term);
+			return RUNNER_NOT_STARTED;
+		}
+		if (rc != STORE_OK && store_is_pg(st)) {
+			metrics_store_write_error();
+			store_fail(st, rc, "the run's row", err, errlen);
+			req->run_id = 0;
+			return RUNNER_UNRECORDABLE;
+		}
+	} else {
+		rc = runs_start_attempt(st, task->name, req->trigger, req->correlation_id,
+		                        req->attempt, req->queued_at, &req->run_id);
+	}
 	if (rc != STORE_OK) {
 		/* The store is a dependency like any other: the run goes ahead and
 		 * its row is written when it finishes (finish_row), or its terminal
@@ -364,11 +387,31 @@ static void finish_row(task_run *run, run_status status, double duration, const 
 	                req->attempt >= req->attempts;
 	if (run->run_id == 0)
 		record_late(run, req);
-	for (int attempt = 0; run->run_id != 0 && attempt < 3 && rc != STORE_OK; attempt++)
+	/* On PostgreSQL a lost connection is waited out (the next use
+	 * reconnects): a row left running would keep the task busy for the
+	 * cluster's other instances (cluster.h). */
+	int64_t give_up_ms = clock_mono_ms() + (store_is_pg(run->store) ? FINISH_WAIT_PG_MS : 0);
+	useconds_t pause_us = 100000;
+	for (int attempt = 0; run->run_id != 0 && rc != STORE_OK && rc != STORE_NOTFOUND &&
+	                      (attempt < 3 || clock_mono_ms() < give_up_ms);
+	     attempt++) {
+		if (attempt >= 3) {
+			usleep(pause_us);
+			pause_us = pause_us < 2000000 ? pause_us * 2 : pause_us;
+		}
 		rc = alerting ? finish_alerting(run, status, duration, error, error_type, items,
 		                                err, sizeof err)
 		              : runs_finish(run->store, run->run_id, status, clock_wall(), duration,
 		                            run->exit_code, error, error_type, items);
+	}
+	if (rc == STORE_NOTFOUND && run->run_id != 0) {
+		/* A failover took the row over (cluster.h): it stays interrupted;
+		 * this run's outcome is in its events. */
+		log_warning(RUNNER_LOGGER, "task_run_fenced",
+		            LOG_STR("status", run_status_name(status)),
+		            LOG_STR("reason", "the row was taken over by a failover"));
+		return;
+	}
 	if (rc != STORE_OK)
 		metrics_store_write_error();
 	if (run->run_id == 0)

@@ -64,6 +64,7 @@ typedef struct {
 	 * (metrics_dispatch_latency). */
 	double fire_at;
 	double dispatch_latency;
+	double scheduled_for; /* the row's nominal fire time, 0 none */
 } run_request;
 
 /* Which attempt of a run a request is (runner_prepare_attempt). */
@@ -71,6 +72,14 @@ typedef struct {
 	const char *correlation_id; /* the first attempt's; NULL for a new one */
 	int attempt;                /* 1.. */
 	int attempts;               /* retries + 1 where a failure is retried, else 1 */
+	/* The daemon's runs are fenced (cluster.h, runs_start_fenced): with
+	 * fence_instance set the row is inserted only under that leadership
+	 * term, once per (task, scheduled_for, attempt) when scheduled_for >
+	 * 0 (the nominal fire time of a scheduled or catch-up run). NULL: an
+	 * unfenced row (the CLI's runs). */
+	const char *fence_instance;
+	int64_t fence_term;
+	double scheduled_for;
 } run_attempt;
 
 /* correlation id "run_<task>_<unix>_<4 hex>" */
@@ -91,9 +100,15 @@ int runner_prepare(run_request *req, config *cfg, const task_config *task, const
  * failed or timed-out attempt before the last is not counted for
  * failure_alert_after: the run and its retries count once, when the last
  * attempt ends (see runs_failure_streak). */
+/* A fenced attempt whose row was not inserted returns RUNNER_NOT_STARTED
+ * (the fence fell, or the fire was taken) or, on PostgreSQL, when the store
+ * failed, RUNNER_UNRECORDABLE (a run that cannot be recorded does not start
+ * there); err says why and req holds nothing then. */
 int runner_prepare_attempt(run_request *req, config *cfg, const task_config *task,
                            const char *trigger, const run_attempt *at, store *st, char *err,
                            size_t errlen);
+#define RUNNER_NOT_STARTED  1 /* fenced, or the fire was taken */
+#define RUNNER_UNRECORDABLE 2 /* PostgreSQL: the store failed */
 void run_request_release(run_request *req);
 
 /* Execute a prepared run. Returns its final status. */

@@ -8,9 +8,21 @@
  */
 #include "runs.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
+
+/* runs_set_instance: written once before any other thread starts; the
+ * copy lives as long as the process (a reload frees the configuration). */
+static char *local_instance;
+
+void runs_set_instance(const char *instance)
+{
+	free(local_instance);
+	local_instance = instance ? strdup(instance) : NULL;
+}
 
 #define INTERRUPTED_ERROR "daemon stopped before the run finished"
 #define RUN_COLS                                                                                   \
@@ -50,9 +62,9 @@ int runs_start(store *s, const char *task, const char *trigger, const char *corr
 int runs_start_attempt(store *s, const char *task, const char *trigger, const char *correlation_id,
                        int attempt, double started_at, int64_t *out_run_id)
 {
-	static const char sql[] =
-	        "INSERT INTO task_runs (task, trigger, status, correlation_id, started_at, attempt)"
-	        " VALUES (?1, ?2, 'running', ?3, ?4, ?5) RETURNING id";
+	static const char sql[] = "INSERT INTO task_runs (task, trigger, status, correlation_id,"
+	                          " started_at, attempt, instance)"
+	                          " VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6) RETURNING id";
 	store_stmt *st;
 	int code = store_prepare(s, sql, &st);
 	if (code != STORE_OK)
@@ -62,7 +74,115 @@ int runs_start_attempt(store *s, const char *task, const char *trigger, const ch
 	store_bind_text(st, 3, correlation_id);
 	store_bind_double(st, 4, started_at);
 	store_bind_int64(st, 5, attempt > 0 ? attempt : 1);
+	store_bind_text(st, 6, local_instance);
 	return store_step_id(st, out_run_id);
+}
+
+int runs_start_fenced(store *s, const runs_fence *f, const char *task, const char *trigger,
+                      const char *correlation_id, int attempt, double started_at,
+                      int64_t *out_run_id)
+{
+	/* The leadership check and the insert are one statement inside the
+	 * caller's transaction (on PostgreSQL a write transaction holds the
+	 * store's advisory lock, so it cannot interleave with a takeover). */
+	static const char sql[] =
+	        "INSERT INTO task_runs (task, trigger, status, correlation_id, started_at, attempt,"
+	        " instance, scheduled_for)"
+	        " SELECT ?1, ?2, 'running', ?3, ?4, ?5, ?6, ?8"
+	        " WHERE EXISTS (SELECT 1 FROM cluster_leader WHERE id = 1 AND term = ?7"
+	        " AND instance = ?6)"
+	        " ON CONFLICT (task, scheduled_for, attempt) WHERE scheduled_for IS NOT NULL"
+	        " DO NOTHING RETURNING id";
+	store_stmt *st;
+	*out_run_id = 0;
+	int code = store_prepare(s, sql, &st);
+	if (code != STORE_OK)
+		return code;
+	store_bind_text(st, 1, task);
+	store_bind_text(st, 2, trigger);
+	store_bind_text(st, 3, correlation_id);
+	store_bind_double(st, 4, started_at);
+	store_bind_int64(st, 5, attempt > 0 ? attempt : 1);
+	store_bind_text(st, 6, f->instance);
+	store_bind_int64(st, 7, f->term);
+	if (f->scheduled_for > 0)
+		store_bind_double(st, 8, f->scheduled_for);
+	else
+		store_bind_null(st, 8);
+	int rc = store_step(st);
+	if (rc == STORE_ROW)
+		*out_run_id = store_col_int64(st, 0);
+	store_stmt_done(st);
+	return rc < 0 ? rc : STORE_OK;
+}
+
+int runs_interrupt_failover(store *s, const char *me, double live_since, double fresh_since,
+                            int lock_class, double now, int *count)
+{
+	static const char sql[] =
+	        "UPDATE task_runs SET status = 'interrupted', interrupted_by = 'failover',"
+	        " finished_at = ?2, duration_sec = CASE WHEN ?2 > started_at THEN ?2 - started_at"
+	        " ELSE 0 END, error = 'the daemon that ran it stopped answering (failover)',"
+	        " error_type = 'interrupted'"
+	        " WHERE status = 'running' AND instance IS NOT NULL AND instance <> ?1"
+	        " AND NOT EXISTS (SELECT 1 FROM cluster_members m"
+	        " WHERE m.instance = task_runs.instance AND m.heartbeat_at >= ?3"
+	        " AND m.started_at <= task_runs.started_at AND (m.heartbeat_at >= ?4"
+	        " OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
+	        " AND l.granted AND l.classid = ?5 AND l.objsubid = 2"
+	        " AND CAST(l.objid AS BIGINT) = (CAST(hashtext(m.instance) AS BIGINT)"
+	        " & 4294967295))))";
+	store_stmt *st;
+	*count = 0;
+	int code = store_prepare(s, sql, &st);
+	if (code != STORE_OK)
+		return code;
+	store_bind_text(st, 1, me);
+	store_bind_double(st, 2, now);
+	store_bind_double(st, 3, live_since);
+	store_bind_double(st, 4, fresh_since);
+	store_bind_int64(st, 5, lock_class);
+	code = store_step_done(st);
+	store_stmt_done(st);
+	if (code == STORE_OK)
+		*count = (int)store_changes(s);
+	return code;
+}
+
+int runs_running_elsewhere(store *s, const char *me, void (*cb)(void *ctx, const char *task),
+                           void *ctx)
+{
+	static const char sql[] = "SELECT DISTINCT task FROM task_runs WHERE status = 'running'"
+	                          " AND instance IS NOT NULL AND instance <> ?1";
+	store_stmt *st;
+	int code = store_prepare(s, sql, &st);
+	if (code != STORE_OK)
+		return code;
+	store_bind_text(st, 1, me);
+	int rc;
+	while ((rc = store_step(st)) == STORE_ROW)
+		cb(ctx, store_col_text(st, 0));
+	store_stmt_done(st);
+	return rc < 0 ? rc : STORE_OK;
+}
+
+int runs_interrupted_by(store *s, int64_t run_id, char *out, size_t cap)
+{
+	static const char sql[] = "SELECT interrupted_by FROM task_runs WHERE id = ?1";
+	store_stmt *st;
+	if (cap)
+		out[0] = '\0';
+	int code = store_prepare(s, sql, &st);
+	if (code != STORE_OK)
+		return code;
+	store_bind_int64(st, 1, run_id);
+	int rc = store_step(st);
+	if (rc == STORE_ROW && store_col_text(st, 0) && cap)
+		snprintf(out, cap, "%s", store_col_text(st, 0));
+	store_stmt_done(st);
+	if (rc == STORE_DONE)
+		return store_set_error(s, STORE_NOTFOUND, "no run %lld", (long long)run_id);
+	return rc < 0 ? rc : STORE_OK;
 }
 
 int runs_finish(store *s, int64_t run_id, run_status status, double finished_at,
@@ -71,7 +191,8 @@ int runs_finish(store *s, int64_t run_id, run_status status, double finished_at,
 {
 	static const char sql[] =
 	        "UPDATE task_runs SET status = ?2, finished_at = ?3, duration_sec = ?4,"
-	        " exit_code = ?5, error = ?6, error_type = ?7, items = ?8 WHERE id = ?1";
+	        " exit_code = ?5, error = ?6, error_type = ?7, items = ?8"
+	        " WHERE id = ?1 AND interrupted_by IS NULL";
 	store_stmt *st;
 	int code = store_prepare(s, sql, &st);
 	if (code != STORE_OK)
@@ -114,9 +235,11 @@ int runs_skipped(store *s, const char *task, const char *trigger, const char *co
 
 int runs_mark_interrupted(store *s, double now, int *count)
 {
-	static const char sql[] = "UPDATE task_runs SET status = 'interrupted', finished_at = ?1,"
-	                          " duration_sec = max(?1 - started_at, 0), error = ?2,"
-	                          " error_type = 'interrupted' WHERE status = 'running'";
+	static const char sql[] =
+	        "UPDATE task_runs SET status = 'interrupted', finished_at = ?1,"
+	        " duration_sec = CASE WHEN ?1 > started_at THEN ?1 - started_at ELSE 0 END,"
+	        " error = ?2,"
+	        " error_type = 'interrupted' WHERE status = 'running'";
 	store_stmt *st;
 	int code = store_prepare(s, sql, &st);
 	if (code == STORE_OK) {
@@ -203,8 +326,9 @@ int runs_list(store *s, const char *task, int limit, run_row_cb cb, void *ctx)
 int runs_query(store *s, const runs_filter *f, run_row_cb cb, void *ctx)
 {
 	static const char sql[] = "SELECT " RUN_COLS " FROM task_runs"
-	                          " WHERE (?1 IS NULL OR task = ?1) AND (?2 IS NULL OR status = ?2)"
-	                          " AND (?3 IS NULL OR correlation_id = ?3)"
+	                          " WHERE (CAST(?1 AS TEXT) IS NULL OR task = ?1)"
+	                          " AND (CAST(?2 AS TEXT) IS NULL OR status = ?2)"
+	                          " AND (CAST(?3 AS TEXT) IS NULL OR correlation_id = ?3)"
 	                          " AND (?4 = 0 OR id < ?4) ORDER BY id DESC LIMIT ?5";
 	store_stmt *st;
 	int code = store_prepare(s, sql, &st);

@@ -54,15 +54,53 @@ int runs_start(store *s, const char *task, const char *trigger, const char *corr
  * correlation_id of the run it retries. */
 int runs_start_attempt(store *s, const char *task, const char *trigger, const char *correlation_id,
                        int attempt, double started_at, int64_t *out_run_id);
-/* STORE_NOTFOUND if there is no run run_id. */
+/* STORE_NOTFOUND if there is no run run_id, or if a failover took it
+ * over (interrupted_by set: its status stays interrupted). */
 int runs_finish(store *s, int64_t run_id, run_status status, double finished_at,
                 double duration_sec, int exit_code, const char *error, const char *error_type,
                 const char *items_json);
 /* A run that never started (overlap skip): one finished row. */
 int runs_skipped(store *s, const char *task, const char *trigger, const char *correlation_id,
                  double at, const char *reason, int64_t *out_run_id);
-/* Runs left running by a crash become interrupted; *count gets how many. */
+/* Runs left running by a crash become interrupted; *count gets how many.
+ * On PostgreSQL (several daemons share the table) only this process's
+ * instance's rows (runs_set_instance), none if it has no instance. */
 int runs_mark_interrupted(store *s, double now, int *count);
+
+/* The instance name ([cluster] instance) this process writes into the rows
+ * it inserts (task_runs.instance); set once by the daemon before any store
+ * is opened. NULL (the default, CLI processes): rows carry no instance. */
+void runs_set_instance(const char *instance);
+
+/* A fenced run row (cluster.h): inserted only while cluster_leader still
+ * holds (term, instance), and at most once per (task, scheduled_for,
+ * attempt) when scheduled_for > 0 (a scheduled fire's nominal time; 0: a
+ * manual run, no key). *out_run_id gets 0 when the row was not inserted:
+ * the fence fell or the fire was already taken; STORE_OK then too. */
+typedef struct {
+	const char *instance;
+	int64_t term;
+	double scheduled_for; /* unix s, 0 none */
+} runs_fence;
+int runs_start_fenced(store *s, const runs_fence *f, const char *task, const char *trigger,
+                      const char *correlation_id, int attempt, double started_at,
+                      int64_t *out_run_id);
+/* PostgreSQL, in the new leader's takeover transaction: running rows of
+ * other instances that are not alive become interrupted with
+ * interrupted_by = 'failover'; *count gets how many. Alive: a
+ * cluster_members heartbeat since live_since from the start that wrote the
+ * row, and either a heartbeat since fresh_since or a session holding the
+ * instance's advisory lock (lock_class, hashtext(instance)): a killed
+ * daemon's lock goes with its connection. */
+int runs_interrupt_failover(store *s, const char *me, double live_since, double fresh_since,
+                            int lock_class, double now, int *count);
+/* The tasks with a running row of an instance other than me (one call of
+ * cb each, task borrowed for the call). */
+int runs_running_elsewhere(store *s, const char *me, void (*cb)(void *ctx, const char *task),
+                           void *ctx);
+/* interrupted_by of run run_id into out ("" when none); STORE_NOTFOUND if
+ * there is no such run. */
+int runs_interrupted_by(store *s, int64_t run_id, char *out, size_t cap);
 
 /* STORE_NOTFOUND if there is no run run_id. */
 int runs_get(store *s, int64_t run_id, run_row_cb cb, void *ctx);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -165,6 +166,8 @@ static void tighten_state(const config *cfg)
 	static const char *const suffixes[] = {"", "-wal", "-shm"};
 	char path[4200];
 	tighten(cfg->state_dir, S_IWGRP | S_IRWXO);
+	if (store_location_is_pg(cfg->db_path))
+		return;
 	bool shared = file_mode_state(cfg->db_path) & S_IRGRP;
 	for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
 		snprintf(path, sizeof path, "%s%s", cfg->db_path, suffixes[i]);
@@ -187,6 +190,24 @@ static int check_store(runtime *rt, char *err, size_t errlen)
 	return -1;
 }
 
+/* PostgreSQL's availability, told once per change for the process
+ * (store.h): the outage's start and how long it lasted. */
+static _Atomic double unavailable_since;
+
+static void store_availability(bool available, const char *why)
+{
+	double now = clock_wall();
+	if (!available) {
+		atomic_store(&unavailable_since, now);
+		log_error("core.store", "store_unavailable", LOG_ERR(why, "store_unavailable"),
+		          LOG_STR("backend", "postgresql"));
+		return;
+	}
+	double since = atomic_exchange(&unavailable_since, 0.0);
+	log_info("core.store", "store_reconnected", LOG_STR("backend", "postgresql"),
+	         LOG_DBL("unavailable_sec", since > 0 ? now - since : 0));
+}
+
 int runtime_open(runtime *rt, config *cfg, bool as_daemon, char *err, size_t errlen)
 {
 	memset(rt, 0, sizeof *rt);
@@ -204,6 +225,8 @@ int runtime_open(runtime *rt, config *cfg, bool as_daemon, char *err, size_t err
 			return rc;
 	}
 	tighten_state(cfg);
+	if (as_daemon)
+		store_set_availability_cb(store_availability);
 	if (store_open(&rt->st, cfg->db_path, err, errlen) != 0)
 		goto fail;
 	if (check_store(rt, err, errlen) != 0)

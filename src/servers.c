@@ -389,9 +389,10 @@ int servers_claim_provisioning(store *s, int64_t id, bool force, double now, dou
 	static const char sql[] =
 	        "UPDATE servers SET status = 'provisioning', provisioning_started_at = ?2,"
 	        " provisioning_attempts = provisioning_attempts + 1, updated_at = ?2"
-	        " WHERE id = ?1 AND (?3 OR status IN ('pending_setup', 'force_rebuild',"
+	        " WHERE id = ?1 AND (?3 <> 0 OR status IN ('pending_setup', 'force_rebuild',"
 	        " 'provisioning')) AND (status != 'provisioning' OR provisioning_started_at IS NULL"
-	        " OR provisioning_started_at <= ?2 - ?4) AND (?5 OR provisioning_started_at IS NULL"
+	        " OR provisioning_started_at <= ?2 - ?4) AND (?5 <> 0 OR provisioning_started_at "
+	        "IS NULL"
 	        " OR provisioning_started_at <= ?2 - ?6)";
 	store_stmt *q = NULL;
 	int64_t changes = 0;
@@ -438,7 +439,7 @@ int servers_view_each(store *s, const char *handle, double now, server_view_cb c
 	        "  AND " INCIDENTS_OPEN " ORDER BY id DESC LIMIT 1),"
 	        " (SELECT max(ends_at) FROM maintenance_windows WHERE server_id = s.id"
 	        "  AND starts_at <= ?2 AND ends_at > ?2 AND (ended_at IS NULL OR ended_at > ?2))"
-	        " FROM servers s WHERE ?1 IS NULL OR s.handle = ?1 ORDER BY s.handle";
+	        " FROM servers s WHERE CAST(?1 AS TEXT) IS NULL OR s.handle = ?1 ORDER BY s.handle";
 	store_stmt *st;
 	int rc = store_prepare(s, sql, &st), ret = 0;
 	if (rc != STORE_OK)

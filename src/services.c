@@ -88,7 +88,7 @@ int services_list(store *s, const char *server_handle, service_list *out, char *
 	static const char sql[] =
 	        "SELECT v.id, s.handle, v.name, v.git_repo, v.ref, v.port, v.start_command, v.env"
 	        " FROM services v JOIN servers s ON s.id = v.server_id"
-	        " WHERE ?1 IS NULL OR s.handle = ?1 ORDER BY s.handle, v.name";
+	        " WHERE CAST(?1 AS TEXT) IS NULL OR s.handle = ?1 ORDER BY s.handle, v.name";
 	store_stmt *q = NULL;
 	int rc = store_prepare(s, sql, &q);
 

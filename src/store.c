@@ -20,6 +20,7 @@
  */
 #include "store.h"
 #include "file_modes.h"
+#include "store_pg.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -234,13 +235,57 @@ static const char schema_v6[] =
         "CREATE INDEX incidents_detected ON incidents(detected_at);"
         "";
 
+/* v7: several daemons on one PostgreSQL (issue 17, docs/cluster.md).
+ * task_runs.scheduled_for is a scheduled run's nominal fire time: one row
+ * per (task, fire, attempt), whoever inserts it. cluster_leader is the one
+ * row of the fencing term; cluster_members the instances' heartbeats;
+ * cluster_requests what a standby forwards to the leader; recovery_locks
+ * one recovery per server across machines. The same tables exist in an
+ * SQLite store, where one daemon is always the leader. */
+static const char schema_v7[] =
+        "ALTER TABLE task_runs ADD COLUMN scheduled_for REAL;"
+        "ALTER TABLE task_runs ADD COLUMN instance TEXT;"
+        "ALTER TABLE task_runs ADD COLUMN interrupted_by TEXT;"
+        "CREATE UNIQUE INDEX task_runs_fire ON task_runs(task, scheduled_for, attempt)"
+        " WHERE scheduled_for IS NOT NULL;"
+        "CREATE TABLE cluster_leader ("
+        " id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " term INTEGER NOT NULL,"
+        " instance TEXT NOT NULL,"
+        " backend_pid INTEGER,"
+        " elected_at REAL NOT NULL,"
+        " heartbeat_at REAL NOT NULL);"
+        "CREATE TABLE cluster_members ("
+        " instance TEXT PRIMARY KEY,"
+        " role TEXT NOT NULL,"
+        " pid INTEGER,"
+        " started_at REAL NOT NULL,"
+        " heartbeat_at REAL NOT NULL);"
+        "CREATE TABLE cluster_requests ("
+        " id INTEGER PRIMARY KEY,"
+        " kind TEXT NOT NULL,"
+        " body TEXT NOT NULL,"
+        " from_instance TEXT,"
+        " state TEXT NOT NULL DEFAULT 'queued' CHECK(state IN ('queued','done','failed')),"
+        " reply TEXT,"
+        " created_at REAL NOT NULL,"
+        " done_at REAL);"
+        "CREATE INDEX cluster_requests_state ON cluster_requests(state, id);"
+        "CREATE TABLE recovery_locks ("
+        " server TEXT PRIMARY KEY,"
+        " instance TEXT NOT NULL,"
+        " correlation_id TEXT,"
+        " taken_at REAL NOT NULL,"
+        " expires_at REAL NOT NULL);";
+
 /* migrations[i] takes the schema from version i to version i + 1. */
-static const char *const migrations[STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
-                                                             schema_v4, schema_v5, schema_v6};
+static const char *const migrations[STORE_SCHEMA_VERSION] = {
+        schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7};
 
 struct store_stmt {
 	store *s;
 	sqlite3_stmt *st;
+	pg_stmt *pg; /* instead of st on PostgreSQL */
 	const char *sql;
 	int bind_rc; /* first failed bind, reported by the next step */
 };
@@ -254,6 +299,7 @@ struct stmt_cache {
 
 struct store {
 	sqlite3 *db;
+	pg_conn *pg; /* instead of db on PostgreSQL (store_pg.h) */
 	struct stmt_cache cache;
 	int tx_depth;    /* store_tx_begin nesting */
 	bool tx_doomed;  /* an inner transaction rolled back */
@@ -379,6 +425,7 @@ static void cache_free(struct stmt_cache *c)
 	for (size_t i = 0; i < c->cap; i++) {
 		if (c->slots[i]) {
 			sqlite3_finalize(c->slots[i]->st);
+			pg_stmt_free(c->slots[i]->pg);
 			free(c->slots[i]);
 		}
 	}
@@ -401,7 +448,7 @@ static const char *copy_word(const char *p, char *buf, size_t cap)
 
 /* "insert events", "update task_runs", "select servers": what a failed
  * statement did, for error messages. */
-static void statement_head(const char *sql, char *buf, size_t cap)
+void store_statement_head(const char *sql, char *buf, size_t cap)
 {
 	char verb[16], table[48] = "";
 	const char *p = copy_word(sql, verb, sizeof verb);
@@ -421,7 +468,7 @@ static void statement_head(const char *sql, char *buf, size_t cap)
 static int stmt_fail(store_stmt *st, int rc)
 {
 	char head[48];
-	statement_head(st->sql, head, sizeof head);
+	store_statement_head(st->sql, head, sizeof head);
 	return fail(st->s, rc, head);
 }
 
@@ -438,6 +485,32 @@ static void report_plan(store *s, const char *sql)
 	sqlite3_free(explain);
 }
 
+/* store_prepare on PostgreSQL: the same cache, a pg_stmt in it. */
+static int prepare_pg(store *s, store_stmt **slot, const char *sql, store_stmt **out)
+{
+	if (*slot && strcmp(pg_stmt_source((*slot)->pg), sql) == 0) {
+		*out = *slot;
+		return STORE_OK;
+	}
+	store_stmt *st = calloc(1, sizeof *st);
+	if (!st)
+		return fail_msg(s, STORE_ERROR, "prepare: out of memory");
+	*st = (store_stmt){.s = s, .sql = sql};
+	int code = pg_stmt_new(s->pg, sql, &st->pg, s->errmsg, sizeof s->errmsg);
+	if (code != STORE_OK) {
+		free(st);
+		return code;
+	}
+	if (*slot) {
+		pg_stmt_free((*slot)->pg);
+		free(*slot);
+	} else {
+		s->cache.used++;
+	}
+	*slot = *out = st;
+	return STORE_OK;
+}
+
 void store_set_plan_cb(store *s, store_plan_cb cb, void *ctx)
 {
 	s->plan_cb = cb;
@@ -450,6 +523,8 @@ int store_prepare(store *s, const char *sql, store_stmt **out)
 	store_stmt **slot = cache_slot(&s->cache, sql);
 	if (!slot)
 		return fail_msg(s, STORE_ERROR, "prepare: out of memory");
+	if (s->pg)
+		return prepare_pg(s, slot, sql, out);
 	if (*slot && strcmp(sqlite3_sql((*slot)->st), sql) == 0) {
 		*out = *slot;
 		return STORE_OK;
@@ -494,27 +569,45 @@ static void note_bind(store_stmt *st, int rc)
 
 void store_bind_text(store_stmt *st, int i, const char *v)
 {
+	if (st->pg) {
+		pg_bind_text(st->pg, i, v);
+		return;
+	}
 	note_bind(st, v ? sqlite3_bind_text(st->st, i, v, -1, SQLITE_TRANSIENT)
 	                : sqlite3_bind_null(st->st, i));
 }
 
 void store_bind_int64(store_stmt *st, int i, int64_t v)
 {
+	if (st->pg) {
+		pg_bind_int64(st->pg, i, v);
+		return;
+	}
 	note_bind(st, sqlite3_bind_int64(st->st, i, v));
 }
 
 void store_bind_double(store_stmt *st, int i, double v)
 {
+	if (st->pg) {
+		pg_bind_double(st->pg, i, v);
+		return;
+	}
 	note_bind(st, sqlite3_bind_double(st->st, i, v));
 }
 
 void store_bind_null(store_stmt *st, int i)
 {
+	if (st->pg) {
+		pg_bind_null(st->pg, i);
+		return;
+	}
 	note_bind(st, sqlite3_bind_null(st->st, i));
 }
 
 int store_step(store_stmt *st)
 {
+	if (st->pg)
+		return pg_step(st->pg, st->s->errmsg, sizeof st->s->errmsg);
 	if (st->bind_rc != SQLITE_OK)
 		return stmt_fail(st, st->bind_rc);
 	int rc = sqlite3_step(st->st);
@@ -546,6 +639,10 @@ void store_stmt_done(store_stmt *st)
 {
 	if (!st)
 		return;
+	if (st->pg) {
+		pg_stmt_reset(st->pg);
+		return;
+	}
 	sqlite3_reset(st->st);
 	sqlite3_clear_bindings(st->st);
 	st->bind_rc = SQLITE_OK;
@@ -553,11 +650,15 @@ void store_stmt_done(store_stmt *st)
 
 bool store_col_null(store_stmt *st, int i)
 {
+	if (st->pg)
+		return pg_col_null(st->pg, i);
 	return sqlite3_column_type(st->st, i) == SQLITE_NULL;
 }
 
 const char *store_col_text(store_stmt *st, int i)
 {
+	if (st->pg)
+		return pg_col_text(st->pg, i);
 	return (const char *)sqlite3_column_text(st->st, i);
 }
 
@@ -567,23 +668,45 @@ char *store_col_dup(store_stmt *st, int i)
 	return t ? strdup(t) : NULL;
 }
 
+/* PostgreSQL's text of a number or a boolean. */
+static double pg_number(store_stmt *st, int i)
+{
+	const char *t = pg_col_text(st->pg, i);
+	if (!t)
+		return 0;
+	if (t[0] == 't' && t[1] == '\0')
+		return 1;
+	return t[0] == 'f' && t[1] == '\0' ? 0 : strtod(t, NULL);
+}
+
 int64_t store_col_int64(store_stmt *st, int i)
 {
+	if (st->pg) {
+		const char *t = pg_col_text(st->pg, i);
+		return t && strpbrk(t, ".eEtfN") == NULL ? strtoll(t, NULL, 10)
+		                                         : (int64_t)pg_number(st, i);
+	}
 	return sqlite3_column_int64(st->st, i);
 }
 
 int store_col_int(store_stmt *st, int i)
 {
+	if (st->pg)
+		return (int)store_col_int64(st, i);
 	return sqlite3_column_int(st->st, i);
 }
 
 double store_col_double(store_stmt *st, int i, double if_null)
 {
-	return store_col_null(st, i) ? if_null : sqlite3_column_double(st->st, i);
+	if (store_col_null(st, i))
+		return if_null;
+	return st->pg ? pg_number(st, i) : sqlite3_column_double(st->st, i);
 }
 
 int64_t store_changes(store *s)
 {
+	if (s->pg)
+		return pg_changes(s->pg);
 	return sqlite3_changes64(s->db);
 }
 
@@ -605,6 +728,14 @@ int store_tx_begin(store *s)
 		s->tx_depth++;
 		return STORE_OK;
 	}
+	if (s->pg) {
+		int code = pg_tx_begin(s->pg, s->errmsg, sizeof s->errmsg);
+		if (code == STORE_OK) {
+			s->tx_depth = 1;
+			s->tx_doomed = false;
+		}
+		return code;
+	}
 	int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		return fail(s, rc, "begin transaction");
@@ -615,6 +746,12 @@ int store_tx_begin(store *s)
 
 static void tx_end_rollback(store *s)
 {
+	if (s->pg) {
+		pg_tx_rollback(s->pg);
+		s->tx_depth = 0;
+		s->tx_doomed = false;
+		return;
+	}
 	if (!sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	s->tx_depth = 0;
@@ -630,6 +767,10 @@ int store_tx_commit(store *s)
 	if (s->tx_doomed) {
 		tx_end_rollback(s);
 		return fail_msg(s, STORE_ERROR, "commit: an inner transaction was rolled back");
+	}
+	if (s->pg) {
+		s->tx_depth = 0;
+		return pg_tx_commit(s->pg, s->errmsg, sizeof s->errmsg);
 	}
 	int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
@@ -664,6 +805,10 @@ int store_tx(store *s, int (*fn)(store *s, void *arg), void *arg)
 
 void store_set_busy_timeout(store *s, int ms)
 {
+	if (s->pg) {
+		pg_set_lock_timeout(s->pg, ms);
+		return;
+	}
 	sqlite3_busy_timeout(s->db, ms);
 }
 
@@ -679,6 +824,15 @@ int store_write_probe(store *s)
 
 static int exec_sql(store *s, const char *sql, const char *what)
 {
+	if (s->pg) {
+		int code = store_exec(s, sql);
+		if (code != STORE_OK) {
+			char why[sizeof s->errmsg];
+			snprintf(why, sizeof why, "%s", s->errmsg);
+			store_set_error(s, code, "%s: %s", what, why);
+		}
+		return code;
+	}
 	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
 	return rc == SQLITE_OK ? STORE_OK : fail(s, rc, what);
 }
@@ -719,6 +873,8 @@ static int check_not_newer(store *s, int64_t version)
 
 int store_schema_version(store *s)
 {
+	if (s->pg)
+		return pg_schema_version(s->pg, s->errmsg, sizeof s->errmsg);
 	int code;
 	int64_t v = read_user_version(s, &code);
 	return code == STORE_OK ? (int)v : code;
@@ -870,6 +1026,68 @@ static int open_failed(store *s, int code, const char *path, char *err, size_t e
 	return code;
 }
 
+/* ---- PostgreSQL (store_pg.c) ---- */
+
+bool store_location_is_pg(const char *where)
+{
+	return where && strncmp(where, STORE_PG_PREFIX, strlen(STORE_PG_PREFIX)) == 0;
+}
+
+bool store_is_pg(const store *s)
+{
+	return s && s->pg;
+}
+
+void store_set_availability_cb(store_availability_cb cb)
+{
+	pg_set_availability_cb(cb);
+}
+
+static int open_pg(store **out, const char *where, bool readonly, int version, char *err,
+                   size_t errlen)
+{
+	store *s = calloc(1, sizeof *s);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return STORE_ERROR;
+	}
+	const char *dsn = where + strlen(STORE_PG_PREFIX);
+	int code = pg_open(&s->pg, dsn, readonly, migrations, version, err, errlen);
+	if (code != STORE_OK) {
+		free(s);
+		return code;
+	}
+	*out = s;
+	return STORE_OK;
+}
+
+static int pg_only(store *s, const char *what)
+{
+	return store_set_error(s, STORE_ERROR, "%s: only on a PostgreSQL store", what);
+}
+
+int store_listen(store *s, const char *channel)
+{
+	return s->pg ? pg_listen(s->pg, channel, s->errmsg, sizeof s->errmsg)
+	             : pg_only(s, "listen");
+}
+
+int store_notify_fd(store *s)
+{
+	return s->pg ? pg_socket(s->pg) : -1;
+}
+
+int store_notifications(store *s, store_notify_cb cb, void *ctx)
+{
+	return s->pg ? pg_notifications(s->pg, cb, ctx, s->errmsg, sizeof s->errmsg)
+	             : pg_only(s, "notifications");
+}
+
+int store_backend_pid(store *s)
+{
+	return s->pg ? pg_backend_pid(s->pg) : 0;
+}
+
 int store_open_at_version(store **out, const char *path, int version, char *err, size_t errlen)
 {
 	store *s = NULL;
@@ -878,6 +1096,8 @@ int store_open_at_version(store **out, const char *path, int version, char *err,
 		snprintf(err, errlen, "%s: no schema version %d", path, version);
 		return STORE_ERROR;
 	}
+	if (store_location_is_pg(path))
+		return open_pg(out, path, false, version, err, errlen);
 	create_private(path);
 	int code =
 	        open_connection(&s, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err, errlen);
@@ -932,6 +1152,8 @@ int store_open_readonly(store **out, const char *path, char *err, size_t errlen)
 	struct stat sb;
 	store *s = NULL;
 	*out = NULL;
+	if (store_location_is_pg(path))
+		return open_pg(out, path, true, STORE_SCHEMA_VERSION, err, errlen);
 	if (stat(path, &sb) != 0) {
 		int e = errno;
 		char hint[300] = "";
@@ -971,6 +1193,7 @@ void store_close(store *s)
 		return;
 	cache_free(&s->cache);
 	sqlite3_close(s->db);
+	pg_close(s->pg);
 	free(s);
 }
 
@@ -978,8 +1201,12 @@ void store_close(store *s)
 
 /* ---- checks and backups ---- */
 
+/* PostgreSQL keeps its own files: the checks and file operations of an
+ * SQLite store are nothing or an error there. */
 int store_quick_check(store *s)
 {
+	if (s->pg)
+		return STORE_OK;
 	static const char sql[] = "PRAGMA quick_check(1)";
 	store_stmt *st;
 	int rc = store_prepare(s, sql, &st);
@@ -997,6 +1224,8 @@ int store_quick_check(store *s)
 
 int store_integrity_check(store *s, store_line_cb cb, void *ctx)
 {
+	if (s->pg)
+		return STORE_OK;
 	static const char sql[] = "PRAGMA integrity_check";
 	store_stmt *st;
 	int rc = store_prepare(s, sql, &st), damaged = 0;
@@ -1018,6 +1247,12 @@ int store_integrity_check(store *s, store_line_cb cb, void *ctx)
 
 int store_backup(store *s, const char *dest, char *err, size_t errlen)
 {
+	if (s->pg) {
+		snprintf(err, errlen,
+		         "a PostgreSQL store is backed up by PostgreSQL (pg_dump, or the server's "
+		         "own backups), not by fleetkeeper");
+		return STORE_ERROR;
+	}
 	char tmp[4200];
 	snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dest, (long)getpid());
 	unlink(tmp);
@@ -1082,6 +1317,10 @@ static int pragma_int(store *s, const char *sql, int64_t *out)
 
 int store_space_get(store *s, store_space *out)
 {
+	if (s->pg) { /* PostgreSQL's autovacuum gives space back */
+		*out = (store_space){.auto_vacuum = STORE_AUTO_VACUUM_INCREMENTAL};
+		return STORE_OK;
+	}
 	int64_t av = 0;
 	int rc = pragma_int(s, "PRAGMA page_size", &out->page_size);
 	if (rc == STORE_OK)
@@ -1102,6 +1341,8 @@ int store_vacuum_step(store *s, int64_t *freed)
 	static const char sql[] = "PRAGMA incremental_vacuum(" STR(STORE_VACUUM_STEP_PAGES) ")";
 	store_space before, after;
 	*freed = 0;
+	if (s->pg)
+		return STORE_OK; /* autovacuum's job */
 	int rc = store_space_get(s, &before);
 	if (rc != STORE_OK || before.auto_vacuum != STORE_AUTO_VACUUM_INCREMENTAL ||
 	    before.freelist_count == 0)
@@ -1117,6 +1358,8 @@ int store_vacuum_step(store *s, int64_t *freed)
 
 int store_vacuum(store *s)
 {
+	if (s->pg)
+		return exec_sql(s, "VACUUM", "vacuum");
 	store_space sp;
 	int rc = store_space_get(s, &sp);
 	/* on a NONE file the pragma writes nothing: it tells VACUUM the mode */
@@ -1127,6 +1370,8 @@ int store_vacuum(store *s)
 
 int store_checkpoint(store *s)
 {
+	if (s->pg)
+		return STORE_OK;
 	return exec_sql(s, "PRAGMA wal_checkpoint(PASSIVE)", "wal_checkpoint");
 }
 

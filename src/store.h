@@ -1,11 +1,23 @@
 /*
- * store — the SQLite state store (SPEC §5).
+ * store — the state store (SPEC §5): an SQLite file (the default) or a
+ * PostgreSQL database (docs/state-store.md, docs/cluster.md).
  *
- * One store handle is one SQLite connection; it belongs to one thread at a
- * time (each worker thread, the event writer and the loop open their own).
- * Every connection runs in WAL mode with a busy timeout and foreign keys on.
- * store_open creates the schema or migrates it forward from any earlier
- * version (PRAGMA user_version), in one transaction per step.
+ * A store's location is a file path, or STORE_PG_PREFIX followed by a libpq
+ * connection string ("postgresql:host=db dbname=fleetkeeper"). One store
+ * handle is one connection; it belongs to one thread at a time (each worker
+ * thread, the event writer and the loop open their own: that is the pool,
+ * sized by the threads that need one). SQLite connections run in WAL mode
+ * with a busy timeout and foreign keys on. store_open creates the schema or
+ * migrates it forward from any earlier version (PRAGMA user_version, or the
+ * schema_version table on PostgreSQL), in one transaction per step.
+ *
+ * PostgreSQL: the same tables and statements (store_pg.c translates ?N to
+ * $N and the schema's SQLite types); a write transaction takes one
+ * transaction-level advisory lock, so write transactions are serialized as
+ * SQLite's BEGIN IMMEDIATE serializes them. A lost connection is
+ * STORE_UNAVAILABLE; the next use reconnects, with a backoff, and every
+ * change of availability goes to the store_availability_cb once per
+ * process.
  *
  * Errors: functions return 0 or a negative store_error; the SQLite message of
  * the last failure is kept for store_errmsg(). Nothing is logged here: the
@@ -32,10 +44,40 @@ typedef enum {
 	STORE_FULL = -4,     /* disk full */
 	STORE_READONLY = -5, /* read-only file or directory */
 	STORE_CORRUPT = -6,
-	STORE_TOONEW = -7, /* schema version newer than this binary */
+	STORE_TOONEW = -7,      /* schema version newer than this binary */
+	STORE_UNAVAILABLE = -8, /* PostgreSQL cannot be reached (reconnecting) */
 } store_error;
 
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
+
+#define STORE_PG_PREFIX "postgresql:"
+
+/* True when where names a PostgreSQL store (STORE_PG_PREFIX...). */
+bool store_location_is_pg(const char *where);
+/* A libpq connection string fit for [store] dsn: parses, and holds no
+ * password (those go in the passfile: PGPASSFILE, ~/.pgpass or a service
+ * file). 0, or -1 with the reason in err. */
+int store_dsn_check(const char *dsn, char *err, size_t errlen);
+bool store_is_pg(const store *s);
+
+/* Called (from any thread) when the PostgreSQL store becomes unreachable
+ * (available false, why: libpq's message) and when a connection is made
+ * again: once per change for the whole process. Set once, before any store
+ * is opened; NULL: nothing is told. */
+typedef void (*store_availability_cb)(bool available, const char *why);
+void store_set_availability_cb(store_availability_cb cb);
+
+/* PostgreSQL only (STORE_ERROR on SQLite): LISTEN on channel (a fixed
+ * identifier of letters and '_'); store_notify_fd is the descriptor to poll
+ * for input (-1 if none); store_notifications consumes input and calls cb
+ * with each notification's channel and payload, returning how many. The
+ * LISTEN is renewed after a reconnect. */
+int store_listen(store *s, const char *channel);
+int store_notify_fd(store *s);
+typedef void (*store_notify_cb)(void *ctx, const char *channel, const char *payload);
+int store_notifications(store *s, store_notify_cb cb, void *ctx);
+/* The server's process id of this connection (PostgreSQL; 0 on SQLite). */
+int store_backend_pid(store *s);
 
 /* Open (creating the file and schema if needed) and migrate. Read-only
  * opens never create or migrate. *out is freed with store_close. On

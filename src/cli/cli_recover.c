@@ -6,7 +6,9 @@
  * redeployment (never after a host-key failure); without it (and without
  * [recovery] reprovision = true) recovery only redeploys. --follow prints
  * the run's stored events as they arrive (follow.h, in the log format),
- * until recover_complete, recover_failed or recover_skipped. Exit 0 when
+ * until recover_complete, recover_failed or recover_skipped (a standby
+ * forwards the request to the leader, whose reply is waited for in the
+ * store: follow_forwarded). Exit 0 when
  * every service was redeployed or none is recorded (a no-op), 1 when not
  * (or "already recovering"), 2 on a usage error.
  */
@@ -104,7 +106,9 @@ int cli_cmd_recover(const cli_ctx *ctx)
 	cJSON_PrintPreallocated(req, request, sizeof request, false);
 	cJSON_Delete(req);
 	int crc = control_request(cfg->control_socket, request, &reply, err, sizeof err);
-	if (crc == 0) {
+	if (crc == 0 && follow_forwarded(cfg, &reply) != 0) {
+		rc = EXIT_FAILED;
+	} else if (crc == 0) {
 		rc = through_daemon(ctx, cfg, reply, want_follow);
 	} else if (crc == CONTROL_NO_DAEMON) {
 		fprintf(stderr,

@@ -1,7 +1,8 @@
 /*
  * cli_run — the commands that run tasks: run (the daemon), once, and
  * trigger (through the daemon's control socket, or in this process when no
- * daemon runs), with --follow.
+ * daemon runs), with --follow. A standby daemon forwards the trigger to the
+ * leader: the leader's reply is waited for in the store (follow_forwarded).
  */
 #include <errno.h>
 #include <poll.h>
@@ -265,7 +266,9 @@ int cli_cmd_trigger(const cli_ctx *ctx)
 	cJSON_PrintPreallocated(req, request, sizeof request, false);
 	cJSON_Delete(req);
 	int crc = control_request(cfg->control_socket, request, &reply, err, sizeof err);
-	if (crc == 0) {
+	if (crc == 0 && follow_forwarded(cfg, &reply) != 0) {
+		rc = EXIT_FAILED;
+	} else if (crc == 0) {
 		rc = trigger_through_daemon(ctx, cfg, name, follow, reply);
 	} else if (crc == CONTROL_NO_DAEMON) {
 		fprintf(stderr,

@@ -276,6 +276,14 @@ static void print_table(const cJSON *status)
 		       json_str(dm, "started_at") ? json_str(dm, "started_at") : "?");
 	else
 		print_daemon_absent(status);
+	/* in a cluster: the role, and on a standby where its task state comes from */
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(dm, "cluster")))
+		printf("cluster: %s %s, leader %s%s\n\n", json_str(dm, "role"),
+		       json_str(dm, "instance"),
+		       json_str(dm, "leader") ? json_str(dm, "leader") : "none known",
+		       cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(status, "live"))
+		               ? " (tasks: the last stored runs; the leader has the live state)"
+		               : "");
 	/* LAST: the last run's status; LAST_RUN: when it finished (its id is
 	 * in --json, last_run_id, for `runs`). */
 	table *t = table_new(6, "TASK", "SCHEDULE", "RUNNING", "LAST", "LAST_RUN", "NEXT_RUN");

@@ -163,16 +163,42 @@ static int store_vacuum_cmd(const cli_ctx *ctx)
 	return rc;
 }
 
+/* The file commands on a PostgreSQL store: PostgreSQL's own tools. */
+static int store_pg_cmd(const cli_ctx *ctx, const char *sub)
+{
+	config *cfg = NULL;
+	int rc = cli_load_config(ctx, &cfg);
+	if (rc != EXIT_OK)
+		return rc;
+	bool pg = store_location_is_pg(cfg->db_path);
+	config_unref(cfg);
+	if (!pg)
+		return -1;
+	if (strcmp(sub, "check") == 0)
+		fprintf(stderr, "fleetkeeper: store check: the store is PostgreSQL's; check it with"
+		                " PostgreSQL's tools (pg_amcheck)\n");
+	else if (strcmp(sub, "backup") == 0)
+		fprintf(stderr,
+		        "fleetkeeper: store backup: the store is PostgreSQL's; back it up with"
+		        " pg_dump or the server's own backups\n");
+	else
+		fprintf(stderr, "fleetkeeper: store vacuum: the store is PostgreSQL's; its"
+		                " autovacuum gives space back (or run VACUUM there)\n");
+	return EXIT_FAILED;
+}
+
 int cli_cmd_store(const cli_ctx *ctx)
 {
 	const char *sub = ctx->argc > 0 ? ctx->argv[0] : "";
 	bool check = strcmp(sub, "check") == 0, backup = strcmp(sub, "backup") == 0;
+	int pg_rc;
 	if (strcmp(sub, "vacuum") == 0) {
 		if (ctx->argc != 1) {
 			cli_usage_error("store vacuum: unexpected argument '%s'", ctx->argv[1]);
 			return EXIT_USAGE;
 		}
-		return store_vacuum_cmd(ctx);
+		pg_rc = store_pg_cmd(ctx, sub);
+		return pg_rc >= 0 ? pg_rc : store_vacuum_cmd(ctx);
 	}
 	if (!check && !backup) {
 		cli_usage_error("store: expects check, backup FILE or vacuum, got '%s'", sub);
@@ -186,6 +212,9 @@ int cli_cmd_store(const cli_ctx *ctx)
 		cli_usage_error("store backup: expects one FILE");
 		return EXIT_USAGE;
 	}
+	pg_rc = store_pg_cmd(ctx, sub);
+	if (pg_rc >= 0)
+		return pg_rc;
 	config *cfg = NULL;
 	store *st = NULL;
 	int rc = open_store(ctx, &cfg, &st);

@@ -23,6 +23,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "cluster_requests.h"
 #include "events.h"
 #include "log.h"
 #include "runs.h"
@@ -223,4 +224,33 @@ int follow_run(const config *cfg, const char *task, int64_t run_id, const char *
 	}
 	store_close(st);
 	return probe.status == RUN_SUCCESS || probe.status == RUN_SKIPPED ? EXIT_OK : EXIT_FAILED;
+}
+
+int follow_forwarded(const config *cfg, char **reply)
+{
+	char err[512], *leader_reply = NULL;
+	cJSON *r = cJSON_Parse(*reply);
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "request_id");
+	const cJSON *to = cJSON_GetObjectItemCaseSensitive(r, "forwarded_to");
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "forwarded")) ||
+	    !cJSON_IsNumber(id)) {
+		cJSON_Delete(r);
+		return 0;
+	}
+	int64_t request_id = (int64_t)id->valuedouble;
+	fprintf(stderr,
+	        "fleetkeeper: this daemon is a standby: forwarded to the leader %s (request "
+	        "%lld)\n",
+	        cJSON_IsString(to) ? to->valuestring : "(none known yet: the next one)",
+	        (long long)request_id);
+	cJSON_Delete(r);
+	int rc = cluster_request_wait(cfg, request_id, cluster_request_ttl_ms(cfg) + 2000,
+	                              &leader_reply, err, sizeof err);
+	if (rc != 0) {
+		fprintf(stderr, "fleetkeeper: %s\n", err);
+		return -1;
+	}
+	free(*reply);
+	*reply = leader_reply;
+	return 0;
 }

@@ -1,4 +1,6 @@
-"""Integration tests run the real fleetkeeper binary against real SQLite files.
+"""Integration tests run the real fleetkeeper binary against a real store:
+SQLite files by default, or with FK_TEST_BACKEND=postgresql a PostgreSQL that
+the suite starts itself (pg.py), one fresh database per Env.
 
 Helpers here: a per-test state directory and configuration, the CLI runner,
 and a Daemon that reads the daemon's JSON lines on a thread so that tests
@@ -7,6 +9,7 @@ wait on events with a deadline instead of sleeping.
 import json
 import os
 import queue
+import re
 import signal
 import sqlite3
 import subprocess
@@ -22,6 +25,158 @@ BIN = os.environ.get("FLEETKEEPER_BIN", str(ROOT / "build" / "fleetkeeper"))
 # Generous deadlines: the suite must pass on a loaded 2-core machine, under
 # sanitizers too. A deadline is only ever the upper bound of a wait.
 DEADLINE = float(os.environ.get("FK_TEST_DEADLINE", "30"))
+
+# The store the daemons of this run use: sqlite (the default) or postgresql.
+BACKEND = os.environ.get("FK_TEST_BACKEND", "sqlite")
+if BACKEND not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"FK_TEST_BACKEND={BACKEND!r}: sqlite or postgresql")
+ON_PG = BACKEND == "postgresql"
+# Errors a poll of the store retries (a table not created yet, a busy file).
+STORE_ERRORS = (sqlite3.OperationalError,)
+if ON_PG:
+    import psycopg2
+    import psycopg2.extensions
+
+    import pg
+
+    STORE_ERRORS = (sqlite3.OperationalError, psycopg2.Error)
+    # SUM() and friends are NUMERIC on PostgreSQL: give the tests numbers as
+    # SQLite would (an int when integral), not Decimals.
+    psycopg2.extensions.register_type(psycopg2.extensions.new_type(
+        psycopg2.extensions.DECIMAL.values, "FK_NUMERIC",
+        lambda v, cur: None if v is None else (int(v) if v.lstrip("-").isdigit() else float(v))))
+
+# The PostgreSQL databases the current test created (dropped after it).
+_pg_databases = []
+
+
+def pg_sql(query):
+    """An SQLite-style query (`?` placeholders) for psycopg2: `?` outside
+    quotes becomes %s and every literal % is doubled."""
+    out, quote = [], None
+    for ch in query:
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "?":
+            out.append("%s")
+            continue
+        out.append("%%" if ch == "%" else ch)
+    return "".join(out)
+
+
+_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)\s*\(([^)]*)\)", re.I)
+
+
+class PgCursor:
+    """The sqlite3.Cursor surface the tests use, over a psycopg2 cursor."""
+
+    def __init__(self, cur, lastrowid=None):
+        self._cur = cur
+        self.lastrowid = lastrowid
+
+    @property
+    def rowcount(self):
+        return self._cur.rowcount
+
+    @property
+    def description(self):
+        return self._cur.description
+
+    def fetchall(self):
+        return self._cur.fetchall() if self._cur.description else []
+
+    def fetchone(self):
+        return self._cur.fetchone() if self._cur.description else None
+
+    def __iter__(self):
+        return iter(self.fetchall())
+
+
+class PgConnection:
+    """What env.connect() returns on PostgreSQL: sqlite3.Connection's
+    execute/executemany/commit/rollback/close and context manager, with
+    sqlite's `?` placeholders. An INSERT that gives an identity column
+    (id) explicitly advances the table's sequence, as SQLite's rowid would;
+    an INSERT's lastrowid is the new row's id."""
+
+    def __init__(self, dsn, autocommit=False):
+        self._con = psycopg2.connect(dsn)
+        self._con.autocommit = autocommit
+        self._identity = {}
+
+    def _identity_col(self, table):
+        if table not in self._identity:
+            with self._con.cursor() as cur:
+                cur.execute("SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid ="
+                            " a.attrelid WHERE c.relname = %s AND a.attidentity <> ''",
+                            (table.lower(),))
+                row = cur.fetchone()
+            self._identity[table] = row[0] if row else None
+        return self._identity[table]
+
+    def _after_insert(self, query):
+        m = _INSERT.match(query)
+        if not m:
+            return None
+        table = m.group(1)
+        col = self._identity_col(table)
+        if col is None:
+            return None
+        if col in [c.strip().lower() for c in m.group(2).split(",")]:
+            with self._con.cursor() as cur:
+                cur.execute(f"SELECT setval(pg_get_serial_sequence(%s, %s),"
+                            f" (SELECT COALESCE(MAX({col}), 0) + 1 FROM {table}), false)",
+                            (table, col))
+        return col
+
+    def execute(self, query, params=()):
+        cur = self._con.cursor()
+        m = _INSERT.match(query)
+        returning = (m and "returning" not in query.lower() and self._identity_col(m.group(1)))
+        q = pg_sql(query)
+        if returning:
+            q = q.rstrip().rstrip(";") + f" RETURNING {returning}"
+        cur.execute(q, tuple(params))
+        lastrowid = None
+        if returning:
+            rows = cur.fetchall()
+            lastrowid = rows[-1][0] if rows else None
+        self._after_insert(query)
+        return PgCursor(cur, lastrowid)
+
+    def executemany(self, query, seq):
+        cur = self._con.cursor()
+        cur.executemany(pg_sql(query), [tuple(p) for p in seq])
+        self._after_insert(query)
+        return PgCursor(cur)
+
+    def executescript(self, script):
+        with self._con.cursor() as cur:
+            cur.execute(script)
+        self._con.commit()
+
+    def commit(self):
+        self._con.commit()
+
+    def rollback(self):
+        self._con.rollback()
+
+    def close(self):
+        self._con.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        # like sqlite3: the block is a transaction, the connection stays open
+        if exc_type is None:
+            self._con.commit()
+        else:
+            self._con.rollback()
+        return False
 
 
 def base_env(**extra):
@@ -43,6 +198,46 @@ class Env:
         self.db = self.state / "state.db"
         self.sock = self.state / "fleetkeeper.sock"
         self.extra_env = {}  # for every command and daemon of this test
+        self.pg = None
+        self.dbname = None
+        if ON_PG:
+            self.pg = pg.server()
+            self.dbname = self.pg.new_database()
+            _pg_databases.append((self.pg, self.dbname))
+        self._sql_con = None
+        # a test's own dsn for the config (test_store_pg.py), whatever the backend
+        self.store_dsn = None
+
+    @property
+    def dsn(self):
+        """The daemon's libpq connection string (PostgreSQL only)."""
+        return self.pg.dsn(self.dbname) if self.pg else None
+
+    def store_section(self):
+        """The [store] section of this run's backend ("" on SQLite)."""
+        dsn = self.store_dsn or (self.dsn if ON_PG else None)
+        if not dsn:
+            return ""
+        return f"[store]\nbackend = postgresql\ndsn = {dsn}\n"
+
+    def ensure_store(self, conf=None):
+        """On PostgreSQL, a config the test wrote itself gets the [store]
+        section (appended: the test's line numbers stay) unless it has one.
+        Binary, huge or special files (the attack tests') are left alone."""
+        conf = Path(conf or self.conf)
+        if not ON_PG or conf.is_symlink() or not conf.is_file():
+            return
+        if conf.stat().st_size > 32768:
+            return
+        data = conf.read_bytes()
+        if b"[store]" in data or b"\0" in data:
+            return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            return
+        sep = "" if text.endswith("\n") or not text else "\n"
+        conf.write_text(text + sep + "\n" + self.store_section())
 
     def write_config(self, tasks: str, daemon_extra: str = "", log_level: str = "info",
                      shutdown_grace: str = "10s", metrics_listen=""):
@@ -60,6 +255,7 @@ shutdown_grace = {shutdown_grace}
 [log]
 level = {log_level}
 
+{self.store_section()}
 {metrics}
 {tasks}
 """
@@ -67,6 +263,8 @@ level = {log_level}
         return self.conf
 
     def run(self, *args, timeout=DEADLINE * 2, env=None, input=None):
+        if args[:1] != ("check-config",):  # a check of the test's own text (garbage too)
+            self.ensure_store()
         return subprocess.run(
             [BIN, "-c", str(self.conf), *args],
             capture_output=True,
@@ -79,6 +277,7 @@ level = {log_level}
 
     def start(self, *args):
         """Like run, in the background: the Popen (text pipes) of the command."""
+        self.ensure_store()
         return subprocess.Popen(
             [BIN, "-c", str(self.conf), *args],
             stdout=subprocess.PIPE,
@@ -88,26 +287,102 @@ level = {log_level}
             cwd=self.dir,
         )
 
+    def connect(self, timeout=10, autocommit=False):
+        """A read-write connection to this test's store: a sqlite3.Connection
+        on SQLite, a PgConnection (the same calls, `?` placeholders) on
+        PostgreSQL. Only portable SQL, please."""
+        if ON_PG:
+            return PgConnection(self.dsn, autocommit=autocommit)
+        return sqlite3.connect(self.db, timeout=timeout,
+                               **({"isolation_level": None} if autocommit else {}))
+
+    def exec_sql(self, query, *params):
+        """One statement, committed."""
+        con = self.connect()
+        try:
+            con.execute(query, params)
+            con.commit()
+        finally:
+            con.close()
+
     def sql(self, query, *params):
+        """The rows of a read-only query."""
+        if ON_PG:
+            if self._sql_con is None:
+                self._sql_con = PgConnection(self.dsn, autocommit=True)
+            try:
+                return self._sql_con.execute(query, params).fetchall()
+            except psycopg2.Error:
+                # a dead connection (the server restarted) is opened again
+                if self._sql_con._con.closed:
+                    self._sql_con = None
+                raise
         con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
         try:
             return con.execute(query, params).fetchall()
         finally:
             con.close()
 
+    def store_exists(self):
+        """True once the daemon or a command has created the store."""
+        if ON_PG:
+            try:
+                return bool(self.sql("SELECT 1 FROM pg_tables WHERE tablename = 'schema_version'"
+                                     " OR tablename = 'task_runs'"))
+            except psycopg2.Error:
+                return False
+        return self.db.exists()
+
+    def dump(self):
+        """The whole store as text (sqlite3 .dump / pg_dump), for secret scans."""
+        if ON_PG:
+            cmd = [str(pg.PG_BIN / "pg_dump"), "--data-only", "--no-owner", self.dsn]
+        else:
+            cmd = ["sqlite3", str(self.db), ".dump"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=DEADLINE * 2)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    def close(self):
+        if self._sql_con is not None:
+            try:
+                self._sql_con.close()
+            except Exception:
+                pass
+            self._sql_con = None
+
     def wait_sql(self, query, pred, *params, deadline=DEADLINE):
         """Poll a query until pred(rows) holds (the store is another process)."""
         end = time.monotonic() + deadline
-        rows = None
+        rows, err = None, None
         while time.monotonic() < end:
             try:
                 rows = self.sql(query, *params)
                 if pred(rows):
                     return rows
-            except sqlite3.OperationalError:
-                pass
+            except STORE_ERRORS as e:
+                err = e
             time.sleep(0.05)
-        raise AssertionError(f"timed out waiting on {query!r}: last rows {rows!r}")
+        raise AssertionError(f"timed out waiting on {query!r}: last rows {rows!r}, last error {err!r}")
+
+
+def failing_trigger(name, table, timing, message, when=None):
+    """The statements of a trigger that makes `timing` (e.g. "BEFORE INSERT",
+    "BEFORE UPDATE OF status") on table fail with message, on this run's
+    backend; the store's writes then fail as they would on a real fault."""
+    if ON_PG:
+        cond = f" WHEN ({when})" if when else ""
+        return [f"CREATE OR REPLACE FUNCTION {name}_fn() RETURNS trigger LANGUAGE plpgsql AS"
+                f" $$BEGIN RAISE EXCEPTION '{message}'; END$$",
+                f"CREATE TRIGGER {name} {timing} ON {table} FOR EACH ROW{cond}"
+                f" EXECUTE FUNCTION {name}_fn()"]
+    cond = f" WHEN {when}" if when else ""
+    return [f"CREATE TRIGGER {name} {timing} ON {table}{cond}"
+            f" BEGIN SELECT RAISE(ABORT, '{message}'); END"]
+
+
+def drop_trigger(name, table):
+    return [f"DROP TRIGGER {name} ON {table}" if ON_PG else f"DROP TRIGGER {name}"]
 
 
 def parse_lines(text):
@@ -119,6 +394,7 @@ class Daemon:
 
     def __init__(self, env: Env, extra_env=None):
         self.env = env
+        env.ensure_store()
         self.proc = subprocess.Popen(
             [BIN, "-c", str(env.conf), "run"],
             stdout=subprocess.PIPE,
@@ -201,9 +477,37 @@ class Daemon:
         return err
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only(reason): the test is about the SQLite file;"
+                            " skipped on PostgreSQL")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not ON_PG:
+        return
+    for item in items:
+        m = item.get_closest_marker("sqlite_only")
+        if m is not None:
+            why = m.args[0] if m.args else m.kwargs.get("reason", "")
+            item.add_marker(pytest.mark.skip(
+                reason="about the SQLite file" + (f" ({why})" if why else "")))
+
+
+@pytest.fixture(autouse=True)
+def _pg_databases_dropped():
+    """The databases a test's Envs created are dropped after it (after the
+    daemons fixture stopped its daemons: autouse fixtures end last)."""
+    yield
+    while _pg_databases:
+        srv, name = _pg_databases.pop()
+        srv.drop_database(name)
+
+
 @pytest.fixture
 def env(tmp_path):
-    return Env(tmp_path)
+    e = Env(tmp_path)
+    yield e
+    e.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import time
 
-from conftest import BIN, DEADLINE, base_env
+from conftest import BIN, DEADLINE, ON_PG, STORE_ERRORS, base_env
 
 
 def rss_kb(pid):
@@ -19,8 +19,19 @@ def rss_kb(pid):
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def integrity_check(db):
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+def integrity_check(env):
+    """[("ok",)] when the store is sound: SQLite's PRAGMA integrity_check;
+    on PostgreSQL (crash-safe by itself) every table of the schema reads
+    back, row counts and all."""
+    if ON_PG:
+        tables = [t for (t,) in env.sql("SELECT tablename FROM pg_tables"
+                                        " WHERE schemaname = 'public' ORDER BY 1")]
+        if not tables:
+            return [("no tables",)]
+        for t in tables:
+            env.sql(f"SELECT count(*) FROM {t}")
+        return [("ok",)]
+    con = sqlite3.connect(f"file:{env.db}?mode=ro", uri=True, timeout=10)
     try:
         return con.execute("PRAGMA integrity_check").fetchall()
     finally:
@@ -33,6 +44,7 @@ class RawDaemon:
 
     def __init__(self, env, stdout, extra_env=None, prefix=(), close_stdout=False):
         self.env = env
+        env.ensure_store()
         kw = {}
         if close_stdout:
             # the daemon starts with fd 1 closed
@@ -73,7 +85,7 @@ class RawDaemon:
 def count_rows(env, query, *params):
     try:
         return env.sql(query, *params)[0][0]
-    except sqlite3.OperationalError:
+    except STORE_ERRORS:
         return -1
 
 

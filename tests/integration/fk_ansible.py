@@ -91,8 +91,7 @@ kill_grace = 2s
         assert r.returncode == 0, r.stderr
 
     def add_server(self, handle, status="ready", managed=1):
-        import sqlite3
-        con = sqlite3.connect(self.env.db, timeout=10)
+        con = self.env.connect()
         now = time.time()
         con.execute("INSERT INTO servers(handle, ip, port, ssh_user, status, is_managed,"
                     " created_at, updated_at) VALUES (?, '127.0.0.1', ?, 'root', ?, ?, ?, ?)",
@@ -101,11 +100,7 @@ kill_grace = 2s
         con.close()
 
     def exec_sql(self, query, *params):
-        import sqlite3
-        con = sqlite3.connect(self.env.db, timeout=10)
-        con.execute(query, params)
-        con.commit()
-        con.close()
+        self.env.exec_sql(query, *params)
 
     def open_incident(self, handle, previous="in_use"):
         """Server `handle` in error (previous status `previous`, may be None)
@@ -141,6 +136,13 @@ kill_grace = 2s
     def close(self):
         self.kill_services()
         self.sshd.stop()
+
+
+def unique_sleep(k):
+    """A `sleep N` command line no other pytest runs: the other backend's
+    suite may run the same test at the same time (scripts/test.sh), and the
+    tests look for (and kill) their sleeps by command line."""
+    return f"sleep {10000000 + os.getpid() * 10 + k}"
 
 
 def ansible_procs(marker, where=("cmdline",)):

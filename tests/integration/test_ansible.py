@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEADLINE, parse_lines, wait_until
-from fk_ansible import AnsibleHost, needs_ansible, ansible_procs
+from fk_ansible import AnsibleHost, needs_ansible, ansible_procs, unique_sleep
 from prom import free_port, http_get
 
 pytestmark = needs_ansible
@@ -104,12 +104,13 @@ def test_playbook_timeout_kills_everything(tmp_path):
     h.add_server("vps-1")
     try:
         pb = tmp_path / "hang.yml"
-        pb.write_text("""---
+        hang = unique_sleep(7)
+        pb.write_text(f"""---
 - hosts: all
   gather_facts: false
   tasks:
     - name: hang
-      ansible.builtin.command: sleep 3127
+      ansible.builtin.command: {hang}
       delegate_to: localhost
       connection: local
 """)
@@ -123,7 +124,7 @@ def test_playbook_timeout_kills_everything(tmp_path):
         (done,) = [e for e in events if e["event"] == "ansible_playbook_complete"]
         assert done["exit_code"] != 0 and done["error_type"] == "timeout"
         assert took < 3 + 2 + DEADLINE / 2
-        assert ansible_procs("sleep 3127") == []
+        assert ansible_procs(hang) == []
         assert ansible_procs(h.private_marker) == []
         assert [p.name for p in h.private_tmp.iterdir()] == []
     finally:
@@ -135,7 +136,7 @@ def test_remote_command_of_a_timed_out_run_dies_with_it(tmp_path):
     kills the local group and the terminal hang-up kills the remote one."""
     h = AnsibleHost(tmp_path, playbook_timeout="10s")
     h.add_server("vps-1")
-    marker = "sleep 3128"
+    marker = unique_sleep(8)
     try:
         pb = tmp_path / "hang_remote.yml"
         pb.write_text(f"""---
@@ -156,7 +157,7 @@ def test_remote_command_of_a_timed_out_run_dies_with_it(tmp_path):
         names = [e["event"] for e in parse_lines(out)]
         assert "ansible_playbook_timeout" in names
         wait_until(lambda: not ansible_procs(marker), what="the remote sleep to die")
-        assert ansible_procs("hang_remote.yml") == []
+        assert ansible_procs(str(pb)) == []
     finally:
         for pid, _ in ansible_procs(marker):
             os.kill(pid, 9)

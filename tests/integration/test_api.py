@@ -116,11 +116,7 @@ class ApiEnv:
         self.api = Api(self.port)
 
     def exec_sql(self, query, *params):
-        import sqlite3
-        con = sqlite3.connect(self.env.db, timeout=10)
-        con.execute(query, params)
-        con.commit()
-        con.close()
+        self.env.exec_sql(query, *params)
 
     def add_server(self, handle):
         now = time.time()
@@ -145,8 +141,7 @@ class ApiEnv:
         """No token anywhere: stdout, stderr so far, the store."""
         with self.d.lock:
             out = "".join(self.d.raw)
-        dump = subprocess.run(["sqlite3", str(self.env.db), ".dump"], capture_output=True,
-                              text=True).stdout
+        dump = self.env.dump()
         for tok in TOKENS.values():
             assert tok not in out and tok not in dump
 

@@ -99,6 +99,7 @@ def wait_health(base, want, deadline=DEADLINE):
     raise AssertionError(f"/healthz not {want} within {deadline}s: last {last}")
 
 
+@pytest.mark.sqlite_only("a full disk under the state dir's file")
 def test_disk_full_with_long_lines_memory_bounded_drops_counted_health_follows(
         env, daemons, tmpfs_state):
     port = free_port()
@@ -166,7 +167,7 @@ def test_disk_full_with_long_lines_memory_bounded_drops_counted_health_follows(
     print(f"RSS KiB: start {rss_start}, peak {peak}, after {rss_after}; dropped {dropped} of {n}")
     err = d.stop()
     assert d.proc.returncode == 0 and "Sanitizer" not in err and "runtime error" not in err, err
-    assert integrity_check(env.db) == [("ok",)]
+    assert integrity_check(env) == [("ok",)]
 
 
 # The documented crash bound (docs/state-store.md, Durability): a run's
@@ -198,7 +199,7 @@ def test_kill9_right_after_a_flood_loses_at_most_the_documented_bound(env, daemo
     lost = n - stored
     print(f"{n} lines of {width} bytes: {lost} lost at kill -9")
     assert lost <= LOST_EVENTS_MAX and lost * (width + 10) <= LOST_BYTES_MAX, (n, stored)
-    assert integrity_check(env.db) == [("ok",)]
+    assert integrity_check(env) == [("ok",)]
 
 
 def test_kill9_after_the_flush_interval_loses_nothing(env, daemons):
@@ -217,4 +218,4 @@ def test_kill9_after_the_flush_interval_loses_nothing(env, daemons):
     stored = env.sql("SELECT count(*) FROM events WHERE correlation_id = ? AND event = 'command_output'",
                      start["correlation_id"])[0][0]
     assert stored == n
-    assert integrity_check(env.db) == [("ok",)]
+    assert integrity_check(env) == [("ok",)]

@@ -8,7 +8,7 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
-from conftest import BIN, DEADLINE, Daemon, base_env, parse_lines, pid_alive, wait_until
+from conftest import BIN, DEADLINE, ON_PG, Daemon, base_env, parse_lines, pid_alive, wait_until
 
 
 def started(d):
@@ -313,12 +313,15 @@ def test_persistent_missed_fire_runs_once_at_start(env, daemons):
     started(d)
     d.stop()
     # pretend the last fire was two days ago: one fire time was missed
-    import sqlite3
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     two_days_ago = time.time() - 2 * 86400
-    con.execute("INSERT OR REPLACE INTO task_state(task, last_fire_at, updated_at) VALUES ('p', ?, ?)",
+    con.execute("INSERT INTO task_state(task, last_fire_at, updated_at) VALUES ('p', ?, ?)"
+                " ON CONFLICT(task) DO UPDATE SET last_fire_at = excluded.last_fire_at,"
+                " updated_at = excluded.updated_at",
                 (two_days_ago, two_days_ago))
-    con.execute("INSERT OR REPLACE INTO task_state(task, last_fire_at, updated_at) VALUES ('np', ?, ?)",
+    con.execute("INSERT INTO task_state(task, last_fire_at, updated_at) VALUES ('np', ?, ?)"
+                " ON CONFLICT(task) DO UPDATE SET last_fire_at = excluded.last_fire_at,"
+                " updated_at = excluded.updated_at",
                 (two_days_ago, two_days_ago))
     con.commit()
     con.close()
@@ -392,8 +395,11 @@ def test_timer_fires_are_not_early_and_idle_daemon_is_quiet(env, daemons):
     before = wakeups()
     time.sleep(3)
     after = wakeups()
-    # the event writer flushes only when there is something to write
-    assert after - before <= 2, (before, after)
+    # the event writer flushes only when there is something to write; on
+    # PostgreSQL the cluster's heartbeat (a few statements every
+    # failover_timeout / 5 = 3 s) and the request listener wake it too
+    limit = 40 if ON_PG else 2
+    assert after - before <= limit, (before, after)
 
 
 def test_sd_notify_ready_watchdog_stopping(env, daemons, tmp_path):

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import time
 
@@ -44,12 +43,14 @@ def test_kill9_mid_run_store_intact_run_interrupted_child_gone(env, daemons, tmp
     d.proc.wait(timeout=DEADLINE)
     # PR_SET_PDEATHSIG: the command's process dies with its daemon
     wait_until(lambda: not pid_alive(child), what=f"child {child} gone after kill -9")
-    assert integrity_check(env.db) == [("ok",)]
+    assert integrity_check(env) == [("ok",)]
     assert env.sql("SELECT status FROM task_runs WHERE task='long'") == [("running",)]
     # the daemon was down over a fire time of the persistent task
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     two_days_ago = time.time() - 2 * 86400
-    con.execute("INSERT OR REPLACE INTO task_state(task, last_fire_at, updated_at) VALUES ('p', ?, ?)",
+    con.execute("INSERT INTO task_state(task, last_fire_at, updated_at) VALUES ('p', ?, ?)"
+                " ON CONFLICT(task) DO UPDATE SET last_fire_at = excluded.last_fire_at,"
+                " updated_at = excluded.updated_at",
                 (two_days_ago, two_days_ago))
     con.commit()
     con.close()
@@ -62,7 +63,7 @@ def test_kill9_mid_run_store_intact_run_interrupted_child_gone(env, daemons, tmp
     assert len(d2.named("p_complete")) == 1
     assert env.sql("SELECT task, status, trigger FROM task_runs ORDER BY id") == [
         ("long", "interrupted", "manual"), ("p", "success", "catchup")]
-    assert integrity_check(env.db) == [("ok",)]
+    assert integrity_check(env) == [("ok",)]
 
 
 def test_stdout_pipe_nobody_reads_daemon_keeps_storing(env, tmp_path):
@@ -244,6 +245,7 @@ def _fill(path):
             pass
 
 
+@pytest.mark.sqlite_only("a full disk under the state directory's file")
 def test_state_dir_full_reports_keeps_scheduling_and_resumes(env, daemons, tmpfs_state):
     env.write_config("[task.t]\ntype = command\nschedule = @every 1s\ncommand = echo tick\n")
     d = daemons(env)
@@ -265,7 +267,7 @@ def test_state_dir_full_reports_keeps_scheduling_and_resumes(env, daemons, tmpfs
     spell_events_stored(env, unrecorded)  # the queue kept the spell's events
     d.stop()
     assert not d.named("events_dropped")  # the queue held everything meanwhile
-    assert integrity_check(env.db) == [("ok",)]
+    assert integrity_check(env) == [("ok",)]
 
 
 def _is_sanitized(binary):

@@ -12,7 +12,6 @@ missed fire of the persistent task is caught up once.
 """
 import os
 import re
-import sqlite3
 import time
 from pathlib import Path
 
@@ -57,9 +56,11 @@ def wait_all_gone(pids, what):
 
 def backdate_fire(env, task):
     """Pretend the last fire of task was two days ago: a fire was missed."""
-    con = sqlite3.connect(env.db, timeout=10)
+    con = env.connect()
     two_days_ago = time.time() - 2 * 86400
-    con.execute("INSERT OR REPLACE INTO task_state(task, last_fire_at, updated_at) VALUES (?, ?, ?)",
+    con.execute("INSERT INTO task_state(task, last_fire_at, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(task) DO UPDATE SET last_fire_at = excluded.last_fire_at,"
+                " updated_at = excluded.updated_at",
                 (task, two_days_ago, two_days_ago))
     con.commit()
     con.close()
@@ -68,7 +69,7 @@ def backdate_fire(env, task):
 def restart_and_check_recovery(env, daemons, task, caught_up="success"):
     """Next start: the run is interrupted and the missed fire caught up once
     (a provision run with no server due ends `skipped`)."""
-    assert integrity_check(env.db) == [("ok",)]
+    assert integrity_check(env) == [("ok",)]
     backdate_fire(env, task)
     d2 = daemons(env)
     assert d2.wait_for("runs_interrupted")[0]["count"] == 1
@@ -79,7 +80,7 @@ def restart_and_check_recovery(env, daemons, task, caught_up="success"):
     assert [e["task"] for e in d2.named("task_catchup")] == [task]
     rows = env.sql("SELECT status, trigger FROM task_runs WHERE task=? ORDER BY id", task)
     assert rows == [("interrupted", "manual"), (caught_up, "catchup")], rows
-    assert integrity_check(env.db) == [("ok",)]
+    assert integrity_check(env) == [("ok",)]
 
 
 def test_kill9_command_with_background_descendants_none_survive(env, daemons, tmp_path):
@@ -116,7 +117,7 @@ sleep 1004
 # ---- an Ansible run ----
 
 try:
-    from fk_ansible import AnsibleHost, ansible_procs, needs_ansible
+    from fk_ansible import AnsibleHost, ansible_procs, needs_ansible, unique_sleep
 except ImportError:  # pragma: no cover
     needs_ansible = pytest.mark.skip(reason="fk_ansible unavailable")
 
@@ -128,12 +129,12 @@ def test_kill9_during_ansible_run_no_local_process_survives(tmp_path, daemons):
     # provision runs provision_access then provision_software; the first one
     # hangs on the loopback sshd, so ansible-playbook, its worker and ssh
     # are all alive when the daemon is killed
-    (books / "provision_access.yml").write_text("""---
+    (books / "provision_access.yml").write_text(f"""---
 - hosts: all
   gather_facts: false
   tasks:
     - name: hang on the host
-      ansible.builtin.command: sleep 3129
+      ansible.builtin.command: {unique_sleep(9)}
 """)
     (books / "provision_software.yml").write_text("---\n- hosts: all\n  gather_facts: false\n"
                                                    "  tasks: []\n")
@@ -150,7 +151,7 @@ def test_kill9_during_ansible_run_no_local_process_survives(tmp_path, daemons):
         d.wait_for("scheduler_started")
         assert h.env.run("trigger", "provision").returncode == 0
         # the remote command runs (under the sshd, not ours): the run is mid-flight
-        wait_until(lambda: ansible_procs("sleep 3129"), deadline=DEADLINE * 2,
+        wait_until(lambda: ansible_procs(unique_sleep(9)), deadline=DEADLINE * 2,
                    what="the playbook's remote command")
         tree = descendants(d.proc.pid)
         names = [cmdline(p) for p in tree]
@@ -164,7 +165,7 @@ def test_kill9_during_ansible_run_no_local_process_survives(tmp_path, daemons):
             "---\n- hosts: all\n  gather_facts: false\n  tasks: []\n")
         restart_and_check_recovery(h.env, daemons, "provision", caught_up="skipped")
     finally:
-        for pid, _ in ansible_procs("sleep 3129"):
+        for pid, _ in ansible_procs(unique_sleep(9)):
             try:
                 os.kill(pid, 9)
             except ProcessLookupError:
@@ -256,6 +257,7 @@ def ro_shim(tmp_path):
     return so
 
 
+@pytest.mark.sqlite_only("the state directory's file turns read-only")
 def test_state_dir_read_only_reports_keeps_scheduling_and_resumes(env, daemons, ro_shim, tmp_path):
     flag = tmp_path / "read-only"
     env.write_config("[task.t]\ntype = command\nschedule = @every 1s\ncommand = echo tick\n")
@@ -293,4 +295,4 @@ def test_state_dir_read_only_reports_keeps_scheduling_and_resumes(env, daemons, 
     assert env.sql("SELECT id, event FROM events WHERE id <= ? ORDER BY id",
                    events_before[-1][0]) == events_before
     assert not d.named("events_dropped")
-    assert integrity_check(env.db) == [("ok",)]
+    assert integrity_check(env) == [("ok",)]

@@ -11,7 +11,6 @@ service and does not reprovision -> recover after a host-key change stops
 with the offered fingerprint -> known-hosts forget + scan --accept fixes it.
 Assertions on events, rows, notifications and exit codes."""
 import re
-import sqlite3
 
 import pytest
 

@@ -8,7 +8,6 @@ the token's failures as events, check-config on the key file, and mirrors
 cloned and fetched over smart HTTP (git http-backend) with the installation
 token as the password, which no file of the mirror keeps."""
 import os
-import sqlite3
 import time
 
 import pytest
@@ -86,7 +85,7 @@ def once(env, replay):
 
 
 def stored_events(env):
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     try:
         return [line for (line,) in con.execute("SELECT line FROM events")]
     finally:

@@ -4,14 +4,13 @@ truncated pages, missing after the threshold, recovery, renames (an
 organization's, a repository's 301 for a project linked by name), and
 libgit2 mirrors."""
 import json
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import base_env, parse_lines
+from conftest import ON_PG, base_env, parse_lines
 from replay import Replay
 
 TOKEN = "ghp_SECRETTOKEN1234567890abcdef"
@@ -77,7 +76,7 @@ def test_all_pages_token_sent_and_etag_304(env, replay):
         assert q["headers"]["Authorization"] == "Bearer " + TOKEN
         assert q["headers"]["User-Agent"].startswith("fleetkeeper/")
     # Never stored either.
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     for (line,) in con.execute("SELECT line FROM events"):
         assert TOKEN not in line
     con.close()
@@ -195,7 +194,7 @@ def test_archived_renamed_and_linked(env, replay):
     configure(env, replay)
     env.state.mkdir(parents=True, exist_ok=True)
     assert once(env)[0].returncode == 0
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     with con:
         con.execute("INSERT INTO projects(name, created_at, updated_at) VALUES ('legacy', 0, 0)")
     con.close()
@@ -225,7 +224,7 @@ def test_renamed_org_301_is_followed(env, replay):
 
 
 def insert_unlinked(env, *names):
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     with con:
         for n in names:
             con.execute("INSERT INTO projects(name, created_at, updated_at) VALUES (?, 0, 0)", (n,))
@@ -294,11 +293,17 @@ def test_store_failure_inside_the_listing_changes_nothing(env, replay):
     assert once(env)[0].returncode == 0
     before = env.sql("SELECT id, name, github_repo_id, status, missing_count, updated_at"
                      " FROM projects ORDER BY id")
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     with con:
-        con.execute("CREATE TRIGGER refuse BEFORE UPDATE OF missing_count ON projects"
-                    " WHEN NEW.missing_count > 0"
-                    " BEGIN SELECT RAISE(ABORT, 'missing count refused'); END")
+        if ON_PG:
+            con.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+                        " $$BEGIN RAISE EXCEPTION 'missing count refused'; END$$")
+            con.execute("CREATE TRIGGER refuse BEFORE UPDATE OF missing_count ON projects"
+                        " FOR EACH ROW WHEN (NEW.missing_count > 0) EXECUTE FUNCTION refuse()")
+        else:
+            con.execute("CREATE TRIGGER refuse BEFORE UPDATE OF missing_count ON projects"
+                        " WHEN NEW.missing_count > 0"
+                        " BEGIN SELECT RAISE(ABORT, 'missing count refused'); END")
     con.close()
     replay.repos[0]["archived"] = True
     replay.repos[1]["name"] = "renamed-one"
@@ -312,9 +317,9 @@ def test_store_failure_inside_the_listing_changes_nothing(env, replay):
     assert env.sql("SELECT id, name, github_repo_id, status, missing_count, updated_at"
                    " FROM projects ORDER BY id") == before
     # The store accepts it again: the same listing is applied whole.
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     with con:
-        con.execute("DROP TRIGGER refuse")
+        con.execute("DROP TRIGGER refuse ON projects" if ON_PG else "DROP TRIGGER refuse")
     con.close()
     r, ev = once(env)
     assert r.returncode == 0, r.stderr

@@ -2,7 +2,6 @@
 debounced incidents, restore on recovery, no duplicates, cancellation."""
 import json
 import os
-import sqlite3
 import time
 
 import pytest
@@ -33,7 +32,7 @@ check_timeout = {check_timeout}
 
 def add_servers(env, rows):
     """rows: (handle, ip, port, status). The schema exists after a first once."""
-    con = sqlite3.connect(env.db, timeout=10)
+    con = env.connect()
     now = time.time()
     with con:
         for handle, ip, port, status in rows:
@@ -241,7 +240,7 @@ def test_provisioning_failed_resolved_when_healthy(env, fleet):
     it passes, the incident resolves (resolution recovered) and the server is
     ready. It used to stay open forever, the server never checked."""
     add_servers(env, [("fixed", "127.0.0.1", fleet[0].port, "error")])
-    con = sqlite3.connect(env.db, timeout=10)
+    con = env.connect()
     with con:
         con.execute("INSERT INTO incidents (server_id, type, status, detected_at, details)"
                     " SELECT id, 'provisioning_failed', 'detected', 1, '{\"error\":\"x\"}'"
@@ -262,7 +261,7 @@ def test_provisioning_failed_resolved_when_healthy(env, fleet):
 def test_provisioning_failed_unreachable_opens_no_second_incident(env, fleet):
     _, down = fleet
     add_servers(env, [("broken", "127.0.0.1", down.ports[0], "error")])
-    con = sqlite3.connect(env.db, timeout=10)
+    con = env.connect()
     with con:
         con.execute("DELETE FROM servers WHERE handle NOT IN ('broken')")
         con.execute("INSERT INTO incidents (server_id, type, status, detected_at)"
@@ -361,7 +360,7 @@ def test_log_each_result_filters_stdout(env, fleet):
     assert len(stored_checks(env, "db-1")) == 2  # printed, still not stored again
     # a changed failure is an event again, printed with changes too
     configure(env, up.client_key, task_extra="log_each_result = changes")
-    con = sqlite3.connect(env.db, timeout=10)
+    con = env.connect()
     with con:
         con.execute("UPDATE servers SET ip = '127.0.0.1', port = ? WHERE handle = 'db-1'", (up.port,))
         con.execute("UPDATE servers SET ssh_user = 'nosuchuser' WHERE handle = 'db-1'")

@@ -5,7 +5,6 @@ Fingerprints are compared with what `ssh-keygen -lf` prints for the sshd's
 own host key file. Only 127.0.0.0/8 is contacted.
 """
 import json
-import sqlite3
 import subprocess
 import time
 
@@ -52,7 +51,7 @@ def add_servers(env, rows):
     """rows: (handle, ip, port). The schema exists after a first once."""
     r = env.run("once", "health_check")
     assert r.returncode == 0, r.stderr
-    con = sqlite3.connect(env.db, timeout=10)
+    con = env.connect()
     now = time.time()
     with con:
         for handle, ip, port in rows:

@@ -7,7 +7,6 @@ server answers, the server back to the status it had; an operator closes
 another one by hand; the exit codes of `incidents ack|close`."""
 import json
 import shutil
-import sqlite3
 
 import pytest
 
@@ -111,7 +110,7 @@ def test_ack_then_resolved_by_health(env, fleet):
     once(env, "server_sync")
     env.run("services", "add", "db1", "pg", "--repo", "file:///nonexistent.git", "--port", "1",
             "--start", "true")
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     with con:  # db1 was in use before the outage: that is what comes back
         con.execute("UPDATE servers SET status = 'in_use' WHERE handle = 'db1'")
     con.close()

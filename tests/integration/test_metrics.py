@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import DEADLINE
+from conftest import DEADLINE, ON_PG, wait_until
 from prom import (DATASOURCES, ETC, PROM_CONFIG, PROM_RULES, Prometheus, all_panels, dashboard,
                   dashboard_queries, free_port, http_get, parse_logql, rule_exprs, substitute)
 
@@ -185,6 +185,8 @@ def test_prometheus_evaluates_every_dashboard_and_alert_query(daemon, tmp_path):
 def test_healthz_turns_503_when_the_store_is_locked(daemon, env):
     status, body = http_get(daemon.base + "/healthz")
     assert status == 200, body
+    if ON_PG:
+        return healthz_503_while_postgresql_refuses(daemon, env)
     # Root ignores file modes, so make the store unwritable by holding its
     # write lock: the probe's BEGIN IMMEDIATE fails after its busy timeout.
     con = sqlite3.connect(env.db, timeout=DEADLINE, isolation_level=None)
@@ -196,6 +198,28 @@ def test_healthz_turns_503_when_the_store_is_locked(daemon, env):
     finally:
         con.execute("ROLLBACK")
         con.close()
+    status, body = http_get(daemon.base + "/healthz")
+    assert status == 200 and '"loop": true' in body, body
+
+
+def healthz_503_while_postgresql_refuses(daemon, env):
+    """PostgreSQL's BEGIN takes no lock: the store is unusable when the
+    database refuses the daemon's connections (its sessions terminated)."""
+    db = env.dbname
+    env.pg.admin(f"ALTER DATABASE {db} ALLOW_CONNECTIONS false",
+                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                 f" WHERE datname = '{db}' AND pid <> pg_backend_pid()")
+    env.close()
+    try:
+        wait_until(lambda: http_get(daemon.base + "/healthz")[0] == 503,
+                   what="/healthz 503 while the database refuses connections")
+        status, body = http_get(daemon.base + "/healthz")
+        assert status == 503 and '"store": false' in body, body
+        assert http_get(daemon.base + "/metrics")[0] == 200
+    finally:
+        env.pg.admin(f"ALTER DATABASE {db} ALLOW_CONNECTIONS true")
+    wait_until(lambda: http_get(daemon.base + "/healthz")[0] == 200,
+               what="/healthz 200 once the database is back")
     status, body = http_get(daemon.base + "/healthz")
     assert status == 200 and '"loop": true' in body, body
 

@@ -10,7 +10,6 @@ import hmac
 import json
 import os
 import signal
-import sqlite3
 import time
 
 import pytest
@@ -94,7 +93,7 @@ def start(daemons, env, notifiers=1):
 
 def add(env, rows, created_at=None):
     """rows: (kind, level, title, body, correlation_id). Returns the ids."""
-    con = sqlite3.connect(env.db, timeout=10)
+    con = env.connect()
     ids = []
     with con:
         for kind, level, title, body, cid in rows:
@@ -226,7 +225,7 @@ def test_new_notifier_starts_at_newest_row(env, receiver, daemons):
     d = start(daemons, env)
     d.stop()
     # Rows written before the notifier existed (here: before its cursor).
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     with con:
         con.execute("DELETE FROM notifier_cursor")
     con.close()
@@ -392,7 +391,7 @@ def test_notify_test_command(env, receiver):
     assert ev["success"] is True and ev["notifier"] == "tg" and ev["type"] == "telegram"
     assert len(receiver.requests) == 2
     assert "test message" in receiver.requests[0].json["text"]
-    assert not env.db.exists() or not env.sql("SELECT id FROM notifications")
+    assert not env.store_exists() or not env.sql("SELECT id FROM notifications")
 
     receiver.down()
     r = env.run("notify", "test", "wh")
@@ -454,7 +453,7 @@ def test_old_notifications_pruned_with_events(env, receiver, daemons):
     d.stop()
     long_ago = time.time() - 40 * 86400
     old = add(env, outage(3, prefix="old"), created_at=long_ago)
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     with con:
         con.execute("INSERT INTO notification_deliveries (notifier, notification_id, state,"
                     " updated_at) VALUES ('wh', ?, 'sent', ?)", (old[0], long_ago))

@@ -9,24 +9,24 @@ The outbox failure is injected with a trigger on the notifications table
 """
 import json
 import shutil
-import sqlite3
 import time
 
 import pytest
 
-from conftest import parse_lines
+from conftest import drop_trigger, failing_trigger, parse_lines
 from fk_ansible import AnsibleHost, needs_ansible, free_port
 from replay import Replay
 from sshd import Sshd, have_sshd, closed_port
 
 needs_sshd = pytest.mark.skipif(not have_sshd(), reason="needs root and OpenSSH sshd/ssh-keygen")
 
-FAIL_OUTBOX = ("CREATE TRIGGER fail_outbox BEFORE INSERT ON notifications"
-               " BEGIN SELECT RAISE(ABORT, 'outbox unavailable'); END")
+FAIL_OUTBOX = failing_trigger("fail_outbox", "notifications", "BEFORE INSERT",
+                              "outbox unavailable")
+DROP_FAIL_OUTBOX = drop_trigger("fail_outbox", "notifications")
 
 
 def execute(env, query, *params):
-    con = sqlite3.connect(env.db, timeout=10)
+    con = env.connect()
     with con:
         con.execute(query, params)
     con.close()
@@ -136,7 +136,8 @@ def test_health_check_outbox_failure_leaves_no_half_state(env, tmp_path):
     hc_config(env, up.client_key)
     once(env, "health_check", 0)
     add_servers(env, [("db-1", up.port, "in_use")])
-    execute(env, FAIL_OUTBOX)
+    for st in FAIL_OUTBOX:
+        execute(env, st)
     once(env, "health_check", 0)
     ev, _ = once(env, "health_check")
     (failed,) = named(ev, "health_check_store_failed")
@@ -148,7 +149,8 @@ def test_health_check_outbox_failure_leaves_no_half_state(env, tmp_path):
     assert notes(env) == []
 
     # The outbox works again: the next run opens the incident, with its row.
-    execute(env, "DROP TRIGGER fail_outbox")
+    for st in DROP_FAIL_OUTBOX:
+        execute(env, st)
     ev, cid = once(env, "health_check", 0)
     assert named(ev, "server_unhealthy_incident_created")
     assert [(n["kind"], n["correlation_id"]) for n in notes(env)] == [("server_unreachable", cid)]
@@ -220,12 +222,14 @@ def test_server_sync_outbox_failure_rolls_back_the_listing(env):
     inv.write_text(INVENTORY)
     inventory_config(env, inv)
     assert env.run("services", "list").returncode == 0  # creates the store
-    execute(env, FAIL_OUTBOX)
+    for st in FAIL_OUTBOX:
+        execute(env, st)
     ev, _ = once(env, "server_sync", 1)
     assert named(ev, "server_sync_store_failed")
     assert env.sql("SELECT count(*) FROM servers") == [(0,)]
     assert notes(env) == []
-    execute(env, "DROP TRIGGER fail_outbox")
+    for st in DROP_FAIL_OUTBOX:
+        execute(env, st)
     once(env, "server_sync", 0)
     assert [n["kind"] for n in notes(env)] == ["server_discovered"] * 2
 
@@ -415,7 +419,8 @@ def test_recovery_outbox_failure_keeps_incidents_open(tmp_path):
                       "--start", f"python3 -m http.server {port} --bind 127.0.0.1")
         assert r.returncode == 0, r.stderr
         h.open_incident("vps-7", previous=None)
-        h.exec_sql(FAIL_OUTBOX)
+        for st in FAIL_OUTBOX:
+            h.exec_sql(st)
         r = h.env.run("recover", "vps-7")
         assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
         assert r.returncode == 1

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import parse_lines, DEADLINE, wait_until, base_env
+from conftest import parse_lines, DEADLINE, failing_trigger, wait_until, base_env
 from fk_ansible import AnsibleHost, needs_ansible, free_port
 from sshd import Sshd, keygen
 
@@ -179,9 +179,8 @@ def test_auto_recover_without_a_daemon_runs_the_recovery_inline(tmp_path):
         h.close()
 
 
-FAIL_END = ("CREATE TRIGGER fail_end BEFORE UPDATE OF status ON incidents"
-            " WHEN NEW.status IN ('resolved', 'failed')"
-            " BEGIN SELECT RAISE(ABORT, 'store unavailable'); END")
+FAIL_END = failing_trigger("fail_end", "incidents", "BEFORE UPDATE OF status", "store unavailable",
+                           when="NEW.status IN ('resolved', 'failed')")
 
 
 def test_recover_errors_are_reported_once_with_their_type(tmp_path):
@@ -194,7 +193,8 @@ def test_recover_errors_are_reported_once_with_their_type(tmp_path):
         p1 = free_port()
         add_service(h, "vps-s", "alpha", h.make_repo("alpha", p1), p1)
         h.open_incident("vps-s")
-        h.exec_sql(FAIL_END)
+        for st in FAIL_END:
+            h.exec_sql(st)
         r = h.env.run("recover", "vps-s")
         assert r.returncode == 1, r.stdout[-3000:] + r.stderr
         events = parse_lines(r.stdout)

@@ -98,8 +98,7 @@ def test_time4vps_discovery_ghost_missing_reappeared(env, replay):
 
     # One vanishes from a complete listing, then comes back.
     con_status = "ready"
-    import sqlite3
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     with con:
         con.execute("UPDATE servers SET status = ? WHERE handle = 'vps-102'", (con_status,))
     con.close()
@@ -303,9 +302,9 @@ def line_of(env, text):
 
 
 def discovered_note(env, handle):
-    (body, fields) = env.sql("SELECT body, fields FROM notifications WHERE kind = 'server_discovered'"
-                             " AND json_extract(fields, '$.server_handle') = ?", handle)[0]
-    return body, json.loads(fields)
+    return [(body, json.loads(fields)) for body, fields in env.sql(
+        "SELECT body, fields FROM notifications WHERE kind = 'server_discovered' ORDER BY id")
+        if json.loads(fields).get("server_handle") == handle][0]
 
 
 def test_time4vps_triggers_only_with_a_provision_task(env, replay):
@@ -388,8 +387,7 @@ file = {inv}
 [task.server_sync]
 """)
     assert once(env)[0].returncode == 0
-    import sqlite3
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     with con:  # an outage of db1, as health_check records it
         con.execute("UPDATE servers SET status = 'error', previous_status = 'in_use'"
                     " WHERE handle = 'db1'")

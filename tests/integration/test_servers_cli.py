@@ -2,7 +2,6 @@
 view of the fleet, operator transitions recorded as events, maintenance that
 holds incidents and notifications back, and opens the outage at its end."""
 import json
-import sqlite3
 import time
 
 import pytest
@@ -19,7 +18,7 @@ command = echo hello
 
 
 def add_servers(env, rows):
-    con = sqlite3.connect(env.db, timeout=10)
+    con = env.connect()
     now = time.time()
     with con:
         for handle, ip, port, status in rows:
@@ -159,7 +158,7 @@ def test_bad_maintenance_sections(env, section, message):
 
 def test_forget_keeps_the_incidents(fleet_env):
     env = fleet_env
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     with con:
         con.execute("INSERT INTO incidents (server_id, type, status, detected_at) VALUES"
                     " ((SELECT id FROM servers WHERE handle = 'web-1'), 'server_unreachable',"

@@ -6,7 +6,6 @@ ssh_connection_test event. Only 127.0.0.0/8 is contacted.
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 
@@ -388,7 +387,7 @@ failure_threshold = 1
 """)
     r = env.run("once", "health_check")  # creates the schema; no servers yet
     assert r.returncode == 0, r.stderr
-    con = sqlite3.connect(env.db, timeout=10)
+    con = env.connect()
     now = time.time()
     with con:
         con.executemany("INSERT INTO servers (handle, ip, port, ssh_user, status, created_at,"

@@ -5,7 +5,9 @@ import os
 import sqlite3
 import stat
 
-from conftest import base_env
+import pytest
+
+from conftest import ON_PG, base_env
 
 TASKS = """
 [task.hello]
@@ -27,6 +29,7 @@ def run_once(env, umask=0o022):
         os.umask(old)
 
 
+@pytest.mark.sqlite_only("the store file's mode")
 def test_new_state_is_private_under_a_permissive_umask(env):
     env.write_config(TASKS)
     r = run_once(env)
@@ -39,6 +42,7 @@ def test_new_state_is_private_under_a_permissive_umask(env):
             assert mode(p) == 0o600, p
 
 
+@pytest.mark.sqlite_only("the store file's mode")
 def test_existing_open_state_is_tightened_and_said(env):
     env.write_config(TASKS)
     assert run_once(env).returncode == 0
@@ -66,11 +70,12 @@ def damage(db, pages=range(2, 6), page_size=4096):
             f.write(b"\xa5" * page_size)
 
 
+@pytest.mark.sqlite_only("damaged pages of the file")
 def test_damaged_store_is_refused_with_how_to_recover(env):
     env.write_config(TASKS)
     assert run_once(env).returncode == 0
     # checkpoint so that the pages are in the main file, then damage them
-    con = sqlite3.connect(env.db)
+    con = env.connect()
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
     damage(env.db)
@@ -93,6 +98,7 @@ def test_damaged_store_is_refused_with_how_to_recover(env):
     assert r.returncode == 1 and out["ok"] is False and out["problems"]
 
 
+@pytest.mark.sqlite_only("store check is PRAGMA integrity_check")
 def test_store_check_of_an_intact_store(env):
     env.write_config(TASKS)
     assert run_once(env).returncode == 0
@@ -102,6 +108,7 @@ def test_store_check_of_an_intact_store(env):
     assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True
 
 
+@pytest.mark.sqlite_only("store backup copies the file")
 def test_backup_while_the_daemon_runs(env, daemons):
     env.write_config(TASKS.replace("@every 1h", "@every 1s"))
     d = daemons(env)
@@ -131,6 +138,8 @@ def test_store_command_usage_errors(env):
         r = env.run(*args)
         assert r.returncode == 2, (args, r.returncode)
         assert "store" in r.stderr
+    if ON_PG:  # the rest is about copying the SQLite file
+        return
     r = env.run("store", "backup", "/nonexistent-dir/x.db")
     assert r.returncode in (1, 2)
     assert "/nonexistent-dir/x.db" in r.stderr or "no state store" in r.stderr
@@ -151,6 +160,7 @@ def healthz(base):
     return status, json.loads(body)
 
 
+@pytest.mark.sqlite_only("the file deleted under the daemon")
 def test_deleted_store_file_is_noticed(env, daemons):
     d, base = start_with_metrics(env, daemons)
     assert healthz(base)[0] == 200
@@ -162,6 +172,7 @@ def test_deleted_store_file_is_noticed(env, daemons):
     assert "deleted" in body["store_error"]
 
 
+@pytest.mark.sqlite_only("the file replaced under the daemon")
 def test_replaced_store_file_is_noticed(env, daemons):
     d, base = start_with_metrics(env, daemons)
     other = env.dir / "other.db"

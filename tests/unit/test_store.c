@@ -599,6 +599,31 @@ static void test_events_insert_is_atomic(void **state)
 	assert_int_equal(query_int(st, "SELECT count(*) FROM events"), 2);
 }
 
+/* 70 events: two statements of 32 rows and 6 of one, in order. */
+static void test_events_insert_in_batches(void **state)
+{
+	fixture *f = *state;
+	store *st = open_ok(f);
+	enum { N = 70 };
+	event_record ev[N];
+	char lines[N][16];
+	for (int i = 0; i < N; i++) {
+		snprintf(lines[i], sizeof lines[i], "{\"n\":%d}", i);
+		ev[i] = make_event(i + 1, i % 2 ? "odd" : "even", lines[i]);
+	}
+	assert_int_equal(events_insert(st, ev, N), STORE_OK);
+	assert_int_equal(query_int(st, "SELECT count(*) FROM events"), N);
+	assert_int_equal(query_int(st, "SELECT count(*) FROM events WHERE correlation_id = 'odd'"),
+	                 N / 2);
+	/* ids follow the order given, across the batches */
+	assert_int_equal(query_int(st, "SELECT count(*) FROM events WHERE line ="
+	                               " '{\"n\":' || (id - 1) || '}'"),
+	                 N);
+	ev[40].event = NULL; /* in the second batch: nothing of the call stays */
+	assert_int_equal(events_insert(st, ev, N), STORE_ERROR);
+	assert_int_equal(query_int(st, "SELECT count(*) FROM events"), N);
+}
+
 /* Both tables, one batch each (large enough for these rows). */
 static int prune(store *st, double cutoff, int64_t *ne, int64_t *nr)
 {
@@ -934,6 +959,7 @@ int main(void)
 	        T(test_run_status_names),
 	        T(test_events_trace),
 	        T(test_events_insert_is_atomic),
+	        T(test_events_insert_in_batches),
 	        T(test_prune),
 	        T(test_last_fire),
 	        T(test_readonly_missing),

@@ -17,7 +17,10 @@ import pytest
 
 from conftest import BIN, ON_PG, Daemon, Env, base_env, wait_until
 
-GROUP, OPERATOR, OTHER = "fkt-ops", "fkt-op", "fkt-other"
+# Per backend: scripts/test.sh runs the two backends' suites at once, and
+# each creates and deletes these users and group.
+_SUFFIX = "-pg" if ON_PG else ""
+GROUP, OPERATOR, OTHER = "fkt-ops" + _SUFFIX, "fkt-op" + _SUFFIX, "fkt-other" + _SUFFIX
 TASKS = """
 [task.hello]
 type = command

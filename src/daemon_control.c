@@ -40,7 +40,8 @@ static void add_time(cJSON *obj, const char *key, double unix_time)
 	cJSON_AddStringToObject(obj, key, buf);
 }
 
-static cJSON *slot_status(const daemon_state *d, const task_slot *s)
+/* What the configuration says of a task: the head of both status rows. */
+static cJSON *slot_config_json(const task_slot *s)
 {
 	cJSON *t = cJSON_CreateObject();
 	cJSON_AddStringToObject(t, "name", s->name);
@@ -50,6 +51,12 @@ static cJSON *slot_status(const daemon_state *d, const task_slot *s)
 		cJSON_AddStringToObject(t, "schedule", s->cfg->schedule_expr);
 	else
 		cJSON_AddNullToObject(t, "schedule");
+	return t;
+}
+
+static cJSON *slot_status(const daemon_state *d, const task_slot *s)
+{
+	cJSON *t = slot_config_json(s);
 	cJSON_AddBoolToObject(t, "running", s->running != NULL);
 	if (s->running) {
 		cJSON_AddNumberToObject(t, "run_id", (double)s->running->req.run_id);
@@ -78,14 +85,7 @@ static cJSON *slot_status(const daemon_state *d, const task_slot *s)
  * (the leader's, on the shared store); nothing live. */
 static cJSON *stored_slot_status(const task_slot *s)
 {
-	cJSON *t = cJSON_CreateObject();
-	cJSON_AddStringToObject(t, "name", s->name);
-	cJSON_AddStringToObject(t, "type", s->cfg->type->name);
-	cJSON_AddBoolToObject(t, "enabled", s->cfg->enabled);
-	if (s->cfg->schedule_expr)
-		cJSON_AddStringToObject(t, "schedule", s->cfg->schedule_expr);
-	else
-		cJSON_AddNullToObject(t, "schedule");
+	cJSON *t = slot_config_json(s);
 	cJSON_AddBoolToObject(t, "running", false);
 	cJSON_AddBoolToObject(t, "queued", false);
 	cJSON_AddNullToObject(t, "last_status");

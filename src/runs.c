@@ -59,6 +59,19 @@ int runs_start(store *s, const char *task, const char *trigger, const char *corr
 	return runs_start_attempt(s, task, trigger, correlation_id, 1, started_at, out_run_id);
 }
 
+/* ?1..?6 of both run-start inserts. */
+static void bind_run_start(store_stmt *st, const char *task, const char *trigger,
+                           const char *correlation_id, int attempt, double started_at,
+                           const char *instance)
+{
+	store_bind_text(st, 1, task);
+	store_bind_text(st, 2, trigger);
+	store_bind_text(st, 3, correlation_id);
+	store_bind_double(st, 4, started_at);
+	store_bind_int64(st, 5, attempt > 0 ? attempt : 1);
+	store_bind_text(st, 6, instance);
+}
+
 int runs_start_attempt(store *s, const char *task, const char *trigger, const char *correlation_id,
                        int attempt, double started_at, int64_t *out_run_id)
 {
@@ -69,12 +82,7 @@ int runs_start_attempt(store *s, const char *task, const char *trigger, const ch
 	int code = store_prepare(s, sql, &st);
 	if (code != STORE_OK)
 		return code;
-	store_bind_text(st, 1, task);
-	store_bind_text(st, 2, trigger);
-	store_bind_text(st, 3, correlation_id);
-	store_bind_double(st, 4, started_at);
-	store_bind_int64(st, 5, attempt > 0 ? attempt : 1);
-	store_bind_text(st, 6, local_instance);
+	bind_run_start(st, task, trigger, correlation_id, attempt, started_at, local_instance);
 	return store_step_id(st, out_run_id);
 }
 
@@ -98,12 +106,7 @@ int runs_start_fenced(store *s, const runs_fence *f, const char *task, const cha
 	int code = store_prepare(s, sql, &st);
 	if (code != STORE_OK)
 		return code;
-	store_bind_text(st, 1, task);
-	store_bind_text(st, 2, trigger);
-	store_bind_text(st, 3, correlation_id);
-	store_bind_double(st, 4, started_at);
-	store_bind_int64(st, 5, attempt > 0 ? attempt : 1);
-	store_bind_text(st, 6, f->instance);
+	bind_run_start(st, task, trigger, correlation_id, attempt, started_at, f->instance);
 	store_bind_int64(st, 7, f->term);
 	if (f->scheduled_for > 0)
 		store_bind_double(st, 8, f->scheduled_for);
